@@ -1,0 +1,4 @@
+/**
+ * @petcover/domain — pet enrollment. Built out by its own issue.
+ */
+export {};

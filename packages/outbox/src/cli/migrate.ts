@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+/**
+ * `pnpm db:migrate` step of this package: creates the database named in
+ * DATABASE_URL if missing, then applies the outbox migrations.
+ */
+import { DEFAULT_DATABASE_URL, maskUrlPassword } from '../db';
+import { createDatabaseIfMissing, outboxMigrations, runMigrations } from '../migrations';
+
+async function main(): Promise<void> {
+  const url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+  if (await createDatabaseIfMissing(url)) console.log(`created database ${maskUrlPassword(url)}`);
+  await runMigrations(url, [outboxMigrations]);
+  console.log(`outbox migrations at head on ${maskUrlPassword(url)}`);
+}
+
+main().catch((error: Error) => {
+  console.error(error.message);
+  process.exit(1);
+});

@@ -1,0 +1,189 @@
+/**
+ * Writing events: `enqueue(tx, event)` inserts into the caller's transaction,
+ * so the domain change and its event commit or roll back together.
+ */
+import { inArray, sql } from 'drizzle-orm';
+import { PgTransaction } from 'drizzle-orm/pg-core';
+import type { Transaction } from './db';
+import { DuplicateEventIdError, OutboxValidationError } from './errors';
+import { newEventId, UUID_PATTERN } from './event-id';
+import { outboxEvent } from './schema';
+import { assertStreamName } from './streams';
+
+/**
+ * Largest payload accepted, as UTF-8 JSON. Redis and Postgres take far more,
+ * but an event is a notification, not a document store: 256 KiB keeps one
+ * publisher batch (hundreds of events) well inside a few tens of MB.
+ */
+export const MAX_PAYLOAD_BYTES = 256 * 1024;
+/** Longest type, partition key or header value we accept. */
+export const MAX_TEXT_LENGTH = 512;
+/**
+ * Channel of the NOTIFY sent at commit; its payload is the stream name. The
+ * publisher LISTENs on it to wake without waiting for its poll interval.
+ */
+export const OUTBOX_NOTIFY_CHANNEL = 'petcover_outbox';
+
+export interface OutboxEventInput {
+  /** `stream:<context>:<name>`. */
+  stream: string;
+  /** Event type, e.g. `ContractCreated`. */
+  type: string;
+  /** The entity the event is about; order is kept per key. */
+  partitionKey: string;
+  /** A plain JSON object. */
+  payload: Record<string, unknown>;
+  /** Correlation id, causation id, tenant, trace context. */
+  headers?: Record<string, string>;
+  /** Idempotency key; a UUID v7 is assigned when absent. */
+  eventId?: string;
+}
+
+export interface EnqueueOptions {
+  maxPayloadBytes?: number;
+}
+
+export interface EnqueuedEvent {
+  id: bigint;
+  eventId: string;
+  stream: string;
+}
+
+const EVENT_TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
+
+/**
+ * Adds one event to the outbox inside `tx`. Transactional: nothing is visible
+ * until the caller commits, and a rollback removes it with the domain change.
+ * Throws OutboxValidationError / DuplicateEventIdError before writing anything.
+ */
+export async function enqueue(tx: Transaction, event: OutboxEventInput, options?: EnqueueOptions): Promise<EnqueuedEvent> {
+  const [enqueued] = await enqueueMany(tx, [event], options);
+  return enqueued as EnqueuedEvent;
+}
+
+/**
+ * Adds several events in one INSERT, in array order (ids ascend in that order).
+ * All or nothing: any invalid or duplicate event writes none of them.
+ */
+export async function enqueueMany(
+  tx: Transaction,
+  events: readonly OutboxEventInput[],
+  options: EnqueueOptions = {},
+): Promise<EnqueuedEvent[]> {
+  if (!(tx instanceof PgTransaction)) {
+    throw new OutboxValidationError('tx', 'must be the caller’s drizzle transaction (db.transaction(async (tx) => ...))');
+  }
+  if (events.length === 0) return [];
+  const maxBytes = options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES;
+  const rows = events.map((event, index) => validateEvent(event, events.length > 1 ? `events[${index}].` : '', maxBytes));
+
+  const ids = rows.map((r) => r.eventId);
+  const repeated = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (repeated.length > 0) throw new DuplicateEventIdError([...new Set(repeated)]);
+
+  const inserted = await tx
+    .insert(outboxEvent)
+    .values(rows)
+    .onConflictDoNothing({ target: outboxEvent.eventId })
+    .returning({ id: outboxEvent.id, eventId: outboxEvent.eventId });
+  if (inserted.length !== rows.length) {
+    // Undo our own partial insert without aborting the caller's transaction.
+    const insertedIds = new Set(inserted.map((r) => r.eventId));
+    if (inserted.length > 0) await tx.delete(outboxEvent).where(inArray(outboxEvent.id, inserted.map((r) => r.id)));
+    throw new DuplicateEventIdError(ids.filter((id) => !insertedIds.has(id)));
+  }
+
+  for (const stream of new Set(rows.map((r) => r.streamName))) {
+    await tx.execute(sql`SELECT pg_notify(${OUTBOX_NOTIFY_CHANNEL}, ${stream})`);
+  }
+  const byEventId = new Map(inserted.map((r) => [r.eventId, r.id]));
+  return rows.map((r) => ({ id: byEventId.get(r.eventId) as bigint, eventId: r.eventId, stream: r.streamName }));
+}
+
+function validateEvent(event: OutboxEventInput, prefix: string, maxBytes: number) {
+  if (event === null || typeof event !== 'object') throw new OutboxValidationError(`${prefix}event`, 'must be an object');
+  assertStreamName(event.stream, `${prefix}stream`);
+  assertText(event.type, `${prefix}type`);
+  if (!EVENT_TYPE_PATTERN.test(event.type)) {
+    throw new OutboxValidationError(`${prefix}type`, `must start with a letter and hold only letters, digits and _.:- (got ${JSON.stringify(event.type)})`);
+  }
+  assertText(event.partitionKey, `${prefix}partitionKey`);
+
+  const payloadJson = serialisePayload(event.payload, `${prefix}payload`);
+  const bytes = Buffer.byteLength(payloadJson, 'utf8');
+  if (bytes > maxBytes) throw new OutboxValidationError(`${prefix}payload`, `is ${bytes} bytes of JSON, over the limit of ${maxBytes}`);
+
+  const headers = event.headers ?? {};
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers) || !isPlainObject(headers)) {
+    throw new OutboxValidationError(`${prefix}headers`, 'must be an object of string values');
+  }
+  for (const [key, value] of Object.entries(headers)) {
+    if (typeof value !== 'string') throw new OutboxValidationError(`${prefix}headers.${key}`, `must be a string (got ${typeof value})`);
+    if (value.length > MAX_TEXT_LENGTH) throw new OutboxValidationError(`${prefix}headers.${key}`, `is longer than ${MAX_TEXT_LENGTH} characters`);
+  }
+
+  let eventId = event.eventId;
+  if (eventId === undefined) eventId = newEventId();
+  else if (typeof eventId !== 'string' || !UUID_PATTERN.test(eventId)) {
+    throw new OutboxValidationError(`${prefix}eventId`, `must be a UUID (got ${JSON.stringify(eventId)})`);
+  }
+  return {
+    eventId: eventId.toLowerCase(),
+    streamName: event.stream,
+    partitionKey: event.partitionKey,
+    eventType: event.type,
+    // Stored from the validated JSON text so what we measured is what we write.
+    payload: JSON.parse(payloadJson) as unknown,
+    headers: { ...headers },
+  };
+}
+
+function assertText(value: unknown, field: string): asserts value is string {
+  if (typeof value !== 'string' || value.trim().length === 0) throw new OutboxValidationError(field, 'must be a non-empty string');
+  if (value.length > MAX_TEXT_LENGTH) throw new OutboxValidationError(field, `is longer than ${MAX_TEXT_LENGTH} characters`);
+}
+
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * JSON.stringify silently drops undefined, turns NaN into null and throws an
+ * unhelpful message on cycles; we refuse each of these naming the path.
+ */
+function serialisePayload(payload: unknown, field: string): string {
+  if (payload === undefined || payload === null) throw new OutboxValidationError(field, `is ${payload === null ? 'null' : 'undefined'}`);
+  if (typeof payload !== 'object' || Array.isArray(payload) || !isPlainObject(payload)) {
+    throw new OutboxValidationError(field, 'must be a plain JSON object');
+  }
+  const ancestors: object[] = [];
+  const visit = (value: unknown, path: string): void => {
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        return;
+      case 'number':
+        if (!Number.isFinite(value)) throw new OutboxValidationError(path, `is ${value}, which JSON cannot represent`);
+        return;
+      case 'undefined':
+        throw new OutboxValidationError(path, 'is undefined');
+      case 'object': {
+        if (value === null) return;
+        if (ancestors.includes(value)) throw new OutboxValidationError(path, 'is circular (refers to one of its ancestors)');
+        if (!Array.isArray(value) && !isPlainObject(value) && !(value instanceof Date)) {
+          throw new OutboxValidationError(path, `is a ${value.constructor?.name ?? 'non-plain object'}, not plain JSON`);
+        }
+        ancestors.push(value);
+        if (Array.isArray(value)) value.forEach((item, i) => visit(item, `${path}[${i}]`));
+        else if (!(value instanceof Date)) for (const [k, v] of Object.entries(value)) visit(v, `${path}.${k}`);
+        ancestors.pop();
+        return;
+      }
+      default:
+        throw new OutboxValidationError(path, `is a ${typeof value}, which JSON cannot represent`);
+    }
+  };
+  visit(payload, field);
+  return JSON.stringify(payload);
+}

@@ -1,0 +1,37 @@
+/**
+ * @petcover/outbox — the transactional-outbox pipeline. Knows nothing about pets.
+ */
+export { connectDatabase, DEFAULT_DATABASE_URL, maskUrlPassword, withDatabaseName, databaseNameOf } from './db';
+export type { Database, DatabaseHandle, DatabaseOptions, Sql, Transaction } from './db';
+export { OutboxError, OutboxValidationError, DuplicateEventIdError } from './errors';
+export { newEventId } from './event-id';
+export { enqueue, enqueueMany, MAX_PAYLOAD_BYTES, MAX_TEXT_LENGTH, OUTBOX_NOTIFY_CHANNEL } from './enqueue';
+export type { EnqueueOptions, EnqueuedEvent, OutboxEventInput } from './enqueue';
+export { defineEvent } from './define-event';
+export type { EventDefinition } from './define-event';
+export {
+  createDatabaseIfMissing,
+  isAtHead,
+  migrationStatus,
+  outboxMigrations,
+  runMigrations,
+} from './migrations';
+export type { MigrationSet, MigrationStatus } from './migrations';
+export { acquireLease, consumerRole, forceReleaseLease, makeOwnerId, releaseLease } from './lease/lease';
+export type { LeaseGrant, LeaseRole } from './lease/lease';
+export { deadLetter, eventsSchema, outboxEvent, processedEvent, streamLease, DEAD_LETTER_STATUSES } from './schema';
+export type { DeadLetterStatus } from './schema';
+export {
+  assertStreamName,
+  decodeEntry,
+  encodeEntry,
+  ENTRY_FIELDS,
+  MalformedEntryError,
+  partitionCount,
+  partitionFor,
+  partitionStreamName,
+  partitionStreamNames,
+  redisStreamKey,
+  STREAM_NAME_PATTERN,
+} from './streams';
+export type { StreamEvent, StreamPartitions } from './streams';

@@ -1,0 +1,129 @@
+/**
+ * Tables of the `events` schema. Their names and columns are a user-facing
+ * contract: on-call engineers paste queries against them from the runbook.
+ * Change them only through a new generated migration (`pnpm db:generate`).
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  check,
+  index,
+  integer,
+  jsonb,
+  pgSchema,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+export const eventsSchema = pgSchema('events');
+
+/** `stream:<context>:<name>`; kept in sync with STREAM_NAME_PATTERN in streams.ts. */
+const STREAM_NAME_SQL = '^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$';
+/** A logical stream, or one of its partitions (`stream:<context>:<name>:p<N>`). */
+const LEASED_STREAM_SQL = '^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+(:p[0-9]+)?$';
+
+export const outboxEvent = eventsSchema.table(
+  'outbox_event',
+  {
+    /** Global order of the outbox; the publisher drains each stream by ascending id. */
+    id: bigserial('id', { mode: 'bigint' }).primaryKey(),
+    /** Idempotency key end to end: Redis entry, consumer inbox, dead letter. */
+    eventId: uuid('event_id').notNull(),
+    streamName: text('stream_name').notNull(),
+    /** The entity the event is about (e.g. the contract id); order is kept per key. */
+    partitionKey: text('partition_key').notNull(),
+    eventType: text('event_type').notNull(),
+    payload: jsonb('payload').notNull(),
+    /** Correlation id, causation id, tenant, trace context. */
+    headers: jsonb('headers').$type<Record<string, string>>().notNull().default({}),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    /** Null until the publisher has appended the row to Redis. */
+    publishedAt: timestamp('published_at', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('outbox_event_event_id_key').on(t.eventId),
+    // Serves the drain: the next unpublished rows of one stream in id order.
+    index('outbox_event_unpublished_idx').on(t.streamName, t.id).where(sql`${t.publishedAt} IS NULL`),
+    // Serves pruning and replay of a time range of published rows.
+    index('outbox_event_published_at_idx').on(t.publishedAt).where(sql`${t.publishedAt} IS NOT NULL`),
+    check('outbox_event_stream_name_check', sql.raw(`stream_name ~ '${STREAM_NAME_SQL}'`)),
+    check('outbox_event_event_type_check', sql`length(${t.eventType}) > 0`),
+    check('outbox_event_partition_key_check', sql`length(${t.partitionKey}) > 0`),
+  ],
+);
+
+export const streamLease = eventsSchema.table(
+  'stream_lease',
+  {
+    /** A logical stream, or a partition of one (consumer leases). */
+    streamName: text('stream_name').notNull(),
+    /** `publisher`, `maintenance` (pruning), or `consumer:<group>`. */
+    role: text('role').notNull(),
+    /** `<hostname>:<pid>:<random>` of the process holding the lease. */
+    ownerId: text('owner_id').notNull(),
+    leaseUntil: timestamp('lease_until', { withTimezone: true }).notNull(),
+    /** Grows on every change of owner; Redis refuses appends carrying an older one. */
+    fencingToken: bigint('fencing_token', { mode: 'bigint' }).notNull(),
+    acquiredAt: timestamp('acquired_at', { withTimezone: true }).notNull().defaultNow(),
+    renewedAt: timestamp('renewed_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: 'stream_lease_pkey', columns: [t.streamName, t.role] }),
+    check('stream_lease_stream_name_check', sql.raw(`stream_name ~ '${LEASED_STREAM_SQL}'`)),
+    check('stream_lease_role_check', sql.raw(`role ~ '^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$'`)),
+    check('stream_lease_owner_id_check', sql`length(${t.ownerId}) > 0`),
+  ],
+);
+
+/** The consumer's inbox: one row per (group, event) whose effect has committed. */
+export const processedEvent = eventsSchema.table(
+  'processed_event',
+  {
+    groupName: text('group_name').notNull(),
+    eventId: uuid('event_id').notNull(),
+    processedAt: timestamp('processed_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ name: 'processed_event_pkey', columns: [t.groupName, t.eventId] })],
+);
+
+export const DEAD_LETTER_STATUSES = ['dead', 'replayed', 'discarded'] as const;
+export type DeadLetterStatus = (typeof DEAD_LETTER_STATUSES)[number];
+
+/** What a consumer group could not handle, with everything needed to replay it. */
+export const deadLetter = eventsSchema.table(
+  'dead_letter',
+  {
+    id: bigserial('id', { mode: 'bigint' }).primaryKey(),
+    groupName: text('group_name').notNull(),
+    streamName: text('stream_name').notNull(),
+    redisEntryId: text('redis_entry_id').notNull(),
+    /** Null only when the Redis entry itself lacked the field. */
+    eventId: uuid('event_id'),
+    eventType: text('event_type'),
+    partitionKey: text('partition_key'),
+    payload: jsonb('payload'),
+    headers: jsonb('headers').$type<Record<string, string>>(),
+    /** The Redis entry's fields as received, for entries that could not be decoded. */
+    rawEntry: jsonb('raw_entry').$type<Record<string, string>>(),
+    errorMessage: text('error_message').notNull(),
+    errorStack: text('error_stack'),
+    attempts: integer('attempts').notNull(),
+    firstFailedAt: timestamp('first_failed_at', { withTimezone: true }).notNull(),
+    deadLetteredAt: timestamp('dead_lettered_at', { withTimezone: true }).notNull().defaultNow(),
+    status: text('status').$type<DeadLetterStatus>().notNull().default('dead'),
+    /** When the status left `dead`, and who or what moved it. */
+    resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+    resolvedBy: text('resolved_by'),
+  },
+  (t) => [
+    // A crash between dead-lettering and XACK redelivers the entry; this keeps one row.
+    uniqueIndex('dead_letter_entry_key').on(t.groupName, t.streamName, t.redisEntryId),
+    index('dead_letter_group_status_idx').on(t.groupName, t.status),
+    check('dead_letter_status_check', sql`${t.status} IN ('dead', 'replayed', 'discarded')`),
+    check('dead_letter_attempts_check', sql`${t.attempts} >= 1`),
+  ],
+);

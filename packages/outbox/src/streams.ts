@@ -1,0 +1,129 @@
+/**
+ * Stream naming, partitioning and the Redis entry format. The publisher writes
+ * entries with `encodeEntry`; the consumer reads them with `decodeEntry`.
+ */
+import { OutboxValidationError } from './errors';
+
+/** `stream:<context>:<name>`, e.g. `stream:contracting:contract_changes`. */
+export const STREAM_NAME_PATTERN = /^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$/;
+
+export function assertStreamName(name: unknown, field = 'stream'): asserts name is string {
+  if (typeof name !== 'string' || !STREAM_NAME_PATTERN.test(name)) {
+    throw new OutboxValidationError(field, `must match stream:<context>:<name> (got ${JSON.stringify(name)})`);
+  }
+}
+
+/** How many partitions each stream has; streams not listed have one. */
+export type StreamPartitions = Readonly<Record<string, number>>;
+
+export function partitionCount(stream: string, partitions: StreamPartitions | undefined): number {
+  return partitions?.[stream] ?? 1;
+}
+
+/**
+ * 32-bit FNV-1a of the UTF-8 key. Stable across processes and languages, which
+ * is all partitioning needs: one key always lands in one partition.
+ */
+export function hashPartitionKey(key: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(key, 'utf8')) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
+export function partitionFor(partitionKey: string, count: number): number {
+  return count <= 1 ? 0 : hashPartitionKey(partitionKey) % count;
+}
+
+/**
+ * Name of one partition of a stream. With a single partition it is the stream
+ * name itself, so `XINFO STREAM stream:contracting:contract_changes` works.
+ * This name is also the `stream_name` of consumer leases.
+ */
+export function partitionStreamName(stream: string, partition: number, count: number): string {
+  return count <= 1 ? stream : `${stream}:p${partition}`;
+}
+
+export function partitionStreamNames(stream: string, count: number): string[] {
+  return Array.from({ length: Math.max(1, count) }, (_, p) => partitionStreamName(stream, p, count));
+}
+
+/** The Redis key of a partition stream; `keyPrefix` isolates tests and benchmarks. */
+export function redisStreamKey(partitionStream: string, keyPrefix = ''): string {
+  return `${keyPrefix}${partitionStream}`;
+}
+
+/** Fields of one Redis stream entry, all strings, as the publisher writes them. */
+export const ENTRY_FIELDS = [
+  'outbox_id',
+  'event_id',
+  'type',
+  'partition_key',
+  'payload',
+  'headers',
+  'created_at',
+] as const;
+export type EntryField = (typeof ENTRY_FIELDS)[number];
+
+export interface StreamEvent {
+  outboxId: string;
+  eventId: string;
+  type: string;
+  partitionKey: string;
+  payload: unknown;
+  headers: Record<string, string>;
+  createdAt: string;
+}
+
+/** Flattens an event into the field/value list XADD takes. */
+export function encodeEntry(event: StreamEvent): string[] {
+  return [
+    'outbox_id', event.outboxId,
+    'event_id', event.eventId,
+    'type', event.type,
+    'partition_key', event.partitionKey,
+    'payload', JSON.stringify(event.payload),
+    'headers', JSON.stringify(event.headers),
+    'created_at', event.createdAt,
+  ];
+}
+
+export class MalformedEntryError extends Error {
+  constructor(
+    message: string,
+    readonly fields: Record<string, string>,
+  ) {
+    super(message);
+    this.name = 'MalformedEntryError';
+  }
+}
+
+/** Parses a flat field/value list read from Redis; throws MalformedEntryError naming what is missing or unparsable. */
+export function decodeEntry(flat: readonly string[]): StreamEvent {
+  const fields: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
+  const missing = ENTRY_FIELDS.filter((f) => fields[f] === undefined || fields[f] === '');
+  if (missing.length > 0) throw new MalformedEntryError(`stream entry is missing field(s): ${missing.join(', ')}`, fields);
+  const parse = (field: EntryField): unknown => {
+    try {
+      return JSON.parse(fields[field] as string);
+    } catch {
+      throw new MalformedEntryError(`stream entry field ${field} is not valid JSON`, fields);
+    }
+  };
+  const headers = parse('headers');
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
+    throw new MalformedEntryError('stream entry field headers is not a JSON object', fields);
+  }
+  return {
+    outboxId: fields.outbox_id as string,
+    eventId: fields.event_id as string,
+    type: fields.type as string,
+    partitionKey: fields.partition_key as string,
+    payload: parse('payload'),
+    headers: headers as Record<string, string>,
+    createdAt: fields.created_at as string,
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * Test kit (`@petcover/outbox/testing`). Each test file gets its own database,
+ * cloned from a migrated template, and its own random stream names / Redis key
+ * prefix, so files run in parallel and after a previous run left data behind.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import Redis from 'ioredis';
+import postgres from 'postgres';
+import { connectDatabase, DEFAULT_DATABASE_URL, withDatabaseName, type DatabaseHandle } from '../db';
+import { outboxMigrations, runMigrations, type MigrationSet } from '../migrations';
+
+export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
+
+/** Where tests find Postgres: TEST_DATABASE_URL, else DATABASE_URL, else the default. */
+export function testDatabaseBaseUrl(): string {
+  return process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+}
+
+export function testRedisUrl(): string {
+  return process.env.TEST_REDIS_URL || process.env.REDIS_URL || DEFAULT_REDIS_URL;
+}
+
+/** A short random lowercase suffix, e.g. for names of streams, groups, databases. */
+export function randomSuffix(bytes = 4): string {
+  return randomBytes(bytes).toString('hex');
+}
+
+/** A unique `stream:<context>:<name>` for one test. */
+export function uniqueStreamName(name = 'events'): string {
+  return `stream:t${randomSuffix()}:${name}`;
+}
+
+export function uniqueGroupName(name = 'group'): string {
+  return `${name}-${randomSuffix()}`;
+}
+
+/** A unique Redis key prefix; pass it as `keyPrefix` to publisher and consumer. */
+export function uniqueRedisPrefix(): string {
+  return `test:${randomSuffix()}:`;
+}
+
+export interface TestDatabase extends DatabaseHandle {
+  url: string;
+  name: string;
+  /** Closes the pool and drops the database. */
+  drop(): Promise<void>;
+}
+
+function templateName(sets: readonly MigrationSet[]): string {
+  const hash = createHash('sha256');
+  for (const set of sets) {
+    hash.update(set.name);
+    for (const file of listFiles(set.folder)) hash.update(file).update(fs.readFileSync(file));
+  }
+  return `petcover_tpl_${hash.digest('hex').slice(0, 16)}`;
+}
+
+function listFiles(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? listFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]))
+    .sort();
+}
+
+const TEMPLATE_LOCK_KEY = 7_311_874_022;
+
+/**
+ * A fresh database with every migration of `sets` applied (default: the
+ * outbox's). The migrated template is built once per distinct set of
+ * migration files and reused by later files and runs.
+ */
+export async function createTestDatabase(options: { migrations?: readonly MigrationSet[]; poolSize?: number } = {}): Promise<TestDatabase> {
+  const sets = options.migrations ?? [outboxMigrations];
+  const baseUrl = testDatabaseBaseUrl();
+  const admin = postgres(withDatabaseName(baseUrl, 'postgres'), { max: 1, onnotice: () => undefined });
+  const template = templateName(sets);
+  const name = `petcover_test_${Date.now().toString(36)}_${randomSuffix()}`;
+  try {
+    await admin`SELECT pg_advisory_lock(${TEMPLATE_LOCK_KEY})`;
+    try {
+      const [exists] = await admin`SELECT 1 FROM pg_database WHERE datname = ${template} AND datistemplate`;
+      if (!exists) {
+        await admin.unsafe(`DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
+        await admin.unsafe(`CREATE DATABASE "${template}"`);
+        await runMigrations(withDatabaseName(baseUrl, template), sets);
+        await admin.unsafe(`ALTER DATABASE "${template}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`);
+      }
+      await admin.unsafe(`CREATE DATABASE "${name}" TEMPLATE "${template}"`);
+    } finally {
+      await admin`SELECT pg_advisory_unlock(${TEMPLATE_LOCK_KEY})`;
+    }
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const url = withDatabaseName(baseUrl, name);
+  const handle = connectDatabase(url, { max: options.poolSize ?? 5, applicationName: 'petcover-test' });
+  return {
+    ...handle,
+    url,
+    name,
+    async drop() {
+      await handle.close();
+      await dropTestDatabase(url);
+    },
+  };
+}
+
+export async function dropTestDatabase(url: string): Promise<void> {
+  const name = new URL(url).pathname.slice(1);
+  const admin = postgres(withDatabaseName(url, 'postgres'), { max: 1, onnotice: () => undefined });
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
+/** A Redis client for tests, on TEST_REDIS_URL / REDIS_URL / the default. */
+export function createTestRedis(url = testRedisUrl()): Redis {
+  return new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: false });
+}
+
+/**
+ * Polls `condition` until it returns a truthy value or `timeoutMs` passes,
+ * then throws with `description`. Tests wait on conditions, never on time.
+ */
+export async function waitFor<T>(
+  condition: () => T | Promise<T>,
+  options: { timeoutMs?: number; intervalMs?: number; description?: string } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await condition();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      const why = lastError ? ` (last error: ${(lastError as Error).message})` : '';
+      throw new Error(`timed out after ${options.timeoutMs ?? 10_000} ms waiting for ${options.description ?? 'condition'}${why}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 25));
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Config is parsed once, at the edge, with zod. In strict mode
+ * (NODE_ENV=production or CI_STRICT=1) required URLs must be set explicitly;
+ * otherwise local-development defaults apply.
+ */
+import { z } from 'zod';
+import { LOG_LEVELS } from './logger';
+
+export const DEFAULT_DATABASE_URL = 'postgresql://localhost:5432/petcover';
+export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
+
+/** Exit code for a configuration error (EX_CONFIG of sysexits.h). */
+export const EXIT_CONFIG = 78;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export function isStrict(env: Env): boolean {
+  return env.NODE_ENV === 'production' || env.CI_STRICT === '1' || env.CI_STRICT === 'true';
+}
+
+/** The settings every app reads: database, Redis, logging, health port. */
+export function baseEnvSchema(defaults: { healthPort: number }) {
+  return z.object({
+    DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
+    REDIS_URL: z.string().url().default(DEFAULT_REDIS_URL),
+    LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+    HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(defaults.healthPort),
+    NODE_ENV: z.string().optional(),
+  });
+}
+
+/**
+ * Parses `env` with `schema`. Throws ConfigError with a one-line reason when a
+ * value is invalid, or (strict mode) when one of `requiredInStrict` is unset.
+ */
+export function parseEnv<S extends z.ZodType>(schema: S, env: Env, requiredInStrict: readonly string[] = ['DATABASE_URL', 'REDIS_URL']): z.output<S> {
+  if (isStrict(env)) {
+    const missing = requiredInStrict.filter((name) => !env[name]);
+    if (missing.length > 0) {
+      throw new ConfigError(`${missing.join(' and ')} must be set when NODE_ENV=production or CI_STRICT=1`);
+    }
+  }
+  // Empty strings mean "unset" so `FOO= cmd` falls back to the default.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const reasons = parsed.error.issues.map((i) => `${i.path.join('.') || 'env'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${reasons.join('; ')}`);
+  }
+  return parsed.data;
+}

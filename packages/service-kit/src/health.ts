@@ -1,0 +1,107 @@
+/**
+ * The health server of every app: `/healthz` (alive), `/readyz` (every check
+ * passes, each bounded in time) and `/metrics` (Prometheus).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import { maskSecretsInText } from './logger';
+
+export type ReadinessCheck = () => Promise<void>;
+
+export interface CheckResult {
+  ok: boolean;
+  detail?: string;
+  ms: number;
+}
+
+export interface ReadinessReport {
+  status: 'ok' | 'fail';
+  checks: Record<string, CheckResult>;
+}
+
+/** Each check gets this long before it counts as failed (SPEC §5: about 1 s). */
+export const DEFAULT_CHECK_TIMEOUT_MS = 1_000;
+
+export async function runReadinessChecks(
+  checks: Record<string, ReadinessCheck>,
+  timeoutMs = DEFAULT_CHECK_TIMEOUT_MS,
+): Promise<ReadinessReport> {
+  const entries = await Promise.all(
+    Object.entries(checks).map(async ([name, check]): Promise<[string, CheckResult]> => {
+      const started = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          check(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+          }),
+        ]);
+        return [name, { ok: true, ms: Date.now() - started }];
+      } catch (error) {
+        return [name, { ok: false, detail: maskSecretsInText((error as Error).message || String(error)), ms: Date.now() - started }];
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  const results = Object.fromEntries(entries);
+  return { status: entries.every(([, r]) => r.ok) ? 'ok' : 'fail', checks: results };
+}
+
+export interface HealthServerOptions {
+  port: number;
+  host?: string;
+  checks: Record<string, ReadinessCheck>;
+  registry?: Registry;
+  checkTimeoutMs?: number;
+}
+
+export interface HealthServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts the server; resolves once it listens (port 0 picks a free port). */
+export async function startHealthServer(options: HealthServerOptions): Promise<HealthServer> {
+  const server = http.createServer((req, res) => {
+    void handleHealthRequest(req, res, options);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    port: (server.address() as AddressInfo).port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+async function handleHealthRequest(req: http.IncomingMessage, res: http.ServerResponse, options: HealthServerOptions): Promise<void> {
+  const send = (status: number, body: string, type = 'application/json') => {
+    res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+    res.end(body);
+  };
+  const path = (req.url ?? '/').split('?')[0];
+  try {
+    if (path === '/healthz') return send(200, JSON.stringify({ status: 'ok' }));
+    if (path === '/readyz') {
+      const report = await runReadinessChecks(options.checks, options.checkTimeoutMs);
+      return send(report.status === 'ok' ? 200 : 503, JSON.stringify(report));
+    }
+    if (path === '/metrics' && options.registry) {
+      return send(200, await options.registry.metrics(), options.registry.contentType);
+    }
+    send(404, JSON.stringify({ error: 'not_found', message: `no route ${req.method} ${path}` }));
+  } catch (error) {
+    send(500, JSON.stringify({ error: 'internal', message: maskSecretsInText((error as Error).message) }));
+  }
+}
