@@ -35,3 +35,6 @@ export {
   STREAM_NAME_PATTERN,
 } from './streams';
 export type { StreamEvent, StreamPartitions } from './streams';
+export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
+export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
+export { migrationsCheck, postgresCheck, redisCheck } from './readiness';

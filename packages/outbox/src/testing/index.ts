@@ -11,6 +11,8 @@ import postgres from 'postgres';
 import { connectDatabase, DEFAULT_DATABASE_URL, withDatabaseName, type DatabaseHandle } from '../db';
 import { outboxMigrations, runMigrations, type MigrationSet } from '../migrations';
 
+export { waitFor } from './wait';
+
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
 
 /** Where tests find Postgres: TEST_DATABASE_URL, else DATABASE_URL, else the default. */
@@ -122,27 +124,6 @@ export function createTestRedis(url = testRedisUrl()): Redis {
   return new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: false });
 }
 
-/**
- * Polls `condition` until it returns a truthy value or `timeoutMs` passes,
- * then throws with `description`. Tests wait on conditions, never on time.
- */
-export async function waitFor<T>(
-  condition: () => T | Promise<T>,
-  options: { timeoutMs?: number; intervalMs?: number; description?: string } = {},
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await condition();
-      if (value) return value as NonNullable<T>;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError ? ` (last error: ${(lastError as Error).message})` : '';
-      throw new Error(`timed out after ${options.timeoutMs ?? 10_000} ms waiting for ${options.description ?? 'condition'}${why}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 25));
-  }
-}
+
+export { freePort, startDedicatedPostgres, startDedicatedRedis } from './servers';
+export type { DedicatedPostgres, DedicatedRedis } from './servers';

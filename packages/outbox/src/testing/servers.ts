@@ -1,0 +1,155 @@
+/**
+ * Dedicated Redis and Postgres servers for tests that stop, restart or kill
+ * them. Each listens on a random free port with its data in a temp directory,
+ * so the machine's shared services are never disturbed.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import Redis from 'ioredis';
+import postgres from 'postgres';
+import { waitFor } from './wait';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface DedicatedRedis {
+  url: string;
+  port: number;
+  start(): Promise<void>;
+  /** SIGTERM and wait for exit; data is not persisted, so a restart is empty. */
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  /** Stops the server and removes its directory. */
+  destroy(): Promise<void>;
+}
+
+/** A redis-server without persistence on a random port, started before it resolves. */
+export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}): Promise<DedicatedRedis> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-redis-'));
+  let child: ChildProcess | undefined;
+  const url = `redis://127.0.0.1:${port}/0`;
+  const ping = async () => {
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    try {
+      await client.connect();
+      return (await client.ping()) === 'PONG';
+    } finally {
+      client.disconnect();
+    }
+  };
+  const handle: DedicatedRedis = {
+    url,
+    port,
+    async start() {
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
+      args.push('--appendonly', options.appendOnly ? 'yes' : 'no');
+      child = spawn('redis-server', args, { stdio: 'ignore' });
+      await waitFor(ping, { timeoutMs: 10_000, description: `redis-server on port ${port}` });
+    },
+    async stop() {
+      const running = child;
+      child = undefined;
+      if (!running || running.exitCode !== null) return;
+      const exited = new Promise((resolve) => running.once('exit', resolve));
+      running.kill('SIGTERM');
+      await exited;
+    },
+    async restart() {
+      await handle.stop();
+      await handle.start();
+    },
+    async destroy() {
+      await handle.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await handle.start();
+  return handle;
+}
+
+export interface DedicatedPostgres {
+  /** URL of the `postgres` database of this server; use withDatabaseName for others. */
+  url: string;
+  port: number;
+  start(): Promise<void>;
+  /** `pg_ctl stop -m fast`: clients are disconnected, committed data survives. */
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+function postgresBinDir(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) if (fs.existsSync(path.join(root, v, 'bin', 'initdb'))) return path.join(root, v, 'bin');
+  return ''; // rely on PATH
+}
+
+/** Postgres refuses to run as root; run its tools as the `postgres` user then. */
+function asPostgresUser(command: string, args: string[]): [string, string[]] {
+  const bin = postgresBinDir();
+  const full = bin ? path.join(bin, command) : command;
+  if (process.getuid?.() === 0) return ['runuser', ['-u', 'postgres', '--', full, ...args]];
+  return [full, args];
+}
+
+/** initdb into a temp dir and start a Postgres on a random port (trust auth, user postgres). */
+export async function startDedicatedPostgres(): Promise<DedicatedPostgres> {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-pg-'));
+  const dataDir = path.join(dir, 'data');
+  if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres', dir]);
+  const run = (command: string, args: string[]) => {
+    const [file, argv] = asPostgresUser(command, args);
+    execFileSync(file, argv, { stdio: 'pipe' });
+  };
+  run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
+  const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
+  const answers = async () => {
+    const sql = postgres(url, { max: 1, connect_timeout: 1, onnotice: () => undefined });
+    try {
+      await sql`SELECT 1`;
+      return true;
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  };
+  const handle: DedicatedPostgres = {
+    url,
+    port,
+    async start() {
+      const opts = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=off -c max_connections=200`;
+      run('pg_ctl', ['-D', dataDir, '-o', opts, '-l', path.join(dir, 'log'), '-w', 'start']);
+      await waitFor(answers, { timeoutMs: 15_000, description: `postgres on port ${port}` });
+    },
+    async stop() {
+      run('pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', 'stop']);
+    },
+    async restart() {
+      await handle.stop();
+      await handle.start();
+    },
+    async destroy() {
+      try {
+        await handle.stop();
+      } catch {
+        // already stopped
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await handle.start();
+  return handle;
+}
