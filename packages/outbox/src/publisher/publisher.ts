@@ -59,6 +59,8 @@ export const PUBLISHER_DEFAULTS = {
 } as const;
 
 export interface PublisherHooks {
+  /** Called with a selected batch right before it is appended. Test-only fault injection. */
+  beforeAppend?: (stream: string, rows: readonly DrainRow[]) => void;
   /**
    * Called after a batch was appended to Redis and before it is marked
    * published. Test-only fault injection (the app wires `PETCOVER_FAULT`).
@@ -288,6 +290,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
         log.warn({ stream, outboxId: row.id, eventId: row.eventId, type: row.type }, 'payload is not a JSON object; publishing it as is (consumers will dead-letter it)');
       }
     }
+    options.hooks?.beforeAppend?.(stream, rows);
     // Every id below the batch's first is already marked published, so its dedupe record can go.
     const outcome = await appendToPartitions(state, rows, fencingToken, rows[0]!.id);
     if (outcome !== 'ok') return outcome === 'retry' ? 'full' : 'stop';
