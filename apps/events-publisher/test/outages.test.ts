@@ -55,7 +55,7 @@ describe('Redis restarts (with AOF, as recommended) mid-run', () => {
 
     await server.stop();
     await waitFor(async () => (await readyStatus(p.healthPort)) === 503, { description: '/readyz 503 while Redis is down' });
-    const body = await (await fetch(`http://127.0.0.1:${p.healthPort}/readyz`)).json();
+    const body = (await (await fetch(`http://127.0.0.1:${p.healthPort}/readyz`)).json()) as { checks: { redis: { ok: boolean }; db: { ok: boolean } } };
     expect(body.checks.redis.ok).toBe(false);
     expect(body.checks.db.ok).toBe(true);
     await fillOutbox(db, stream, 200);
