@@ -103,6 +103,16 @@ export interface Publisher {
   heldStreams(): string[];
 }
 
+/** How long a graceful stop waits for lease releases (Postgres may be down). */
+const RELEASE_TIMEOUT_MS = 2_000;
+
+/** Waits for all `promises` (errors ignored) or `ms`, whichever comes first. */
+async function boundedWait(ms: number, promises: Array<Promise<unknown> | undefined>): Promise<void> {
+  const timer = new AbortController();
+  await Promise.race([Promise.allSettled(promises), sleep(ms, timer.signal)]);
+  timer.abort();
+}
+
 /** One leased stream being drained. */
 interface HeldStream {
   stream: string;
@@ -418,7 +428,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
         health.failed(error, 'prune');
       }
     }
-    if (holding) await releaseLease(sql, { streamName: MAINTENANCE_LEASE_STREAM, role: 'maintenance', ownerId }).catch(() => undefined);
+    if (holding) await boundedWait(RELEASE_TIMEOUT_MS, [releaseLease(sql, { streamName: MAINTENANCE_LEASE_STREAM, role: 'maintenance', ownerId }).catch(() => undefined)]);
   }
 
   async function prunePublishedRows(): Promise<void> {
@@ -458,14 +468,19 @@ export function createPublisher(options: PublisherOptions): Publisher {
         if (!timedOut) timedOut = await Promise.race([Promise.all(states.map((s) => s.done)).then(() => false), deadline]);
         deadlineTimer.abort();
         if (timedOut) log.warn({ stopTimeoutMs: config.stopTimeoutMs }, 'batches in hand did not finish in time; releasing leases anyway');
-        await unlisten?.().catch(() => undefined);
         for (const state of states) {
           held.delete(state.stream);
           metrics.leasesHeld.set({ stream: state.stream }, 0);
-          await releaseLease(sql, { streamName: state.stream, role: 'publisher', ownerId }).catch((error: unknown) =>
-            log.warn({ stream: state.stream, err: error }, 'could not release lease; it expires on its own'),
-          );
         }
+        // With Postgres down each call would wait for a connect timeout; leases expire on their own anyway.
+        await boundedWait(RELEASE_TIMEOUT_MS, [
+          unlisten?.(),
+          ...states.map((state) =>
+            releaseLease(sql, { streamName: state.stream, role: 'publisher', ownerId }).catch((error: unknown) =>
+              log.warn({ stream: state.stream, err: error }, 'could not release lease; it expires on its own'),
+            ),
+          ),
+        ]);
         log.info({ released: states.map((s) => s.stream) }, 'publisher stopped');
       })();
       return stopping;
