@@ -17,12 +17,19 @@ import {
   type Publisher,
   type PublisherOptions,
 } from '../src/index';
-import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
-import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
+import { createTestDatabase, createTestRedis, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
+import { capturingLogger, deleteRedisKeys, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
 let redis: Redis;
 const running: Publisher[] = [];
+const prefixes: string[] = [];
+/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
+function uniqueRedisPrefix(): string {
+  const prefix = newRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   db = await createTestDatabase({ poolSize: 12 });
@@ -32,6 +39,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
 });
 afterAll(async () => {
+  await deleteRedisKeys(redis, prefixes);
   await db.drop();
   redis.disconnect();
 });
