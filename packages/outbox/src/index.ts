@@ -38,3 +38,20 @@ export type { StreamEvent, StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
 export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
+export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';
+export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';
+export { createConsumer, CONSUMER_DEFAULTS, InvalidConsumerOptionsError } from './consumer/consumer';
+export type { Consumer, ConsumerOptions, ConsumerStatus } from './consumer/consumer';
+export type { ConsumerMetrics } from './consumer/metrics';
+export { PartitionLeaseLostError } from './consumer/inbox';
+export { PayloadSchemaError } from './consumer/settle-entries';
+export {
+  DeadLetterNotFoundError,
+  DeadLetterStateError,
+  discardDeadLetter,
+  getDeadLetter,
+  listDeadLetters,
+  logicalStreamOf,
+  replayDeadLetter,
+} from './consumer/dead-letters';
+export type { DeadLetterFilter, DeadLetterRow } from './consumer/dead-letters';
