@@ -173,6 +173,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
       key: p.key,
       batchSize: settings.batchSize,
       blockMs: settings.blockMs,
+      reclaimEveryMs: settings.leaseTtlMs,
       limit,
       onLeaseLost: () => {
         if (workers.get(p.partitionStream) === worker) workers.delete(p.partitionStream);
