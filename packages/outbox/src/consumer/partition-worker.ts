@@ -135,6 +135,8 @@ export class PartitionWorker {
           // Redis restarted empty or was flushed: recreate the group and go on.
           ctx.logger.warn(logContext, 'consumer group missing (Redis restarted or flushed?); recreating it');
           reclaim = true;
+          // A short pause keeps a key deleted again and again from turning this into a busy loop.
+          await sleepUnlessAborted(backoffDelay({ baseDelayMs: 100, maxDelayMs: 100 }, 1), signal);
           continue;
         }
         failures++;
