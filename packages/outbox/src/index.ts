@@ -55,3 +55,8 @@ export { formatEventsStatus } from './diagnostics/format';
 export { replayPublishedSince } from './diagnostics/outbox-replay';
 export type { OutboxReplayResult } from './diagnostics/outbox-replay';
 export { parseStreamPartitions } from './cli/events-env';
+export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
+export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
+export type { PublisherMetrics } from './publisher/metrics';
+export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
+export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
