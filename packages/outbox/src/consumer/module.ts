@@ -3,6 +3,8 @@
  * registers. The events-consumer app loads one with `--module <path>`; bench
  * and chaos plug their own handlers in the same way.
  */
+import type { MigrationSet } from '../migrations';
+import { STREAM_NAME_PATTERN } from '../streams';
 import type { HandlerRegistry } from './registry';
 
 export interface ConsumerStreamDeclaration {
@@ -16,6 +18,11 @@ export interface ConsumerModule {
   streams: ConsumerStreamDeclaration[];
   /** Registers every handler; a duplicate registration throws DuplicateHandlerError. */
   register(registry: HandlerRegistry): void;
+  /**
+   * Migration sets the handlers' own tables need (the outbox's is always
+   * checked); `/readyz` fails until they are at head.
+   */
+  migrations?: readonly MigrationSet[];
 }
 
 export class InvalidConsumerModuleError extends Error {
@@ -45,9 +52,15 @@ export function resolveConsumerModule(exported: unknown, source: string): Consum
   }
   for (const stream of candidate.streams) {
     if (!stream || typeof stream.name !== 'string') throw new InvalidConsumerModuleError(source, 'every stream needs a `name`');
+    if (!STREAM_NAME_PATTERN.test(stream.name)) {
+      throw new InvalidConsumerModuleError(source, `stream name ${JSON.stringify(stream.name)} does not match stream:<context>:<name>`);
+    }
     if (stream.partitions !== undefined && (!Number.isInteger(stream.partitions) || stream.partitions < 1)) {
       throw new InvalidConsumerModuleError(source, `stream ${stream.name}: partitions must be a positive integer`);
     }
+  }
+  if (candidate.migrations !== undefined && !Array.isArray(candidate.migrations)) {
+    throw new InvalidConsumerModuleError(source, '`migrations` must be an array of migration sets');
   }
   return candidate as ConsumerModule;
 }
