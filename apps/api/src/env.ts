@@ -48,3 +48,8 @@ export function readApiEnv(env: Env = process.env): ApiEnv {
   }
   return parsed;
 }
+
+/** The environment handed to child processes by `petcover-dev` (a copy; children parse it themselves). */
+export function inheritedEnvironment(): NodeJS.ProcessEnv {
+  return { ...process.env };
+}

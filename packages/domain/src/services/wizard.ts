@@ -257,14 +257,15 @@ async function createPackage(
  */
 async function dispatchApprovalRequest(deps: WizardDeps, owner: string, draftId: string): Promise<void> {
   await deps.db.transaction(async (tx) => {
-    const [row] = await tx
-      .select({ request: approvalRequest, pkg: contractingPackage, pet: petProfile })
-      .from(approvalRequest)
-      .innerJoin(contractingPackage, eq(contractingPackage.id, approvalRequest.packageId))
-      .innerJoin(petProfile, eq(petProfile.id, contractingPackage.petId))
-      .where(and(eq(contractingPackage.draftId, draftId), eq(contractingPackage.ownerGlobalUserId, owner)))
-      .for('update', { of: approvalRequest });
-    if (!row || row.request.providerRequestId !== null) return;
+    const [pkg] = await tx
+      .select()
+      .from(contractingPackage)
+      .where(and(eq(contractingPackage.draftId, draftId), eq(contractingPackage.ownerGlobalUserId, owner)));
+    if (!pkg) return;
+    const [request] = await tx.select().from(approvalRequest).where(eq(approvalRequest.packageId, pkg.id)).for('update');
+    if (!request || request.providerRequestId !== null) return;
+    const [pet] = await tx.select().from(petProfile).where(eq(petProfile.id, pkg.petId));
+    const row = { pkg, request, pet: pet as PetRow };
     const documents = await tx.select().from(packageDocument).where(eq(packageDocument.packageId, row.pkg.id));
     const files = await Promise.all(
       documents.map(async (d) => ({ fileName: `${d.kind}.pdf`, pdf: await deps.documentStore.get(d.storageKey) })),
