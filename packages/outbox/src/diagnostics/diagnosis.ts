@@ -109,6 +109,10 @@ function publisherProblems(stream: StreamStatus, t: DiagnosisThresholds): Status
       },
     ];
   }
+  // Under a large backlog the oldest row is old while the owner drains fine:
+  // only a publisher that has published nothing lately is stuck.
+  const lastPublishedAge = stream.outbox.lastPublishedAgeSeconds;
+  if (lastPublishedAge !== null && lastPublishedAge < t.stuckAfterSeconds) return [];
   return [
     {
       kind: 'publisher_not_draining',
@@ -175,7 +179,9 @@ function groupProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProb
         });
         continue;
       }
-      const waiting = p.lag !== null && p.lag > 0 && (p.oldestUndeliveredAgeSeconds ?? 0) >= t.stuckAfterSeconds;
+      // A consumer that reads under a live lease is working through a backlog, not stuck.
+      const working = leaseAlive && activeConsumer !== undefined;
+      const waiting = !working && p.lag !== null && p.lag > 0 && (p.oldestUndeliveredAgeSeconds ?? 0) >= t.stuckAfterSeconds;
       const stalePending = p.pending > 0 && (p.oldestPendingIdleSeconds ?? 0) >= t.stuckAfterSeconds && !leaseAlive;
       if (waiting || stalePending) {
         const leaseText = p.lease
