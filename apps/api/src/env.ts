@@ -32,6 +32,9 @@ export const envSchema = baseEnvSchema({ healthPort: 3000 }).extend({
   DROPBOX_SIGN_TEST_MODE: flag('1'),
   DOCUMENT_STORE_DIR: z.string().min(1).default(path.join(os.tmpdir(), 'petcover-documents')),
   /** Largest JSON body accepted (express/bytes syntax); larger → 413. */
+  /** Health ports `petcover-dev` gives the publisher and consumer it starts. */
+  DEV_PUBLISHER_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).default(9101),
+  DEV_CONSUMER_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).default(9102),
   BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)?$/i, 'like 100kb').default('100kb'),
 });
 
