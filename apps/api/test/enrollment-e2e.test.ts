@@ -44,6 +44,8 @@ interface RunningApp {
 }
 
 describeWithApps('enrollment end to end with real processes', () => {
+  // Process start-up plus a chain of four events through Redis; generous for a loaded CI machine.
+  jest.setTimeout(120_000);
   let database: TestDatabase;
   let storeDir: string;
   const apps: RunningApp[] = [];
