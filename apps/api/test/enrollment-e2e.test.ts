@@ -101,7 +101,8 @@ describeWithApps('enrollment end to end with real processes', () => {
     for (const app of apps) if (app.child.exitCode === null) app.child.kill('SIGTERM');
     await Promise.all(apps.map((app) => app.exited));
     const redis = createTestRedis();
-    const keys = await redis.keys(`${prefix}*`);
+    // Streams are `<prefix><stream>`; the publisher's side keys are `{<prefix><stream>}:meta|dedupe`.
+    const keys = [...(await redis.keys(`${prefix}*`)), ...(await redis.keys(`{${prefix}*`))];
     if (keys.length > 0) await redis.del(...keys);
     redis.disconnect();
     await database?.drop();
