@@ -195,6 +195,22 @@ describe('events status', () => {
     ]);
   });
 
+  test('a stream trimmed empty by retention is not mistaken for a Redis behind the outbox', async () => {
+    const stream = uniqueStreamName();
+    const ids = await insertRows(stream, 2, { published: true });
+    const key = `${keyPrefix}${stream}`;
+    for (const id of ids) await appendEntry(key, id);
+    await redis.xtrim(key, 'MAXLEN', 0);
+    const report = await status(stream);
+    expect(report.streams[0]!.redis).toEqual([expect.objectContaining({ exists: true, length: 0, lastOutboxId: null })]);
+    expect(report.problems).toEqual([]);
+
+    // Re-created empty (MKSTREAM after a restart without persistence): behind.
+    await redis.del(key);
+    await redis.xgroup('CREATE', key, 'fresh', '0', 'MKSTREAM');
+    expect((await status(stream)).problems).toEqual([expect.objectContaining({ kind: 'redis_behind_outbox', message: expect.stringContaining('is none') })]);
+  });
+
   test('entries waiting for a group with no consumer → group_not_consuming, with lag and age', async () => {
     const stream = uniqueStreamName();
     const ids = await insertRows(stream, 2, { published: true });

@@ -139,8 +139,10 @@ function redisProblems(stream: StreamStatus): StatusProblem[] {
       },
     ];
   }
-  // The newest published row went to some partition, and trimming never
-  // removes a stream's newest entry: Redis must hold an outbox id at least as new.
+  // The newest published row went to some partition, so Redis must hold an
+  // outbox id at least as new. Unless retention trimmed a partition empty
+  // (entries were appended, none is left): then the newest id is unknown.
+  if (partitions.some((p) => p.exists && p.length === 0 && p.lastId !== null && p.lastId !== '0-0')) return [];
   const lastPublishedId = BigInt(stream.outbox.lastPublishedId ?? '0');
   const newestInRedis = partitions.reduce((max, p) => (p.lastOutboxId && BigInt(p.lastOutboxId) > max ? BigInt(p.lastOutboxId) : max), 0n);
   if (newestInRedis < lastPublishedId) {
