@@ -38,6 +38,23 @@ export type { StreamEvent, StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
 export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
+export { collectEventsStatus } from './diagnostics/status';
+export type {
+  CollectStatusOptions,
+  DeadLetterCount,
+  EventsStatus,
+  GroupPartitionStatus,
+  GroupStatus,
+  LeaseStatus,
+  PartitionStreamStatus,
+  StreamStatus,
+} from './diagnostics/status';
+export { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS } from './diagnostics/diagnosis';
+export type { DiagnosisThresholds, ProblemKind, StatusProblem } from './diagnostics/diagnosis';
+export { formatEventsStatus } from './diagnostics/format';
+export { replayPublishedSince } from './diagnostics/outbox-replay';
+export type { OutboxReplayResult } from './diagnostics/outbox-replay';
+export { parseStreamPartitions } from './cli/events-env';
 export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
 export type { PublisherMetrics } from './publisher/metrics';
