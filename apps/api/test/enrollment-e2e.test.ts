@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { and, eq } from 'drizzle-orm';
 import { buildSignatureCallback, domainMigrations, enrollmentAuditEntry } from '@petcover/domain';
 import { deadLetter, outboxMigrations, processedEvent, outboxEvent } from '@petcover/outbox';
-import { createTestDatabase, createTestRedis, freePort, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { signOwnerToken } from '../src/auth/owner-token';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -102,8 +102,8 @@ describeWithApps('enrollment end to end with real processes', () => {
     await Promise.all(apps.map((app) => app.exited));
     const redis = createTestRedis();
     // Streams are `<prefix><stream>`; the publisher's side keys are `{<prefix><stream>}:meta|dedupe`.
-    const keys = [...(await redis.keys(`${prefix}*`)), ...(await redis.keys(`{${prefix}*`))];
-    if (keys.length > 0) await redis.del(...keys);
+    await deleteKeysWithPrefix(redis, prefix);
+    await deleteKeysWithPrefix(redis, `{${prefix}`);
     redis.disconnect();
     await database?.drop();
     if (storeDir) fs.rmSync(storeDir, { recursive: true, force: true });

@@ -59,4 +59,3 @@ export {
   recordEnrollmentAudit,
 } from './services/contracting';
 export { domainConsumerModule, enrollmentAuditConsumerModule } from './handlers/register-handlers';
-export type { DomainConsumerModule } from './handlers/register-handlers';

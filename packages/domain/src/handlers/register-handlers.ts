@@ -1,26 +1,18 @@
 /**
- * Consumer modules of the domain (the `ConsumerModule` shape agreed with the
- * consumer app: `{ streams, register(registry) }`).
+ * Consumer modules of the domain (`ConsumerModule` of @petcover/outbox:
+ * `{ streams, register(registry), migrations }`).
  *
  * - `domainConsumerModule`: the chain SignatureReceived → LegalDocumentsSigned
  *   → ContractCreated → PetEnrolled, run by the default consumer group.
  * - `enrollmentAuditConsumerModule`: a second, independent group that records
  *   every PetEnrolled (proves fan-out to several groups).
  */
-import type { HandlerRegistry, MigrationSet } from '@petcover/outbox';
+import type { ConsumerModule } from '@petcover/outbox';
 import { domainMigrations } from '../migrations';
 import { ContractCreated, CONTRACT_CHANGES_STREAM, LegalDocumentsSigned, PACKAGE_CHANGES_STREAM, PET_CHANGES_STREAM, PetEnrolled, SIGNATURE_EVENTS_STREAM, SignatureReceived } from '../events';
 import { applySignatureReceived, approvePackageAndCreateContract, enrollPetForContract, recordEnrollmentAudit } from '../services/contracting';
 
-/** Same shape as `ConsumerModule` of @petcover/outbox (declared here until both branches meet). */
-export interface DomainConsumerModule {
-  streams: Array<{ name: string; partitions?: number }>;
-  register(registry: HandlerRegistry): void;
-  /** Tables the handlers write; the consumer's /readyz waits for them. */
-  migrations: readonly MigrationSet[];
-}
-
-export const domainConsumerModule: DomainConsumerModule = {
+export const domainConsumerModule: ConsumerModule = {
   streams: [{ name: SIGNATURE_EVENTS_STREAM }, { name: PACKAGE_CHANGES_STREAM }, { name: CONTRACT_CHANGES_STREAM }],
   migrations: [domainMigrations],
   register(registry) {
@@ -42,7 +34,7 @@ export const domainConsumerModule: DomainConsumerModule = {
   },
 };
 
-export const enrollmentAuditConsumerModule: DomainConsumerModule = {
+export const enrollmentAuditConsumerModule: ConsumerModule = {
   streams: [{ name: PET_CHANGES_STREAM }],
   migrations: [domainMigrations],
   register(registry) {
