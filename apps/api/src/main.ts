@@ -9,6 +9,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
 import { connectDatabase, maskUrlPassword, migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
 import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, LOG_LEVELS, type LogLevel } from '@petcover/service-kit';
+import { createAdminRouter } from './admin/router';
 import { createApp } from './app';
 import { readApiEnv, type ApiEnv } from './env';
 import { signatureProviderFromEnv } from './signature-provider';
@@ -84,6 +85,9 @@ async function main(): Promise<void> {
       migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),
     },
     metricsRegistry,
+    extraRouters: {
+      '/v1/admin': createAdminRouter({ adminKey: env.ADMIN_API_KEY, db: database.db, sql: database.sql, redis, logger }),
+    },
   });
 
   const server = app.listen(env.PORT);
