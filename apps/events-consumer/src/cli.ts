@@ -3,9 +3,8 @@
  * Flags override the environment; parsing never touches process state.
  */
 import { parseArgs } from 'node:util';
-import { CONSUMER_DEFAULTS } from '@petcover/outbox';
 import { LOG_LEVELS, type LogLevel } from '@petcover/service-kit';
-import { parseStreamPartitions } from './env';
+import { CONSUMER_DEFAULTS, parseStreamPartitions } from '@petcover/outbox';
 
 /** Exit code for a command-line usage error (EX_USAGE of sysexits.h). */
 export const EXIT_USAGE = 64;

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { parseEnv } from '@petcover/service-kit';
 import { parseCli, UsageError } from '../src/cli';
-import { envSchema, parseStreamPartitions } from '../src/env';
+import { parseStreamPartitions } from '@petcover/outbox';
+import { envSchema } from '../src/env';
 import { loadConsumerModule, loadModuleFile, ModuleLoadError } from '../src/load-module';
 
 describe('parseCli', () => {
@@ -29,7 +30,7 @@ describe('parseCli', () => {
       [['start', '--lease-ttl', '1.5'], /--lease-ttl must be a positive integer/],
       [['start', '--group', 'a b'], /--group may hold only/],
       [['start', '--log-level', 'loud'], /--log-level must be one of/],
-      [['start', '--partitions', 'stream:a:b=zero'], /--partitions: "stream:a:b=zero" is not/],
+      [['start', '--partitions', 'stream:a:b=zero'], /--partitions: "stream:a:b=zero": partition count must be an integer from 1 to 1024/],
       [['start', '--module', ' '], /--module needs a path/],
       [['start', '--nope'], /Unknown option '--nope'/],
     ];
@@ -50,7 +51,7 @@ describe('envSchema', () => {
       CONSUMER_GROUP: 'billing', STREAM_PARTITIONS: { 'stream:a:b': 4 }, REDIS_KEY_PREFIX: 'x:',
     });
     expect(() => parseEnv(envSchema, { CONSUMER_GROUP: 'bad group' })).toThrow(/CONSUMER_GROUP: only letters/);
-    expect(() => parseEnv(envSchema, { STREAM_PARTITIONS: 'orders=2' })).toThrow(/STREAM_PARTITIONS: "orders=2" is not/);
+    expect(() => parseEnv(envSchema, { STREAM_PARTITIONS: 'orders=2' })).toThrow(/STREAM_PARTITIONS: "orders=2": expected stream:<context>:<name>=<count>/);
     expect(() => parseEnv(envSchema, { CI_STRICT: '1' })).toThrow(/DATABASE_URL and REDIS_URL must be set/);
   });
 

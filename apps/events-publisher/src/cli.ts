@@ -4,8 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS, type LogLevel } from '@petcover/service-kit';
-import type { StreamPartitions } from '@petcover/outbox';
-import { parseStreamPartitions } from './env';
+import { parseStreamPartitions, type StreamPartitions } from '@petcover/outbox';
 
 export const USAGE = `Usage: events-publisher start [options]
 

@@ -4,7 +4,8 @@
 import { spawnSync } from 'node:child_process';
 import { ConfigError, EXIT_CONFIG, parseEnv } from '@petcover/service-kit';
 import { CliUsageError, parseCli } from '../src/cli';
-import { envSchema, parseStreamPartitions } from '../src/env';
+import { parseStreamPartitions } from '@petcover/outbox';
+import { envSchema } from '../src/env';
 import { MAIN } from './spawn-publisher';
 
 describe('parseCli', () => {

@@ -27,12 +27,15 @@ export {
   encodeEntry,
   ENTRY_FIELDS,
   MalformedEntryError,
+  MAX_PARTITIONS,
+  parseStreamPartitions,
   partitionCount,
   partitionFor,
   partitionStreamName,
   partitionStreamNames,
   redisStreamKey,
   STREAM_NAME_PATTERN,
+  streamPartitionsSchema,
 } from './streams';
 export type { StreamEvent, StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
@@ -54,7 +57,6 @@ export type { DiagnosisThresholds, ProblemKind, StatusProblem } from './diagnost
 export { formatEventsStatus } from './diagnostics/format';
 export { replayPublishedSince } from './diagnostics/outbox-replay';
 export type { OutboxReplayResult } from './diagnostics/outbox-replay';
-export { parseStreamPartitions } from './cli/events-env';
 export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
 export type { PublisherMetrics } from './publisher/metrics';

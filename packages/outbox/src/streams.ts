@@ -2,6 +2,7 @@
  * Stream naming, partitioning and the Redis entry format. The publisher writes
  * entries with `encodeEntry`; the consumer reads them with `decodeEntry`.
  */
+import { z } from 'zod';
 import { OutboxValidationError } from './errors';
 
 /** `stream:<context>:<name>`, e.g. `stream:contracting:contract_changes`. */
@@ -15,6 +16,39 @@ export function assertStreamName(name: unknown, field = 'stream'): asserts name 
 
 /** How many partitions each stream has; streams not listed have one. */
 export type StreamPartitions = Readonly<Record<string, number>>;
+
+/** Most partitions a stream may have: each is its own Redis stream and consumer lease. */
+export const MAX_PARTITIONS = 1024;
+
+/**
+ * Parses `stream:a:b=4,stream:c:d=2` (env STREAM_PARTITIONS, flag --partitions)
+ * into per-stream partition counts. Throws an Error naming the bad item.
+ */
+export function parseStreamPartitions(text: string | undefined): StreamPartitions {
+  const result: Record<string, number> = {};
+  for (const item of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const at = item.lastIndexOf('=');
+    const stream = at > 0 ? item.slice(0, at) : '';
+    const countText = at > 0 ? item.slice(at + 1) : '';
+    if (!STREAM_NAME_PATTERN.test(stream)) throw new Error(`"${item}": expected stream:<context>:<name>=<count>`);
+    const count = Number(countText);
+    if (!/^\d+$/.test(countText) || count < 1 || count > MAX_PARTITIONS) {
+      throw new Error(`"${item}": partition count must be an integer from 1 to ${MAX_PARTITIONS}`);
+    }
+    result[stream] = count;
+  }
+  return result;
+}
+
+/** zod schema of STREAM_PARTITIONS for the apps' env.ts. */
+export const streamPartitionsSchema = z.string().transform((text, ctx) => {
+  try {
+    return parseStreamPartitions(text);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+    return z.NEVER;
+  }
+});
 
 export function partitionCount(stream: string, partitions: StreamPartitions | undefined): number {
   return partitions?.[stream] ?? 1;

@@ -5,27 +5,10 @@
  */
 import { z } from 'zod';
 import { DEFAULT_DATABASE_URL } from '../db';
-import { STREAM_NAME_PATTERN, type StreamPartitions } from '../streams';
+import { parseStreamPartitions, type StreamPartitions } from '../streams';
 
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
 
-/**
- * `stream:a:b=4,stream:c:d=2` → `{ 'stream:a:b': 4, 'stream:c:d': 2 }`.
- * Throws with the offending item when one is malformed.
- */
-export function parseStreamPartitions(text: string | undefined): StreamPartitions {
-  const partitions: Record<string, number> = {};
-  for (const item of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const at = item.lastIndexOf('=');
-    const stream = item.slice(0, at);
-    const count = Number(item.slice(at + 1));
-    if (at <= 0 || !STREAM_NAME_PATTERN.test(stream) || !Number.isInteger(count) || count < 1) {
-      throw new Error(`STREAM_PARTITIONS item ${JSON.stringify(item)} is not <stream:context:name>=<partitions>`);
-    }
-    partitions[stream] = count;
-  }
-  return partitions;
-}
 
 export const eventsCliEnvSchema = z.object({
   DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
