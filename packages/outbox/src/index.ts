@@ -38,3 +38,14 @@ export type { StreamEvent, StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
 export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
+export {
+  discoverSubscriptions,
+  ensureHandledLogTable,
+  formatVerifyReport,
+  handledLogExists,
+  logicalStreamName,
+  recordHandled,
+  verifyPipeline,
+  HANDLED_LOG_TABLE,
+} from './verify';
+export type { GroupTally, HandledRecord, Subscription, VerifyOptions, VerifyReport } from './verify';
