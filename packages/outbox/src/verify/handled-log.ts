@@ -17,6 +17,7 @@
  *   partition_key
  *   outbox_id    outbox id the publisher relayed (decimal)
  *   seq          optional producer sequence within the partition key
+ *   attempt      delivery attempt that succeeded (1 = first; more = retried)
  *   handled_at   clock_timestamp() of the insert
  */
 import { sql as drizzleSql } from 'drizzle-orm';
@@ -39,6 +40,7 @@ export async function ensureHandledLogTable(sql: Sql): Promise<void> {
         partition_key text NOT NULL,
         outbox_id     bigint NOT NULL,
         seq           bigint,
+        attempt       integer NOT NULL DEFAULT 1,
         handled_at    timestamptz NOT NULL DEFAULT clock_timestamp()
       )`);
     await tx.unsafe(`CREATE INDEX IF NOT EXISTS handled_group_event_idx ON ${HANDLED_LOG_TABLE} (group_name, event_id)`);
@@ -58,6 +60,8 @@ export interface HandledRecord {
   partitionKey: string;
   outboxId: string;
   seq?: number | null;
+  /** The attempt that succeeded (HandlerContext.attempt); default 1. */
+  attempt?: number;
 }
 
 /**
@@ -66,7 +70,7 @@ export interface HandledRecord {
  */
 export async function recordHandled(tx: Transaction, record: HandledRecord): Promise<void> {
   await tx.execute(drizzleSql`
-    INSERT INTO chaos.handled (group_name, event_id, stream_name, partition_key, outbox_id, seq)
+    INSERT INTO chaos.handled (group_name, event_id, stream_name, partition_key, outbox_id, seq, attempt)
     VALUES (${record.group}, ${record.eventId}, ${record.stream}, ${record.partitionKey},
-            ${record.outboxId}::bigint, ${record.seq ?? null})`);
+            ${record.outboxId}::bigint, ${record.seq ?? null}, ${record.attempt ?? 1})`);
 }
