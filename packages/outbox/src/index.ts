@@ -49,3 +49,8 @@ export {
   HANDLED_LOG_TABLE,
 } from './verify';
 export type { GroupTally, HandledRecord, Subscription, VerifyOptions, VerifyReport } from './verify';
+export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
+export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
+export type { PublisherMetrics } from './publisher/metrics';
+export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
+export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
