@@ -54,3 +54,20 @@ export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/pu
 export type { PublisherMetrics } from './publisher/metrics';
 export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
 export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
+export { collectEventsStatus } from './diagnostics/status';
+export type {
+  CollectStatusOptions,
+  DeadLetterCount,
+  EventsStatus,
+  GroupPartitionStatus,
+  GroupStatus,
+  LeaseStatus,
+  PartitionStreamStatus,
+  StreamStatus,
+} from './diagnostics/status';
+export { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS } from './diagnostics/diagnosis';
+export type { DiagnosisThresholds, ProblemKind, StatusProblem } from './diagnostics/diagnosis';
+export { formatEventsStatus } from './diagnostics/format';
+export { replayPublishedSince } from './diagnostics/outbox-replay';
+export type { OutboxReplayResult } from './diagnostics/outbox-replay';
+export { parseStreamPartitions } from './cli/events-env';

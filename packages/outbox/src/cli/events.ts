@@ -1,0 +1,331 @@
+#!/usr/bin/env node
+/**
+ * `events` — the on-call command of the pipeline (`pnpm events <command>`).
+ *
+ *   events status [--stream <name>] [--json]
+ *   events lease release --stream <name> --role <publisher|maintenance|consumer:<group>>
+ *   events dlq list [--group <g>] [--type <t>] [--status dead|replayed|discarded] [--limit <n>] [--json]
+ *   events dlq show <id>
+ *   events dlq replay <id> | --all --group <g>
+ *   events dlq discard <id>
+ *   events outbox replay --stream <name> --since <time> [--until <time>]
+ *
+ * Exit codes: 0 healthy / done, 1 problem found / action refused, 2 usage error.
+ * Env: DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX, STREAM_PARTITIONS.
+ */
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import Redis from 'ioredis';
+import { DeadLetterNotFoundError, DeadLetterStateError, discardDeadLetter, getDeadLetter, listDeadLetters, replayDeadLetter } from '../consumer/dead-letters';
+import { connectDatabase, maskUrlPassword, type DatabaseHandle } from '../db';
+import { OutboxValidationError } from '../errors';
+import { forceReleaseLease } from '../lease/lease';
+import { DEAD_LETTER_STATUSES, type DeadLetterStatus } from '../schema';
+import { STREAM_NAME_PATTERN } from '../streams';
+import { formatEventsStatus } from '../diagnostics/format';
+import { replayPublishedSince } from '../diagnostics/outbox-replay';
+import { parsePartitionStreamName } from '../diagnostics/redis-inspect';
+import { collectEventsStatus } from '../diagnostics/status';
+import { readEventsCliConfig, type EventsCliConfig } from './events-env';
+
+export const EXIT_OK = 0;
+export const EXIT_PROBLEM = 1;
+export const EXIT_USAGE = 2;
+
+export const USAGE = `usage: events <command>
+  status [--stream <name>] [--json]           pipeline status and the likely cause of a problem
+  lease release --stream <name> --role <role>  drop a lease (role publisher, maintenance or consumer:<group>)
+  dlq list [--group <g>] [--type <t>] [--status <s>] [--limit <n>] [--json]
+  dlq show <id>
+  dlq replay <id> | --all --group <g>         re-enqueue through the outbox with the original event_id
+  dlq discard <id>
+  outbox replay --stream <name> --since <time> [--until <time>]
+                                               re-publish rows published since <time> (ISO-8601, or 30m / 2h / 1d ago)
+exit codes: 0 healthy or done, 1 problem found or action refused, 2 usage error
+env: DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX, STREAM_PARTITIONS`;
+
+/** Wrong command line: printed with the usage, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface EventsCliIo {
+  env: Readonly<Record<string, string | undefined>>;
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+interface CommandContext {
+  args: string[];
+  config: EventsCliConfig;
+  io: EventsCliIo;
+  /** Who runs the command, recorded as `resolved_by` of dead letters. */
+  actor: string;
+  database: () => DatabaseHandle;
+}
+
+type Command = (ctx: CommandContext) => Promise<number>;
+
+/**
+ * The subcommands, `<word>` or `<word> <word>`. New ones plug in here: the
+ * `verify` command (issue 8) is added as `verify: runVerifyCommand` with the
+ * same (ctx) => exit code shape.
+ */
+const COMMANDS: Record<string, Command> = {
+  status: statusCommand,
+  'lease release': leaseReleaseCommand,
+  'dlq list': dlqListCommand,
+  'dlq show': dlqShowCommand,
+  'dlq replay': dlqReplayCommand,
+  'dlq discard': dlqDiscardCommand,
+  'outbox replay': outboxReplayCommand,
+};
+
+function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], spec: T, positionals = 0) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: spec, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument ${parsed.positionals[positionals]}`);
+  return parsed;
+}
+
+function requireStreamName(value: string | undefined, flag = '--stream'): string {
+  if (!value) throw new UsageError(`${flag} <stream:context:name> is required`);
+  if (!STREAM_NAME_PATTERN.test(value)) throw new UsageError(`${flag} must look like stream:<context>:<name> (got ${value})`);
+  return value;
+}
+
+function requireId(value: string | undefined): string {
+  if (!value) throw new UsageError('a dead letter id is required');
+  if (!/^\d+$/.test(value)) throw new UsageError(`dead letter id must be a number (got ${value})`);
+  return value;
+}
+
+const RELATIVE_TIME = /^(\d+)(s|m|h|d)$/;
+const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** ISO-8601 (or anything Date.parse reads), or a duration ago: `90s`, `15m`, `2h`, `1d`. */
+export function parseTimeArgument(value: string | undefined, flag: string, now = Date.now()): Date {
+  if (!value) throw new UsageError(`${flag} <time> is required`);
+  const relative = RELATIVE_TIME.exec(value);
+  if (relative) return new Date(now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS]);
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new UsageError(`${flag} must be an ISO-8601 time or a duration like 30m (got ${value})`);
+  return new Date(ms);
+}
+
+async function statusCommand(ctx: CommandContext): Promise<number> {
+  const { values } = options(ctx.args, { stream: { type: 'string' }, json: { type: 'boolean' } });
+  const stream = values.stream === undefined ? undefined : requireStreamName(values.stream);
+  const redis = new Redis(ctx.config.redisUrl, {
+    lazyConnect: true,
+    connectTimeout: 2_000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  // Connection errors surface through the first command; keep ioredis from printing them too.
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect().catch(() => undefined);
+    const status = await collectEventsStatus({
+      sql: ctx.database().sql,
+      redis,
+      keyPrefix: ctx.config.keyPrefix,
+      partitions: ctx.config.partitions,
+      stream,
+    });
+    ctx.io.stdout(values.json ? JSON.stringify(status, null, 2) : formatEventsStatus(status));
+    return status.healthy ? EXIT_OK : EXIT_PROBLEM;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const LEASE_ROLE = /^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$/;
+
+async function leaseReleaseCommand(ctx: CommandContext): Promise<number> {
+  const { values } = options(ctx.args, { stream: { type: 'string' }, role: { type: 'string' } });
+  if (!values.stream || !parsePartitionStreamName(values.stream)) {
+    throw new UsageError(`--stream must be a stream or partition stream name like stream:<context>:<name>[:p<N>] (got ${values.stream ?? 'nothing'})`);
+  }
+  if (!values.role || !LEASE_ROLE.test(values.role)) {
+    throw new UsageError(`--role must be publisher, maintenance or consumer:<group> (got ${values.role ?? 'nothing'})`);
+  }
+  const released = await forceReleaseLease(ctx.database().sql, { streamName: values.stream, role: values.role });
+  if (!released) {
+    ctx.io.stderr(`no ${values.role} lease on ${values.stream}: nothing released`);
+    return EXIT_PROBLEM;
+  }
+  ctx.io.stdout(`released the ${values.role} lease on ${values.stream}; a running replica re-acquires it within its poll interval`);
+  return EXIT_OK;
+}
+
+async function dlqListCommand(ctx: CommandContext): Promise<number> {
+  const { values } = options(ctx.args, {
+    group: { type: 'string' },
+    type: { type: 'string' },
+    status: { type: 'string' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values.status !== undefined && !DEAD_LETTER_STATUSES.includes(values.status as DeadLetterStatus)) {
+    throw new UsageError(`--status must be one of ${DEAD_LETTER_STATUSES.join(', ')} (got ${values.status})`);
+  }
+  const limit = values.limit === undefined ? undefined : Number(values.limit);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError(`--limit must be a positive integer (got ${values.limit})`);
+  const letters = await listDeadLetters(ctx.database().sql, {
+    group: values.group,
+    type: values.type,
+    status: values.status as DeadLetterStatus | undefined,
+    limit,
+  });
+  if (values.json) {
+    ctx.io.stdout(JSON.stringify(letters, null, 2));
+  } else if (letters.length === 0) {
+    ctx.io.stdout('no dead letters match');
+  } else {
+    ctx.io.stdout(['id\tstatus\tgroup\tstream\ttype\tattempts\tdead_lettered_at\terror']
+      .concat(letters.map((d) =>
+        [d.id, d.status, d.groupName, d.streamName, d.eventType ?? '-', d.attempts, d.deadLetteredAt.toISOString(), d.errorMessage.split('\n')[0]?.slice(0, 120)].join('\t'),
+      ))
+      .join('\n'));
+  }
+  return EXIT_OK;
+}
+
+async function dlqShowCommand(ctx: CommandContext): Promise<number> {
+  const { positionals } = options(ctx.args, {}, 1);
+  const id = requireId(positionals[0]);
+  const letter = await getDeadLetter(ctx.database().sql, id);
+  if (!letter) {
+    ctx.io.stderr(`dead letter ${id} does not exist`);
+    return EXIT_PROBLEM;
+  }
+  ctx.io.stdout(JSON.stringify(letter, null, 2));
+  return EXIT_OK;
+}
+
+async function dlqReplayCommand(ctx: CommandContext): Promise<number> {
+  const { values, positionals } = options(ctx.args, { all: { type: 'boolean' }, group: { type: 'string' } }, 1);
+  const { db, sql } = ctx.database();
+  if (values.all) {
+    if (positionals.length > 0) throw new UsageError('give either a dead letter id or --all --group <g>, not both');
+    if (!values.group) throw new UsageError('--all needs --group <g>, so one command never replays every group at once');
+    // Oldest first, so replayed events keep their original relative order.
+    const letters = (await listDeadLetters(sql, { group: values.group, status: 'dead', limit: 10_000 })).reverse();
+    let refused = 0;
+    for (const letter of letters) {
+      try {
+        const result = await replayDeadLetter(db, letter.id, { by: ctx.actor });
+        ctx.io.stdout(`replayed dead letter ${letter.id} as outbox row ${result.outboxId} (event ${result.eventId})`);
+      } catch (error) {
+        if (!(error instanceof DeadLetterStateError || error instanceof DeadLetterNotFoundError || error instanceof OutboxValidationError)) throw error;
+        refused += 1;
+        ctx.io.stderr(`refused dead letter ${letter.id}: ${error.message}`);
+      }
+    }
+    ctx.io.stdout(`${letters.length - refused} of ${letters.length} dead letter(s) of group ${values.group} replayed`);
+    return refused > 0 ? EXIT_PROBLEM : EXIT_OK;
+  }
+  if (values.group) throw new UsageError('--group goes with --all');
+  const id = requireId(positionals[0]);
+  const result = await replayDeadLetter(db, id, { by: ctx.actor });
+  ctx.io.stdout(`replayed dead letter ${id} as outbox row ${result.outboxId} (event ${result.eventId})`);
+  return EXIT_OK;
+}
+
+async function dlqDiscardCommand(ctx: CommandContext): Promise<number> {
+  const { positionals } = options(ctx.args, {}, 1);
+  const id = requireId(positionals[0]);
+  await discardDeadLetter(ctx.database().db, id, { by: ctx.actor });
+  ctx.io.stdout(`discarded dead letter ${id}`);
+  return EXIT_OK;
+}
+
+async function outboxReplayCommand(ctx: CommandContext): Promise<number> {
+  const { values } = options(ctx.args, { stream: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } });
+  const stream = requireStreamName(values.stream);
+  const since = parseTimeArgument(values.since, '--since');
+  const until = values.until === undefined ? undefined : parseTimeArgument(values.until, '--until');
+  if (until && until <= since) throw new UsageError('--until must be after --since');
+  const result = await replayPublishedSince(ctx.database().sql, { stream, since, until });
+  ctx.io.stdout(
+    result.rows === 0
+      ? `no row of ${stream} was published since ${since.toISOString()}`
+      : `${result.rows} row(s) of ${stream} (outbox ids ${result.firstOutboxId}..${result.lastOutboxId}) marked unpublished; ` +
+          'the publisher re-sends them and consumers skip what they already handled',
+  );
+  return EXIT_OK;
+}
+
+/** `cli:<user>@<host>`: recorded on the dead letters this command resolves. */
+function cliActor(): string {
+  let user = 'unknown';
+  try {
+    user = os.userInfo().username;
+  } catch {
+    // No passwd entry (some containers): keep "unknown".
+  }
+  return `cli:${user}@${os.hostname()}`;
+}
+
+/**
+ * Runs one `events` command line and returns its exit code. Never throws:
+ * typed refusals (unknown or already-resolved dead letter) exit 1, usage
+ * errors exit 2, anything else exits 1 with its message.
+ */
+export async function runEventsCli(argv: string[], io: EventsCliIo): Promise<number> {
+  const [first, second, ...rest] = argv;
+  if (!first || first === '--help' || first === '-h' || first === 'help') {
+    (first ? io.stdout : io.stderr)(USAGE);
+    return first ? EXIT_OK : EXIT_USAGE;
+  }
+  let name = first;
+  let args = [second, ...rest].filter((a): a is string => a !== undefined);
+  if (!COMMANDS[name] && second !== undefined && COMMANDS[`${first} ${second}`]) {
+    name = `${first} ${second}`;
+    args = rest;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.stderr(`unknown command: ${argv.join(' ')}\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  let handle: DatabaseHandle | undefined;
+  try {
+    const config = readEventsCliConfig(io.env);
+    return await command({
+      args,
+      config,
+      io,
+      actor: cliActor(),
+      database: () => (handle ??= connectDatabase(config.databaseUrl, { max: 2, connectTimeoutSeconds: 3, applicationName: 'petcover-events-cli' })),
+    });
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`${error.message}\n${USAGE}`);
+      return EXIT_USAGE;
+    }
+    io.stderr(maskUrlPassword((error as Error).message || String(error)));
+    return EXIT_PROBLEM;
+  } finally {
+    await handle?.close(2);
+  }
+}
+
+if (require.main === module) {
+  runEventsCli(process.argv.slice(2), {
+    env: process.env,
+    stdout: (text) => process.stdout.write(`${text}\n`),
+    stderr: (text) => process.stderr.write(`${text}\n`),
+  }).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,218 @@
+/**
+ * The "likely cause" of `events status`: rules over one snapshot that name
+ * what an on-call engineer would conclude from it, and the fix. Each rule
+ * matches one row of the runbook's "diagnosing silence" table.
+ */
+import type { EventsStatus, StreamStatus } from './status';
+
+export type ProblemKind =
+  | 'database_unreachable'
+  | 'events_schema_missing'
+  | 'redis_unreachable'
+  | 'no_publisher_lease'
+  | 'publisher_stopped_renewing'
+  | 'publisher_not_draining'
+  | 'redis_stream_missing'
+  | 'redis_behind_outbox'
+  | 'group_not_consuming'
+  | 'group_consuming_elsewhere'
+  | 'dead_letters';
+
+export interface StatusProblem {
+  kind: ProblemKind;
+  stream?: string;
+  group?: string;
+  partition?: string;
+  /** What is wrong, with the numbers that show it. */
+  message: string;
+  /** What to do about it. */
+  fix: string;
+}
+
+export interface DiagnosisThresholds {
+  /**
+   * Queued rows or undelivered entries younger than this are normal traffic,
+   * not a problem. Default 15 s: above the publisher's 5 s poll interval and a
+   * lease renewal, so a healthy pipeline under load never trips it.
+   */
+  stuckAfterSeconds: number;
+  /** A Redis consumer that read within this many seconds is alive. Default 15 s (reads block for at most a few seconds). */
+  consumerActiveSeconds: number;
+}
+
+export const DEFAULT_DIAGNOSIS_THRESHOLDS: DiagnosisThresholds = {
+  stuckAfterSeconds: 15,
+  consumerActiveSeconds: 15,
+};
+
+/** Returns the problems of a snapshot, most fundamental first; empty when healthy. */
+export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds = DEFAULT_DIAGNOSIS_THRESHOLDS): StatusProblem[] {
+  const problems: StatusProblem[] = [];
+  if (!status.database.ok) {
+    if (status.database.name && status.database.error?.includes('no events schema')) {
+      problems.push({
+        kind: 'events_schema_missing',
+        message: `database ${status.database.name} has no events.* tables`,
+        fix: 'DATABASE_URL points at the wrong database, or migrations never ran: check the URL, then run pnpm db:migrate',
+      });
+    } else {
+      problems.push({
+        kind: 'database_unreachable',
+        message: `cannot query Postgres: ${status.database.error ?? 'unknown error'}`,
+        fix: 'check DATABASE_URL and that Postgres is up (pg_isready)',
+      });
+    }
+    return problems;
+  }
+  if (!status.redis.ok) {
+    problems.push({
+      kind: 'redis_unreachable',
+      message: `cannot query Redis: ${status.redis.error ?? 'unknown error'}`,
+      fix: 'check REDIS_URL and that Redis is up (redis-cli ping)',
+    });
+  }
+  for (const stream of status.streams) {
+    problems.push(...publisherProblems(stream, thresholds));
+    if (stream.redis) problems.push(...redisProblems(stream));
+    problems.push(...groupProblems(stream, thresholds));
+    problems.push(...deadLetterProblems(stream));
+  }
+  return problems;
+}
+
+function publisherProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProblem[] {
+  const { unpublished, oldestUnpublishedAgeSeconds: age } = stream.outbox;
+  if (unpublished === 0 || age === null || age < t.stuckAfterSeconds) return [];
+  const queued = `${unpublished} event(s) queued, oldest ${age}s`;
+  const lease = stream.publisherLease;
+  if (!lease) {
+    return [
+      {
+        kind: 'no_publisher_lease',
+        stream: stream.stream,
+        message: `${queued}, and no publisher holds the lease`,
+        fix: 'no publisher runs against this database: start events-publisher, with the same DATABASE_URL as the api',
+      },
+    ];
+  }
+  if (!lease.ownerRenewing) {
+    return [
+      {
+        kind: 'publisher_stopped_renewing',
+        stream: stream.stream,
+        message:
+          `${queued}; lease held by ${lease.ownerId}, which stopped renewing ${lease.secondsSinceRenewal}s ago` +
+          (lease.expired ? ` (expired at ${lease.leaseUntil})` : ` (expires at ${lease.leaseUntil})`),
+        fix:
+          'the owner died or hangs; a running publisher takes an expired lease over by itself. If none runs, start one; ' +
+          `to hand the stream over now: events lease release --stream ${stream.stream} --role publisher`,
+      },
+    ];
+  }
+  return [
+    {
+      kind: 'publisher_not_draining',
+      stream: stream.stream,
+      message: `${queued}; ${lease.ownerId} holds and renews the lease but does not drain`,
+      fix: 'read that publisher\'s logs: Redis unreachable from it, or its appends are fenced; restart it if it stays stuck',
+    },
+  ];
+}
+
+function redisProblems(stream: StreamStatus): StatusProblem[] {
+  const partitions = stream.redis ?? [];
+  const { lastPublishedAt, lastPublishedAgeSeconds: publishedAge } = stream.outbox;
+  if (!lastPublishedAt || publishedAge === null) return [];
+  if (partitions.every((p) => !p.exists)) {
+    return [
+      {
+        kind: 'redis_stream_missing',
+        stream: stream.stream,
+        message: `rows are marked published (last at ${lastPublishedAt}) but Redis has no key ${partitions.map((p) => p.redisKey).join(', ')}`,
+        fix:
+          'Redis lost its data (restart without persistence) or the publisher writes to another Redis (REDIS_URL / REDIS_KEY_PREFIX). ' +
+          `After fixing the URL, re-publish: events outbox replay --stream ${stream.stream} --since <time of the loss>`,
+      },
+    ];
+  }
+  // The newest published row went to some partition, and trimming never
+  // removes a stream's newest entry: Redis must hold an outbox id at least as new.
+  const lastPublishedId = BigInt(stream.outbox.lastPublishedId ?? '0');
+  const newestInRedis = partitions.reduce((max, p) => (p.lastOutboxId && BigInt(p.lastOutboxId) > max ? BigInt(p.lastOutboxId) : max), 0n);
+  if (newestInRedis < lastPublishedId) {
+    return [
+      {
+        kind: 'redis_behind_outbox',
+        stream: stream.stream,
+        message:
+          `outbox row ${lastPublishedId} was marked published ${publishedAge}s ago but the newest entry in this Redis ` +
+          (newestInRedis === 0n ? 'is none (streams empty)' : `carries outbox id ${newestInRedis}`),
+        fix:
+          'Redis restarted without its data, or the publisher appends to another Redis (REDIS_URL / REDIS_KEY_PREFIX). ' +
+          `After fixing the URL, re-publish: events outbox replay --stream ${stream.stream} --since <time of the loss>`,
+      },
+    ];
+  }
+  return [];
+}
+
+function groupProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProblem[] {
+  const problems: StatusProblem[] = [];
+  for (const group of stream.groups) {
+    for (const p of group.partitions) {
+      const leaseAlive = p.lease !== null && !p.lease.expired;
+      const activeConsumer = p.consumers.find((c) => c.idleSeconds <= t.consumerActiveSeconds);
+      if (!leaseAlive && activeConsumer) {
+        problems.push({
+          kind: 'group_consuming_elsewhere',
+          stream: stream.stream,
+          group: group.group,
+          partition: p.partition,
+          message:
+            `consumer ${activeConsumer.name} of group ${group.group} read ${p.partition} ${activeConsumer.idleSeconds}s ago, ` +
+            'but the group holds no lease on it in this database',
+          fix: 'that consumer uses another database (split database): give api, publisher and consumer the same DATABASE_URL',
+        });
+        continue;
+      }
+      const waiting = p.lag !== null && p.lag > 0 && (p.oldestUndeliveredAgeSeconds ?? 0) >= t.stuckAfterSeconds;
+      const stalePending = p.pending > 0 && (p.oldestPendingIdleSeconds ?? 0) >= t.stuckAfterSeconds && !leaseAlive;
+      if (waiting || stalePending) {
+        const leaseText = p.lease
+          ? `lease held by ${p.lease.ownerId}${p.lease.expired ? ' (expired)' : p.lease.ownerRenewing ? '' : ' (not renewed)'}`
+          : 'no consumer lease';
+        problems.push({
+          kind: 'group_not_consuming',
+          stream: stream.stream,
+          group: group.group,
+          partition: p.partition,
+          message:
+            `group ${group.group} is not consuming ${p.partition}: lag ${p.lag ?? 'unknown'}` +
+            (p.oldestUndeliveredAgeSeconds !== null ? ` (oldest ${p.oldestUndeliveredAgeSeconds}s)` : '') +
+            `, pending ${p.pending}; ${leaseText}`,
+          fix:
+            `start events-consumer with CONSUMER_GROUP=${group.group} (same DATABASE_URL and REDIS_URL as the publisher); ` +
+            'if one runs, read its logs (handler stuck, Postgres unreachable)',
+        });
+      }
+    }
+  }
+  return problems;
+}
+
+function deadLetterProblems(stream: StreamStatus): StatusProblem[] {
+  const byGroup = new Map<string, { count: number; types: string[] }>();
+  for (const d of stream.deadLetters) {
+    const entry = byGroup.get(d.group) ?? { count: 0, types: [] };
+    entry.count += d.count;
+    entry.types.push(`${d.type ?? '(undecodable)'} x${d.count}`);
+    byGroup.set(d.group, entry);
+  }
+  return [...byGroup.entries()].map(([group, { count, types }]) => ({
+    kind: 'dead_letters' as const,
+    stream: stream.stream,
+    group,
+    message: `${count} dead letter(s) in group ${group}: ${types.join(', ')}`,
+    fix: `inspect: events dlq list --group ${group}; after fixing the handler: events dlq replay --all --group ${group} (or events dlq discard <id>)`,
+  }));
+}

@@ -1,0 +1,67 @@
+/**
+ * Human rendering of `events status` (the default; `--json` prints the
+ * EventsStatus object itself). Plain text, one block per stream, problems
+ * last so they are what stays on screen.
+ */
+import type { EventsStatus, LeaseStatus } from './status';
+
+function lease(l: LeaseStatus | null): string {
+  if (!l) return 'none';
+  const state = l.expired ? 'EXPIRED' : l.ownerRenewing ? 'alive' : 'NOT RENEWED';
+  return `${l.ownerId} ${state}, until ${l.leaseUntil}, renewed ${l.secondsSinceRenewal}s ago, token ${l.fencingToken}`;
+}
+
+function seconds(value: number | null): string {
+  return value === null ? '-' : `${value}s`;
+}
+
+export function formatEventsStatus(status: EventsStatus): string {
+  const lines: string[] = [];
+  lines.push(`events status at ${status.checkedAt}`);
+  lines.push(`  database: ${status.database.ok ? status.database.name : `FAIL ${status.database.error ?? ''}`}`);
+  lines.push(`  redis:    ${status.redis.ok ? 'ok' : `FAIL ${status.redis.error ?? ''}`}${status.redis.keyPrefix ? ` (key prefix ${status.redis.keyPrefix})` : ''}`);
+  if (status.database.ok && status.streams.length === 0) lines.push('  no streams found (no outbox rows, leases or Redis streams)');
+  for (const s of status.streams) {
+    lines.push('');
+    lines.push(`${s.stream}${s.partitionCount > 1 ? ` (${s.partitionCount} partitions)` : ''}`);
+    lines.push(
+      `  outbox:    ${s.outbox.unpublished} unpublished, oldest ${seconds(s.outbox.oldestUnpublishedAgeSeconds)}; ` +
+        `last published ${s.outbox.lastPublishedAt ?? 'never'} (outbox id ${s.outbox.lastPublishedId ?? '-'})`,
+    );
+    lines.push(`  publisher: ${lease(s.publisherLease)}`);
+    if (s.redis === null) {
+      lines.push('  redis:     unknown (Redis unreachable)');
+    } else {
+      for (const p of s.redis) {
+        lines.push(
+          `  redis:     ${p.redisKey}: ` +
+            (p.exists ? `length ${p.length}, last id ${p.lastId}, last outbox id ${p.lastOutboxId ?? '-'}` : 'MISSING'),
+        );
+      }
+    }
+    for (const g of s.groups) {
+      lines.push(`  group ${g.group}: lag ${g.lag ?? '?'}, pending ${g.pending}, oldest pending idle ${seconds(g.oldestPendingIdleSeconds)}`);
+      for (const p of g.partitions) {
+        const consumers = p.consumers.map((c) => `${c.name} (pending ${c.pending}, idle ${c.idleSeconds}s)`).join(', ') || 'none';
+        lines.push(
+          `    ${p.partition}: lag ${p.lag ?? '?'}, pending ${p.pending}, oldest waiting ${seconds(p.oldestUndeliveredAgeSeconds)}; ` +
+            `lease ${lease(p.lease)}; consumers ${consumers}`,
+        );
+      }
+    }
+    for (const d of s.deadLetters) {
+      lines.push(`  dead letters: ${d.count} x ${d.type ?? '(undecodable)'} in group ${d.group} (${d.stream}), oldest ${d.oldestDeadLetteredAt}`);
+    }
+  }
+  lines.push('');
+  if (status.problems.length === 0) {
+    lines.push('HEALTHY: no problem found');
+  } else {
+    lines.push(`PROBLEMS (${status.problems.length}):`);
+    for (const p of status.problems) {
+      lines.push(`  [${p.kind}] ${p.message}`);
+      lines.push(`      likely fix: ${p.fix}`);
+    }
+  }
+  return lines.join('\n');
+}

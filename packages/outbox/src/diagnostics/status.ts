@@ -1,0 +1,318 @@
+/**
+ * `events status`: one snapshot of the pipeline from Postgres and Redis, per
+ * stream, plus the likely cause when something is wrong (see diagnosis.ts).
+ * The CLI prints it; the api serves the same object at
+ * `GET /v1/admin/events/status`.
+ */
+import type Redis from 'ioredis';
+import type { Sql } from '../db';
+import { maskUrlPassword } from '../db';
+import { partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
+import { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS, type DiagnosisThresholds, type StatusProblem } from './diagnosis';
+import {
+  eventsSchemaExists,
+  selectDatabaseNow,
+  selectDeadLetterCounts,
+  selectLeases,
+  selectOutboxStreams,
+  type LeaseRow,
+} from './queries';
+import { inspectStream, parsePartitionStreamName, redisNowMs, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
+
+export interface LeaseStatus {
+  ownerId: string;
+  fencingToken: string;
+  leaseUntil: string;
+  renewedAt: string;
+  expired: boolean;
+  secondsSinceRenewal: number;
+  /**
+   * Whether the owner still renews: the lease is alive and was renewed within
+   * the first three quarters of the TTL it asked for (owners renew well before
+   * expiry, so a lease past that point belongs to a stopped or stuck process).
+   */
+  ownerRenewing: boolean;
+}
+
+export interface GroupPartitionStatus {
+  /** Partition stream name (the stream itself when it has one partition). */
+  partition: string;
+  lag: number | null;
+  pending: number;
+  oldestPendingIdleSeconds: number | null;
+  oldestUndeliveredAgeSeconds: number | null;
+  lastDeliveredId: string;
+  consumers: RedisConsumerInfo[];
+  /** The group's lease on this partition in this database (role `consumer:<group>`). */
+  lease: LeaseStatus | null;
+}
+
+export interface GroupStatus {
+  group: string;
+  /** Sum over partitions; null when any partition's lag is unknown. */
+  lag: number | null;
+  pending: number;
+  oldestPendingIdleSeconds: number | null;
+  partitions: GroupPartitionStatus[];
+}
+
+export interface PartitionStreamStatus {
+  partition: string;
+  redisKey: string;
+  exists: boolean;
+  length: number;
+  lastId: string | null;
+  /** `outbox_id` of the newest entry in the stream: compare with outbox.lastPublishedId. */
+  lastOutboxId: string | null;
+}
+
+export interface DeadLetterCount {
+  group: string;
+  stream: string;
+  type: string | null;
+  count: number;
+  oldestDeadLetteredAt: string;
+}
+
+export interface StreamStatus {
+  stream: string;
+  partitionCount: number;
+  outbox: {
+    unpublished: number;
+    oldestUnpublishedAgeSeconds: number | null;
+    lastPublishedAt: string | null;
+    /** Seconds since lastPublishedAt, on the database clock. */
+    lastPublishedAgeSeconds: number | null;
+    /** Highest outbox id marked published: Redis must hold an entry at least this new. */
+    lastPublishedId: string | null;
+  };
+  publisherLease: LeaseStatus | null;
+  /** Null when Redis could not be reached. */
+  redis: PartitionStreamStatus[] | null;
+  groups: GroupStatus[];
+  deadLetters: DeadLetterCount[];
+}
+
+export interface EventsStatus {
+  /** Database clock at collection time. */
+  checkedAt: string;
+  healthy: boolean;
+  problems: StatusProblem[];
+  database: { ok: boolean; name: string | null; error?: string };
+  redis: { ok: boolean; keyPrefix: string; error?: string };
+  streams: StreamStatus[];
+}
+
+export interface CollectStatusOptions {
+  sql: Sql;
+  redis: Redis;
+  /** Prefix of every Redis stream key (REDIS_KEY_PREFIX); default ''. */
+  keyPrefix?: string;
+  /** Configured partitions per stream (STREAM_PARTITIONS); more are inferred from leases and Redis keys. */
+  partitions?: StreamPartitions;
+  /** Only this logical stream. */
+  stream?: string;
+  thresholds?: Partial<DiagnosisThresholds>;
+}
+
+function leaseStatus(row: LeaseRow): LeaseStatus {
+  const sinceRenewal = Number(row.seconds_since_renewal);
+  const grantedTtl = Number(row.granted_ttl_s);
+  return {
+    ownerId: row.owner_id,
+    fencingToken: row.fencing_token,
+    leaseUntil: new Date(Number(row.lease_until_ms)).toISOString(),
+    renewedAt: new Date(Number(row.renewed_at_ms)).toISOString(),
+    expired: row.expired,
+    secondsSinceRenewal: round(sinceRenewal),
+    ownerRenewing: !row.expired && sinceRenewal <= grantedTtl * 0.75,
+  };
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+function describeError(error: unknown): string {
+  return maskUrlPassword((error as Error)?.message || String(error));
+}
+
+/**
+ * Collects the status. Never throws for an unreachable database or Redis:
+ * that is reported as a problem, since it is what the on-call person needs
+ * to read. Read-only.
+ */
+export async function collectEventsStatus(options: CollectStatusOptions): Promise<EventsStatus> {
+  const keyPrefix = options.keyPrefix ?? '';
+  const thresholds = { ...DEFAULT_DIAGNOSIS_THRESHOLDS, ...options.thresholds };
+  const status: EventsStatus = {
+    checkedAt: new Date().toISOString(),
+    healthy: false,
+    problems: [],
+    database: { ok: false, name: null },
+    redis: { ok: false, keyPrefix },
+    streams: [],
+  };
+
+  const { sql } = options;
+  try {
+    const clock = await selectDatabaseNow(sql);
+    status.checkedAt = clock.now;
+    status.database = { ok: true, name: clock.database };
+  } catch (error) {
+    status.database.error = describeError(error);
+    status.problems = diagnose(status, thresholds);
+    return status;
+  }
+  if (!(await eventsSchemaExists(sql))) {
+    status.database = { ...status.database, ok: false, error: `database ${status.database.name} has no events schema` };
+    status.problems = diagnose(status, thresholds);
+    return status;
+  }
+
+  const [outboxRows, leaseRows, deadLetterRows] = await Promise.all([
+    selectOutboxStreams(sql, options.stream),
+    selectLeases(sql),
+    selectDeadLetterCounts(sql),
+  ]);
+
+  let redisKeys: string[] = [];
+  let redisNow = 0;
+  try {
+    redisNow = await redisNowMs(options.redis);
+    redisKeys = await scanStreamKeys(options.redis, keyPrefix);
+    status.redis.ok = true;
+  } catch (error) {
+    status.redis.error = describeError(error);
+  }
+
+  // Which logical streams exist, and how many partitions each has: configured,
+  // or the highest partition index seen in a lease or a Redis key.
+  const partitionCounts = new Map<string, number>();
+  const noteStream = (name: string) => {
+    const parsed = parsePartitionStreamName(name);
+    if (!parsed) return;
+    const seen = parsed.partition === null ? 1 : parsed.partition + 1;
+    partitionCounts.set(parsed.stream, Math.max(partitionCounts.get(parsed.stream) ?? 1, seen));
+  };
+  for (const row of outboxRows) noteStream(row.stream_name);
+  for (const row of leaseRows) noteStream(row.stream_name);
+  for (const row of deadLetterRows) noteStream(row.stream_name);
+  for (const key of redisKeys) noteStream(key);
+  for (const [stream, count] of Object.entries(options.partitions ?? {})) {
+    if (partitionCounts.has(stream)) partitionCounts.set(stream, Math.max(partitionCounts.get(stream)!, count));
+  }
+  if (options.stream !== undefined) {
+    const count = partitionCounts.get(options.stream) ?? options.partitions?.[options.stream] ?? 1;
+    partitionCounts.clear();
+    partitionCounts.set(options.stream, count);
+  }
+
+  for (const [stream, count] of [...partitionCounts.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const outboxRow = outboxRows.find((r) => r.stream_name === stream);
+    const publisherRow = leaseRows.find((r) => r.stream_name === stream && r.role === 'publisher');
+    const partitionNames = Array.from({ length: count }, (_, p) => partitionStreamName(stream, p, count));
+    const streamStatus: StreamStatus = {
+      stream,
+      partitionCount: count,
+      outbox: {
+        unpublished: Number(outboxRow?.unpublished ?? 0),
+        oldestUnpublishedAgeSeconds:
+          outboxRow?.oldest_unpublished_age_s == null ? null : round(Number(outboxRow.oldest_unpublished_age_s)),
+        lastPublishedAt: outboxRow?.last_published_ms == null ? null : new Date(Number(outboxRow.last_published_ms)).toISOString(),
+        lastPublishedAgeSeconds: outboxRow?.last_published_age_s == null ? null : round(Number(outboxRow.last_published_age_s)),
+        lastPublishedId: outboxRow?.last_published_id ?? null,
+      },
+      publisherLease: publisherRow ? leaseStatus(publisherRow) : null,
+      redis: null,
+      groups: [],
+      deadLetters: deadLetterRows
+        .filter((r) => parsePartitionStreamName(r.stream_name)?.stream === stream)
+        .map((r) => ({
+          group: r.group_name,
+          stream: r.stream_name,
+          type: r.event_type,
+          count: Number(r.count),
+          oldestDeadLetteredAt: new Date(Number(r.oldest_dead_lettered_ms)).toISOString(),
+        })),
+    };
+
+    const groups = new Map<string, GroupStatus>();
+    const groupFor = (name: string): GroupStatus => {
+      let group = groups.get(name);
+      if (!group) {
+        group = { group: name, lag: 0, pending: 0, oldestPendingIdleSeconds: null, partitions: [] };
+        groups.set(name, group);
+      }
+      return group;
+    };
+    const consumerLease = (group: string, partition: string) => {
+      const row = leaseRows.find((r) => r.stream_name === partition && r.role === `consumer:${group}`);
+      return row ? leaseStatus(row) : null;
+    };
+
+    if (status.redis.ok) {
+      streamStatus.redis = [];
+      for (const partition of partitionNames) {
+        const key = redisStreamKey(partition, keyPrefix);
+        try {
+          const info = await inspectStream(options.redis, key, redisNow);
+          streamStatus.redis.push({
+            partition,
+            redisKey: key,
+            exists: info.exists,
+            length: info.length,
+            lastId: info.lastGeneratedId,
+            lastOutboxId: info.lastOutboxId,
+          });
+          for (const g of info.groups) {
+            const group = groupFor(g.name);
+            group.partitions.push({
+              partition,
+              lag: g.lag,
+              pending: g.pending,
+              oldestPendingIdleSeconds: g.oldestPendingIdleSeconds === null ? null : round(g.oldestPendingIdleSeconds),
+              oldestUndeliveredAgeSeconds: g.oldestUndeliveredAgeSeconds === null ? null : round(g.oldestUndeliveredAgeSeconds),
+              lastDeliveredId: g.lastDeliveredId,
+              consumers: g.consumers.map((c) => ({ ...c, idleSeconds: round(c.idleSeconds) })),
+              lease: consumerLease(g.name, partition),
+            });
+          }
+        } catch (error) {
+          status.redis = { ...status.redis, ok: false, error: describeError(error) };
+          streamStatus.redis = null;
+          break;
+        }
+      }
+    }
+    // Groups known only from their leases in this database (their Redis side is missing).
+    for (const row of leaseRows) {
+      if (!row.role.startsWith('consumer:') || !partitionNames.includes(row.stream_name)) continue;
+      const group = groupFor(row.role.slice('consumer:'.length));
+      if (group.partitions.some((p) => p.partition === row.stream_name)) continue;
+      group.partitions.push({
+        partition: row.stream_name,
+        lag: null,
+        pending: 0,
+        oldestPendingIdleSeconds: null,
+        oldestUndeliveredAgeSeconds: null,
+        lastDeliveredId: '',
+        consumers: [],
+        lease: leaseStatus(row),
+      });
+    }
+    for (const group of groups.values()) {
+      group.partitions.sort((a, b) => a.partition.localeCompare(b.partition, undefined, { numeric: true }));
+      group.lag = group.partitions.some((p) => p.lag === null) ? null : group.partitions.reduce((n, p) => n + (p.lag ?? 0), 0);
+      group.pending = group.partitions.reduce((n, p) => n + p.pending, 0);
+      const idles = group.partitions.map((p) => p.oldestPendingIdleSeconds).filter((v): v is number => v !== null);
+      group.oldestPendingIdleSeconds = idles.length > 0 ? Math.max(...idles) : null;
+    }
+    streamStatus.groups = [...groups.values()].sort((a, b) => a.group.localeCompare(b.group));
+    status.streams.push(streamStatus);
+  }
+
+  status.problems = diagnose(status, thresholds);
+  status.healthy = status.problems.length === 0;
+  return status;
+}

@@ -1,0 +1,204 @@
+/**
+ * The operator actions of the `events` command on a real database: dead
+ * letters, leases, outbox replay, and the exit codes of refusals and usage
+ * errors. One test runs the built bin as a process.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { acquireLease } from '../src';
+import { parseTimeArgument, runEventsCli } from '../src/cli/events';
+import { createTestDatabase, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
+
+let testDb: TestDatabase;
+const keyPrefix = uniqueRedisPrefix();
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+});
+afterAll(async () => testDb.drop());
+
+async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runEventsCli(argv, {
+    env: { DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
+    stdout: (t) => (stdout += `${t}\n`),
+    stderr: (t) => (stderr += `${t}\n`),
+  });
+  return { code, stdout, stderr };
+}
+
+async function insertDeadLetter(group: string, stream: string, type = 'TestHappened'): Promise<{ id: string; eventId: string }> {
+  const eventId = randomUUID();
+  const [row] = await testDb.sql<{ id: string }[]>`
+    INSERT INTO events.dead_letter (group_name, stream_name, redis_entry_id, event_id, event_type, partition_key, payload, headers,
+                                    error_message, error_stack, attempts, first_failed_at)
+    VALUES (${group}, ${stream}, ${`${Date.now()}-${Math.floor(Math.random() * 1e6)}`}, ${eventId}, ${type}, 'pet-1',
+            '{"n":1}'::jsonb, '{"correlationId":"c-1"}'::jsonb, 'handler exploded', 'Error: handler exploded', 5, now())
+    RETURNING id::text`;
+  return { id: row!.id, eventId };
+}
+
+async function deadLetterStatus(id: string): Promise<{ status: string; resolved_by: string | null }> {
+  const [row] = await testDb.sql<{ status: string; resolved_by: string | null }[]>`
+    SELECT status, resolved_by FROM events.dead_letter WHERE id = ${id}::bigint`;
+  return row!;
+}
+
+describe('events dlq', () => {
+  test('list and show: filters by group and type, JSON or table; unknown id exits 1', async () => {
+    const stream = uniqueStreamName();
+    const a = await insertDeadLetter('list-g1', stream, 'TypeA');
+    await insertDeadLetter('list-g1', stream, 'TypeB');
+    await insertDeadLetter('list-g2', stream, 'TypeA');
+
+    const listed = await cli(['dlq', 'list', '--group', 'list-g1', '--type', 'TypeA', '--json']);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)).toEqual([expect.objectContaining({ id: a.id, groupName: 'list-g1', eventType: 'TypeA', status: 'dead' })]);
+    const table = await cli(['dlq', 'list', '--group', 'list-g1']);
+    expect(table.stdout.trim().split('\n')).toHaveLength(3);
+    expect(table.stdout).toContain('handler exploded');
+
+    const shown = await cli(['dlq', 'show', a.id]);
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id: a.id, eventId: a.eventId, errorStack: 'Error: handler exploded' });
+
+    const missing = await cli(['dlq', 'show', '999999999']);
+    expect(missing).toMatchObject({ code: 1, stderr: expect.stringContaining('dead letter 999999999 does not exist') });
+    expect(await cli(['dlq', 'list', '--status', 'zombie'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--status must be one of') });
+  });
+
+  test('replay re-enqueues with the original event_id and marks it replayed; a second replay is refused', async () => {
+    const stream = uniqueStreamName();
+    const letter = await insertDeadLetter('replay-g', stream);
+
+    const run = await cli(['dlq', 'replay', letter.id]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`replayed dead letter ${letter.id}`);
+    const [outbox] = await testDb.sql<{ stream_name: string; published_at: string | null; headers: Record<string, string> }[]>`
+      SELECT stream_name, published_at, headers FROM events.outbox_event WHERE event_id = ${letter.eventId}`;
+    expect(outbox).toMatchObject({ stream_name: stream, published_at: null });
+    expect(outbox!.headers).toMatchObject({ correlationId: 'c-1' });
+    expect(await deadLetterStatus(letter.id)).toMatchObject({ status: 'replayed', resolved_by: expect.stringMatching(/^cli:/) });
+
+    const again = await cli(['dlq', 'replay', letter.id]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('its status is replayed');
+    const [{ count }] = (await testDb.sql`SELECT count(*)::int AS count FROM events.outbox_event WHERE event_id = ${letter.eventId}`) as unknown as [{ count: number }];
+    expect(count).toBe(1);
+  });
+
+  test('replay --all --group replays every dead letter of that group only, oldest first', async () => {
+    const stream = uniqueStreamName();
+    const first = await insertDeadLetter('bulk-g', stream);
+    const second = await insertDeadLetter('bulk-g', stream);
+    const other = await insertDeadLetter('bulk-other', stream);
+
+    const run = await cli(['dlq', 'replay', '--all', '--group', 'bulk-g']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('2 of 2 dead letter(s) of group bulk-g replayed');
+    const rows = await testDb.sql<{ event_id: string }[]>`
+      SELECT event_id::text FROM events.outbox_event WHERE event_id IN (${first.eventId}, ${second.eventId}) ORDER BY id`;
+    expect(rows.map((r) => r.event_id)).toEqual([first.eventId, second.eventId]);
+    expect((await deadLetterStatus(other.id)).status).toBe('dead');
+
+    expect(await cli(['dlq', 'replay', '--all'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--all needs --group') });
+    expect(await cli(['dlq', 'replay', other.id, '--all', '--group', 'x'])).toMatchObject({ code: 2 });
+  });
+
+  test('discard marks it discarded; discarding or replaying it afterwards is refused; unknown and malformed ids', async () => {
+    const letter = await insertDeadLetter('discard-g', uniqueStreamName());
+    expect(await cli(['dlq', 'discard', letter.id])).toMatchObject({ code: 0, stdout: expect.stringContaining(`discarded dead letter ${letter.id}`) });
+    expect((await deadLetterStatus(letter.id)).status).toBe('discarded');
+
+    expect(await cli(['dlq', 'discard', letter.id])).toMatchObject({ code: 1, stderr: expect.stringContaining('its status is discarded') });
+    expect(await cli(['dlq', 'replay', letter.id])).toMatchObject({ code: 1, stderr: expect.stringContaining('its status is discarded') });
+    const [{ count }] = (await testDb.sql`SELECT count(*)::int AS count FROM events.outbox_event WHERE event_id = ${letter.eventId}`) as unknown as [{ count: number }];
+    expect(count).toBe(0);
+
+    expect(await cli(['dlq', 'discard', '424242424'])).toMatchObject({ code: 1, stderr: expect.stringContaining('does not exist') });
+    expect(await cli(['dlq', 'discard', 'abc'])).toMatchObject({ code: 2, stderr: expect.stringContaining('must be a number') });
+    expect(await cli(['dlq', 'discard'])).toMatchObject({ code: 2 });
+  });
+});
+
+describe('events lease release', () => {
+  test('drops the lease whoever holds it; releasing nothing exits 1; bad role or stream exits 2', async () => {
+    const stream = uniqueStreamName();
+    await acquireLease(testDb.sql, { streamName: stream, role: 'publisher', ownerId: 'host:1:stale', ttlMs: 60_000 });
+    await acquireLease(testDb.sql, { streamName: `${stream}:p2`, role: 'consumer:g1', ownerId: 'host:2:c', ttlMs: 60_000 });
+
+    expect(await cli(['lease', 'release', '--stream', stream, '--role', 'publisher'])).toMatchObject({ code: 0 });
+    expect(await cli(['lease', 'release', '--stream', `${stream}:p2`, '--role', 'consumer:g1'])).toMatchObject({ code: 0 });
+    const left = await testDb.sql`SELECT 1 FROM events.stream_lease WHERE stream_name LIKE ${`${stream}%`}`;
+    expect(left).toHaveLength(0);
+
+    expect(await cli(['lease', 'release', '--stream', stream, '--role', 'publisher'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('nothing released'),
+    });
+    expect(await cli(['lease', 'release', '--stream', stream, '--role', 'boss'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--role must be') });
+    expect(await cli(['lease', 'release', '--stream', 'contracts', '--role', 'publisher'])).toMatchObject({ code: 2 });
+    expect(await cli(['lease', 'release', '--role', 'publisher'])).toMatchObject({ code: 2 });
+  });
+});
+
+describe('events outbox replay', () => {
+  test('sets published_at back to NULL for rows published since the time, only on that stream', async () => {
+    const stream = uniqueStreamName();
+    const otherStream = uniqueStreamName();
+    const insert = (s: string, publishedAgo: string) => testDb.sql`
+      INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, published_at)
+      VALUES (${randomUUID()}, ${s}, 'k', 'T', '{}'::jsonb, now() - ${publishedAgo}::interval)`;
+    await insert(stream, '3 hours');
+    await insert(stream, '20 minutes');
+    await insert(stream, '5 minutes');
+    await insert(otherStream, '5 minutes');
+
+    const run = await cli(['outbox', 'replay', '--stream', stream, '--since', '1h']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('2 row(s)');
+    const rows = await testDb.sql<{ stream_name: string; unpublished: boolean }[]>`
+      SELECT stream_name, published_at IS NULL AS unpublished FROM events.outbox_event
+      WHERE stream_name IN (${stream}, ${otherStream}) ORDER BY id`;
+    expect(rows.map((r) => r.unpublished)).toEqual([false, true, true, false]);
+
+    const iso = await cli(['outbox', 'replay', '--stream', stream, '--since', new Date(Date.now() - 4 * 3_600_000).toISOString()]);
+    expect(iso.stdout).toContain('1 row(s)');
+
+    expect(await cli(['outbox', 'replay', '--stream', stream, '--since', 'yesterday-ish'])).toMatchObject({ code: 2 });
+    expect(await cli(['outbox', 'replay', '--since', '1h'])).toMatchObject({ code: 2 });
+    expect(await cli(['outbox', 'replay', '--stream', stream, '--since', '1h', '--until', '2h'])).toMatchObject({ code: 2 });
+  });
+
+  test('parseTimeArgument reads durations ago and ISO-8601', () => {
+    const now = Date.parse('2026-01-01T12:00:00Z');
+    expect(parseTimeArgument('90s', '--since', now).toISOString()).toBe('2026-01-01T11:58:30.000Z');
+    expect(parseTimeArgument('2h', '--since', now).toISOString()).toBe('2026-01-01T10:00:00.000Z');
+    expect(parseTimeArgument('2026-01-01T00:00:00Z', '--since', now).toISOString()).toBe('2026-01-01T00:00:00.000Z');
+    expect(() => parseTimeArgument(undefined, '--since', now)).toThrow('--since <time> is required');
+  });
+});
+
+describe('events command line', () => {
+  test('unknown command and flags exit 2 with the usage', async () => {
+    expect(await cli([])).toMatchObject({ code: 2, stderr: expect.stringContaining('usage: events') });
+    expect(await cli(['frobnicate'])).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command') });
+    expect(await cli(['status', '--colour'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--colour') });
+    expect(await cli(['status', '--stream', 'nope'])).toMatchObject({ code: 2 });
+    expect(await cli(['--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('dlq replay') });
+  });
+
+  test('the built bin runs as a process with its env and exit code', async () => {
+    const bin = path.join(__dirname, '..', 'dist', 'cli', 'events.js');
+    const run = promisify(execFile)(process.execPath, [bin, 'status', '--json'], {
+      env: { ...process.env, DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
+    });
+    // Earlier tests left dead letters behind: a problem, so exit 1 with the JSON on stdout.
+    const error = await run.then(() => null, (e: { code: number; stdout: string }) => e);
+    expect(error?.code).toBe(1);
+    expect(JSON.parse(error!.stdout).problems).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'dead_letters' })]));
+  });
+});
