@@ -71,3 +71,20 @@ export { formatEventsStatus } from './diagnostics/format';
 export { replayPublishedSince } from './diagnostics/outbox-replay';
 export type { OutboxReplayResult } from './diagnostics/outbox-replay';
 export { parseStreamPartitions } from './cli/events-env';
+export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';
+export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';
+export { createConsumer, CONSUMER_DEFAULTS, InvalidConsumerOptionsError } from './consumer/consumer';
+export type { Consumer, ConsumerOptions, ConsumerStatus } from './consumer/consumer';
+export type { ConsumerMetrics } from './consumer/metrics';
+export { PartitionLeaseLostError } from './consumer/inbox';
+export { PayloadSchemaError } from './consumer/settle-entries';
+export {
+  DeadLetterNotFoundError,
+  DeadLetterStateError,
+  discardDeadLetter,
+  getDeadLetter,
+  listDeadLetters,
+  logicalStreamOf,
+  replayDeadLetter,
+} from './consumer/dead-letters';
+export type { DeadLetterFilter, DeadLetterRow } from './consumer/dead-letters';
