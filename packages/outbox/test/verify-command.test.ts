@@ -1,8 +1,8 @@
-/** `events verify` argument parsing and exit codes, against a real database. */
+/** `events verify` through the events CLI: arguments, exit codes and output, against a real database. */
 import { sql as drizzleSql } from 'drizzle-orm';
-import { parseVerifyArgs, runVerifyCommand, VERIFY_EXIT } from '../src/cli/verify-command';
+import { runEventsCli } from '../src/cli/events';
 import { enqueue } from '../src';
-import { createTestDatabase, uniqueGroupName, uniqueStreamName, type TestDatabase } from '../src/testing';
+import { createTestDatabase, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
 beforeAll(async () => {
@@ -10,40 +10,32 @@ beforeAll(async () => {
 });
 afterAll(async () => testDb.drop());
 
-function run(argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = runVerifyCommand(argv, { env: { DATABASE_URL: testDb.url }, out: (l) => out.push(l), err: (l) => err.push(l) });
-  return code.then((exitCode) => ({ exitCode, out: out.join('\n'), err: err.join('\n') }));
+async function cli(argv: string[], redisUrl = testRedisUrl()) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runEventsCli(['verify', ...argv], {
+    env: { DATABASE_URL: testDb.url, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: uniqueRedisPrefix() },
+    stdout: (t) => (stdout += `${t}\n`),
+    stderr: (t) => (stderr += `${t}\n`),
+  });
+  return { code, stdout, stderr };
 }
 
-describe('events verify arguments', () => {
-  const now = new Date('2026-11-22T12:00:00Z');
-  test('--since takes an ISO time or a duration ago', () => {
-    expect(parseVerifyArgs(['--since', '15m'], now).since).toEqual(new Date('2026-11-22T11:45:00Z'));
-    expect(parseVerifyArgs(['--since', '2026-11-21T00:00:00Z', '--group', 'g'], now)).toEqual({
-      since: new Date('2026-11-21T00:00:00Z'),
-      group: 'g',
-      json: false,
-    });
-  });
-
+describe('events verify', () => {
   test.each([
-    [['--since'], '--since needs a value'],
-    [['--since', 'yesterday'], '--since must be an ISO time or a duration like 15m (got "yesterday")'],
-    [['--group', '--json'], '--group needs a value'],
-    [['--bogus'], 'unknown argument "--bogus"'],
-    [['--since', '1h', '--until', '2h'], '--since is after --until'],
-  ])('%j is refused with exit 64 and a precise message', async (argv, message) => {
-    const result = await run(argv);
-    expect(result.exitCode).toBe(VERIFY_EXIT.usage);
-    expect(result.err).toContain(message);
-    expect(result.out).toBe('');
+    [['--since'], "Option '--since <value>' argument missing"],
+    [['--since', 'yesterday'], '--since must be an ISO-8601 time or a duration like 30m (got yesterday)'],
+    [['--since', '1h', '--until', '2h'], '--until must be after --since'],
+    [['--group', 'a b'], '--group must hold only letters, digits and _.- (got a b)'],
+    [['--bogus'], "Unknown option '--bogus'"],
+  ])('%j is refused with exit 2 and a precise message', async (argv, message) => {
+    const result = await cli(argv);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(message);
+    expect(result.stdout).toBe('');
   });
-});
 
-describe('events verify exit code', () => {
-  test('0 when every event is handled, 1 once one goes missing', async () => {
+  test('exit 0 when every event is handled, 1 once one goes missing; works without Redis', async () => {
     const stream = uniqueStreamName();
     const group = uniqueGroupName();
     const event = await testDb.db.transaction(async (tx) => {
@@ -51,17 +43,18 @@ describe('events verify exit code', () => {
       await tx.execute(drizzleSql`INSERT INTO events.processed_event (group_name, event_id) VALUES (${group}, ${e.eventId})`);
       return e;
     });
-    const ok = await run(['--group', group]);
-    expect(ok).toMatchObject({ exitCode: VERIFY_EXIT.ok });
-    expect(ok.out).toMatch(/^verify: OK/);
+    const ok = await cli(['--group', group, '--since', '10m']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^verify: OK/);
 
     await testDb.sql`DELETE FROM events.processed_event WHERE event_id = ${event.eventId}`;
-    // The group still leaves a trace (a lease), so it is still expected to handle the event.
+    // The group still leaves a trace (its lease), so it is still expected to handle the event.
     await testDb.sql`
       INSERT INTO events.stream_lease (stream_name, role, owner_id, lease_until, fencing_token)
       VALUES (${stream}, ${`consumer:${group}`}, 'host:1:abc', now(), 1)`;
-    const failed = await run(['--group', group, '--json']);
-    expect(failed.exitCode).toBe(VERIFY_EXIT.defects);
-    expect(JSON.parse(failed.out)).toMatchObject({ ok: false, missing: 1 });
+    const failed = await cli(['--group', group, '--json'], 'redis://127.0.0.1:1/0');
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('Redis unreachable');
+    expect(JSON.parse(failed.stdout)).toMatchObject({ ok: false, missing: 1 });
   });
 });
