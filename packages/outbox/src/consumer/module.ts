@@ -3,6 +3,7 @@
  * registers. The events-consumer app loads one with `--module <path>`; bench
  * and chaos plug their own handlers in the same way.
  */
+import type { MigrationSet } from '../migrations';
 import type { HandlerRegistry } from './registry';
 
 export interface ConsumerStreamDeclaration {
@@ -16,6 +17,11 @@ export interface ConsumerModule {
   streams: ConsumerStreamDeclaration[];
   /** Registers every handler; a duplicate registration throws DuplicateHandlerError. */
   register(registry: HandlerRegistry): void;
+  /**
+   * Migration sets the handlers' own tables need (the outbox's is always
+   * checked); `/readyz` fails until they are at head.
+   */
+  migrations?: readonly MigrationSet[];
 }
 
 export class InvalidConsumerModuleError extends Error {
@@ -48,6 +54,9 @@ export function resolveConsumerModule(exported: unknown, source: string): Consum
     if (stream.partitions !== undefined && (!Number.isInteger(stream.partitions) || stream.partitions < 1)) {
       throw new InvalidConsumerModuleError(source, `stream ${stream.name}: partitions must be a positive integer`);
     }
+  }
+  if (candidate.migrations !== undefined && !Array.isArray(candidate.migrations)) {
+    throw new InvalidConsumerModuleError(source, '`migrations` must be an array of migration sets');
   }
   return candidate as ConsumerModule;
 }
