@@ -7,7 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type Redis from 'ioredis';
 import { enqueueMany, type OutboxEventInput } from '@petcover/outbox';
-import { freePort, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import type { DatabaseHandle } from '@petcover/outbox';
+import { freePort, waitFor } from '@petcover/outbox/testing';
+
+type TestDatabase = Pick<DatabaseHandle, 'db' | 'sql'>;
 
 export const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 
