@@ -1,0 +1,153 @@
+/**
+ * The admin router on a bare express app, over a real database and Redis:
+ * key checks, status, dead-letter replay/discard, lease release, refusals,
+ * and the audit log line of every action.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { Writable } from 'node:stream';
+import express from 'express';
+import type Redis from 'ioredis';
+import { acquireLease } from '@petcover/outbox';
+import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '@petcover/outbox/testing';
+import { createLogger } from '@petcover/service-kit';
+import { createAdminRouter } from '../src/admin/router';
+
+const ADMIN_KEY = `admin-${randomUUID()}`;
+let testDb: TestDatabase;
+let redis: Redis;
+let server: Server;
+let baseUrl: string;
+const logLines: string[] = [];
+
+function startApp(adminKey: string | undefined): Promise<{ server: Server; url: string }> {
+  const logger = createLogger({
+    name: 'api-test',
+    destination: new Writable({
+      write(chunk, _enc, done) {
+        logLines.push(String(chunk));
+        done();
+      },
+    }),
+  });
+  const app = express();
+  app.use('/v1/admin', createAdminRouter({ adminKey, db: testDb.db, sql: testDb.sql, redis, logger, keyPrefix: uniqueRedisPrefix() }));
+  return new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve({ server: s, url: `http://127.0.0.1:${(s.address() as AddressInfo).port}/v1/admin` }));
+  });
+}
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  redis = createTestRedis();
+  ({ server, url: baseUrl } = await startApp(ADMIN_KEY));
+});
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  redis.disconnect();
+  await testDb.drop();
+});
+
+async function call(method: string, path: string, options: { key?: string | null; body?: string; actor?: string } = {}) {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (options.key !== null) headers['x-admin-key'] = options.key ?? ADMIN_KEY;
+  if (options.actor) headers['x-admin-actor'] = options.actor;
+  const res = await fetch(`${baseUrl}${path}`, { method, headers, body: options.body });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function insertDeadLetter(): Promise<{ id: string; eventId: string }> {
+  const eventId = randomUUID();
+  const [row] = await testDb.sql<{ id: string }[]>`
+    INSERT INTO events.dead_letter (group_name, stream_name, redis_entry_id, event_id, event_type, partition_key, payload,
+                                    error_message, attempts, first_failed_at)
+    VALUES ('admin-g', ${uniqueStreamName()}, ${`${Date.now()}-${Math.floor(Math.random() * 1e6)}`}, ${eventId}, 'T', 'k',
+            '{}'::jsonb, 'boom', 3, now())
+    RETURNING id::text`;
+  return { id: row!.id, eventId };
+}
+
+describe('admin key', () => {
+  test('401 without the key or with a wrong one (also one of another length); nothing happens', async () => {
+    const letter = await insertDeadLetter();
+    expect(await call('GET', '/events/status', { key: null })).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
+    expect(await call('POST', `/dead-letters/${letter.id}/replay`, { key: 'wrong' })).toMatchObject({ status: 401 });
+    expect(await call('POST', `/dead-letters/${letter.id}/discard`, { key: `${ADMIN_KEY}x` })).toMatchObject({ status: 401 });
+    const [row] = await testDb.sql<{ status: string }[]>`SELECT status FROM events.dead_letter WHERE id = ${letter.id}::bigint`;
+    expect(row!.status).toBe('dead');
+    expect(logLines.join('')).not.toContain(ADMIN_KEY);
+  });
+
+  test('503 when no admin key is configured', async () => {
+    const disabled = await startApp(undefined);
+    try {
+      const res = await fetch(`${disabled.url}/events/status`, { headers: { 'x-admin-key': '' } });
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ error: 'admin_disabled' });
+    } finally {
+      await new Promise((resolve) => disabled.server.close(resolve));
+    }
+  });
+});
+
+describe('admin routes', () => {
+  test('GET /events/status answers the EventsStatus JSON of `events status --json`', async () => {
+    const stream = uniqueStreamName();
+    await testDb.sql`INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, created_at)
+                     VALUES (${randomUUID()}, ${stream}, 'k', 'T', '{}'::jsonb, now() - interval '1 minute')`;
+    const res = await call('GET', `/events/status?stream=${encodeURIComponent(stream)}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      healthy: false,
+      database: { ok: true, name: testDb.name },
+      redis: { ok: true },
+      streams: [{ stream, outbox: { unpublished: 1 }, publisherLease: null }],
+      problems: [expect.objectContaining({ kind: 'no_publisher_lease' })],
+    });
+    expect(await call('GET', '/events/status?stream=bad')).toMatchObject({ status: 400 });
+  });
+
+  test('replay: 200 once, then 409; unknown id 404; malformed id 400; logged with who and what', async () => {
+    const letter = await insertDeadLetter();
+    const first = await call('POST', `/dead-letters/${letter.id}/replay`, { actor: 'alice' });
+    expect(first).toMatchObject({ status: 200, body: { deadLetterId: letter.id, status: 'replayed', eventId: letter.eventId } });
+    const [row] = await testDb.sql<{ status: string; resolved_by: string }[]>`
+      SELECT status, resolved_by FROM events.dead_letter WHERE id = ${letter.id}::bigint`;
+    expect(row).toMatchObject({ status: 'replayed', resolved_by: expect.stringMatching(/^admin:alice@/) });
+    const line = logLines.find((l) => l.includes('"dead_letter.replay"') && l.includes(`"${letter.id}"`));
+    expect(JSON.parse(line!)).toMatchObject({ action: 'dead_letter.replay', deadLetterId: letter.id, by: expect.stringContaining('admin:alice@') });
+
+    expect(await call('POST', `/dead-letters/${letter.id}/replay`)).toMatchObject({ status: 409, body: { error: 'conflict' } });
+    expect(await call('POST', '/dead-letters/987654321/replay')).toMatchObject({ status: 404, body: { error: 'not_found' } });
+    expect(await call('POST', '/dead-letters/12abc/replay')).toMatchObject({ status: 400 });
+    const [{ count }] = (await testDb.sql`SELECT count(*)::int AS count FROM events.outbox_event WHERE event_id = ${letter.eventId}`) as unknown as [{ count: number }];
+    expect(count).toBe(1);
+  });
+
+  test('discard: 200 once, then 409 for discard and replay; unknown id 404', async () => {
+    const letter = await insertDeadLetter();
+    expect(await call('POST', `/dead-letters/${letter.id}/discard`)).toMatchObject({ status: 200, body: { status: 'discarded' } });
+    expect(await call('POST', `/dead-letters/${letter.id}/discard`)).toMatchObject({ status: 409 });
+    expect(await call('POST', `/dead-letters/${letter.id}/replay`)).toMatchObject({ status: 409 });
+    expect(await call('POST', '/dead-letters/987654322/discard')).toMatchObject({ status: 404 });
+    expect(logLines.some((l) => l.includes('"dead_letter.discard"') && l.includes(`"${letter.id}"`))).toBe(true);
+  });
+
+  test('lease release: 200 then 404; bad body 400 (wrong role, unknown field, malformed JSON) with nothing changed', async () => {
+    const stream = uniqueStreamName();
+    await acquireLease(testDb.sql, { streamName: stream, role: 'publisher', ownerId: 'host:9:old', ttlMs: 60_000 });
+    const body = (value: unknown) => ({ body: JSON.stringify(value) });
+
+    expect(await call('POST', '/leases/release', body({ stream, role: 'boss' }))).toMatchObject({ status: 400, body: { error: 'bad_request' } });
+    expect(await call('POST', '/leases/release', body({ stream, role: 'publisher', extra: 1 }))).toMatchObject({ status: 400 });
+    expect(await call('POST', '/leases/release', { body: '{"stream": ' })).toMatchObject({ status: 400 });
+    expect(await call('POST', '/leases/release', body({ role: 'publisher' }))).toMatchObject({ status: 400 });
+    expect(await testDb.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = ${stream}`).toHaveLength(1);
+
+    expect(await call('POST', '/leases/release', body({ stream, role: 'publisher' }))).toMatchObject({ status: 200, body: { released: true } });
+    expect(await testDb.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = ${stream}`).toHaveLength(0);
+    expect(await call('POST', '/leases/release', body({ stream, role: 'publisher' }))).toMatchObject({ status: 404 });
+    expect(logLines.some((l) => l.includes('"lease.release"') && l.includes(stream))).toBe(true);
+  });
+});
