@@ -8,6 +8,10 @@ import { CHAOS_USAGE, ChaosUsageError, parseChaosArgs, type ChaosArgs } from './
 import { DEFAULT_CHAOS_OPTIONS, runChaos } from './run';
 import { formatChaosSummary } from './summary';
 
+function isPostgresNullSocketWrite(error: Error): boolean {
+  return error instanceof TypeError && /reading 'write'/.test(error.message) && /postgres[\\/].*connection\.js/.test(error.stack ?? '');
+}
+
 async function main(): Promise<number> {
   let args: ChaosArgs;
   try {
@@ -24,6 +28,17 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.on('uncaughtException', (error) => {
+    if (isPostgresNullSocketWrite(error)) {
+      // postgres.js 3.4.x throws this from a setImmediate when Postgres closes a
+      // connection with a write pending (porsager/postgres#1066, #1208): the
+      // query itself was already rejected with CONNECTION_CLOSED and retried.
+      return;
+    }
+    console.error(`chaos: unexpected error, stopping and cleaning up: ${error.stack ?? error.message}`);
+    process.exitCode = 1;
+    controller.abort();
+  });
 
   const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 23)}] ${line}`);
   log(`chaos: seed ${args.seed} (repeat with --seed ${args.seed}), duration ${args.durationSec} s, ${args.rate} events/s`);

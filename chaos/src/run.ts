@@ -183,7 +183,8 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   const supervisor = setInterval(() => {
     for (const app of services.apps) {
       if (!app.running && !plannedDown.has(app)) {
-        log(`chaos: ${app.name} exited unexpectedly; restarting it`);
+        const exit = app.unexpectedExits[app.unexpectedExits.length - 1];
+        log(`chaos: ${app.name} exited unexpectedly (code ${exit?.code ?? '-'}, signal ${exit?.signal ?? '-'}); restarting it. Its last lines:\n${app.tailLog(12)}`);
         app.start();
       }
     }
