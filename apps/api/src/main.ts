@@ -1,4 +1,122 @@
 #!/usr/bin/env node
-// Entry point of api; built out by its own issue.
-console.error('api: not built yet');
-process.exit(1);
+/**
+ * `api [--port <n>] [--log-level <level>]`: the HTTP API. Env: see env.ts.
+ * SIGINT/SIGTERM: stop accepting, finish requests in flight, close pools.
+ */
+import type { AddressInfo } from 'node:net';
+import Redis from 'ioredis';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
+import { connectDatabase, maskUrlPassword, migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
+import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, LOG_LEVELS, type LogLevel } from '@petcover/service-kit';
+import { createApp } from './app';
+import { readApiEnv, type ApiEnv } from './env';
+import { signatureProviderFromEnv } from './signature-provider';
+
+const USAGE = 'usage: api [--port <n>] [--log-level <level>]';
+
+function applyFlags(env: ApiEnv, argv: string[]): ApiEnv {
+  const result = { ...env };
+  for (let i = 0; i < argv.length; i += 1) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (flag === 'start') continue;
+    if (flag === '--help' || flag === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    if (flag === '--port' && value && /^\d+$/.test(value) && Number(value) <= 65535) {
+      result.PORT = Number(value);
+      i += 1;
+    } else if (flag === '--log-level' && value && (LOG_LEVELS as readonly string[]).includes(value)) {
+      result.LOG_LEVEL = value as LogLevel;
+      i += 1;
+    } else {
+      throw new ConfigError(`bad argument ${JSON.stringify(flag)}${value !== undefined ? ` ${JSON.stringify(value)}` : ''}; ${USAGE}`);
+    }
+  }
+  return result;
+}
+
+async function main(): Promise<void> {
+  let env: ApiEnv;
+  try {
+    env = applyFlags(readApiEnv(), process.argv.slice(2));
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`api: ${error.message}`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw error;
+  }
+  const logger = createLogger({ name: 'api', level: env.LOG_LEVEL });
+  const database = connectDatabase(env.DATABASE_URL, { applicationName: 'petcover-api' });
+  // Only /readyz uses Redis; fail fast instead of queueing commands while it is down.
+  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+  let redisDown = false;
+  redis.on('error', (error) => {
+    if (!redisDown) logger.warn({ err: error }, 'redis unreachable; /readyz reports it');
+    redisDown = true;
+  });
+  redis.on('ready', () => {
+    if (redisDown) logger.info('redis reachable again');
+    redisDown = false;
+  });
+
+  const metricsRegistry = new Registry();
+  collectDefaultMetrics({ register: metricsRegistry });
+  const signatureProvider = signatureProviderFromEnv(env);
+  const app = createApp({
+    logger,
+    wizard: {
+      db: database.db,
+      documentStore: createLocalDocumentStore(env.DOCUMENT_STORE_DIR),
+      signatureProvider,
+      autoEnroll: env.DEV_AUTO_ENROLL_PET,
+    },
+    authSecret: env.AUTH_SECRET,
+    signatureApiKey: env.SIGNATURE_API_KEY,
+    signatureProviderName: signatureProvider.name,
+    bodyLimit: env.BODY_LIMIT,
+    readinessChecks: {
+      db: postgresCheck(database.sql),
+      redis: redisCheck(redis),
+      migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),
+    },
+    metricsRegistry,
+  });
+
+  const server = app.listen(env.PORT);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  logger.info(
+    {
+      port: (server.address() as AddressInfo).port,
+      database: maskUrlPassword(env.DATABASE_URL),
+      signatureProvider: signatureProvider.name,
+      autoEnroll: env.DEV_AUTO_ENROLL_PET,
+    },
+    'api listening',
+  );
+
+  const shutdown = createShutdown(logger, [
+    { name: 'http server', run: () => new Promise<void>((resolve) => server.close(() => resolve())) },
+    { name: 'postgres', run: () => database.close() },
+    { name: 'redis', run: () => redis.quit().catch(() => redis.disconnect()) },
+  ]);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'stopping');
+      // Idle keep-alive connections would hold server.close() open.
+      server.closeIdleConnections();
+      void shutdown().then((clean) => process.exit(clean ? 0 : 1));
+    });
+  }
+}
+
+main().catch((error: Error) => {
+  console.error(`api: ${error.message}`);
+  process.exit(1);
+});

@@ -1,4 +1,62 @@
 /**
- * @petcover/domain — pet enrollment. Built out by its own issue.
+ * @petcover/domain — pet enrollment: tables, services, events, handlers.
  */
-export {};
+export {
+  approvalRequest,
+  contract,
+  contractingPackage,
+  dependentDraft,
+  enrollment,
+  enrollmentAuditEntry,
+  enrollmentSchema,
+  insurancePlan,
+  packageDocument,
+  petProfile,
+  signatureCallback,
+  signedDocument,
+  SPECIES,
+  WIZARD_STEPS,
+} from './schema';
+export type { Species, WizardStep } from './schema';
+export { domainMigrations } from './migrations';
+export {
+  ContractCreated,
+  ContractingPackageCreated,
+  CONTRACT_CHANGES_STREAM,
+  LegalDocumentsSigned,
+  PACKAGE_CHANGES_STREAM,
+  PET_CHANGES_STREAM,
+  PetEnrolled,
+  PetProfileCreated,
+  PlanChosen,
+  SIGNATURE_EVENT_TYPES,
+  SIGNATURE_EVENTS_STREAM,
+  SignatureReceived,
+} from './events';
+export type { SignatureEventType } from './events';
+export { DomainError, NotFoundError, SignatureDispatchError, StateConflictError, UnknownPlanError } from './errors';
+export { createLocalDocumentStore, DEFAULT_DOCUMENT_STORE_DIR, DocumentNotFoundError, sha256Hex } from './documents/document-store';
+export type { DocumentStore, StoredDocument } from './documents/document-store';
+export { PACKAGE_V2_DOCUMENT_KINDS, renderPackageDocuments } from './documents/render-package-documents';
+export { createManualSignatureProvider } from './signature/provider';
+export type { SignatureDispatch, SignatureProvider } from './signature/provider';
+export { createDropboxSignProvider, DEFAULT_DROPBOX_SIGN_BASE_URL } from './signature/dropbox-sign';
+export type { DropboxSignOptions } from './signature/dropbox-sign';
+export { buildSignatureCallback, CALLBACK_ACKNOWLEDGEMENT, CallbackRejectedError, computeEventHash, verifySignatureCallback } from './signature/callback';
+export type { SignatureCallback } from './signature/callback';
+export { findPlan, listPlans } from './services/plans';
+export type { InsurancePlan } from './services/plans';
+export { addPet, choosePlan, confirmDraft, getDraft, getPet } from './services/wizard';
+export type { ConfirmationResult, DraftView, NewPet, WizardDeps } from './services/wizard';
+export { receiveSignatureCallback } from './services/signature-callbacks';
+export type { CallbackOutcome } from './services/signature-callbacks';
+export {
+  applySignatureReceived,
+  approvePackageAndCreateContract,
+  enrollPetForContract,
+  findEnrollmentOfPet,
+  markPackageSigned,
+  recordEnrollmentAudit,
+} from './services/contracting';
+export { domainConsumerModule, enrollmentAuditConsumerModule } from './handlers/register-handlers';
+export type { DomainConsumerModule } from './handlers/register-handlers';

@@ -286,6 +286,36 @@ describe('consumer', () => {
     await waitForEffects(group, 2);
   });
 
+  test('a replica whose lease was taken over while in a handler commits nothing (fence) and leaves the partition', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => (entered = resolve));
+    let releaseHandler!: () => void;
+    const handlerMayFinish = new Promise<void>((resolve) => (releaseHandler = resolve));
+    const registry = createHandlerRegistry().register('Recorded', {
+      schema: payloadSchema,
+      async handle(event, ctx) {
+        await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
+          VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+        entered();
+        await handlerMayFinish;
+      },
+    });
+    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+    const zombie = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 60_000 });
+    await inHandler;
+    // Another replica takes the partition over (as after an expiry while this one was paused).
+    await testDb.sql`UPDATE events.stream_lease SET owner_id = 'other-host:1:abcdef', lease_until = now() + interval '1 minute'
+      WHERE stream_name = ${stream} AND role = ${`consumer:${group}`}`;
+    releaseHandler();
+    await waitFor(() => zombie.status().leased.length === 0, { description: 'zombie leaves the partition' });
+    expect(await effectsOf(group)).toEqual([]);
+    expect(await pendingOf(key, group)).toBe(1);
+  });
+
   test('rejects bad options with a typed error naming the option', () => {
     const base = { db: testDb.db, sql: testDb.sql, redis, logger, registry: createHandlerRegistry(), streams: [{ name: uniqueStreamName() }] };
     expect(() => createConsumer({ ...base, group: 'bad group!' })).toThrow(/invalid consumer option group/);

@@ -1,0 +1,168 @@
+/**
+ * events-consumer as a real process (built dist/, run `pnpm build` first):
+ * SIGKILL mid-handler, SIGTERM with entries in flight, health endpoints, and
+ * start-up errors.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type Redis from 'ioredis';
+import {
+  appendTestEvents,
+  createTestDatabase,
+  createTestRedis,
+  freePort,
+  testRedisUrl,
+  testStreamEvent,
+  uniqueGroupName,
+  uniqueRedisPrefix,
+  uniqueStreamName,
+  waitFor,
+  type TestDatabase,
+} from '@petcover/outbox/testing';
+
+const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
+const FIXTURE = path.join(__dirname, 'fixtures', 'recording-module.ts');
+
+let testDb: TestDatabase;
+let redis: Redis;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  redis = createTestRedis();
+  await testDb.sql`CREATE TABLE test_effect (
+    id bigserial PRIMARY KEY, group_name text NOT NULL, event_id uuid NOT NULL, seq int NOT NULL, pid int NOT NULL)`;
+});
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+afterAll(async () => {
+  redis.disconnect();
+  await testDb.drop();
+});
+
+interface RunningConsumer {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  healthPort: number;
+}
+
+async function spawnConsumer(args: string[], env: Record<string, string>): Promise<RunningConsumer> {
+  const healthPort = await freePort();
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env.PATH ?? '', DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), HEALTH_PORT: String(healthPort), LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, output: () => output, exited, healthPort };
+}
+
+function startArgs(group: string, extra: string[] = []): string[] {
+  return ['start', '--module', FIXTURE, '--group', group, '--lease-ttl', '2', '--block', '200', '--log-level', 'info', ...extra];
+}
+
+const effects = (group: string) =>
+  testDb.sql<{ event_id: string; seq: number; pid: number }[]>`SELECT event_id::text, seq, pid FROM test_effect WHERE group_name = ${group} ORDER BY id`;
+
+async function consumersOf(key: string, group: string): Promise<{ name: string; pending: number }[]> {
+  const rows = (await redis.call('XINFO', 'CONSUMERS', key, group)) as unknown[][];
+  return rows.map((r) => ({ name: String(r[1]), pending: Number(r[3]) }));
+}
+
+describe('events-consumer process', () => {
+  test('SIGKILL in the middle of a handler: another replica reclaims the entry and the effect happens exactly once', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = `${prefix}${stream}`;
+    const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-consumer-')), 'blocked');
+    const events = [1, 2, 3, 4].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } }));
+    await appendTestEvents(redis, key, events);
+
+    const fixtureEnv = { FIXTURE_STREAM: stream, REDIS_KEY_PREFIX: prefix };
+    const a = await spawnConsumer(startArgs(group, ['--batch-size', '1']), { ...fixtureEnv, FIXTURE_BLOCK_SEQ: '2', FIXTURE_MARKER: marker });
+    await waitFor(() => fs.existsSync(marker), { timeoutMs: 20_000, description: `replica A blocked in the handler of seq 2\n${a.output()}` });
+    const b = await spawnConsumer(startArgs(group, ['--batch-size', '1']), fixtureEnv);
+    // B is idle while A holds the partition lease.
+    expect((await effects(group)).map((r) => r.seq)).toEqual([1]);
+
+    a.child.kill('SIGKILL');
+    expect(await a.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    const rows = await waitFor(async () => {
+      const found = await effects(group);
+      return found.length >= 4 ? found : null;
+    }, { timeoutMs: 20_000, description: `replica B handles what A left\n${b.output()}` });
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+    expect(rows[0]!.pid).toBe(a.child.pid);
+    expect(rows.slice(1).every((r) => r.pid === b.child.pid)).toBe(true);
+    await waitFor(async () => (await consumersOf(key, group)).every((c) => c.pending === 0), { description: 'nothing pending' });
+    expect(b.output()).toContain('reclaimed entries left pending by a previous owner');
+    b.child.kill('SIGTERM');
+    expect((await b.exited).code).toBe(0);
+  });
+
+  test('SIGTERM with entries in flight: exits 0, nothing pending for it, leases released; the rest is handled once later', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = `${prefix}${stream}:p0`;
+    const events = Array.from({ length: 40 }, (_, seq) => testStreamEvent({ type: 'Recorded', partitionKey: 'k', payload: { seq } }));
+    const fixtureEnv = { FIXTURE_STREAM: stream, FIXTURE_PARTITIONS: '2', REDIS_KEY_PREFIX: prefix, FIXTURE_SLOW_MS: '50' };
+    const first = await spawnConsumer(startArgs(group, ['--batch-size', '5']), fixtureEnv);
+    await appendTestEvents(redis, key, events);
+    await waitFor(async () => (await effects(group)).length >= 3, { timeoutMs: 20_000, description: `first effects\n${first.output()}` });
+
+    // Health endpoints of a running consumer.
+    const base = `http://127.0.0.1:${first.healthPort}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(await ready.json()).toMatchObject({ status: 'ok', checks: { db: { ok: true }, redis: { ok: true }, migrations: { ok: true } } });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/petcover_consumer_handled_total\{[^}]*event_type="Recorded"[^}]*\} \d+/);
+    expect(metrics).toContain('petcover_consumer_handler_seconds_bucket');
+
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toEqual({ code: 0, signal: null });
+    const handledBefore = (await effects(group)).length;
+    expect(handledBefore).toBeLessThan(events.length);
+    expect(await consumersOf(key, group)).toEqual([expect.objectContaining({ pending: 0 })]);
+    const [leases] = await testDb.sql`SELECT count(*)::int AS n FROM events.stream_lease WHERE role = ${`consumer:${group}`}`;
+    expect(leases!.n).toBe(0);
+
+    const second = await spawnConsumer(startArgs(group), { ...fixtureEnv, FIXTURE_SLOW_MS: '0' });
+    const rows = await waitFor(async () => {
+      const found = await effects(group);
+      return found.length >= events.length ? found : null;
+    }, { timeoutMs: 20_000, description: `the rest handled\n${second.output()}` });
+    expect(rows.map((r) => r.seq)).toEqual(events.map((_, seq) => seq));
+    second.child.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+  });
+
+  test('start-up errors exit at once with a one-line reason', async () => {
+    const usage = await spawnConsumer(['start', '--concurrency', 'many'], {});
+    expect((await usage.exited).code).toBe(64);
+    expect(usage.output()).toContain('--concurrency must be a positive integer (got "many")');
+
+    const strict = await spawnConsumer(['start', '--module', FIXTURE], { CI_STRICT: '1', DATABASE_URL: '', FIXTURE_STREAM: uniqueStreamName() });
+    expect((await strict.exited).code).toBe(78);
+    expect(strict.output()).toContain('DATABASE_URL must be set when NODE_ENV=production or CI_STRICT=1');
+
+    const missing = await spawnConsumer(['start', '--module', './no/such/module.js'], {});
+    expect((await missing.exited).code).toBe(78);
+    expect(missing.output()).toMatch(/cannot load consumer module .*no\/such\/module\.js/);
+
+    const invalid = await spawnConsumer(['start', '--module', FIXTURE], { FIXTURE_STREAM: 'not-a-stream' });
+    expect((await invalid.exited).code).toBe(78);
+    expect(invalid.output()).toContain('stream:<context>:<name>');
+  });
+});

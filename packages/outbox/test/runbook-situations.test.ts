@@ -1,0 +1,238 @@
+/**
+ * The "diagnosing silence" table of docs/runbook.md, built for real: the
+ * built events-publisher / events-consumer apps are spawned, killed and
+ * misconfigured, a dedicated Redis is restarted empty, and `events status
+ * --json` must name the cause and exit 1; applying the runbook's fix must
+ * bring it back to exit 0.
+ *
+ * Needs the apps built (`pnpm build`; turbo.json makes this package's test
+ * task depend on their build).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import Redis from 'ioredis';
+import { enqueueMany, type EventsStatus } from '../src';
+import { runEventsCli } from '../src/cli/events';
+import {
+  createTestDatabase,
+  freePort,
+  startDedicatedRedis,
+  testRedisUrl,
+  uniqueRedisPrefix,
+  uniqueStreamName,
+  waitFor,
+  type DedicatedRedis,
+  type TestDatabase,
+} from '../src/testing';
+
+const PUBLISHER_MAIN = path.join(__dirname, '..', '..', '..', 'apps', 'events-publisher', 'dist', 'main.js');
+
+interface AppProcess {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+async function spawnPublisher(env: { databaseUrl: string; redisUrl: string; keyPrefix: string }, args: string[] = []): Promise<AppProcess> {
+  const child = spawn(process.execPath, [PUBLISHER_MAIN, 'start', '--poll-interval', '0.2', '--lease-ttl', '3', ...args], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: env.databaseUrl,
+      REDIS_URL: env.redisUrl,
+      REDIS_KEY_PREFIX: env.keyPrefix,
+      HEALTH_PORT: String(await freePort()),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  running.add(child);
+  return { child, output: () => output, exited };
+}
+
+const running = new Set<ChildProcess>();
+async function stop(app: AppProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (app.child.exitCode === null && app.child.signalCode === null) app.child.kill(signal);
+  await app.exited;
+  running.delete(app.child);
+}
+
+let testDb: TestDatabase;
+let otherDb: TestDatabase;
+let dedicatedRedis: DedicatedRedis;
+let sharedRedis: Redis;
+const keyPrefix = uniqueRedisPrefix();
+
+beforeAll(async () => {
+  [testDb, otherDb, dedicatedRedis] = await Promise.all([createTestDatabase(), createTestDatabase(), startDedicatedRedis()]);
+  sharedRedis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 1 });
+});
+afterAll(async () => {
+  for (const child of running) child.kill('SIGKILL');
+  const keys = await sharedRedis.keys(`*${keyPrefix}*`);
+  if (keys.length > 0) await sharedRedis.del(...keys);
+  sharedRedis.disconnect();
+  await Promise.all([testDb.drop(), otherDb.drop(), dedicatedRedis.destroy()]);
+});
+
+async function enqueueRows(stream: string, count: number): Promise<void> {
+  await testDb.db.transaction(async (tx) => {
+    await enqueueMany(
+      tx,
+      Array.from({ length: count }, (_, i) => ({ stream, type: 'RunbookTested', partitionKey: `key-${i % 3}`, payload: { i } })),
+    );
+  });
+}
+
+/** Makes queued rows look a minute old, past the diagnosis' grace period, instead of waiting for it. */
+async function ageQueuedRows(stream: string): Promise<void> {
+  await testDb.sql`UPDATE events.outbox_event SET created_at = created_at - interval '1 minute'
+                   WHERE stream_name = ${stream} AND published_at IS NULL`;
+}
+
+async function status(stream: string, redisUrl = testRedisUrl()): Promise<{ code: number; report: EventsStatus }> {
+  let stdout = '';
+  const code = await runEventsCli(['status', '--stream', stream, '--json'], {
+    env: { DATABASE_URL: testDb.url, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix },
+    stdout: (t) => (stdout += t),
+    stderr: () => undefined,
+  });
+  return { code, report: JSON.parse(stdout) as EventsStatus };
+}
+
+async function cli(argv: string[], redisUrl = testRedisUrl()): Promise<number> {
+  return runEventsCli(argv, {
+    env: { DATABASE_URL: testDb.url, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix },
+    stdout: () => undefined,
+    stderr: () => undefined,
+  });
+}
+
+async function unpublished(stream: string): Promise<number> {
+  const [row] = await testDb.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM events.outbox_event WHERE stream_name = ${stream} AND published_at IS NULL`;
+  return row!.n;
+}
+
+describe('runbook: diagnosing silence', () => {
+  test('stale lease: publisher SIGKILLed while rows are queued → publisher_stopped_renewing naming it; lease release + a new publisher drains', async () => {
+    const stream = uniqueStreamName();
+    const env = { databaseUrl: testDb.url, redisUrl: testRedisUrl(), keyPrefix };
+    const first = await spawnPublisher(env);
+    await enqueueRows(stream, 3);
+    await waitFor(async () => (await unpublished(stream)) === 0 && (await sharedRedis.xlen(`${keyPrefix}${stream}`)) === 3, {
+      timeoutMs: 20_000,
+      description: 'first publisher relays 3 rows',
+    });
+    const [lease] = await testDb.sql<{ owner_id: string }[]>`
+      SELECT owner_id FROM events.stream_lease WHERE stream_name = ${stream} AND role = 'publisher'`;
+    expect(lease).toBeDefined();
+
+    await stop(first, 'SIGKILL');
+    await enqueueRows(stream, 5);
+    await ageQueuedRows(stream);
+
+    const { code, report } = await waitFor(
+      async () => {
+        const result = await status(stream);
+        return result.report.problems.some((p) => p.kind === 'publisher_stopped_renewing') ? result : null;
+      },
+      { timeoutMs: 15_000, description: 'status names the publisher that stopped renewing' },
+    );
+    expect(code).toBe(1);
+    expect(report.streams[0]!.outbox.unpublished).toBe(5);
+    expect(report.streams[0]!.publisherLease).toMatchObject({ ownerId: lease!.owner_id, ownerRenewing: false });
+    expect(report.problems).toEqual([
+      expect.objectContaining({ kind: 'publisher_stopped_renewing', stream, message: expect.stringContaining(lease!.owner_id) }),
+    ]);
+
+    // The runbook's fix: release the lease, start a publisher.
+    expect(await cli(['lease', 'release', '--stream', stream, '--role', 'publisher'])).toBe(0);
+    const second = await spawnPublisher(env);
+    try {
+      const healthy = await waitFor(async () => ((await status(stream)).code === 0 ? (await status(stream)).report : null), {
+        timeoutMs: 20_000,
+        description: 'status healthy after the fix',
+      });
+      expect(healthy.streams[0]).toMatchObject({ outbox: { unpublished: 0 }, redis: [{ length: 8 }] });
+      expect(healthy.streams[0]!.publisherLease!.ownerId).not.toBe(lease!.owner_id);
+    } finally {
+      await stop(second);
+    }
+  });
+
+  test('wrong DATABASE_URL (split database): the publisher runs against another database → no_publisher_lease', async () => {
+    const stream = uniqueStreamName();
+    const elsewhere = await spawnPublisher({ databaseUrl: otherDb.url, redisUrl: testRedisUrl(), keyPrefix });
+    try {
+      await enqueueRows(stream, 4);
+      await ageQueuedRows(stream);
+      // The misplaced publisher is up (it leases streams of its own database, never ours).
+      await waitFor(() => elsewhere.output().includes('events-publisher started'), {
+        timeoutMs: 15_000,
+        description: 'the misplaced publisher started',
+      });
+      const { code, report } = await status(stream);
+      expect(code).toBe(1);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ kind: 'no_publisher_lease', stream, fix: expect.stringContaining('DATABASE_URL') }),
+      ]);
+      expect(report.streams[0]).toMatchObject({ outbox: { unpublished: 4 }, publisherLease: null });
+    } finally {
+      await stop(elsewhere);
+    }
+  });
+
+  test('wrong REDIS_URL: the publisher appends to another Redis → redis_stream_missing; rows are marked published', async () => {
+    const stream = uniqueStreamName();
+    const publisher = await spawnPublisher({ databaseUrl: testDb.url, redisUrl: dedicatedRedis.url, keyPrefix });
+    try {
+      await enqueueRows(stream, 3);
+      await waitFor(async () => (await unpublished(stream)) === 0, { timeoutMs: 20_000, description: 'rows marked published' });
+      const { code, report } = await status(stream);
+      expect(code).toBe(1);
+      expect(report.streams[0]!.redis).toEqual([expect.objectContaining({ exists: false })]);
+      expect(report.problems).toEqual([expect.objectContaining({ kind: 'redis_stream_missing', stream, fix: expect.stringContaining('REDIS_URL') })]);
+      // Seen from the Redis the publisher really uses, all is well.
+      expect((await status(stream, dedicatedRedis.url)).code).toBe(0);
+    } finally {
+      await stop(publisher);
+    }
+  });
+
+  test('Redis restarted without persistence → redis_stream_missing; `events outbox replay` + publisher restores the stream', async () => {
+    const stream = uniqueStreamName();
+    const env = { databaseUrl: testDb.url, redisUrl: dedicatedRedis.url, keyPrefix };
+    // A zero recovery window: the publisher's own automatic re-publish stays out of the way, so the runbook's command is what restores.
+    const publisher = await spawnPublisher(env, ['--recovery-window', '1']);
+    await enqueueRows(stream, 6);
+    await waitFor(async () => (await unpublished(stream)) === 0, { timeoutMs: 20_000, description: 'rows published' });
+    await stop(publisher);
+    expect((await status(stream, dedicatedRedis.url)).code).toBe(0);
+
+    await dedicatedRedis.restart();
+    const { code, report } = await status(stream, dedicatedRedis.url);
+    expect(code).toBe(1);
+    expect(report.problems).toEqual([expect.objectContaining({ kind: 'redis_stream_missing', stream })]);
+    expect(report.problems[0]!.fix).toContain(`events outbox replay --stream ${stream}`);
+
+    expect(await cli(['outbox', 'replay', '--stream', stream, '--since', '1h'], dedicatedRedis.url)).toBe(0);
+    expect(await unpublished(stream)).toBe(6);
+    const again = await spawnPublisher(env, ['--recovery-window', '1']);
+    try {
+      const healthy = await waitFor(
+        async () => {
+          if ((await unpublished(stream)) > 0) return null;
+          const result = await status(stream, dedicatedRedis.url);
+          return result.code === 0 ? result.report : null;
+        },
+        { timeoutMs: 20_000, description: 'status healthy after outbox replay' },
+      );
+      expect(healthy.streams[0]!.redis).toEqual([expect.objectContaining({ exists: true, length: 6 })]);
+    } finally {
+      await stop(again);
+    }
+  });
+});
