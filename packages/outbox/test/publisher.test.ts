@@ -231,3 +231,21 @@ test('stop() before start() and twice is safe, and releases held leases', async 
   const leases = await db.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = ${stream} AND role = 'publisher'`;
   expect(leases).toHaveLength(0);
 });
+
+test('prunes published rows past the retention window, in batches, under the maintenance lease; keeps the rest', async () => {
+  const stream = uniqueStreamName('prune');
+  await fillOutbox(db, stream, 30);
+  await db.sql`UPDATE events.outbox_event SET published_at = now() - interval '8 days' WHERE stream_name = ${stream} AND id IN (
+    SELECT id FROM events.outbox_event WHERE stream_name = ${stream} ORDER BY id LIMIT 25)`;
+  const { registry, publisher } = startPublisher({ keyPrefix: uniqueRedisPrefix(), pruneIntervalMs: 100, pruneBatchSize: 10 });
+  await waitFor(async () => {
+    const [row] = await db.sql<{ n: string }[]>`SELECT count(*)::text AS n FROM events.outbox_event WHERE stream_name = ${stream}`;
+    return Number(row!.n) === 5;
+  }, { description: 'old published rows pruned' });
+  const [lease] = await db.sql<{ owner_id: string }[]>`SELECT owner_id FROM events.stream_lease WHERE stream_name = 'stream:events:outbox' AND role = 'maintenance'`;
+  expect(lease?.owner_id).toBe(publisher.ownerId);
+  const pruned = (await registry.getMetricsAsJSON()).find((m) => m.name === 'petcover_publisher_pruned_rows_total');
+  expect((pruned?.values as Array<{ value: number }>)[0]?.value).toBeGreaterThanOrEqual(25);
+  await publisher.stop();
+  expect(await db.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = 'stream:events:outbox' AND role = 'maintenance'`).toHaveLength(0);
+});
