@@ -214,15 +214,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
 
   /** One coordination round: renew, shed extras, take free partitions up to the fair share. */
   async function tick(): Promise<void> {
-    let liveMembers: number | null = null;
-    try {
-      if (!groupsReady) await ensureGroups();
-      liveMembers = await heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
-      noteRedis(true);
-    } catch (error) {
-      noteRedis(false, error);
-    }
-
+    // Renew first and on Postgres only, so a slow or absent Redis never lets our leases lapse.
     const held = partitions.filter((p) => workers.has(p.partitionStream));
     try {
       await Promise.all(
@@ -238,6 +230,15 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     } catch (error) {
       noteDatabase(false, error);
       return;
+    }
+
+    let liveMembers: number | null = null;
+    try {
+      if (!groupsReady) await ensureGroups();
+      liveMembers = await heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
+      noteRedis(true);
+    } catch (error) {
+      noteRedis(false, error);
     }
     // Without a membership count (Redis down) keep what we hold: no rebalancing blind.
     if (liveMembers === null || abort.signal.aborted) return;
