@@ -80,6 +80,8 @@ export interface ChaosSummary {
   drainMs: number;
   /** App exits the runner did not cause (crashes), by process. */
   unexpectedExits: Record<string, number>;
+  /** Recoveries from Redis data loss the publishers logged, and the rows they re-sent. */
+  redisRecoveries: { recoveries: number; republishedRows: number };
   verify: VerifyReport;
   passed: boolean;
 }
@@ -283,6 +285,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     const unexpectedExits: Record<string, number> = {};
     for (const app of services.apps) if (app.unexpectedExits.length > 0) unexpectedExits[app.name] = app.unexpectedExits.length;
 
+    const redisRecoveries = countRedisRecoveries(apps.publisher);
     const passed =
       drained && verify.missing === 0 && verify.doubled === 0 && verify.outOfOrder === 0 && unexpectedDeadLetters === 0 && poisonNotDeadLettered === 0;
     return {
@@ -302,6 +305,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
       drained,
       drainMs,
       unexpectedExits,
+      redisRecoveries,
       verify,
       passed,
     };
@@ -309,6 +313,27 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     clearInterval(supervisor);
     await producer.stop();
   }
+}
+
+/** The publisher logs one line per recovery from Redis data loss, with the rows it re-sent. */
+function countRedisRecoveries(publishers: readonly AppProcess[]): { recoveries: number; republishedRows: number } {
+  let recoveries = 0;
+  let republishedRows = 0;
+  for (const publisher of publishers) {
+    let text = '';
+    try {
+      text = fs.readFileSync(publisher.spec.logFile, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('re-published the rows published within the recovery window')) continue;
+      recoveries++;
+      const republished = /"republished":(\d+)/.exec(line);
+      if (republished) republishedRows += Number(republished[1]);
+    }
+  }
+  return { recoveries, republishedRows };
 }
 
 async function tearDown(services: Services, log: (line: string) => void): Promise<void> {
