@@ -99,7 +99,8 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
     [
       { name: 'consumer', run: () => consumer.stop() },
       { name: 'health server', run: () => health.close() },
-      { name: 'redis', run: () => redis.quit() },
+      // disconnect, not QUIT: QUIT would wait for a Redis that may be down.
+      { name: 'redis', run: () => redis.disconnect() },
       { name: 'postgres', run: () => database.close() },
     ],
     30_000,

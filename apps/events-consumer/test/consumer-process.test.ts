@@ -7,12 +7,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type Redis from 'ioredis';
+import Redis from 'ioredis';
 import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
   freePort,
+  startDedicatedRedis,
   testRedisUrl,
   testStreamEvent,
   uniqueGroupName,
@@ -146,6 +147,50 @@ describe('events-consumer process', () => {
     expect(rows.map((r) => r.seq)).toEqual(events.map((_, seq) => seq));
     second.child.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
+  });
+
+  test('Redis outage: /readyz 503 while down, logged once, then it reconnects, recreates its group and goes on', async () => {
+    const dedicated = await startDedicatedRedis();
+    const client = new Redis(dedicated.url, { maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined);
+    try {
+      const stream = uniqueStreamName();
+      const group = uniqueGroupName();
+      const consumer = await spawnConsumer(startArgs(group), { FIXTURE_STREAM: stream, REDIS_URL: dedicated.url });
+      const readyz = async () => {
+        const response = await fetch(`http://127.0.0.1:${consumer.healthPort}/readyz`);
+        return { status: response.status, body: (await response.json()) as { checks: Record<string, { ok: boolean }> } };
+      };
+      await waitFor(async () => (await readyz()).status === 200, { timeoutMs: 20_000, description: `ready\n${consumer.output()}` });
+      await appendTestEvents(client, stream, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+      await waitFor(async () => (await effects(group)).length === 1, { description: 'first event handled' });
+
+      await dedicated.stop();
+      const down = await waitFor(async () => {
+        const answer = await readyz();
+        return answer.status === 503 ? answer : null;
+      }, { description: 'readyz 503 while redis is down' });
+      expect(down.body.checks.redis!.ok).toBe(false);
+      expect(down.body.checks.db!.ok).toBe(true);
+      await waitFor(() => consumer.output().includes('redis unreachable'), { description: 'outage logged' });
+
+      await dedicated.start();
+      await waitFor(async () => (await client.ping()) === 'PONG', { description: 'client reconnected' });
+      await appendTestEvents(client, stream, [2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+      const rows = await waitFor(async () => {
+        const found = await effects(group);
+        return found.length === 3 ? found : null;
+      }, { timeoutMs: 20_000, description: `events after the restart handled\n${consumer.output()}` });
+      expect(rows.map((r) => r.seq)).toEqual([1, 2, 3]);
+      await waitFor(async () => (await readyz()).status === 200, { description: 'ready again' });
+      await waitFor(() => consumer.output().includes('redis reachable again'), { description: 'recovery logged' });
+      expect(consumer.output().split('redis unreachable').length - 1).toBe(1);
+      consumer.child.kill('SIGTERM');
+      expect((await consumer.exited).code).toBe(0);
+    } finally {
+      client.disconnect();
+      await dedicated.destroy();
+    }
   });
 
   test('start-up errors exit at once with a one-line reason', async () => {

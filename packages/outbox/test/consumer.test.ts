@@ -5,6 +5,7 @@ import { z } from 'zod';
 import {
   createConsumer,
   createHandlerRegistry,
+  encodeEntry,
   partitionFor,
   partitionStreamName,
   PermanentError,
@@ -26,6 +27,7 @@ import {
   waitFor,
   type TestDatabase,
 } from '../src/testing';
+import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 
 let testDb: TestDatabase;
 let redis: Redis;
@@ -94,6 +96,10 @@ async function waitForEffects(group: string, count: number, timeoutMs = 15_000) 
 async function pendingOf(key: string, group: string): Promise<number> {
   const [count] = (await redis.xpending(key, group)) as [number, ...unknown[]];
   return Number(count);
+}
+
+async function consumerPending(key: string, group: string, consumer: string): Promise<number> {
+  return ((await redis.call('XPENDING', key, group, '-', '+', '100', consumer)) as unknown[]).length;
 }
 
 async function deadLettersOf(group: string) {
@@ -316,12 +322,51 @@ describe('consumer', () => {
     expect(await pendingOf(key, group)).toBe(1);
   });
 
+  test('entries a zombie read after losing its lease are swept to the owner and handled', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 1_000 });
+    await waitFor(async () => ((await redis.call('XINFO', 'GROUPS', key)) as unknown[]).length === 1, { description: 'group created' });
+    // XADD and the zombie's read in one MULTI: Redis serves the owner's blocked read only after EXEC,
+    // so the entry is delivered to the zombie and sits pending under its name.
+    const replies = (await redis
+      .multi()
+      .xadd(key, '*', ...encodeEntry(testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })))
+      .call('XREADGROUP', 'GROUP', group, 'zombie-host:1:abcdef', 'COUNT', '10', 'STREAMS', key, '>')
+      .exec()) as [Error | null, unknown][];
+    expect(JSON.stringify(replies[1]![1])).toContain('Recorded');
+    expect(await consumerPending(key, group, 'zombie-host:1:abcdef')).toBe(1);
+    const rows = await waitForEffects(group, 1, 10_000);
+    expect(rows.map((r) => r.seq)).toEqual([1]);
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'swept entry acknowledged' });
+    expect(await consumerPending(key, group, 'zombie-host:1:abcdef')).toBe(0);
+  });
+
   test('rejects bad options with a typed error naming the option', () => {
     const base = { db: testDb.db, sql: testDb.sql, redis, logger, registry: createHandlerRegistry(), streams: [{ name: uniqueStreamName() }] };
     expect(() => createConsumer({ ...base, group: 'bad group!' })).toThrow(/invalid consumer option group/);
     expect(() => createConsumer({ ...base, concurrency: 0 })).toThrow(/invalid consumer option concurrency/);
     expect(() => createConsumer({ ...base, streams: [{ name: 'orders' }] })).toThrow(/stream:<context>:<name>/);
     expect(() => createConsumer({ ...base, streams: [] })).toThrow(/invalid consumer option streams/);
+  });
+});
+
+describe('pruneIdleConsumers', () => {
+  test('removes idle consumers with nothing pending, never the caller or one with pending entries', async () => {
+    const key = `${uniqueRedisPrefix()}stream:prune:test`;
+    const group = uniqueGroupName();
+    await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
+    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+    await redis.call('XREADGROUP', 'GROUP', group, 'holder', 'COUNT', '1', 'STREAMS', key, '>');
+    await redis.call('XGROUP', 'CREATECONSUMER', key, group, 'gone-long-ago');
+    await redis.call('XGROUP', 'CREATECONSUMER', key, group, 'me');
+    expect(await pruneIdleConsumers(redis, key, group, 'me', 0)).toBe(1);
+    const names = ((await redis.call('XINFO', 'CONSUMERS', key, group)) as unknown[][]).map((c) => c[1]).sort();
+    expect(names).toEqual(['holder', 'me']);
+    expect(await pruneIdleConsumers(redis, key, group, 'me', 60_000)).toBe(0);
+    await redis.del(key);
   });
 });
 
