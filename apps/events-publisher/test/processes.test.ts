@@ -5,12 +5,19 @@
  * timing is never asserted as performance.
  */
 import type Redis from 'ioredis';
-import { createTestDatabase, createTestRedis, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
-import { expectExactlyOnceInOrder, fillOutbox, metricsText, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
+import { createTestDatabase, createTestRedis, testRedisUrl, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { deleteRedisKeys, expectExactlyOnceInOrder, fillOutbox, metricsText, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 let db: TestDatabase;
 let redis: Redis;
 const processes: PublisherProcess[] = [];
+const prefixes: string[] = [];
+/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
+function uniqueRedisPrefix(): string {
+  const prefix = newRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -24,6 +31,7 @@ afterEach(async () => {
   }
 });
 afterAll(async () => {
+  await deleteRedisKeys(redis, prefixes);
   await db.drop();
   redis.disconnect();
 });

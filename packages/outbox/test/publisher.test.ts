@@ -7,6 +7,7 @@ import type Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import {
   appendBatch,
+  enqueueMany,
   createPublisher,
   partitionFor,
   partitionStreamName,
@@ -16,12 +17,19 @@ import {
   type Publisher,
   type PublisherOptions,
 } from '../src/index';
-import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
-import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
+import { createTestDatabase, createTestRedis, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
+import { capturingLogger, deleteRedisKeys, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
 let redis: Redis;
 const running: Publisher[] = [];
+const prefixes: string[] = [];
+/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
+function uniqueRedisPrefix(): string {
+  const prefix = newRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   db = await createTestDatabase({ poolSize: 12 });
@@ -31,6 +39,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
 });
 afterAll(async () => {
+  await deleteRedisKeys(redis, prefixes);
   await db.drop();
   redis.disconnect();
 });
@@ -179,6 +188,8 @@ test('a lease row with a future lease_until owned by nobody alive: waits for exp
   expect(await metricValue(registry, 'petcover_publisher_lease_waits_total', stream)).toBe(1);
   expect(await metricValue(registry, 'petcover_publisher_lease_blocked', stream)).toBe(1);
   expect(await unpublishedCount(db, stream)).toBe(5);
+  expect(await metricValue(registry, 'petcover_outbox_queued_events', stream)).toBe(5);
+  expect(await metricValue(registry, 'petcover_outbox_oldest_unpublished_age_seconds', stream)).toBeGreaterThanOrEqual(0);
 
   await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { timeoutMs: 10_000, description: 'published after expiry' });
   expect(publisher.heldStreams()).toContain(stream);
@@ -248,4 +259,30 @@ test('prunes published rows past the retention window, in batches, under the mai
   expect((pruned?.values as Array<{ value: number }>)[0]?.value).toBeGreaterThanOrEqual(25);
   await publisher.stop();
   expect(await db.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = 'stream:events:outbox' AND role = 'maintenance'`).toHaveLength(0);
+});
+
+test('a row that commits after higher ids were published (commit order is not id order) is still published, once', async () => {
+  const stream = uniqueStreamName('late');
+  const prefix = uniqueRedisPrefix();
+  const { publisher } = startPublisher({ keyPrefix: prefix, batchSize: 5 });
+  let commitLate!: () => void;
+  const lateCommitted = new Promise<void>((resolve) => (commitLate = resolve));
+  let lateId = 0n;
+  const late = db.db.transaction(async (tx) => {
+    const [event] = await enqueueMany(tx, [{ stream, type: 'Late', partitionKey: 'late', payload: { late: true } }]);
+    lateId = event!.id;
+    await lateCommitted;
+  });
+  await waitFor(() => lateId > 0n, { description: 'late row inserted (uncommitted)' });
+  await fillOutbox(db, stream, 12);
+  await waitFor(async () => (await redis.xlen(`${prefix}${stream}`)) === 12, { description: 'higher ids published' });
+  expect(publisher.heldStreams()).toContain(stream);
+
+  commitLate();
+  await late;
+  await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { description: 'late row published' });
+  const entries = await readStream(redis, `${prefix}${stream}`);
+  expect(entries).toHaveLength(13);
+  expect(entries[12]!.outboxId).toBe(lateId);
+  expect(new Set(entries.map((e) => e.eventId)).size).toBe(13);
 });

@@ -36,8 +36,8 @@ import {
 export const MAINTENANCE_LEASE_STREAM = 'stream:events:outbox';
 
 export const PUBLISHER_DEFAULTS = {
-  /** Rows per drain batch: large enough to amortise round trips, small enough for a short UPDATE. */
-  batchSize: 500,
+  /** Rows per drain batch: large enough to amortise round trips, small enough for a short UPDATE (~10-40 ms). */
+  batchSize: 1_000,
   /** Fallback when a NOTIFY is missed (e.g. sent while the LISTEN connection was down). */
   pollIntervalMs: 5_000,
   /** A dead owner blocks its streams at most this long; renewal runs every ttl/3. */
