@@ -31,6 +31,8 @@ export const envSchema = baseEnvSchema({ healthPort: 3000 }).extend({
   DROPBOX_SIGN_BASE_URL: z.string().url().default(DEFAULT_DROPBOX_SIGN_BASE_URL),
   DROPBOX_SIGN_TEST_MODE: flag('1'),
   DOCUMENT_STORE_DIR: z.string().min(1).default(path.join(os.tmpdir(), 'petcover-documents')),
+  /** Key of the admin routes (`X-Admin-Key`); unset turns them off (503). */
+  ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Largest JSON body accepted (express/bytes syntax); larger → 413. */
   BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)?$/i, 'like 100kb').default('100kb'),
 });

@@ -10,6 +10,7 @@ import {
   connectDatabase,
   createConsumer,
   createHandlerRegistry,
+  maskUrlPassword,
   migrationsCheck,
   outboxMigrations,
   postgresCheck,
@@ -90,7 +91,16 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
   });
   consumer.start();
   logger.info(
-    { group, ownerId: consumer.ownerId, streams: consumer.status().partitions, handlers: registry.eventTypes(), healthPort: health.port },
+    {
+      group,
+      ownerId: consumer.ownerId,
+      streams: consumer.status().partitions,
+      handlers: registry.eventTypes(),
+      healthPort: health.port,
+      // Which database and Redis, so a split configuration shows in the first line (passwords masked).
+      database: maskUrlPassword(env.DATABASE_URL),
+      redis: maskUrlPassword(env.REDIS_URL),
+    },
     'events-consumer started',
   );
 

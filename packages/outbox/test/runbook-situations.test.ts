@@ -18,6 +18,7 @@ import {
   freePort,
   startDedicatedRedis,
   testRedisUrl,
+  uniqueGroupName,
   uniqueRedisPrefix,
   uniqueStreamName,
   waitFor,
@@ -26,6 +27,8 @@ import {
 } from '../src/testing';
 
 const PUBLISHER_MAIN = path.join(__dirname, '..', '..', '..', 'apps', 'events-publisher', 'dist', 'main.js');
+const CONSUMER_MAIN = path.join(__dirname, '..', '..', '..', 'apps', 'events-consumer', 'dist', 'main.js');
+const CONSUMER_MODULE = path.join(__dirname, 'fixtures', 'runbook-consumer-module.ts');
 
 interface AppProcess {
   child: ChildProcess;
@@ -33,14 +36,30 @@ interface AppProcess {
   exited: Promise<number | null>;
 }
 
-async function spawnPublisher(env: { databaseUrl: string; redisUrl: string; keyPrefix: string }, args: string[] = []): Promise<AppProcess> {
-  const child = spawn(process.execPath, [PUBLISHER_MAIN, 'start', '--poll-interval', '0.2', '--lease-ttl', '3', ...args], {
+interface AppEnv {
+  databaseUrl: string;
+  redisUrl: string;
+  keyPrefix: string;
+}
+
+async function spawnPublisher(env: AppEnv, args: string[] = []): Promise<AppProcess> {
+  return spawnApp(PUBLISHER_MAIN, ['--poll-interval', '0.2', '--lease-ttl', '3', ...args], env);
+}
+
+/** events-consumer running the fixture module on `stream` for `group`. */
+async function spawnConsumer(env: AppEnv, stream: string, group: string, fixture: Record<string, string> = {}): Promise<AppProcess> {
+  return spawnApp(CONSUMER_MAIN, ['--group', group, '--module', CONSUMER_MODULE], env, { FIXTURE_STREAM: stream, ...fixture });
+}
+
+async function spawnApp(main: string, args: string[], env: AppEnv, extraEnv: Record<string, string> = {}): Promise<AppProcess> {
+  const child = spawn(process.execPath, [main, 'start', ...args], {
     env: {
       PATH: process.env.PATH,
       DATABASE_URL: env.databaseUrl,
       REDIS_URL: env.redisUrl,
       REDIS_KEY_PREFIX: env.keyPrefix,
       HEALTH_PORT: String(await freePort()),
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -77,13 +96,20 @@ afterAll(async () => {
   await Promise.all([testDb.drop(), otherDb.drop(), dedicatedRedis.destroy()]);
 });
 
-async function enqueueRows(stream: string, count: number): Promise<void> {
-  await testDb.db.transaction(async (tx) => {
-    await enqueueMany(
+async function enqueueRows(stream: string, count: number, payload: Record<string, unknown> = {}): Promise<string[]> {
+  return testDb.db.transaction(async (tx) => {
+    const events = await enqueueMany(
       tx,
-      Array.from({ length: count }, (_, i) => ({ stream, type: 'RunbookTested', partitionKey: `key-${i % 3}`, payload: { i } })),
+      Array.from({ length: count }, (_, i) => ({ stream, type: 'RunbookTested', partitionKey: `key-${i % 3}`, payload: { i, ...payload } })),
     );
+    return events.map((e) => e.eventId);
   });
+}
+
+async function processedBy(group: string, eventIds: string[], db: TestDatabase = testDb): Promise<number> {
+  const [row] = await db.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group} AND event_id::text IN ${db.sql(eventIds)}`;
+  return row!.n;
 }
 
 /** Makes queued rows look a minute old, past the diagnosis' grace period, instead of waiting for it. */
@@ -233,6 +259,72 @@ describe('runbook: diagnosing silence', () => {
       expect(healthy.streams[0]!.redis).toEqual([expect.objectContaining({ exists: true, length: 6 })]);
     } finally {
       await stop(again);
+    }
+  });
+
+  test('split database: a consumer on another database → group_consuming_elsewhere; its effects land there', async () => {
+    const stream = uniqueStreamName();
+    const group = uniqueGroupName('elsewhere');
+    const env = { databaseUrl: testDb.url, redisUrl: testRedisUrl(), keyPrefix };
+    const publisher = await spawnPublisher(env);
+    const consumer = await spawnConsumer({ ...env, databaseUrl: otherDb.url }, stream, group, { FIXTURE_ACCEPT_ALL: '1' });
+    try {
+      const eventIds = await enqueueRows(stream, 3, { ok: true });
+      await waitFor(async () => (await processedBy(group, eventIds, otherDb)) === 3, {
+        timeoutMs: 20_000,
+        description: `the misplaced consumer handles the events in the other database (output: ${consumer.output().slice(0, 300)})`,
+      });
+      const { code, report } = await status(stream);
+      expect(code).toBe(1);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ kind: 'group_consuming_elsewhere', stream, group, fix: expect.stringContaining('DATABASE_URL') }),
+      ]);
+      expect(report.streams[0]!.groups[0]).toMatchObject({ group, lag: 0, partitions: [{ lease: null }] });
+      expect(await processedBy(group, eventIds)).toBe(0);
+    } finally {
+      await Promise.all([stop(consumer), stop(publisher)]);
+    }
+  });
+
+  test('dead letters piling up → dead_letters per group and type; after the handler fix, `events dlq replay --all` gets them handled', async () => {
+    const stream = uniqueStreamName();
+    const group = uniqueGroupName('dlq');
+    const env = { databaseUrl: testDb.url, redisUrl: testRedisUrl(), keyPrefix };
+    const publisher = await spawnPublisher(env);
+    let consumer = await spawnConsumer(env, stream, group);
+    try {
+      const good = await enqueueRows(stream, 1, { ok: true });
+      const bad = await enqueueRows(stream, 2, { ok: false });
+      await waitFor(async () => (await processedBy(group, good)) === 1, { timeoutMs: 20_000, description: 'the good event handled' });
+      await waitFor(
+        async () => {
+          const [row] = await testDb.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM events.dead_letter WHERE group_name = ${group}`;
+          return row!.n === 2;
+        },
+        { timeoutMs: 20_000, description: `two dead letters (output: ${consumer.output().slice(0, 300)})` },
+      );
+      const { code, report } = await status(stream);
+      expect(code).toBe(1);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ kind: 'dead_letters', group, message: `2 dead letter(s) in group ${group}: RunbookTested x2` }),
+      ]);
+
+      // The runbook's fix: deploy the fixed handler, then replay the group's dead letters.
+      await stop(consumer);
+      consumer = await spawnConsumer(env, stream, group, { FIXTURE_ACCEPT_ALL: '1' });
+      expect(await cli(['dlq', 'replay', '--all', '--group', group])).toBe(0);
+      await waitFor(async () => (await processedBy(group, bad)) === 2, { timeoutMs: 20_000, description: 'replayed events handled' });
+      const after = await waitFor(
+        async () => {
+          const result = await status(stream);
+          return result.code === 0 ? result.report : null;
+        },
+        { timeoutMs: 15_000, description: 'status healthy after the replay' },
+      );
+      expect(after.streams[0]!.deadLetters).toEqual([]);
+      expect(await cli(['dlq', 'replay', '--all', '--group', group])).toBe(0);
+    } finally {
+      await Promise.all([stop(consumer), stop(publisher)]);
     }
   });
 });
