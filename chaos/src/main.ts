@@ -49,6 +49,7 @@ async function main(): Promise<number> {
     rate: args.rate,
     failFraction: args.failFraction,
     drainTimeoutSec: args.drainTimeoutSec,
+    keepLogsDir: args.keepLogsDir,
     log,
     signal: controller.signal,
   });

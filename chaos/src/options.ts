@@ -3,7 +3,7 @@ import { randomInt } from 'node:crypto';
 import { DEFAULT_CHAOS_OPTIONS } from './run';
 
 export const CHAOS_USAGE =
-  'usage: pnpm chaos [--duration <seconds>] [--seed <integer>] [--rate <events/s>] [--fail-fraction <0..1>] [--drain-timeout <seconds>]';
+  'usage: pnpm chaos [--duration <seconds>] [--seed <integer>] [--rate <events/s>] [--fail-fraction <0..1>] [--drain-timeout <seconds>] [--keep-logs <dir>]';
 
 export class ChaosUsageError extends Error {
   constructor(message: string) {
@@ -18,6 +18,7 @@ export interface ChaosArgs {
   rate: number;
   failFraction: number;
   drainTimeoutSec: number;
+  keepLogsDir?: string;
 }
 
 function numberArg(flag: string, value: string | undefined, check: (n: number) => boolean, expected: string): number {
@@ -56,6 +57,10 @@ export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
         break;
       case '--drain-timeout':
         args.drainTimeoutSec = numberArg(flag, value, (n) => n >= 5, 'at least 5 seconds');
+        break;
+      case '--keep-logs':
+        if (value === undefined || value.startsWith('--')) throw new ChaosUsageError(`${flag} needs a directory`);
+        args.keepLogsDir = value;
         break;
       default:
         throw new ChaosUsageError(`unknown argument ${JSON.stringify(flag)}`);

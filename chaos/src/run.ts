@@ -43,6 +43,8 @@ export interface ChaosOptions {
   replicas: number;
   log: (line: string) => void;
   signal?: AbortSignal;
+  /** Copy the app logs here before the temp directory is removed (kept for a failed run's post-mortem). */
+  keepLogsDir?: string;
 }
 
 export const DEFAULT_CHAOS_OPTIONS = {
@@ -113,6 +115,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   } finally {
     if (failed) {
       for (const app of services.apps) log(`--- last lines of ${app.name} (pid ${app.pid ?? '-'}):\n${app.tailLog()}`);
+    }
+    if (options.keepLogsDir) {
+      try {
+        fs.mkdirSync(options.keepLogsDir, { recursive: true });
+        for (const app of services.apps) fs.copyFileSync(app.spec.logFile, path.join(options.keepLogsDir, path.basename(app.spec.logFile)));
+        log(`chaos: app logs copied to ${options.keepLogsDir}`);
+      } catch (error) {
+        log(`chaos: could not copy the app logs: ${(error as Error).message}`);
+      }
     }
     await tearDown(services, log);
   }
@@ -251,7 +262,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     const drainStarted = Date.now();
     const drainDeadline = drainStarted + options.drainTimeoutSec * 1000;
     let drained = false;
-    let lastProgress = '';
+    let lastProgressAt = 0;
     while (Date.now() < drainDeadline) {
       try {
         const report = await verifyPipeline(monitorSql, null, { subscriptions, exampleLimit: 0 });
@@ -259,9 +270,10 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
           drained = true;
           break;
         }
-        const progress = `unpublished ${report.unpublished}, not yet handled ${report.missing}`;
-        if (progress !== lastProgress && (Date.now() - drainStarted) % 5_000 < 1_000) log(`chaos: draining: ${progress}`);
-        lastProgress = progress;
+        if (Date.now() - lastProgressAt >= 5_000) {
+          log(`chaos: draining: unpublished ${report.unpublished}, not yet handled ${report.missing}`);
+          lastProgressAt = Date.now();
+        }
       } catch (error) {
         log(`chaos: drain check failed (${(error as Error).message}); retrying`);
       }
