@@ -152,7 +152,7 @@ export async function verifyPipeline(sql: Sql, redis: Redis | null | undefined, 
 
   let subscriptions = options.subscriptions
     ? options.subscriptions.map((s) => ({ group: s.group, stream: s.stream, source: 'option' as const }))
-    : await discoverSubscriptions(sql, redis ?? null, windowStreams, options.keyPrefix ?? '');
+    : await discoverSubscriptions(sql, redis ?? null, windowStreams, options.keyPrefix ?? '', { since: options.since, until: options.until });
   if (options.group !== undefined) subscriptions = subscriptions.filter((s) => s.group === options.group);
 
   const groupsArray = sql.array(subscriptions.map((s) => s.group));
@@ -349,15 +349,19 @@ export async function verifyPipeline(sql: Sql, redis: Redis | null | undefined, 
 /**
  * Which groups read which streams, from every trace a group leaves: its
  * partition leases, its Redis consumer groups, its processed events and its
- * dead letters. A group that never ran leaves no trace; pass `subscriptions`
- * when the expected set is known.
+ * dead letters (processed events only within the window, so the join stays
+ * the window's size). A group that never ran leaves no trace; pass
+ * `subscriptions` when the expected set is known.
  */
 export async function discoverSubscriptions(
   sql: Sql,
   redis: Redis | null,
   streams: readonly string[],
   keyPrefix: string,
+  window: { since?: Date; until?: Date } = {},
 ): Promise<Subscription[]> {
+  const since = window.since ? window.since.toISOString() : null;
+  const until = window.until ? window.until.toISOString() : null;
   const found = new Map<string, Subscription>();
   const add = (group: string, stream: string, source: SubscriptionSource) => {
     const key = `${group}\u0000${stream}`;
@@ -389,7 +393,9 @@ export async function discoverSubscriptions(
 
   const processed = await sql<{ group_name: string; stream_name: string }[]>`
     SELECT DISTINCT p.group_name, o.stream_name
-    FROM events.processed_event p JOIN events.outbox_event o ON o.event_id = p.event_id`;
+    FROM events.processed_event p JOIN events.outbox_event o ON o.event_id = p.event_id
+    WHERE (${since}::timestamptz IS NULL OR o.created_at >= ${since}::timestamptz)
+      AND (${until}::timestamptz IS NULL OR o.created_at <= ${until}::timestamptz)`;
   for (const r of processed) add(r.group_name, r.stream_name, 'processed-event');
 
   const dead = await sql<{ group_name: string; stream_name: string }[]>`
