@@ -21,6 +21,19 @@ const KEYS_PER_STREAM: Record<string, number> = {
   'stream:chaos:audit': 6,
 };
 const TICK_MS = 50;
+/**
+ * A transaction slower than this is abandoned with its pool: a connection
+ * cut by a Postgres restart can leave a query waiting forever in the driver,
+ * and the producer must keep its steady rate regardless.
+ */
+const TRANSACTION_TIMEOUT_MS = 10_000;
+
+class TransactionTimeoutError extends Error {
+  constructor() {
+    super(`transaction did not settle within ${TRANSACTION_TIMEOUT_MS} ms; reconnecting`);
+    this.name = 'TransactionTimeoutError';
+  }
+}
 
 export interface ProducerStats {
   committedTransactions: number;
@@ -32,7 +45,7 @@ export interface ProducerStats {
 
 export class ChaosProducer {
   readonly stats: ProducerStats = { committedTransactions: 0, committedEvents: 0, poisonEvents: [], failedTransactions: 0 };
-  private readonly database: DatabaseHandle;
+  private database: DatabaseHandle;
   private readonly seqByKey = new Map<string, number>();
   private readonly controller = new AbortController();
   private loop: Promise<void> | undefined;
@@ -40,12 +53,36 @@ export class ChaosProducer {
   private failing = false;
 
   constructor(
-    databaseUrl: string,
+    private readonly databaseUrl: string,
     private readonly random: SeededRandom,
     private readonly ratePerSecond: number,
     private readonly log: (line: string) => void,
   ) {
-    this.database = connectDatabase(databaseUrl, { max: 1, applicationName: 'chaos-producer', connectTimeoutSeconds: 2 });
+    this.database = this.connect();
+  }
+
+  private connect(): DatabaseHandle {
+    return connectDatabase(this.databaseUrl, { max: 1, applicationName: 'chaos-producer', connectTimeoutSeconds: 2 });
+  }
+
+  /** Runs `work` in a transaction, bounded by TRANSACTION_TIMEOUT_MS; on timeout the pool is replaced. */
+  private async inTransaction<T>(work: (tx: Parameters<Parameters<DatabaseHandle['db']['transaction']>[0]>[0]) => Promise<T>): Promise<T> {
+    const database = this.database;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TransactionTimeoutError()), TRANSACTION_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([database.db.transaction(work), timeout]);
+    } catch (error) {
+      if (error instanceof TransactionTimeoutError && this.database === database) {
+        this.database = this.connect();
+        void database.close(0).catch(() => undefined);
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   start(): void {
@@ -56,8 +93,9 @@ export class ChaosProducer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.controller.abort();
+      // Bounded: a transaction in hand settles within its own timeout.
       await this.loop?.catch(() => undefined);
-      await this.database.close(2);
+      await Promise.race([this.database.close(2), sleep(5_000)]).catch(() => undefined);
     })();
     return this.stopping;
   }
@@ -67,8 +105,9 @@ export class ChaosProducer {
     const stream = this.random.pick(CHAOS_STREAMS);
     const key = this.pickKey(stream);
     for (;;) {
+      if (this.controller.signal.aborted) throw new Error('producer stopped before the poison event was committed');
       try {
-        const enqueued = await this.database.db.transaction((tx) =>
+        const enqueued = await this.inTransaction((tx) =>
           enqueue(tx, { stream: stream.name, type: stream.eventType, partitionKey: key, payload: { seq: 'poison', key } }),
         );
         this.stats.poisonEvents.push(enqueued.eventId);
@@ -105,7 +144,7 @@ export class ChaosProducer {
       }
       const events = Array.from({ length: Math.min(due - produced, this.random.int(1, 3)) }, () => this.nextEvent());
       try {
-        await this.database.db.transaction((tx) => enqueueMany(tx, events));
+        await this.inTransaction((tx) => enqueueMany(tx, events));
         this.stats.committedTransactions++;
         this.stats.committedEvents += events.length;
         produced += events.length;

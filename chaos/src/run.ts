@@ -95,6 +95,8 @@ interface Services {
   monitor?: DatabaseHandle;
   producer?: ChaosProducer;
   apps: AppProcess[];
+  /** Restarts crashed apps during the run; stopped first at teardown. */
+  supervisor?: NodeJS.Timeout;
 }
 
 function appScript(pkg: string): string {
@@ -108,8 +110,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   const { log } = options;
   const services: Services = { tempDir: fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-chaos-')), apps: [] };
   let failed = true;
+  // Whatever hangs (a driver, a server that does not come back), the run ends
+  // and tears down within this budget: setup, run, fault healing, drain, verify.
+  const budgetMs = (180 + options.durationSec + options.drainTimeoutSec) * 1000;
   try {
-    const summary = await runScenario(options, services);
+    const summary = await settleWithin(runScenario(options, services), budgetMs, options.signal);
     failed = !summary.passed;
     return summary;
   } finally {
@@ -193,7 +198,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
 
   // Apps that crash on their own are restarted (and reported); planned kills are not touched.
   const plannedDown = new Set<AppProcess>();
-  const supervisor = setInterval(() => {
+  const supervisor = (services.supervisor = setInterval(() => {
     for (const app of services.apps) {
       if (!app.running && !plannedDown.has(app)) {
         const exit = app.unexpectedExits[app.unexpectedExits.length - 1];
@@ -201,7 +206,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
         app.start();
       }
     }
-  }, 500);
+  }, 500));
 
   const faults: Record<string, number> = {};
   let skippedFaults = 0;
@@ -348,14 +353,29 @@ function countRedisRecoveries(publishers: readonly AppProcess[]): { recoveries: 
   return { recoveries, republishedRows };
 }
 
+/** Resolves or rejects with `work`, or rejects when `ms` pass or `signal` aborts — whichever comes first. */
+function settleWithin<T>(work: Promise<T>, ms: number, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`chaos run exceeded its ${Math.round(ms / 1000)} s budget`)), ms);
+    const onAbort = () => reject(new Error('chaos run aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
+  });
+}
+
 async function tearDown(services: Services, log: (line: string) => void): Promise<void> {
+  // Each step is bounded, so one that hangs cannot keep the others from running.
   const step = async (what: string, action: () => Promise<unknown> | unknown) => {
     try {
-      await action();
+      await settleWithin(Promise.resolve().then(action), 30_000);
     } catch (error) {
       log(`chaos: cleanup of ${what} failed: ${(error as Error).message}`);
     }
   };
+  clearInterval(services.supervisor);
   await step('producer', () => services.producer?.stop());
   await step('app processes', () => Promise.all(services.apps.map((app) => app.stop(10_000))));
   await step('monitor connection', () => services.monitor?.close(2));
