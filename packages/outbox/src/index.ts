@@ -41,6 +41,22 @@ export type { StreamEvent, StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
 export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
+export {
+  discoverSubscriptions,
+  ensureHandledLogTable,
+  formatVerifyReport,
+  handledLogExists,
+  logicalStreamName,
+  recordHandled,
+  verifyPipeline,
+  HANDLED_LOG_TABLE,
+} from './verify';
+export type { GroupTally, HandledRecord, Subscription, VerifyOptions, VerifyReport } from './verify';
+export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
+export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
+export type { PublisherMetrics } from './publisher/metrics';
+export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
+export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
 export { collectEventsStatus } from './diagnostics/status';
 export type {
   CollectStatusOptions,
@@ -57,11 +73,7 @@ export type { DiagnosisThresholds, ProblemKind, StatusProblem } from './diagnost
 export { formatEventsStatus } from './diagnostics/format';
 export { replayPublishedSince } from './diagnostics/outbox-replay';
 export type { OutboxReplayResult } from './diagnostics/outbox-replay';
-export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
-export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
-export type { PublisherMetrics } from './publisher/metrics';
-export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
-export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
+export { parseStreamPartitions } from './cli/events-env';
 export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';
 export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';
 export { createConsumer, CONSUMER_DEFAULTS, InvalidConsumerOptionsError } from './consumer/consumer';

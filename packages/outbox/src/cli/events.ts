@@ -9,6 +9,7 @@
  *   events dlq replay <id> | --all --group <g>
  *   events dlq discard <id>
  *   events outbox replay --stream <name> --since <time> [--until <time>]
+ *   events verify [--since <time>] [--until <time>] [--group <g>] [--json]
  *
  * Exit codes: 0 healthy / done, 1 problem found / action refused, 2 usage error.
  * Env: DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX, STREAM_PARTITIONS.
@@ -27,6 +28,7 @@ import { replayPublishedSince } from '../diagnostics/outbox-replay';
 import { parsePartitionStreamName } from '../diagnostics/redis-inspect';
 import { collectEventsStatus } from '../diagnostics/status';
 import { readEventsCliConfig, type EventsCliConfig } from './events-env';
+import { runVerify } from './verify-command';
 
 export const EXIT_OK = 0;
 export const EXIT_PROBLEM = 1;
@@ -41,6 +43,8 @@ export const USAGE = `usage: events <command>
   dlq discard <id>
   outbox replay --stream <name> --since <time> [--until <time>]
                                                re-publish rows published since <time> (ISO-8601, or 30m / 2h / 1d ago)
+  verify [--since <time>] [--until <time>] [--group <g>] [--json]
+                                               every event handled exactly once, in order, per group (exit 1 if not)
 exit codes: 0 healthy or done, 1 problem found or action refused, 2 usage error
 env: DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX, STREAM_PARTITIONS`;
 
@@ -69,11 +73,7 @@ interface CommandContext {
 
 type Command = (ctx: CommandContext) => Promise<number>;
 
-/**
- * The subcommands, `<word>` or `<word> <word>`. New ones plug in here: the
- * `verify` command (issue 8) is added as `verify: runVerifyCommand` with the
- * same (ctx) => exit code shape.
- */
+/** The subcommands, `<word>` or `<word> <word>`; each (ctx) => exit code. */
 const COMMANDS: Record<string, Command> = {
   status: statusCommand,
   'lease release': leaseReleaseCommand,
@@ -82,6 +82,7 @@ const COMMANDS: Record<string, Command> = {
   'dlq replay': dlqReplayCommand,
   'dlq discard': dlqDiscardCommand,
   'outbox replay': outboxReplayCommand,
+  verify: verifyCommand,
 };
 
 function parseCommandArgs<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], spec: T, positionals = 0) {
@@ -263,6 +264,32 @@ async function outboxReplayCommand(ctx: CommandContext): Promise<number> {
           'the publisher re-sends them and consumers skip what they already handled',
   );
   return EXIT_OK;
+}
+
+async function verifyCommand(ctx: CommandContext): Promise<number> {
+  const { values } = options(ctx.args, {
+    since: { type: 'string' },
+    until: { type: 'string' },
+    group: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const since = values.since === undefined ? undefined : parseTimeArgument(values.since, '--since');
+  const until = values.until === undefined ? undefined : parseTimeArgument(values.until, '--until');
+  if (since && until && until <= since) throw new UsageError('--until must be after --since');
+  if (values.group !== undefined && !/^[A-Za-z0-9_.-]+$/.test(values.group)) {
+    throw new UsageError(`--group must hold only letters, digits and _.- (got ${values.group})`);
+  }
+  return runVerify({
+    sql: ctx.database().sql,
+    redisUrl: ctx.config.redisUrl,
+    keyPrefix: ctx.config.keyPrefix,
+    since,
+    until,
+    group: values.group,
+    json: values.json ?? false,
+    stdout: ctx.io.stdout,
+    stderr: ctx.io.stderr,
+  });
 }
 
 /** `cli:<user>@<host>`: recorded on the dead letters this command resolves. */

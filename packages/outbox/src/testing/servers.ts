@@ -42,6 +42,7 @@ export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}
   const url = `redis://127.0.0.1:${port}/0`;
   const ping = async () => {
     const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => undefined); // a refused connection is the answer "not yet"; connect() rejects with it
     try {
       await client.connect();
       return (await client.ping()) === 'PONG';

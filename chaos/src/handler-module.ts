@@ -1,0 +1,69 @@
+/**
+ * The consumer module of the chaos run (`events-consumer start --module
+ * <this file>`). Its handler applies one effect per event — a row in the
+ * handled-order log, in the consumer's transaction — and fails transiently on
+ * a seeded fraction of first attempts, so retries are exercised on every run.
+ *
+ * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1).
+ */
+import { recordHandled, type HandledEvent, type HandlerContext, type HandlerRegistry } from '@petcover/outbox';
+import { CHAOS_STREAMS, chaosPayloadSchema, type ChaosPayload } from './chaos-streams';
+import { seededFraction } from './seeded-random';
+
+/** Same shape as `ConsumerModule` of @petcover/outbox (declared here until every branch has it). */
+export interface ChaosConsumerModule {
+  streams: Array<{ name: string; partitions?: number }>;
+  register(registry: HandlerRegistry): void;
+}
+
+export class ChaosTransientFailure extends Error {
+  constructor(eventId: string) {
+    super(`chaos: transient failure injected on the first attempt of event ${eventId}`);
+    this.name = 'ChaosTransientFailure';
+  }
+}
+
+export interface ChaosHandlerOptions {
+  seed: number;
+  /** Fraction of events whose first attempt throws. */
+  failFraction: number;
+}
+
+/** Whether the handler fails this event's first attempt; the same answer in every process. */
+export function failsFirstAttempt(eventId: string, options: ChaosHandlerOptions): boolean {
+  return options.failFraction > 0 && seededFraction(options.seed, eventId) < options.failFraction;
+}
+
+export function createChaosModule(options: ChaosHandlerOptions): ChaosConsumerModule {
+  const handle = async (event: HandledEvent<ChaosPayload>, ctx: HandlerContext) => {
+    if (ctx.attempt === 1 && failsFirstAttempt(event.eventId, options)) throw new ChaosTransientFailure(event.eventId);
+    await recordHandled(ctx.tx, {
+      group: ctx.group,
+      eventId: event.eventId,
+      stream: event.stream,
+      partitionKey: event.partitionKey,
+      outboxId: event.outboxId,
+      seq: event.payload.seq,
+      attempt: ctx.attempt,
+    });
+  };
+  return {
+    streams: CHAOS_STREAMS.map((s) => ({ name: s.name, partitions: s.partitions })),
+    register(registry) {
+      for (const stream of CHAOS_STREAMS) registry.register(stream.eventType, { schema: chaosPayloadSchema, handle });
+    },
+  };
+}
+
+function optionsFromEnv(env: NodeJS.ProcessEnv): ChaosHandlerOptions {
+  const seed = Number(env.CHAOS_SEED ?? 1);
+  const failFraction = Number(env.CHAOS_FAIL_FRACTION ?? 0.05);
+  if (!Number.isInteger(seed)) throw new Error(`CHAOS_SEED must be an integer (got ${JSON.stringify(env.CHAOS_SEED)})`);
+  if (!(failFraction >= 0 && failFraction <= 1)) {
+    throw new Error(`CHAOS_FAIL_FRACTION must be between 0 and 1 (got ${JSON.stringify(env.CHAOS_FAIL_FRACTION)})`);
+  }
+  return { seed, failFraction };
+}
+
+export const consumerModule = createChaosModule(optionsFromEnv(process.env));
+export default consumerModule;

@@ -1,0 +1,385 @@
+/**
+ * One chaos run: dedicated Redis and Postgres, two publishers and two
+ * consumers (real processes of the built apps), a steady producer, the fault
+ * schedule of the seed, then drain, verify and a summary.
+ *
+ * Everything it starts — app processes, servers, temp directories — is torn
+ * down in `finally`, whatever happened.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  connectDatabase,
+  createDatabaseIfMissing,
+  ensureHandledLogTable,
+  outboxMigrations,
+  runMigrations,
+  verifyPipeline,
+  withDatabaseName,
+  type DatabaseHandle,
+  type VerifyReport,
+} from '@petcover/outbox';
+import { freePort, startDedicatedPostgres, startDedicatedRedis, type DedicatedPostgres, type DedicatedRedis } from '@petcover/outbox/testing';
+import { AppProcess } from './app-process';
+import { CHAOS_GROUP, CHAOS_STREAMS, streamPartitionsEnv } from './chaos-streams';
+import { describeFault, planFaults, type AppRole, type Fault } from './fault-plan';
+import { ChaosProducer } from './producer';
+import { seededRandom } from './seeded-random';
+
+export interface ChaosOptions {
+  durationSec: number;
+  seed: number;
+  /** Events per second the producer commits. */
+  rate: number;
+  /** Fraction of events whose first handler attempt fails. */
+  failFraction: number;
+  /** Lease TTL given to publishers and consumers; short so takeovers happen within the run. */
+  leaseTtlSec: number;
+  pollIntervalSec: number;
+  /** How long the pipeline may take to drain after the producer stops. */
+  drainTimeoutSec: number;
+  replicas: number;
+  log: (line: string) => void;
+  signal?: AbortSignal;
+  /** Copy the app logs here before the temp directory is removed (kept for a failed run's post-mortem). */
+  keepLogsDir?: string;
+}
+
+export const DEFAULT_CHAOS_OPTIONS = {
+  durationSec: 60,
+  rate: 100,
+  failFraction: 0.05,
+  // Short enough that a zombie (stopped a little longer) loses its leases
+  // several times in a 60 s run; long enough to survive a loaded 2-core CI box.
+  leaseTtlSec: 3,
+  pollIntervalSec: 0.5,
+  drainTimeoutSec: 120,
+  replicas: 2,
+} as const;
+
+export interface ChaosSummary {
+  seed: number;
+  durationSec: number;
+  /** Outbox rows at the end of the run (the truth), and what the producer saw commit. */
+  events: number;
+  producedCommitted: number;
+  poison: number;
+  /** Faults applied, by kind (`SIGKILL publisher`, `zombie consumer`, `Redis restart`...). */
+  faults: Record<string, number>;
+  /** Scheduled faults that found their target already down, so did nothing. */
+  skippedFaults: number;
+  lost: number;
+  doubled: number;
+  outOfOrder: number;
+  deadLettered: number;
+  /** Dead-lettered events that were not poison: each one is a failure. */
+  unexpectedDeadLetters: number;
+  /** Poison events that did not end as dead letters. */
+  poisonNotDeadLettered: number;
+  drained: boolean;
+  drainMs: number;
+  /** App exits the runner did not cause (crashes), by process. */
+  unexpectedExits: Record<string, number>;
+  /** Recoveries from Redis data loss the publishers logged, and the rows they re-sent. */
+  redisRecoveries: { recoveries: number; republishedRows: number };
+  verify: VerifyReport;
+  passed: boolean;
+}
+
+interface Services {
+  tempDir: string;
+  redis?: DedicatedRedis;
+  postgres?: DedicatedPostgres;
+  monitor?: DatabaseHandle;
+  producer?: ChaosProducer;
+  apps: AppProcess[];
+  /** Restarts crashed apps during the run; stopped first at teardown. */
+  supervisor?: NodeJS.Timeout;
+}
+
+function appScript(pkg: string): string {
+  const script = path.join(path.dirname(require.resolve(`${pkg}/package.json`)), 'dist', 'main.js');
+  if (!fs.existsSync(script)) throw new Error(`${script} is missing: run \`pnpm build\` first (pnpm chaos does)`);
+  return script;
+}
+
+/** Runs the whole scenario; resolves with the summary (never throws for a failed verdict). */
+export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
+  const { log } = options;
+  const services: Services = { tempDir: fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-chaos-')), apps: [] };
+  let failed = true;
+  // Whatever hangs (a driver, a server that does not come back), the run ends
+  // and tears down within this budget: setup, run, fault healing, drain, verify.
+  const budgetMs = (180 + options.durationSec + options.drainTimeoutSec) * 1000;
+  try {
+    const summary = await settleWithin(runScenario(options, services), budgetMs, options.signal);
+    failed = !summary.passed;
+    return summary;
+  } finally {
+    if (failed) {
+      for (const app of services.apps) log(`--- last lines of ${app.name} (pid ${app.pid ?? '-'}):\n${app.tailLog()}`);
+    }
+    if (options.keepLogsDir) {
+      try {
+        fs.mkdirSync(options.keepLogsDir, { recursive: true });
+        for (const app of services.apps) fs.copyFileSync(app.spec.logFile, path.join(options.keepLogsDir, path.basename(app.spec.logFile)));
+        log(`chaos: app logs copied to ${options.keepLogsDir}`);
+      } catch (error) {
+        log(`chaos: could not copy the app logs: ${(error as Error).message}`);
+      }
+    }
+    await tearDown(services, log);
+  }
+}
+
+async function runScenario(options: ChaosOptions, services: Services): Promise<ChaosSummary> {
+  const { log, signal } = options;
+  const random = seededRandom(options.seed);
+  const leaseTtlMs = options.leaseTtlSec * 1000;
+  const plan = planFaults({ seed: options.seed, durationMs: options.durationSec * 1000, replicas: options.replicas, leaseTtlMs });
+
+  services.redis = await startDedicatedRedis();
+  services.postgres = await startDedicatedPostgres();
+  const databaseUrl = withDatabaseName(services.postgres.url, 'chaos');
+  await createDatabaseIfMissing(databaseUrl);
+  await runMigrations(databaseUrl, [outboxMigrations]);
+  services.monitor = connectDatabase(databaseUrl, { max: 2, applicationName: 'chaos-monitor', connectTimeoutSeconds: 2 });
+  await ensureHandledLogTable(services.monitor.sql);
+  log(`chaos: Redis ${services.redis.url}, Postgres ${databaseUrl}, logs in ${services.tempDir}`);
+
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    NODE_ENV: 'development',
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: services.redis.url,
+    REDIS_KEY_PREFIX: '',
+    STREAM_PARTITIONS: streamPartitionsEnv(),
+    CONSUMER_GROUP: CHAOS_GROUP,
+    CHAOS_SEED: String(options.seed),
+    CHAOS_FAIL_FRACTION: String(options.failFraction),
+  };
+  const publisherScript = appScript('@petcover/events-publisher');
+  const consumerScript = appScript('@petcover/events-consumer');
+  const handlerModule = path.join(__dirname, 'handler-module.js');
+  const apps: Record<AppRole, AppProcess[]> = { publisher: [], consumer: [] };
+  for (let replica = 0; replica < options.replicas; replica++) {
+    apps.publisher.push(
+      new AppProcess({
+        name: `publisher#${replica}`,
+        script: publisherScript,
+        args: ['start', '--log-level', 'info', '--poll-interval', String(options.pollIntervalSec), '--batch-size', '200', '--lease-ttl', String(options.leaseTtlSec)],
+        env,
+        healthPort: await freePort(),
+        logFile: path.join(services.tempDir, `publisher-${replica}.log`),
+      }),
+    );
+    apps.consumer.push(
+      new AppProcess({
+        name: `consumer#${replica}`,
+        script: consumerScript,
+        args: ['start', '--log-level', 'info', '--group', CHAOS_GROUP, '--module', handlerModule, '--lease-ttl', String(options.leaseTtlSec)],
+        env,
+        healthPort: await freePort(),
+        logFile: path.join(services.tempDir, `consumer-${replica}.log`),
+      }),
+    );
+  }
+  services.apps = [...apps.publisher, ...apps.consumer];
+  for (const app of services.apps) app.start();
+  await Promise.all(services.apps.map((app) => app.waitReady(30_000, signal)));
+  log(`chaos: ${services.apps.length} apps ready; producing ${options.rate} events/s for ${options.durationSec} s; ${plan.length} faults planned`);
+
+  const producer = new ChaosProducer(databaseUrl, random, options.rate, log);
+  services.producer = producer;
+  const runStarted = Date.now();
+  producer.start();
+
+  // Apps that crash on their own are restarted (and reported); planned kills are not touched.
+  const plannedDown = new Set<AppProcess>();
+  const supervisor = (services.supervisor = setInterval(() => {
+    for (const app of services.apps) {
+      if (!app.running && !plannedDown.has(app)) {
+        const exit = app.unexpectedExits[app.unexpectedExits.length - 1];
+        log(`chaos: ${app.name} exited unexpectedly (code ${exit?.code ?? '-'}, signal ${exit?.signal ?? '-'}); restarting it. Its last lines:\n${app.tailLog(12)}`);
+        app.start();
+      }
+    }
+  }, 500));
+
+  const faults: Record<string, number> = {};
+  let skippedFaults = 0;
+  const count = (label: string) => (faults[label] = (faults[label] ?? 0) + 1);
+  const applyFault = async (fault: Fault) => {
+    await sleep(Math.max(0, runStarted + fault.atMs - Date.now()), undefined, { signal });
+    log(`chaos: ${describeFault(fault)}`);
+    switch (fault.kind) {
+      case 'sigkill': {
+        const app = apps[fault.role][fault.replica] as AppProcess;
+        if (!app.running || plannedDown.has(app)) return void skippedFaults++;
+        plannedDown.add(app);
+        await app.kill();
+        count(`SIGKILL ${fault.role}`);
+        await sleep(fault.downMs, undefined, { signal });
+        app.start();
+        plannedDown.delete(app);
+        return;
+      }
+      case 'zombie': {
+        const app = apps[fault.role][fault.replica] as AppProcess;
+        if (!app.running || app.isFrozen || plannedDown.has(app)) return void skippedFaults++;
+        app.freeze();
+        count(`zombie ${fault.role}`);
+        await sleep(fault.stoppedMs, undefined, { signal });
+        app.thaw();
+        return;
+      }
+      case 'redis-restart':
+        await services.redis?.restart();
+        count('Redis restart (data lost)');
+        return;
+      case 'postgres-restart':
+        await services.postgres?.restart();
+        count('Postgres restart');
+        return;
+      case 'poison':
+        await producer.producePoison(signal ?? new AbortController().signal);
+        count('poison event');
+        return;
+    }
+  };
+  const faultTasks = plan.map((fault) =>
+    applyFault(fault).catch((error: Error) => {
+      if (!signal?.aborted) log(`chaos: fault ${describeFault(fault)} failed: ${error.message}`);
+    }),
+  );
+
+  try {
+    await sleep(options.durationSec * 1000, undefined, { signal });
+    await producer.stop();
+    await Promise.all(faultTasks);
+    for (const app of services.apps) app.thaw();
+    log(`chaos: producer stopped after ${producer.stats.committedEvents} events; waiting for the pipeline to drain`);
+
+    const subscriptions = CHAOS_STREAMS.map((s) => ({ group: CHAOS_GROUP, stream: s.name }));
+    const monitorSql = services.monitor.sql;
+    const drainStarted = Date.now();
+    const drainDeadline = drainStarted + options.drainTimeoutSec * 1000;
+    let drained = false;
+    let lastProgressAt = 0;
+    while (Date.now() < drainDeadline) {
+      try {
+        const report = await verifyPipeline(monitorSql, null, { subscriptions, exampleLimit: 0 });
+        if (report.missing === 0 && report.unpublished === 0) {
+          drained = true;
+          break;
+        }
+        if (Date.now() - lastProgressAt >= 5_000) {
+          log(`chaos: draining: unpublished ${report.unpublished}, not yet handled ${report.missing}`);
+          lastProgressAt = Date.now();
+        }
+      } catch (error) {
+        log(`chaos: drain check failed (${(error as Error).message}); retrying`);
+      }
+      await sleep(250, undefined, { signal });
+    }
+    const drainMs = Date.now() - drainStarted;
+    clearInterval(supervisor);
+
+    const verify = await verifyPipeline(monitorSql, null, { subscriptions, exampleLimit: 10 });
+    const [retried] = await monitorSql<{ n: number }[]>`SELECT count(*)::int AS n FROM chaos.handled WHERE attempt > 1`;
+    faults['transient handler failures (events retried)'] = retried?.n ?? 0;
+    const deadIds = new Set(
+      (await monitorSql<{ event_id: string }[]>`SELECT DISTINCT event_id FROM events.dead_letter WHERE status = 'dead' AND group_name = ${CHAOS_GROUP}`).map(
+        (r) => r.event_id,
+      ),
+    );
+    const poison = new Set(producer.stats.poisonEvents);
+    const unexpectedDeadLetters = [...deadIds].filter((id) => !poison.has(id)).length;
+    const poisonNotDeadLettered = [...poison].filter((id) => !deadIds.has(id)).length;
+
+    const unexpectedExits: Record<string, number> = {};
+    for (const app of services.apps) if (app.unexpectedExits.length > 0) unexpectedExits[app.name] = app.unexpectedExits.length;
+
+    const redisRecoveries = countRedisRecoveries(apps.publisher);
+    const passed =
+      drained && verify.missing === 0 && verify.doubled === 0 && verify.outOfOrder === 0 && unexpectedDeadLetters === 0 && poisonNotDeadLettered === 0;
+    return {
+      seed: options.seed,
+      durationSec: options.durationSec,
+      events: verify.events,
+      producedCommitted: producer.stats.committedEvents + poison.size,
+      poison: poison.size,
+      faults,
+      skippedFaults,
+      lost: verify.missing,
+      doubled: verify.doubled,
+      outOfOrder: verify.outOfOrder,
+      deadLettered: deadIds.size,
+      unexpectedDeadLetters,
+      poisonNotDeadLettered,
+      drained,
+      drainMs,
+      unexpectedExits,
+      redisRecoveries,
+      verify,
+      passed,
+    };
+  } finally {
+    clearInterval(supervisor);
+    await producer.stop();
+  }
+}
+
+/** The publisher logs one line per recovery from Redis data loss, with the rows it re-sent. */
+function countRedisRecoveries(publishers: readonly AppProcess[]): { recoveries: number; republishedRows: number } {
+  let recoveries = 0;
+  let republishedRows = 0;
+  for (const publisher of publishers) {
+    let text = '';
+    try {
+      text = fs.readFileSync(publisher.spec.logFile, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('re-published the rows published within the recovery window')) continue;
+      recoveries++;
+      const republished = /"republished":(\d+)/.exec(line);
+      if (republished) republishedRows += Number(republished[1]);
+    }
+  }
+  return { recoveries, republishedRows };
+}
+
+/** Resolves or rejects with `work`, or rejects when `ms` pass or `signal` aborts — whichever comes first. */
+function settleWithin<T>(work: Promise<T>, ms: number, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`chaos run exceeded its ${Math.round(ms / 1000)} s budget`)), ms);
+    const onAbort = () => reject(new Error('chaos run aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    });
+  });
+}
+
+async function tearDown(services: Services, log: (line: string) => void): Promise<void> {
+  // Each step is bounded, so one that hangs cannot keep the others from running.
+  const step = async (what: string, action: () => Promise<unknown> | unknown) => {
+    try {
+      await settleWithin(Promise.resolve().then(action), 30_000);
+    } catch (error) {
+      log(`chaos: cleanup of ${what} failed: ${(error as Error).message}`);
+    }
+  };
+  clearInterval(services.supervisor);
+  await step('producer', () => services.producer?.stop());
+  await step('app processes', () => Promise.all(services.apps.map((app) => app.stop(10_000))));
+  await step('monitor connection', () => services.monitor?.close(2));
+  await step('Redis', () => services.redis?.destroy());
+  await step('Postgres', () => services.postgres?.destroy());
+  await step('temp directory', () => fs.rmSync(services.tempDir, { recursive: true, force: true }));
+}

@@ -1,0 +1,62 @@
+import { FAULT_KINDS, planFaults } from '../src/fault-plan';
+import { parseChaosArgs } from '../src/options';
+import { chaosPayloadSchema } from '../src/chaos-streams';
+import { createChaosModule, failsFirstAttempt } from '../src/handler-module';
+import { createHandlerRegistry } from '@petcover/outbox';
+
+const base = { durationMs: 60_000, replicas: 2, leaseTtlMs: 3_000 };
+
+describe('fault plan', () => {
+  test('one seed gives one schedule; another seed another', () => {
+    expect(planFaults({ ...base, seed: 7 })).toEqual(planFaults({ ...base, seed: 7 }));
+    expect(planFaults({ ...base, seed: 7 })).not.toEqual(planFaults({ ...base, seed: 8 }));
+  });
+
+  test.each([1, 2, 3, 42, 1234567])('seed %i: every kind at least once, inside the run, zombies past the lease TTL', (seed) => {
+    const plan = planFaults({ ...base, seed });
+    expect(new Set(plan.map((f) => f.kind))).toEqual(new Set(FAULT_KINDS));
+    for (const role of ['publisher', 'consumer']) {
+      expect(plan.some((f) => f.kind === 'sigkill' && f.role === role)).toBe(true);
+      expect(plan.some((f) => f.kind === 'zombie' && f.role === role)).toBe(true);
+    }
+    for (const fault of plan) {
+      expect(fault.atMs).toBeGreaterThanOrEqual(4_000);
+      expect(fault.atMs).toBeLessThanOrEqual(56_000);
+      if (fault.kind === 'zombie') expect(fault.stoppedMs).toBeGreaterThan(base.leaseTtlMs);
+    }
+  });
+
+  test('longer runs get more faults', () => {
+    expect(planFaults({ ...base, seed: 1, durationMs: 600_000 }).length).toBeGreaterThan(planFaults({ ...base, seed: 1 }).length + 50);
+  });
+});
+
+describe('chaos handler module', () => {
+  test('registers one handler per chaos stream type; a poison payload fails its schema', () => {
+    const registry = createHandlerRegistry();
+    const module = createChaosModule({ seed: 1, failFraction: 0.05 });
+    module.register(registry);
+    expect(registry.eventTypes().sort()).toEqual(['AuditRecorded', 'OrderChanged', 'PaymentCaptured']);
+    expect(module.streams).toContainEqual({ name: 'stream:chaos:orders', partitions: 4 });
+    expect(chaosPayloadSchema.safeParse({ seq: 'poison', key: 'orders-1' }).success).toBe(false);
+    expect(chaosPayloadSchema.safeParse({ seq: 3, key: 'orders-1' }).success).toBe(true);
+  });
+
+  test('fails the first attempt of a seeded, stable fraction of events', () => {
+    const ids = Array.from({ length: 4000 }, (_, i) => `0190b7c2-5f3a-7d21-8c4e-${String(i).padStart(12, '0')}`);
+    const failing = ids.filter((id) => failsFirstAttempt(id, { seed: 9, failFraction: 0.05 }));
+    expect(failing.length).toBeGreaterThan(120);
+    expect(failing.length).toBeLessThan(280);
+    expect(ids.filter((id) => failsFirstAttempt(id, { seed: 9, failFraction: 0.05 }))).toEqual(failing);
+    expect(ids.some((id) => failsFirstAttempt(id, { seed: 9, failFraction: 0 }))).toBe(false);
+  });
+});
+
+describe('pnpm chaos arguments', () => {
+  test('--duration and --seed pass through; bad values are refused precisely', () => {
+    expect(parseChaosArgs(['--duration', '60', '--seed', '42'])).toMatchObject({ durationSec: 60, seed: 42 });
+    expect(() => parseChaosArgs(['--duration', 'soon'])).toThrow('--duration must be a number of seconds between 20 and 86400 (got "soon")');
+    expect(() => parseChaosArgs(['--seed'])).toThrow('--seed needs a value');
+    expect(() => parseChaosArgs(['--wat', '1'])).toThrow('unknown argument "--wat"');
+  });
+});
