@@ -73,7 +73,6 @@ export type { DiagnosisThresholds, ProblemKind, StatusProblem } from './diagnost
 export { formatEventsStatus } from './diagnostics/format';
 export { replayPublishedSince } from './diagnostics/outbox-replay';
 export type { OutboxReplayResult } from './diagnostics/outbox-replay';
-export { parseStreamPartitions } from './cli/events-env';
 export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';
 export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';
 export { createConsumer, CONSUMER_DEFAULTS, InvalidConsumerOptionsError } from './consumer/consumer';
