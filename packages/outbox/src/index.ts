@@ -59,7 +59,8 @@ export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from '.
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
 export type { PublisherMetrics } from './publisher/metrics';
 export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
-export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
+export type { AppendResult, OutboxRowForAppend, StampResult, StreamWriter } from './publisher/redis-scripts';
+export { databaseIdentity } from './publisher/statements';
 export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';
 export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';
 export { createConsumer, CONSUMER_DEFAULTS, InvalidConsumerOptionsError } from './consumer/consumer';
