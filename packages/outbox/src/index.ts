@@ -56,7 +56,8 @@ export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from '.
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
 export type { PublisherMetrics } from './publisher/metrics';
 export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
-export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
+export type { AppendResult, OutboxRowForAppend, StampResult, StreamWriter } from './publisher/redis-scripts';
+export { databaseIdentity } from './publisher/statements';
 export { collectEventsStatus } from './diagnostics/status';
 export type {
   CollectStatusOptions,

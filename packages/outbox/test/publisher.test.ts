@@ -16,6 +16,7 @@ import {
   type OutboxRowForAppend,
   type Publisher,
   type PublisherOptions,
+  type StreamWriter,
 } from '../src/index';
 import { createTestDatabase, createTestRedis, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
 import { capturingLogger, deleteRedisKeys, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
@@ -57,6 +58,11 @@ async function metricValue(registry: Registry, name: string, stream: string): Pr
   const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
   const value = (metric?.values as Array<{ value: number; labels: Record<string, string> }> | undefined)?.find((v) => v.labels.stream === stream);
   return value?.value ?? 0;
+}
+
+/** A writer of database `db-a` (or `databaseId`) with `fencingToken`. */
+function writer(fencingToken: string, databaseId = 'db-a'): StreamWriter {
+  return { fencingToken, databaseId };
 }
 
 function row(id: number, key = 'k'): OutboxRowForAppend {
@@ -105,27 +111,50 @@ test('relays 10,000 events over 5 streams (one with 4 partitions) exactly once, 
 describe('append script', () => {
   test('re-sending a batch adds no second entry, also when a lower id arrives late', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
-    await stampFence(redis, key, '5');
-    expect(await appendBatch(redis, key, '5', '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 3, skipped: 0 });
-    expect(await appendBatch(redis, key, '5', '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 0, skipped: 3 });
+    await stampFence(redis, key, writer('5'));
+    expect(await appendBatch(redis, key, writer('5'), '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 3, skipped: 0 });
+    expect(await appendBatch(redis, key, writer('5'), '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 0, skipped: 3 });
     // id 3 committed after 4 was appended: it must still go out, once.
-    expect(await appendBatch(redis, key, '5', '3', [row(3), row(4), row(5)])).toEqual({ status: 'ok', appended: 2, skipped: 1 });
+    expect(await appendBatch(redis, key, writer('5'), '3', [row(3), row(4), row(5)])).toEqual({ status: 'ok', appended: 2, skipped: 1 });
     expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([1, 2, 4, 3, 5]);
   });
 
   test('an append with an older fencing token is refused and writes nothing', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
-    await stampFence(redis, key, '7');
-    expect(await appendBatch(redis, key, '6', '1', [row(1)])).toEqual({ status: 'fenced', currentToken: '7' });
-    expect(await stampFence(redis, key, '6')).toEqual({ status: 'fenced', currentToken: '7' });
+    await stampFence(redis, key, writer('7'));
+    expect(await appendBatch(redis, key, writer('6'), '1', [row(1)])).toEqual({ status: 'fenced', currentToken: '7' });
+    expect(await stampFence(redis, key, writer('6'))).toEqual({ status: 'fenced', currentToken: '7' });
     expect(await redis.exists(key)).toBe(0);
-    expect(await appendBatch(redis, key, '8', '1', [row(1)])).toEqual({ status: 'ok', appended: 1, skipped: 0 });
-    expect(await appendBatch(redis, key, '7', '1', [row(2)])).toEqual({ status: 'fenced', currentToken: '8' });
+    expect(await appendBatch(redis, key, writer('8'), '1', [row(1)])).toEqual({ status: 'ok', appended: 1, skipped: 0 });
+    expect(await appendBatch(redis, key, writer('7'), '1', [row(2)])).toEqual({ status: 'fenced', currentToken: '8' });
+  });
+
+  test('another database identity resets the dedupe record and replaces the fence, even with a lower token; the same database stays fenced', async () => {
+    const key = `${uniqueRedisPrefix()}stream:t:x`;
+    await stampFence(redis, key, writer('9'));
+    expect(await appendBatch(redis, key, writer('9'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 2, skipped: 0 });
+    // A re-created database: ids restart at 1, its token is lower (a skewed clock).
+    expect(await appendBatch(redis, key, writer('5', 'db-b'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 2, skipped: 0, previousDatabaseId: 'db-a' });
+    expect(await appendBatch(redis, key, writer('5', 'db-b'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 0, skipped: 2 });
+    expect(await redis.hgetall(`{${key}}:meta`)).toEqual({ fence: '5', db: 'db-b' });
+    expect(await appendBatch(redis, key, writer('4', 'db-b'), '1', [row(3)])).toEqual({ status: 'fenced', currentToken: '5' });
+    expect(await stampFence(redis, key, writer('3'))).toEqual({ status: 'ok', existed: true, previousDatabaseId: 'db-b' });
+    expect(await redis.exists(`{${key}}:dedupe`)).toBe(0);
+    expect(await stampFence(redis, key, writer('2'))).toEqual({ status: 'fenced', currentToken: '3' });
+    expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([1, 2, 1, 2]);
+  });
+
+  test('a meta hash written before database identities existed is adopted without a reset', async () => {
+    const key = `${uniqueRedisPrefix()}stream:t:x`;
+    await redis.hset(`{${key}}:meta`, 'fence', '5');
+    await redis.zadd(`{${key}}:dedupe`, 1, '1');
+    expect(await appendBatch(redis, key, writer('5'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 1, skipped: 1 });
+    expect(await redis.hgetall(`{${key}}:meta`)).toEqual({ fence: '5', db: 'db-a' });
   });
 
   test('an append to a stream whose meta key vanished reports data loss and writes nothing', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
-    expect(await appendBatch(redis, key, '1', '1', [row(1)])).toEqual({ status: 'lost' });
+    expect(await appendBatch(redis, key, writer('1'), '1', [row(1)])).toEqual({ status: 'lost' });
     expect(await redis.exists(key)).toBe(0);
   });
 });
@@ -199,8 +228,8 @@ test('a lease row with a future lease_until owned by nobody alive: waits for exp
 
 test('trimming leaves every entry a slow consumer group has not acknowledged', async () => {
   const key = `${uniqueRedisPrefix()}stream:t:trim`;
-  await stampFence(redis, key, '1');
-  await appendBatch(redis, key, '1', '0', Array.from({ length: 10 }, (_, i) => row(i + 1)));
+  await stampFence(redis, key, writer('1'));
+  await appendBatch(redis, key, writer('1'), '0', Array.from({ length: 10 }, (_, i) => row(i + 1)));
   await redis.xgroup('CREATE', key, 'fast', '0');
   await redis.xgroup('CREATE', key, 'slow', '0');
   // fast: reads and acknowledges all 10. slow: reads 6, acknowledges only the first 2.
@@ -225,8 +254,8 @@ test('trimming leaves every entry a slow consumer group has not acknowledged', a
   expect(await trimStream(redis, key, 3_600_000, 0)).toBe(0);
   // Without groups, only the orphan max age trims (0 = never).
   const orphan = `${uniqueRedisPrefix()}stream:t:orphan`;
-  await stampFence(redis, orphan, '1');
-  await appendBatch(redis, orphan, '1', '0', [row(1)]);
+  await stampFence(redis, orphan, writer('1'));
+  await appendBatch(redis, orphan, writer('1'), '0', [row(1)]);
   expect(await trimStream(redis, orphan, 0, 0)).toBe(0);
 });
 

@@ -16,6 +16,7 @@ export interface PublisherMetrics {
   leaseBlocked: Gauge<'stream'>;
   leasesLost: Counter<'stream'>;
   redisDataLoss: Counter<'stream'>;
+  foreignDatabaseResets: Counter<'stream'>;
   republished: Counter<'stream'>;
   trimmedEntries: Counter<'stream'>;
   prunedRows: Counter;
@@ -69,6 +70,7 @@ export function createPublisherMetrics(registry: Registry, sql: Sql): PublisherM
     leaseBlocked: new Gauge({ name: 'petcover_publisher_lease_blocked', help: '1 while a stream with unpublished rows is leased by another owner (normal with replicas; a stuck stream also shows a growing oldest age)', labelNames: ['stream'], registers }),
     leasesLost: new Counter({ name: 'petcover_publisher_leases_lost_total', help: 'Leases found lost while draining (expired, deleted or taken over)', labelNames: ['stream'], registers }),
     redisDataLoss: new Counter({ name: 'petcover_publisher_redis_data_loss_total', help: 'Times Redis was found to have lost data this publisher wrote', labelNames: ['stream'], registers }),
+    foreignDatabaseResets: new Counter({ name: 'petcover_publisher_foreign_database_resets_total', help: 'Partition streams found last written from another database (re-created or split database); their dedupe record was reset', labelNames: ['stream'], registers }),
     republished: new Counter({ name: 'petcover_publisher_republished_events_total', help: 'Events re-appended after Redis data loss', labelNames: ['stream'], registers }),
     trimmedEntries: new Counter({ name: 'petcover_publisher_trimmed_entries_total', help: 'Redis stream entries trimmed', labelNames: ['stream'], registers }),
     prunedRows: new Counter({ name: 'petcover_publisher_pruned_rows_total', help: 'Published outbox rows pruned after the retention window', registers }),

@@ -21,8 +21,9 @@ import { acquireLease, makeOwnerId, releaseLease, type LeaseGrant } from '../lea
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
 import { FailureLog, sleep, Wakeup } from './backoff';
 import { createPublisherMetrics, type PublisherMetrics } from './metrics';
-import { appendBatch, stampFence, streamMetaKey, trimStream, type AppendResult } from './redis-scripts';
+import { appendBatch, stampFence, streamMetaKey, trimStream, type AppendResult, type StreamWriter } from './redis-scripts';
 import {
+  databaseIdentity,
   leaseHolder,
   markPublished,
   prunePublishedBatch,
@@ -148,6 +149,10 @@ export function createPublisher(options: PublisherOptions): Publisher {
   const main = new AbortController();
   const loops: Promise<void>[] = [];
   let unlisten: (() => Promise<void>) | undefined;
+  /** `databaseIdentity(sql)`, read once before the first lease round; every Redis write carries it. */
+  let databaseId: string | undefined;
+  /** Streams already warned about being last written from another database (warn once each). */
+  const foreignDatabaseWarned = new Set<string>();
   let started = false;
   let stopping: Promise<void> | undefined;
   const leaseEveryMs = Math.max(50, Math.min(config.pollIntervalMs, Math.floor(config.leaseTtlMs / 3)));
@@ -156,6 +161,28 @@ export function createPublisher(options: PublisherOptions): Publisher {
     const count = partitionCount(stream, options.partitions);
     return Array.from({ length: count }, (_, p) => redisStreamKey(partitionStreamName(stream, p, count), keyPrefix));
   };
+
+  /** Set before any stream is taken: the lease loop reads the identity before its first round. */
+  const writerWith = (fencingToken: string): StreamWriter => {
+    if (databaseId === undefined) throw new Error('database identity not read yet');
+    return { fencingToken, databaseId };
+  };
+
+  /**
+   * A stamp or append found the stream last written from another database
+   * (re-created, or split database) and reset its dedupe record: count it,
+   * warn once per stream.
+   */
+  function noteForeignDatabase(stream: string, redisKey: string, previousDatabaseId: string | undefined): void {
+    if (previousDatabaseId === undefined) return;
+    metrics.foreignDatabaseResets.inc({ stream });
+    if (foreignDatabaseWarned.has(stream)) return;
+    foreignDatabaseWarned.add(stream);
+    log.warn(
+      { stream, redisKey, databaseId, previousDatabaseId },
+      `Redis stream ${redisKey} was last written from another database (${previousDatabaseId}); resetting its dedupe record`,
+    );
+  }
 
   // ---- leases -------------------------------------------------------------
 
@@ -207,11 +234,17 @@ export function createPublisher(options: PublisherOptions): Publisher {
   /**
    * Stamps the lease's token on every partition stream at once, so a zombie
    * is refused even where we have not written yet. A missing meta hash means
-   * a new stream, or Redis lost what we wrote: recovery sorts out which.
+   * a new stream, or Redis lost what we wrote: recovery sorts out which. A
+   * meta hash of another database is no data loss: its dedupe record is
+   * reset and our token replaces its (see stamp-fence.lua).
    * Returns true when Redis already carries a newer token (we must not drain).
    */
   async function stampAllPartitions(state: HeldStream): Promise<boolean> {
-    const results = await Promise.all(state.partitionKeys.map((key) => stampFence(redis, key, state.fencingToken)));
+    const writer = writerWith(state.fencingToken);
+    const results = await Promise.all(state.partitionKeys.map((key) => stampFence(redis, key, writer)));
+    results.forEach((r, p) => {
+      if (r.status === 'ok') noteForeignDatabase(state.stream, state.partitionKeys[p]!, r.previousDatabaseId);
+    });
     const newer = results.find((r) => r.status === 'fenced');
     if (newer && newer.status === 'fenced') {
       metrics.fencedRefusals.inc({ stream: state.stream });
@@ -260,6 +293,10 @@ export function createPublisher(options: PublisherOptions): Publisher {
     while (!main.signal.aborted) {
       try {
         await ensureListening();
+        if (databaseId === undefined) {
+          databaseId = await databaseIdentity(sql);
+          log.info({ databaseId }, 'database identity read; stamped on every Redis stream written');
+        }
         await leaseRound();
         health.succeeded('lease round');
         await leaseTick.wait(leaseEveryMs, main.signal);
@@ -350,10 +387,12 @@ export function createPublisher(options: PublisherOptions): Publisher {
       if (list) list.push(row);
       else byPartition.set(p, [row]);
     }
+    const writer = writerWith(fencingToken);
     const results: Array<[number, AppendResult]> = await Promise.all(
-      [...byPartition].map(async ([p, list]) => [p, await appendBatch(redis, state.partitionKeys[p]!, fencingToken, pruneBelowId, list)] as [number, AppendResult]),
+      [...byPartition].map(async ([p, list]) => [p, await appendBatch(redis, state.partitionKeys[p]!, writer, pruneBelowId, list)] as [number, AppendResult]),
     );
     for (const [p, result] of results) {
+      if (result.status === 'ok') noteForeignDatabase(state.stream, state.partitionKeys[p]!, result.previousDatabaseId);
       if (result.status === 'fenced') {
         if (state.fencingToken !== fencingToken) return 'retry';
         metrics.fencedRefusals.inc({ stream: state.stream });

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type Redis from 'ioredis';
 
-/** Meta hash of a partition stream (fencing token); same slot as the stream key. */
+/** Meta hash of a partition stream (fencing token, database identity); same slot as the stream key. */
 export function streamMetaKey(streamKey: string): string {
   return `{${streamKey}}:meta`;
 }
@@ -23,8 +23,8 @@ function loadScript(name: string): string {
 }
 
 interface PublisherScripts {
-  petcoverAppend(stream: string, meta: string, dedupe: string, ...args: string[]): Promise<[string, string | number, number?]>;
-  petcoverStampFence(meta: string, token: string): Promise<[string, string | number]>;
+  petcoverAppend(stream: string, meta: string, dedupe: string, ...args: string[]): Promise<[string, string | number, number?, string?]>;
+  petcoverStampFence(meta: string, dedupe: string, token: string, databaseId: string): Promise<[string, string | number, string?]>;
   petcoverTrim(stream: string, keepAcknowledgedMs: string, orphanMaxAgeMs: string): Promise<[number, string]>;
 }
 
@@ -37,7 +37,7 @@ const installed = new WeakSet<Redis>();
 export function installPublisherScripts(redis: Redis): Redis & PublisherScripts {
   if (!installed.has(redis)) {
     redis.defineCommand('petcoverAppend', { numberOfKeys: 3, lua: loadScript('append.lua') });
-    redis.defineCommand('petcoverStampFence', { numberOfKeys: 1, lua: loadScript('stamp-fence.lua') });
+    redis.defineCommand('petcoverStampFence', { numberOfKeys: 2, lua: loadScript('stamp-fence.lua') });
     redis.defineCommand('petcoverTrim', { numberOfKeys: 1, lua: loadScript('trim.lua') });
     installed.add(redis);
   }
@@ -55,39 +55,66 @@ export interface OutboxRowForAppend {
   createdAt: string;
 }
 
+/** Who writes: the publisher lease's fencing token and the identity of its database. */
+export interface StreamWriter {
+  fencingToken: string;
+  /** `databaseIdentity(sql)`: outbox ids and fencing tokens only compare within one database. */
+  databaseId: string;
+}
+
 export type AppendResult =
-  | { status: 'ok'; appended: number; skipped: number }
+  /**
+   * `previousDatabaseId` is set when the stream was last written from another
+   * database: its dedupe record was dropped and its token replaced first.
+   */
+  | { status: 'ok'; appended: number; skipped: number; previousDatabaseId?: string }
   | { status: 'fenced'; currentToken: string }
   /** The meta hash is gone: Redis lost data this publisher wrote. */
   | { status: 'lost' };
 
 /**
  * Appends `rows` (in the order given) to one partition stream unless the
- * stream carries a newer fencing token. Idempotent: rows already appended
- * (same outbox id) are skipped. `pruneBelowId` must be at most the lowest
- * outbox id of the stream that is not yet marked published.
+ * stream carries a newer fencing token from the same database. Idempotent:
+ * rows already appended (same outbox id, same database) are skipped.
+ * `pruneBelowId` must be at most the lowest outbox id of the stream that is
+ * not yet marked published.
  */
 export async function appendBatch(
   redis: Redis,
   streamKey: string,
-  fencingToken: string,
+  writer: StreamWriter,
   pruneBelowId: string,
   rows: readonly OutboxRowForAppend[],
 ): Promise<AppendResult> {
-  const args: string[] = [fencingToken, pruneBelowId];
+  const args: string[] = [writer.fencingToken, writer.databaseId, pruneBelowId];
   for (const r of rows) args.push(r.id, r.eventId, r.type, r.partitionKey, r.payloadJson, r.headersJson, r.createdAt);
-  const [status, a, b] = await installPublisherScripts(redis).petcoverAppend(streamKey, streamMetaKey(streamKey), streamDedupeKey(streamKey), ...args);
-  if (status === 'OK') return { status: 'ok', appended: Number(a), skipped: Number(b) };
+  const [status, a, b, previous] = await installPublisherScripts(redis).petcoverAppend(streamKey, streamMetaKey(streamKey), streamDedupeKey(streamKey), ...args);
+  if (status === 'OK') return { status: 'ok', appended: Number(a), skipped: Number(b), ...(previous ? { previousDatabaseId: previous } : {}) };
   if (status === 'FENCED') return { status: 'fenced', currentToken: String(a) };
   return { status: 'lost' };
 }
 
-export type StampResult = { status: 'ok'; existed: boolean } | { status: 'fenced'; currentToken: string };
+export type StampResult =
+  /**
+   * `existed` false: no meta hash (a new stream, or Redis lost it).
+   * `previousDatabaseId`: as in AppendResult.
+   */
+  | { status: 'ok'; existed: boolean; previousDatabaseId?: string }
+  | { status: 'fenced'; currentToken: string };
 
-/** Makes `fencingToken` the fence of one partition stream unless a newer one is there. */
-export async function stampFence(redis: Redis, streamKey: string, fencingToken: string): Promise<StampResult> {
-  const [status, value] = await installPublisherScripts(redis).petcoverStampFence(streamMetaKey(streamKey), fencingToken);
-  if (status === 'OK') return { status: 'ok', existed: Number(value) === 1 };
+/**
+ * Makes the writer's token and database the fence of one partition stream,
+ * unless a newer token of the same database is there. Another database's
+ * fence is replaced and its dedupe record dropped (see stamp-fence.lua).
+ */
+export async function stampFence(redis: Redis, streamKey: string, writer: StreamWriter): Promise<StampResult> {
+  const [status, value, previous] = await installPublisherScripts(redis).petcoverStampFence(
+    streamMetaKey(streamKey),
+    streamDedupeKey(streamKey),
+    writer.fencingToken,
+    writer.databaseId,
+  );
+  if (status === 'OK') return { status: 'ok', existed: Number(value) === 1, ...(previous ? { previousDatabaseId: previous } : {}) };
   return { status: 'fenced', currentToken: String(value) };
 }
 

@@ -151,3 +151,26 @@ export async function prunePublishedBatch(sql: Sql, retentionMs: number, limit: 
       LIMIT ${limit})`;
   return result.count;
 }
+
+/**
+ * Identity of the connected database, stamped on every Redis stream the
+ * publisher writes, because outbox ids and fencing tokens only compare within
+ * one database. `<system_identifier>/<database oid>`: the oid differs between
+ * databases of one server (also for one dropped and re-created under the same
+ * name, or cloned from a template); the system identifier (set by initdb, kept
+ * by physical replicas, so a failover keeps it) differs between servers. A
+ * role that may not call `pg_control_system()` (revoked by some managed
+ * services) gets `unknown-server/<oid>`: two servers whose databases share an
+ * oid then look alike, which is no worse than before identities existed.
+ * Privilege is checked first: the permission error would come at plan start,
+ * even inside an untaken CASE branch.
+ */
+export async function databaseIdentity(sql: Sql): Promise<string> {
+  const [database] = await sql<{ oid: string; may_read_control: boolean }[]>`
+    SELECT oid::text, has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') AS may_read_control
+    FROM pg_database WHERE datname = current_database()`;
+  if (!database) throw new Error('current_database() is missing from pg_database');
+  if (!database.may_read_control) return `unknown-server/${database.oid}`;
+  const [control] = await sql<{ system_identifier: string }[]>`SELECT system_identifier::text FROM pg_control_system()`;
+  return `${control!.system_identifier}/${database.oid}`;
+}

@@ -3,42 +3,60 @@ append.lua — idempotent, fenced append of one batch to ONE partition stream.
 
 KEYS (all share the hash tag of the stream key, so one Redis Cluster slot):
   KEYS[1] stream key                       e.g. stream:contracting:contract_changes
-  KEYS[2] meta hash   {<stream key>}:meta   field `fence` = highest fencing token seen
+  KEYS[2] meta hash   {<stream key>}:meta   fields `fence` = highest fencing token seen,
+                                           `db` = identity of the database written from
   KEYS[3] dedupe zset {<stream key>}:dedupe member = score = outbox id already appended
 ARGV:
   ARGV[1] fencing token of the caller's publisher lease (decimal)
-  ARGV[2] prune floor: every outbox id below it is already marked published in
+  ARGV[2] database identity of the caller (see databaseIdentity in statements.ts)
+  ARGV[3] prune floor: every outbox id below it is already marked published in
           Postgres, so it can never be sent again and its dedupe record is dropped
-  ARGV[3..] entries, 7 values each, in ENTRY_FIELDS order:
+  ARGV[4..] entries, 7 values each, in ENTRY_FIELDS order:
           outbox_id, event_id, type, partition_key, payload, headers, created_at
 RESULT:
-  {'OK', appended, skipped}  entries added / entries already present (a re-sent batch)
+  {'OK', appended, skipped, previous_db}
+                             entries added / entries already present (a re-sent
+                             batch); previous_db = the other database identity found
+                             (its dedupe set was dropped first), '' otherwise
   {'FENCED', current}        the stream carries a newer fencing token; nothing written
   {'NOMETA', 0}              the meta hash is gone: Redis lost data this publisher
                              wrote (flush or restart without persistence); nothing written
 
 Why a dedupe set and not "skip ids <= last appended": commit order is not id
 order, so a row with a lower id can commit after a higher one was appended.
+
+Another database identity in `db` (a re-created database whose ids restart at
+1, or a second database on the same stream): the dedupe set is dropped and the
+caller's token and identity adopted, as in stamp-fence.lua (which explains why
+that is safe enough). A missing meta hash is data loss; an identity change is not.
 ]]
 local fence = redis.call('HGET', KEYS[2], 'fence')
 if not fence then
   return {'NOMETA', 0}
 end
+local db = redis.call('HGET', KEYS[2], 'db')
+local previous_db = ''
 local token = tonumber(ARGV[1])
-if token < tonumber(fence) then
-  return {'FENCED', fence}
-end
-if token > tonumber(fence) then
-  redis.call('HSET', KEYS[2], 'fence', ARGV[1])
+if db and db ~= ARGV[2] then
+  previous_db = db
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'fence', ARGV[1], 'db', ARGV[2])
+else
+  if token < tonumber(fence) then
+    return {'FENCED', fence}
+  end
+  if token > tonumber(fence) or not db then
+    redis.call('HSET', KEYS[2], 'fence', ARGV[1], 'db', ARGV[2])
+  end
 end
 
-local floor = tonumber(ARGV[2])
+local floor = tonumber(ARGV[3])
 if floor > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
 end
 
 local appended, skipped = 0, 0
-for i = 3, #ARGV, 7 do
+for i = 4, #ARGV, 7 do
   local outbox_id = ARGV[i]
   -- ZADD NX answers 0 when the id is already recorded: one call instead of ZSCORE + ZADD.
   if redis.call('ZADD', KEYS[3], 'NX', outbox_id, outbox_id) == 0 then
@@ -55,4 +73,4 @@ for i = 3, #ARGV, 7 do
     appended = appended + 1
   end
 end
-return {'OK', appended, skipped}
+return {'OK', appended, skipped, previous_db}
