@@ -1,0 +1,67 @@
+/**
+ * How big each scenario is. `full` is what the README quotes (under 10
+ * minutes on a 2-core machine); `quick` checks the whole harness end to end
+ * in about a minute and a half, with figures too small to quote.
+ */
+export interface BenchProfile {
+  name: 'full' | 'quick';
+  /** Seconds per pgbench / redis-benchmark measurement. */
+  limitSeconds: number;
+  redisBenchmarkRequests: number;
+  relayEvents: number;
+  relayStreamCounts: number[];
+  drainEvents: number;
+  drainTimeoutMs: number;
+  latencyRatePerSec: number;
+  latencyDurationMs: number;
+  /** Produced before the measured window and left out of the histogram. */
+  latencyWarmupMs: number;
+  producerConnections: number;
+  keepingUpRates: number[];
+  keepingUpStepMs: number;
+  failoverRatePerSec: number;
+  /** Settings of our apps in every scenario. */
+  petcover: { partitions: number; concurrency: number; batchSize: number; pollIntervalSeconds: number; leaseTtlSeconds: number };
+  peers: { concurrency: number; pgBossBatchSize: number };
+}
+
+const shared = {
+  producerConnections: 4,
+  latencyRatePerSec: 1000,
+  failoverRatePerSec: 200,
+  petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 5 },
+  peers: { concurrency: 4, pgBossBatchSize: 250 },
+};
+
+export const FULL_PROFILE: BenchProfile = {
+  ...shared,
+  name: 'full',
+  limitSeconds: 5,
+  redisBenchmarkRequests: 200_000,
+  relayEvents: 200_000,
+  relayStreamCounts: [1, 8],
+  drainEvents: 100_000,
+  drainTimeoutMs: 180_000,
+  latencyDurationMs: 30_000,
+  latencyWarmupMs: 2_000,
+  keepingUpRates: [500, 1000, 1500, 2000, 3000, 4000, 6000],
+  keepingUpStepMs: 20_000,
+};
+
+export const QUICK_PROFILE: BenchProfile = {
+  ...shared,
+  name: 'quick',
+  limitSeconds: 2,
+  redisBenchmarkRequests: 50_000,
+  relayEvents: 20_000,
+  relayStreamCounts: [1, 8],
+  drainEvents: 10_000,
+  drainTimeoutMs: 30_000,
+  latencyDurationMs: 4_000,
+  latencyWarmupMs: 1_000,
+  keepingUpRates: [500, 1000, 2000],
+  keepingUpStepMs: 4_000,
+};
+
+export const SCENARIOS = ['limits', 'relay', 'drain', 'latency', 'keeping-up', 'failover', 'peers'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
