@@ -1,4 +1,155 @@
 #!/usr/bin/env node
-// Entry point of events-publisher; built out by its own issue.
-console.error('events-publisher: not built yet');
-process.exit(1);
+/**
+ * events-publisher: leases streams, drains the outbox in order, appends to
+ * Redis Streams, marks rows published, prunes old rows. The only place with
+ * signal handling and process.env (through env.ts).
+ */
+import Redis from 'ioredis';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import {
+  connectDatabase,
+  createPublisher,
+  maskUrlPassword,
+  migrationsCheck,
+  outboxMigrations,
+  postgresCheck,
+  redisCheck,
+  type PublisherHooks,
+} from '@petcover/outbox';
+import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, parseEnv, startHealthServer, type Logger } from '@petcover/service-kit';
+import { CliUsageError, parseCli, USAGE } from './cli';
+import { envSchema, type PublisherEnv } from './env';
+
+/** EX_USAGE of sysexits.h. */
+const EXIT_USAGE = 64;
+/** Exit code of the test-only fault hook, distinct from crashes and config errors. */
+export const FAULT_EXIT_CODE = 86;
+
+async function main(argv: readonly string[]): Promise<void> {
+  let cli;
+  let env: PublisherEnv;
+  try {
+    cli = parseCli(argv);
+    if (cli.command === 'help') {
+      console.log(USAGE);
+      return;
+    }
+    env = parseEnv(envSchema, process.env);
+  } catch (error) {
+    if (error instanceof CliUsageError) {
+      console.error(`events-publisher: ${error.message}\n\n${USAGE}`);
+      process.exit(EXIT_USAGE);
+    }
+    if (error instanceof ConfigError) {
+      console.error(`events-publisher: ${error.message}`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw error;
+  }
+
+  const logger = createLogger({ name: 'events-publisher', level: cli.logLevel ?? env.LOG_LEVEL });
+  const database = connectDatabase(env.DATABASE_URL, { max: 10, applicationName: 'events-publisher' });
+  const redis = connectRedis(env.REDIS_URL, logger);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const publisher = createPublisher({
+    sql: database.sql,
+    redis,
+    logger,
+    registry,
+    keyPrefix: env.REDIS_KEY_PREFIX,
+    partitions: { ...env.STREAM_PARTITIONS, ...cli.partitions },
+    batchSize: cli.batchSize,
+    pollIntervalMs: cli.pollIntervalMs,
+    leaseTtlMs: cli.leaseTtlMs,
+    recoveryWindowMs: cli.recoveryWindowMs ?? env.PUBLISHER_RECOVERY_WINDOW_S * 1000,
+    retentionMs: env.OUTBOX_RETENTION_DAYS * 24 * 3_600_000,
+    hooks: faultHooks(env, logger),
+  });
+  const health = await startHealthServer({
+    port: env.HEALTH_PORT,
+    registry,
+    checks: {
+      db: postgresCheck(database.sql),
+      redis: redisCheck(redis),
+      migrations: migrationsCheck(database.sql, [outboxMigrations]),
+    },
+  });
+  logger.info(
+    { healthPort: health.port, database: maskUrlPassword(env.DATABASE_URL), redis: maskUrlPassword(env.REDIS_URL), ownerId: publisher.ownerId },
+    'events-publisher started',
+  );
+  await publisher.start();
+
+  const shutdown = createShutdown(logger, [
+    { name: 'publisher', run: () => publisher.stop() },
+    { name: 'health server', run: () => health.close() },
+    { name: 'redis', run: () => redis.disconnect() },
+    { name: 'postgres', run: () => database.close(2) },
+  ]);
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'stopping: finishing batches in hand, releasing leases');
+    void shutdown().then((clean) => process.exit(clean ? 0 : 1));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+/**
+ * Commands fail fast while Redis is down (one retry), so the drain loop backs
+ * off instead of piling up a queue; reconnects go on with capped, jittered delays.
+ * Connection errors are logged once per outage, not once per retry.
+ */
+function connectRedis(url: string, logger: Logger): Redis {
+  const redis = new Redis(url, {
+    maxRetriesPerRequest: 1,
+    retryStrategy: (attempt) => Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()),
+  });
+  let down = false;
+  redis.on('error', (error: Error) => {
+    if (down) return;
+    down = true;
+    logger.warn({ err: error, redis: maskUrlPassword(url) }, 'redis unreachable; retrying in the background');
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    logger.info({ redis: maskUrlPassword(url) }, 'redis reachable again');
+  });
+  return redis;
+}
+
+/**
+ * Test-only fault hooks (PETCOVER_FAULT), off by default:
+ * `exit-after-append` exits between the Redis append and the published_at update;
+ * `stop-before-append` SIGSTOPs this process once, with its first batch in hand,
+ * so a test can let the lease expire and SIGCONT a zombie.
+ */
+function faultHooks(env: PublisherEnv, logger: Logger): PublisherHooks | undefined {
+  const fault = env.PETCOVER_FAULT;
+  if (fault === undefined) return undefined;
+  logger.warn({ fault }, 'test fault hook armed');
+  if (fault === 'exit-after-append') {
+    return {
+      afterAppend(stream, rows) {
+        logger.warn({ fault, stream, rows: rows.length }, 'fault hook: exiting between append and published_at update');
+        process.exit(FAULT_EXIT_CODE);
+      },
+    };
+  }
+  let stopped = false;
+  return {
+    beforeAppend(stream, rows) {
+      if (stopped) return;
+      stopped = true;
+      logger.warn({ fault, stream, rows: rows.length }, 'fault hook: stopping this process (SIGSTOP) with a batch in hand');
+      process.kill(process.pid, 'SIGSTOP');
+    },
+  };
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  console.error('events-publisher: fatal', error);
+  process.exit(1);
+});

@@ -38,3 +38,8 @@ export type { StreamEvent, StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
 export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
+export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
+export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
+export type { PublisherMetrics } from './publisher/metrics';
+export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
+export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';

@@ -1,0 +1,148 @@
+/**
+ * The publisher's hot SQL, each statement in one place. Every time comparison
+ * runs on the database clock.
+ */
+import type { Sql } from '../db';
+import type { OutboxRowForAppend } from './redis-scripts';
+
+/**
+ * Streams with at least one unpublished row. A loose index scan over the
+ * partial index `outbox_event_unpublished_idx (stream_name, id) WHERE
+ * published_at IS NULL`: one index probe per stream, however long the backlog.
+ */
+export async function streamsWithUnpublishedRows(sql: Sql): Promise<string[]> {
+  const rows = await sql<{ stream_name: string }[]>`
+    WITH RECURSIVE s AS (
+      (SELECT stream_name FROM events.outbox_event WHERE published_at IS NULL ORDER BY stream_name LIMIT 1)
+      UNION ALL
+      SELECT (SELECT o.stream_name FROM events.outbox_event o
+              WHERE o.published_at IS NULL AND o.stream_name > s.stream_name
+              ORDER BY o.stream_name LIMIT 1)
+      FROM s WHERE s.stream_name IS NOT NULL
+    )
+    SELECT stream_name FROM s WHERE stream_name IS NOT NULL`;
+  return rows.map((r) => r.stream_name);
+}
+
+export interface DrainRow extends OutboxRowForAppend {
+  /** False for a hand-inserted payload that is not a JSON object (published as is). */
+  payloadIsObject: boolean;
+}
+
+/**
+ * The next `limit` unpublished rows of one stream in id order (the drain).
+ * Served by the partial index. Payload and headers come back as JSON text,
+ * so they are appended without a parse/stringify round trip.
+ */
+export async function selectUnpublishedBatch(sql: Sql, stream: string, limit: number): Promise<DrainRow[]> {
+  const rows = await sql<
+    { id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean }[]
+  >`
+    SELECT id::text, event_id::text, event_type, partition_key, payload::text, headers::text,
+           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+           jsonb_typeof(payload) = 'object' AS is_object
+    FROM events.outbox_event
+    WHERE stream_name = ${stream} AND published_at IS NULL
+    ORDER BY outbox_event.id -- the column, not the ::text output of the same name
+    LIMIT ${limit}`;
+  return rows.map(toDrainRow);
+}
+
+/**
+ * Rows of one stream published within the last `windowMs`, in id order, from
+ * `afterId` on: what Redis data-loss recovery re-appends.
+ */
+export async function selectRecentlyPublishedBatch(sql: Sql, stream: string, windowMs: number, afterId: string, limit: number): Promise<DrainRow[]> {
+  const rows = await sql<
+    { id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean }[]
+  >`
+    SELECT id::text, event_id::text, event_type, partition_key, payload::text, headers::text,
+           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+           jsonb_typeof(payload) = 'object' AS is_object
+    FROM events.outbox_event
+    WHERE stream_name = ${stream} AND id > ${afterId}::bigint
+      AND published_at IS NOT NULL
+      AND published_at > now() - make_interval(secs => ${windowMs}::float8 / 1000)
+    ORDER BY outbox_event.id -- the column, not the ::text output of the same name
+    LIMIT ${limit}`;
+  return rows.map(toDrainRow);
+}
+
+function toDrainRow(r: {
+  id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean;
+}): DrainRow {
+  return {
+    id: r.id,
+    eventId: r.event_id,
+    type: r.event_type,
+    partitionKey: r.partition_key,
+    payloadJson: r.payload,
+    headersJson: r.headers,
+    createdAt: r.created_at,
+    payloadIsObject: r.is_object,
+  };
+}
+
+/**
+ * Marks rows published in ONE statement, fenced in SQL: it updates only while
+ * `ownerId` still holds the stream's publisher lease with `fencingToken` and
+ * the lease has not expired (database clock). Returns the number of rows
+ * updated; 0 for a non-empty `ids` means the lease was lost.
+ */
+export async function markPublished(sql: Sql, stream: string, ids: readonly string[], ownerId: string, fencingToken: string): Promise<number> {
+  const result = await sql`
+    UPDATE events.outbox_event SET published_at = now()
+    WHERE id = ANY(${`{${ids.join(',')}}`}::bigint[])
+      AND published_at IS NULL
+      AND EXISTS (
+        SELECT 1 FROM events.stream_lease
+        WHERE stream_name = ${stream} AND role = 'publisher'
+          AND owner_id = ${ownerId} AND fencing_token = ${fencingToken}::bigint
+          AND lease_until > now())`;
+  return result.count;
+}
+
+export interface LeaseHolder {
+  ownerId: string;
+  /** Seconds until the lease expires, on the database clock (negative: expired). */
+  secondsLeft: number;
+  fencingToken: string;
+}
+
+/** Who holds a lease now, for the "waiting for expiry" log line. */
+export async function leaseHolder(sql: Sql, stream: string, role: string): Promise<LeaseHolder | null> {
+  const [row] = await sql<{ owner_id: string; seconds_left: number; fencing_token: string }[]>`
+    SELECT owner_id, extract(epoch FROM lease_until - now())::float8 AS seconds_left, fencing_token::text
+    FROM events.stream_lease WHERE stream_name = ${stream} AND role = ${role}`;
+  return row ? { ownerId: row.owner_id, secondsLeft: Number(row.seconds_left), fencingToken: row.fencing_token } : null;
+}
+
+export interface QueueStat {
+  stream: string;
+  queued: number;
+  oldestAgeSeconds: number;
+}
+
+/** Unpublished rows and the age of the oldest, per stream (for /metrics). */
+export async function queueStats(sql: Sql): Promise<QueueStat[]> {
+  const rows = await sql<{ stream_name: string; queued: string; oldest_age: number }[]>`
+    SELECT stream_name, count(*)::text AS queued, extract(epoch FROM now() - min(created_at))::float8 AS oldest_age
+    FROM events.outbox_event WHERE published_at IS NULL GROUP BY stream_name`;
+  return rows.map((r) => ({ stream: r.stream_name, queued: Number(r.queued), oldestAgeSeconds: Number(r.oldest_age) }));
+}
+
+/**
+ * Deletes up to `limit` published rows older than `retentionMs` (oldest
+ * first, served by `outbox_event_published_at_idx`). Small batches keep each
+ * transaction short; call again while it returns `limit`.
+ */
+export async function prunePublishedBatch(sql: Sql, retentionMs: number, limit: number): Promise<number> {
+  const result = await sql`
+    DELETE FROM events.outbox_event WHERE id IN (
+      SELECT id FROM events.outbox_event
+      WHERE published_at IS NOT NULL
+        AND published_at < now() - make_interval(secs => ${retentionMs}::float8 / 1000)
+      ORDER BY published_at
+      LIMIT ${limit})`;
+  return result.count;
+}

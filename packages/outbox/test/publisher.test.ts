@@ -1,0 +1,233 @@
+/**
+ * The publisher library in-process, on real Postgres and Redis: exactly-once
+ * relay in order, idempotent and fenced appends, lease handling, bad input,
+ * trimming. Process kills live in apps/events-publisher/test.
+ */
+import type Redis from 'ioredis';
+import { Registry } from 'prom-client';
+import {
+  appendBatch,
+  createPublisher,
+  partitionFor,
+  partitionStreamName,
+  stampFence,
+  trimStream,
+  type OutboxRowForAppend,
+  type Publisher,
+  type PublisherOptions,
+} from '../src/index';
+import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
+import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
+
+let db: TestDatabase;
+let redis: Redis;
+const running: Publisher[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase({ poolSize: 12 });
+  redis = createTestRedis();
+});
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((p) => p.stop()));
+});
+afterAll(async () => {
+  await db.drop();
+  redis.disconnect();
+});
+
+function startPublisher(overrides: Partial<PublisherOptions> = {}) {
+  const { logger, lines } = capturingLogger();
+  const registry = new Registry();
+  const publisher = createPublisher({ sql: db.sql, redis, logger, registry, pollIntervalMs: 200, leaseTtlMs: 2_000, ...overrides });
+  running.push(publisher);
+  void publisher.start();
+  return { publisher, lines, registry };
+}
+
+async function metricValue(registry: Registry, name: string, stream: string): Promise<number> {
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const value = (metric?.values as Array<{ value: number; labels: Record<string, string> }> | undefined)?.find((v) => v.labels.stream === stream);
+  return value?.value ?? 0;
+}
+
+function row(id: number, key = 'k'): OutboxRowForAppend {
+  return { id: String(id), eventId: `00000000-0000-7000-8000-${String(id).padStart(12, '0')}`, type: 'T', partitionKey: key, payloadJson: '{}', headersJson: '{}', createdAt: '2026-01-01T00:00:00.000000Z' };
+}
+
+test('relays 10,000 events over 5 streams (one with 4 partitions) exactly once, in id order per partition and per key', async () => {
+  const prefix = uniqueRedisPrefix();
+  const streams = Array.from({ length: 5 }, (_, i) => uniqueStreamName(`s${i}`));
+  const partitioned = streams[0]!;
+  for (const stream of streams) await fillOutbox(db, stream, 2_000, 25);
+  const { registry } = startPublisher({ keyPrefix: prefix, partitions: { [partitioned]: 4 }, batchSize: 500 });
+
+  await waitFor(async () => (await Promise.all(streams.map((s) => unpublishedCount(db, s)))).every((n) => n === 0), {
+    timeoutMs: 45_000,
+    description: 'all 10,000 rows published',
+  });
+  const outbox = await db.sql<{ id: string; event_id: string; stream_name: string; partition_key: string }[]>`
+    SELECT id::text, event_id::text, stream_name, partition_key FROM events.outbox_event WHERE stream_name = ANY(${`{${streams.join(',')}}`}::text[]) ORDER BY id`;
+  expect(outbox).toHaveLength(10_000);
+
+  const seen = new Map<string, string>();
+  for (const stream of streams) {
+    const count = stream === partitioned ? 4 : 1;
+    for (let p = 0; p < count; p++) {
+      const key = `${prefix}${partitionStreamName(stream, p, count)}`;
+      const entries = await readStream(redis, key);
+      expectIdOrder(entries); // per partition: ascending ids, hence per key too
+      for (const entry of entries) {
+        expect(seen.has(entry.eventId)).toBe(false);
+        seen.set(entry.eventId, key);
+        expect(partitionFor(entry.partitionKey, count)).toBe(p);
+      }
+    }
+  }
+  expect(seen.size).toBe(10_000);
+  for (const r of outbox) {
+    const count = r.stream_name === partitioned ? 4 : 1;
+    expect(seen.get(r.event_id)).toBe(`${prefix}${partitionStreamName(r.stream_name, partitionFor(r.partition_key, count), count)}`);
+  }
+  // With P = 1 the Redis key is the stream name itself (plus the test prefix).
+  expect(await redis.xlen(`${prefix}${streams[1]}`)).toBe(2_000);
+  expect(await metricValue(registry, 'petcover_publisher_events_published_total', partitioned)).toBe(2_000);
+});
+
+describe('append script', () => {
+  test('re-sending a batch adds no second entry, also when a lower id arrives late', async () => {
+    const key = `${uniqueRedisPrefix()}stream:t:x`;
+    await stampFence(redis, key, '5');
+    expect(await appendBatch(redis, key, '5', '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 3, skipped: 0 });
+    expect(await appendBatch(redis, key, '5', '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 0, skipped: 3 });
+    // id 3 committed after 4 was appended: it must still go out, once.
+    expect(await appendBatch(redis, key, '5', '3', [row(3), row(4), row(5)])).toEqual({ status: 'ok', appended: 2, skipped: 1 });
+    expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([1, 2, 4, 3, 5]);
+  });
+
+  test('an append with an older fencing token is refused and writes nothing', async () => {
+    const key = `${uniqueRedisPrefix()}stream:t:x`;
+    await stampFence(redis, key, '7');
+    expect(await appendBatch(redis, key, '6', '1', [row(1)])).toEqual({ status: 'fenced', currentToken: '7' });
+    expect(await stampFence(redis, key, '6')).toEqual({ status: 'fenced', currentToken: '7' });
+    expect(await redis.exists(key)).toBe(0);
+    expect(await appendBatch(redis, key, '8', '1', [row(1)])).toEqual({ status: 'ok', appended: 1, skipped: 0 });
+    expect(await appendBatch(redis, key, '7', '1', [row(2)])).toEqual({ status: 'fenced', currentToken: '8' });
+  });
+
+  test('an append to a stream whose meta key vanished reports data loss and writes nothing', async () => {
+    const key = `${uniqueRedisPrefix()}stream:t:x`;
+    expect(await appendBatch(redis, key, '1', '1', [row(1)])).toEqual({ status: 'lost' });
+    expect(await redis.exists(key)).toBe(0);
+  });
+});
+
+test('a hand DELETE of the lease row is re-acquired within one poll interval and draining goes on', async () => {
+  const stream = uniqueStreamName();
+  const prefix = uniqueRedisPrefix();
+  await fillOutbox(db, stream, 10);
+  const { publisher } = startPublisher({ keyPrefix: prefix, pollIntervalMs: 500, leaseTtlMs: 30_000 });
+  await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { description: 'first rows published' });
+  const [before] = await db.sql<{ fencing_token: string }[]>`SELECT fencing_token::text FROM events.stream_lease WHERE stream_name = ${stream} AND role = 'publisher'`;
+
+  await db.sql`DELETE FROM events.stream_lease WHERE stream_name = ${stream} AND role = 'publisher'`;
+  const deletedAt = Date.now();
+  const [after] = await waitFor(
+    async () => {
+      const rows = await db.sql<{ owner_id: string; fencing_token: string }[]>`SELECT owner_id, fencing_token::text FROM events.stream_lease WHERE stream_name = ${stream} AND role = 'publisher'`;
+      return rows.length > 0 ? rows : null;
+    },
+    { timeoutMs: 5_000, description: 're-acquired lease row' },
+  );
+  // One poll interval (500 ms), plus slack for a busy CI machine.
+  expect(Date.now() - deletedAt).toBeLessThan(2_000);
+  expect(after!.owner_id).toBe(publisher.ownerId);
+  expect(BigInt(after!.fencing_token)).toBeGreaterThan(BigInt(before!.fencing_token));
+
+  await fillOutbox(db, stream, 10);
+  await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { description: 'rows after the DELETE published' });
+  const entries = await readStream(redis, `${prefix}${stream}`);
+  expect(entries).toHaveLength(20);
+  expectIdOrder(entries);
+});
+
+test('a hand-inserted row whose payload is not an object is published as is, with a warning, and the stream moves on', async () => {
+  const stream = uniqueStreamName();
+  const prefix = uniqueRedisPrefix();
+  await db.sql`
+    INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, headers)
+    VALUES (gen_random_uuid(), ${stream}, 'k', 'Odd', '[1,2]'::jsonb, '{}'), (gen_random_uuid(), ${stream}, 'k', 'Odd', '"text"'::jsonb, '{}')`;
+  await fillOutbox(db, stream, 3);
+  const { lines } = startPublisher({ keyPrefix: prefix });
+  await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { description: 'all rows published' });
+  const entries = await readStream(redis, `${prefix}${stream}`);
+  expect(entries.map((e) => e.payload).slice(0, 2)).toEqual(['[1, 2]', '"text"']);
+  expect(entries).toHaveLength(5);
+  expect(lines.filter((l) => String(l.msg).includes('payload is not a JSON object'))).toHaveLength(2);
+});
+
+test('a lease row with a future lease_until owned by nobody alive: waits for expiry, says so in the log and metrics, then takes over', async () => {
+  const stream = uniqueStreamName();
+  const prefix = uniqueRedisPrefix();
+  await db.sql`
+    INSERT INTO events.stream_lease (stream_name, role, owner_id, lease_until, fencing_token)
+    VALUES (${stream}, 'publisher', 'gone-host:999999:dead00', now() + interval '1.5 seconds', 1)`;
+  await fillOutbox(db, stream, 5);
+  const { lines, registry, publisher } = startPublisher({ keyPrefix: prefix });
+
+  const waitLine = await waitFor(() => lines.find((l) => l.stream === stream && String(l.msg).includes('waiting for it to expire')), { description: 'wait logged' });
+  expect(waitLine.leaseOwner).toBe('gone-host:999999:dead00');
+  expect(await metricValue(registry, 'petcover_publisher_lease_waits_total', stream)).toBe(1);
+  expect(await metricValue(registry, 'petcover_publisher_lease_blocked', stream)).toBe(1);
+  expect(await unpublishedCount(db, stream)).toBe(5);
+
+  await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { timeoutMs: 10_000, description: 'published after expiry' });
+  expect(publisher.heldStreams()).toContain(stream);
+  expect(lines.filter((l) => l.stream === stream && String(l.msg).includes('waiting for it to expire'))).toHaveLength(1);
+  expect(await metricValue(registry, 'petcover_publisher_lease_blocked', stream)).toBe(0);
+});
+
+test('trimming leaves every entry a slow consumer group has not acknowledged', async () => {
+  const key = `${uniqueRedisPrefix()}stream:t:trim`;
+  await stampFence(redis, key, '1');
+  await appendBatch(redis, key, '1', '0', Array.from({ length: 10 }, (_, i) => row(i + 1)));
+  await redis.xgroup('CREATE', key, 'fast', '0');
+  await redis.xgroup('CREATE', key, 'slow', '0');
+  // fast: reads and acknowledges all 10. slow: reads 6, acknowledges only the first 2.
+  const fast = (await redis.xreadgroup('GROUP', 'fast', 'c', 'COUNT', 10, 'STREAMS', key, '>')) as Array<[string, Array<[string, string[]]>]>;
+  await redis.xack(key, 'fast', ...fast[0]![1].map(([id]) => id));
+  const slow = (await redis.xreadgroup('GROUP', 'slow', 'c', 'COUNT', 6, 'STREAMS', key, '>')) as Array<[string, Array<[string, string[]]>]>;
+  const slowIds = slow[0]![1].map(([id]) => id);
+  await redis.xack(key, 'slow', slowIds[0]!, slowIds[1]!);
+
+  const removed = await trimStream(redis, key, 0, 0);
+  expect(removed).toBe(2);
+  const left = (await readStream(redis, key)).map((e) => Number(e.outboxId));
+  expect(left).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
+
+  // slow acknowledges everything it was delivered: the undelivered 7..10 still stay.
+  await redis.xack(key, 'slow', ...slowIds);
+  expect(await trimStream(redis, key, 0, 0)).toBe(4);
+  expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([7, 8, 9, 10]);
+  // The keep-acknowledged age holds back trimming of recent entries.
+  await redis.xreadgroup('GROUP', 'slow', 'c', 'STREAMS', key, '>');
+  await redis.xack(key, 'slow', ...(await readStream(redis, key)).map((e) => e.entryId));
+  expect(await trimStream(redis, key, 3_600_000, 0)).toBe(0);
+  // Without groups, only the orphan max age trims (0 = never).
+  const orphan = `${uniqueRedisPrefix()}stream:t:orphan`;
+  await stampFence(redis, orphan, '1');
+  await appendBatch(redis, orphan, '1', '0', [row(1)]);
+  expect(await trimStream(redis, orphan, 0, 0)).toBe(0);
+});
+
+test('stop() before start() and twice is safe, and releases held leases', async () => {
+  const stream = uniqueStreamName();
+  await fillOutbox(db, stream, 3);
+  const idle = createPublisher({ sql: db.sql, redis, logger: capturingLogger().logger, registry: new Registry() });
+  await idle.stop();
+  await idle.stop();
+  const { publisher } = startPublisher({ keyPrefix: uniqueRedisPrefix() });
+  await waitFor(() => publisher.heldStreams().includes(stream), { description: 'lease held' });
+  await Promise.all([publisher.stop(), publisher.stop()]);
+  const leases = await db.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = ${stream} AND role = 'publisher'`;
+  expect(leases).toHaveLength(0);
+});
