@@ -1,4 +1,131 @@
 #!/usr/bin/env node
-// Entry point of events-consumer; built out by its own issue.
-console.error('events-consumer: not built yet');
-process.exit(1);
+/**
+ * events-consumer: leases stream partitions for its group, runs the handler
+ * registry, dead-letters what cannot be handled. Signal handling lives here
+ * and nowhere else.
+ */
+import Redis from 'ioredis';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import {
+  connectDatabase,
+  createConsumer,
+  createHandlerRegistry,
+  migrationsCheck,
+  outboxMigrations,
+  postgresCheck,
+  redisCheck,
+  type ConsumerModule,
+} from '@petcover/outbox';
+import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, parseEnv, startHealthServer } from '@petcover/service-kit';
+import { EXIT_USAGE, parseCli, USAGE, UsageError, type StartOptions } from './cli';
+import { envSchema, type ConsumerEnv } from './env';
+import { loadConsumerModule } from './load-module';
+
+function exitWith(code: number, message: string): never {
+  console.error(`events-consumer: ${message}`);
+  process.exit(code);
+}
+
+/** Reconnect quickly at first, then every few seconds, with jitter so replicas spread out. */
+function redisRetryDelay(times: number): number {
+  return Math.round(Math.min(times * 200, 5_000) * (0.5 + Math.random() / 2));
+}
+
+async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
+  const logger = createLogger({ name: 'events-consumer', level: options.logLevel ?? env.LOG_LEVEL });
+  let module: ConsumerModule;
+  const registry = createHandlerRegistry();
+  try {
+    module = loadConsumerModule(options.module);
+    module.register(registry);
+  } catch (error) {
+    exitWith(EXIT_CONFIG, (error as Error).message);
+  }
+
+  const group = options.group ?? env.CONSUMER_GROUP;
+  const partitions = { ...(env.STREAM_PARTITIONS ?? {}), ...(options.partitions ?? {}) };
+  const database = connectDatabase(env.DATABASE_URL, {
+    // One connection per partition in flight, plus lease renewal and readiness.
+    max: (options.concurrency ?? 4) + 4,
+    applicationName: `events-consumer:${group}`,
+  });
+  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 3, retryStrategy: redisRetryDelay });
+  // Connection errors are reported once per state change by the consumer; ioredis would print each one.
+  redis.on('error', () => undefined);
+
+  const metricsRegistry = new Registry();
+  collectDefaultMetrics({ register: metricsRegistry });
+  const consumer = createConsumer({
+    db: database.db,
+    sql: database.sql,
+    redis,
+    registry,
+    streams: module.streams,
+    partitions,
+    group,
+    keyPrefix: env.REDIS_KEY_PREFIX,
+    concurrency: options.concurrency,
+    batchSize: options.batchSize,
+    blockMs: options.blockMs,
+    leaseTtlMs: options.leaseTtlMs,
+    maxAttempts: options.maxAttempts,
+    retryBaseDelayMs: options.retryBaseDelayMs,
+    logger,
+    metricsRegistry,
+  });
+  const health = await startHealthServer({
+    port: env.HEALTH_PORT,
+    registry: metricsRegistry,
+    checks: {
+      db: postgresCheck(database.sql),
+      redis: redisCheck(redis),
+      migrations: migrationsCheck(database.sql, [outboxMigrations, ...(module.migrations ?? [])]),
+    },
+  });
+  consumer.start();
+  logger.info(
+    { group, ownerId: consumer.ownerId, streams: consumer.status().partitions, handlers: registry.eventTypes(), healthPort: health.port },
+    'events-consumer started',
+  );
+
+  const shutdown = createShutdown(
+    logger,
+    [
+      { name: 'consumer', run: () => consumer.stop() },
+      { name: 'health server', run: () => health.close() },
+      { name: 'redis', run: () => redis.quit() },
+      { name: 'postgres', run: () => database.close() },
+    ],
+    30_000,
+  );
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'stopping: finishing the batch in hand, then releasing leases');
+    void shutdown().then((clean) => process.exit(clean ? 0 : 1));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+function main(argv: readonly string[]): void {
+  let command;
+  try {
+    command = parseCli(argv);
+  } catch (error) {
+    if (error instanceof UsageError) exitWith(EXIT_USAGE, `${error.message}\n${USAGE}`);
+    throw error;
+  }
+  if (command.command === 'help') {
+    console.log(USAGE);
+    return;
+  }
+  let env: ConsumerEnv;
+  try {
+    env = parseEnv(envSchema, process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) exitWith(EXIT_CONFIG, error.message);
+    throw error;
+  }
+  start(command.options, env).catch((error: unknown) => exitWith(1, `failed to start: ${(error as Error).message}`));
+}
+
+main(process.argv.slice(2));

@@ -43,3 +43,20 @@ export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/pu
 export type { PublisherMetrics } from './publisher/metrics';
 export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
 export type { AppendResult, OutboxRowForAppend, StampResult } from './publisher/redis-scripts';
+export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';
+export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';
+export { createConsumer, CONSUMER_DEFAULTS, InvalidConsumerOptionsError } from './consumer/consumer';
+export type { Consumer, ConsumerOptions, ConsumerStatus } from './consumer/consumer';
+export type { ConsumerMetrics } from './consumer/metrics';
+export { PartitionLeaseLostError } from './consumer/inbox';
+export { PayloadSchemaError } from './consumer/settle-entries';
+export {
+  DeadLetterNotFoundError,
+  DeadLetterStateError,
+  discardDeadLetter,
+  getDeadLetter,
+  listDeadLetters,
+  logicalStreamOf,
+  replayDeadLetter,
+} from './consumer/dead-letters';
+export type { DeadLetterFilter, DeadLetterRow } from './consumer/dead-letters';

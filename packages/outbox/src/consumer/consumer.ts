@@ -1,0 +1,329 @@
+/**
+ * The consumer: one per process and group. It leases stream partitions for
+ * its group (role `consumer:<group>`), shares them fairly with the other
+ * live replicas, runs one PartitionWorker per leased partition and samples
+ * lag and pending for the metrics.
+ */
+import type Redis from 'ioredis';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { Database, Sql } from '../db';
+import { acquireLease, consumerRole, makeOwnerId, releaseLease, type LeaseRole } from '../lease/lease';
+import { assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
+import { sleepUnlessAborted } from './backoff';
+import { heartbeatMembership, leaveMembership, membersKey } from './membership';
+import { createConsumerMetrics, type ConsumerMetrics } from './metrics';
+import type { ConsumerStreamDeclaration } from './module';
+import { ConcurrencyLimit, PartitionWorker } from './partition-worker';
+import { ensureGroup, groupBacklog } from './redis-group';
+import type { HandlerRegistry } from './registry';
+
+/** Defaults of every consumer option; the app's flags fall back to these. */
+export const CONSUMER_DEFAULTS = {
+  group: 'events-consumer',
+  /** Partitions settling a batch at once; more only helps with more partitions. */
+  concurrency: 4,
+  /** Entries per XREADGROUP and per transaction: amortises commit and round trips. */
+  batchSize: 100,
+  /** Bounded so a stop request is noticed within a second. */
+  blockMs: 1_000,
+  /** A killed replica's partitions are taken over within this (plus one tick). */
+  leaseTtlMs: 10_000,
+  maxAttempts: 5,
+  /** 200 ms doubling to 3.2 s: five attempts span ~3 s, enough for a short blip. */
+  retryBaseDelayMs: 200,
+  retryMaxDelayMs: 10_000,
+} as const;
+
+export class InvalidConsumerOptionsError extends Error {
+  constructor(
+    readonly option: string,
+    reason: string,
+  ) {
+    super(`invalid consumer option ${option}: ${reason}`);
+    this.name = 'InvalidConsumerOptionsError';
+  }
+}
+
+export interface ConsumerOptions {
+  db: Database;
+  sql: Sql;
+  /** Shared connection for coordination; each partition gets a duplicate of it. */
+  redis: Redis;
+  registry: HandlerRegistry;
+  streams: readonly ConsumerStreamDeclaration[];
+  /** Overrides the partition counts declared in `streams` (e.g. from STREAM_PARTITIONS). */
+  partitions?: StreamPartitions;
+  group?: string;
+  /** Prefix of every Redis key (test and benchmark isolation). */
+  keyPrefix?: string;
+  /** Lease owner and Redis consumer name; default `makeOwnerId()`. */
+  ownerId?: string;
+  concurrency?: number;
+  batchSize?: number;
+  blockMs?: number;
+  leaseTtlMs?: number;
+  maxAttempts?: number;
+  retryBaseDelayMs?: number;
+  retryMaxDelayMs?: number;
+  logger: Logger;
+  /** Metrics land here; default a private registry (see `metricsRegistry`). */
+  metricsRegistry?: Registry;
+}
+
+export interface ConsumerStatus {
+  ownerId: string;
+  group: string;
+  /** Partition streams this process holds a lease on. */
+  leased: string[];
+  /** Every partition stream of the declared streams. */
+  partitions: string[];
+  redisReachable: boolean;
+}
+
+export interface Consumer {
+  readonly ownerId: string;
+  readonly group: string;
+  readonly metrics: ConsumerMetrics;
+  readonly metricsRegistry: Registry;
+  /** Starts the coordination loop; resolves at once. Calling it twice is a no-op. */
+  start(): void;
+  /**
+   * Graceful stop: every partition finishes the batch in hand and
+   * acknowledges it, leases are released, membership is left. Memoised;
+   * safe before start().
+   */
+  stop(): Promise<void>;
+  status(): ConsumerStatus;
+}
+
+interface Partition {
+  stream: string;
+  partitionStream: string;
+  key: string;
+}
+
+const GROUP_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new InvalidConsumerOptionsError(name, `must be a positive integer (got ${value})`);
+  return value;
+}
+
+/** Builds a consumer; throws InvalidConsumerOptionsError on bad options. Nothing runs until start(). */
+export function createConsumer(options: ConsumerOptions): Consumer {
+  const group = options.group ?? CONSUMER_DEFAULTS.group;
+  if (!GROUP_NAME_PATTERN.test(group)) throw new InvalidConsumerOptionsError('group', `must match ${GROUP_NAME_PATTERN} (got ${JSON.stringify(group)})`);
+  if (options.streams.length === 0) throw new InvalidConsumerOptionsError('streams', 'declare at least one stream');
+  const keyPrefix = options.keyPrefix ?? '';
+  const settings = {
+    concurrency: positiveInteger('concurrency', options.concurrency ?? CONSUMER_DEFAULTS.concurrency),
+    batchSize: positiveInteger('batchSize', options.batchSize ?? CONSUMER_DEFAULTS.batchSize),
+    blockMs: positiveInteger('blockMs', options.blockMs ?? CONSUMER_DEFAULTS.blockMs),
+    leaseTtlMs: positiveInteger('leaseTtlMs', options.leaseTtlMs ?? CONSUMER_DEFAULTS.leaseTtlMs),
+    maxAttempts: positiveInteger('maxAttempts', options.maxAttempts ?? CONSUMER_DEFAULTS.maxAttempts),
+    retryBaseDelayMs: positiveInteger('retryBaseDelayMs', options.retryBaseDelayMs ?? CONSUMER_DEFAULTS.retryBaseDelayMs),
+    retryMaxDelayMs: positiveInteger('retryMaxDelayMs', options.retryMaxDelayMs ?? CONSUMER_DEFAULTS.retryMaxDelayMs),
+  };
+  const partitions: Partition[] = [];
+  for (const declared of options.streams) {
+    assertStreamName(declared.name, 'streams[].name');
+    const count = positiveInteger(`partitions of ${declared.name}`, options.partitions?.[declared.name] ?? declared.partitions ?? 1);
+    for (const partitionStream of partitionStreamNames(declared.name, count)) {
+      partitions.push({ stream: declared.name, partitionStream, key: redisStreamKey(partitionStream, keyPrefix) });
+    }
+  }
+  const ownerId = options.ownerId ?? makeOwnerId();
+  const role: LeaseRole = consumerRole(group);
+  const metricsRegistry = options.metricsRegistry ?? new Registry();
+  const metrics = createConsumerMetrics(metricsRegistry);
+  const logger = options.logger.child({ component: 'consumer', group, ownerId });
+  const limit = new ConcurrencyLimit(settings.concurrency);
+  const workers = new Map<string, PartitionWorker>();
+  const abort = new AbortController();
+  const members = membersKey(keyPrefix, group);
+  // Renew well before expiry: a tick every fifth of the TTL leaves four chances.
+  const tickMs = Math.max(50, Math.floor(settings.leaseTtlMs / 5));
+  // Start the scan for free partitions at a per-owner offset so replicas starting together collide less.
+  const scanOffset = [...ownerId].reduce((sum, c) => sum + c.charCodeAt(0), 0) % Math.max(1, partitions.length);
+  let loop: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
+  let groupsReady = false;
+  let redisReachable = true;
+  let databaseReachable = true;
+
+  const lease = (p: Partition) => ({ streamName: p.partitionStream, role, ownerId });
+
+  function startWorker(p: Partition): void {
+    const worker = new PartitionWorker({
+      context: {
+        db: options.db,
+        registry: options.registry,
+        metrics,
+        logger,
+        group,
+        role,
+        ownerId,
+        stream: p.stream,
+        partitionStream: p.partitionStream,
+        maxAttempts: settings.maxAttempts,
+        backoff: { baseDelayMs: settings.retryBaseDelayMs, maxDelayMs: settings.retryMaxDelayMs },
+      },
+      redis: options.redis.duplicate(),
+      key: p.key,
+      batchSize: settings.batchSize,
+      blockMs: settings.blockMs,
+      limit,
+      onLeaseLost: () => {
+        if (workers.get(p.partitionStream) === worker) workers.delete(p.partitionStream);
+        metrics.leasesHeld.set({ group }, workers.size);
+      },
+    });
+    workers.set(p.partitionStream, worker);
+    worker.start();
+    metrics.leasesHeld.set({ group }, workers.size);
+  }
+
+  async function stopWorker(p: Partition, release: boolean): Promise<void> {
+    const worker = workers.get(p.partitionStream);
+    if (!worker) return;
+    await worker.stop();
+    if (workers.get(p.partitionStream) === worker) workers.delete(p.partitionStream);
+    metrics.leasesHeld.set({ group }, workers.size);
+    if (release) await releaseLease(options.sql, lease(p));
+  }
+
+  async function ensureGroups(): Promise<void> {
+    for (const p of partitions) await ensureGroup(options.redis, p.key, group);
+    groupsReady = true;
+  }
+
+  function noteRedis(reachable: boolean, error?: unknown): void {
+    if (reachable === redisReachable) return;
+    redisReachable = reachable;
+    if (reachable) logger.info('redis reachable again');
+    else logger.error({ err: error }, 'redis unreachable; partitions pause and reconnect with backoff');
+  }
+
+  function noteDatabase(reachable: boolean, error?: unknown): void {
+    if (reachable === databaseReachable) return;
+    databaseReachable = reachable;
+    if (reachable) logger.info('postgres reachable again');
+    else logger.error({ err: error }, 'postgres unreachable; cannot renew partition leases');
+  }
+
+  /** One coordination round: renew, shed extras, take free partitions up to the fair share. */
+  async function tick(): Promise<void> {
+    let liveMembers: number | null = null;
+    try {
+      if (!groupsReady) await ensureGroups();
+      liveMembers = await heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
+      noteRedis(true);
+    } catch (error) {
+      noteRedis(false, error);
+    }
+
+    const held = partitions.filter((p) => workers.has(p.partitionStream));
+    try {
+      await Promise.all(
+        held.map(async (p) => {
+          const grant = await acquireLease(options.sql, { ...lease(p), ttlMs: settings.leaseTtlMs });
+          if (!grant) {
+            logger.warn({ stream: p.partitionStream }, 'partition lease taken by another replica; stopping that partition');
+            await stopWorker(p, false);
+          }
+        }),
+      );
+      noteDatabase(true);
+    } catch (error) {
+      noteDatabase(false, error);
+      return;
+    }
+    // Without a membership count (Redis down) keep what we hold: no rebalancing blind.
+    if (liveMembers === null || abort.signal.aborted) return;
+
+    const target = Math.ceil(partitions.length / Math.max(1, liveMembers));
+    const holding = partitions.filter((p) => workers.has(p.partitionStream));
+    for (const extra of holding.slice(target)) {
+      logger.info({ stream: extra.partitionStream, target, liveMembers }, 'handing a partition over to rebalance');
+      await stopWorker(extra, true);
+    }
+    let count = Math.min(holding.length, target);
+    for (let i = 0; i < partitions.length && count < target && !abort.signal.aborted; i++) {
+      const p = partitions[(i + scanOffset) % partitions.length] as Partition;
+      if (workers.has(p.partitionStream)) continue;
+      const grant = await acquireLease(options.sql, { ...lease(p), ttlMs: settings.leaseTtlMs });
+      if (!grant) continue;
+      logger.info({ stream: p.partitionStream, fencingToken: grant.fencingToken }, 'partition leased');
+      startWorker(p);
+      count++;
+    }
+  }
+
+  async function run(): Promise<void> {
+    while (!abort.signal.aborted) {
+      try {
+        await tick();
+      } catch (error) {
+        logger.error({ err: error }, 'consumer coordination round failed; retrying next round');
+      }
+      void sampleBacklog();
+      await sleepUnlessAborted(tickMs, abort.signal);
+    }
+  }
+
+  let sampling = false;
+  /** Lag and pending of the group on every partition, for the gauges. Skipped while Redis is down. */
+  async function sampleBacklog(): Promise<void> {
+    if (sampling || !redisReachable) return;
+    sampling = true;
+    try {
+      for (const p of partitions) {
+        const backlog = await groupBacklog(options.redis, p.key, group);
+        if (!backlog) continue;
+        if (backlog.lag !== null) metrics.lag.set({ group, stream: p.partitionStream }, backlog.lag);
+        metrics.pending.set({ group, stream: p.partitionStream }, backlog.pending);
+      }
+    } catch {
+      // Redis trouble is reported by the coordination round.
+    } finally {
+      sampling = false;
+    }
+  }
+
+  return {
+    ownerId,
+    group,
+    metrics,
+    metricsRegistry,
+    start() {
+      if (stopping) return;
+      loop ??= run();
+    },
+    stop() {
+      stopping ??= (async () => {
+        abort.abort();
+        await loop;
+        const held = partitions.filter((p) => workers.has(p.partitionStream));
+        const results = await Promise.allSettled(held.map((p) => stopWorker(p, true)));
+        for (const result of results) if (result.status === 'rejected') logger.error({ err: result.reason }, 'releasing a partition lease failed; it expires by itself');
+        try {
+          await leaveMembership(options.redis, members, ownerId);
+        } catch {
+          // Redis down: the membership expires by itself.
+        }
+        logger.info('consumer stopped');
+      })();
+      return stopping;
+    },
+    status() {
+      return {
+        ownerId,
+        group,
+        leased: partitions.filter((p) => workers.has(p.partitionStream)).map((p) => p.partitionStream),
+        partitions: partitions.map((p) => p.partitionStream),
+        redisReachable,
+      };
+    },
+  };
+}

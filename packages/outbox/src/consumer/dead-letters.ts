@@ -1,0 +1,257 @@
+/**
+ * Dead letters: what a consumer group could not handle, and the operator
+ * actions on them (replay through the outbox, discard, list).
+ *
+ * `stream_name` of a dead letter is the PARTITION stream the entry came from
+ * (e.g. `stream:a:b:p2`, or the stream itself when it has one partition):
+ * Redis entry ids are only unique within one partition, and the unique key is
+ * (group_name, stream_name, redis_entry_id). Replay derives the logical stream.
+ */
+import { sql as drizzleSql } from 'drizzle-orm';
+import type { Database, Sql, Transaction } from '../db';
+import { enqueue } from '../enqueue';
+import type { DeadLetterStatus } from '../schema';
+
+export class DeadLetterNotFoundError extends Error {
+  constructor(readonly deadLetterId: string) {
+    super(`dead letter ${deadLetterId} does not exist`);
+    this.name = 'DeadLetterNotFoundError';
+  }
+}
+
+/** The dead letter is not in a state that allows the action (e.g. already replayed). */
+export class DeadLetterStateError extends Error {
+  constructor(
+    readonly deadLetterId: string,
+    readonly status: DeadLetterStatus,
+    action: string,
+    reason = `its status is ${status}, only dead letters with status dead can be ${action}`,
+  ) {
+    super(`dead letter ${deadLetterId} cannot be ${action}: ${reason}`);
+    this.name = 'DeadLetterStateError';
+  }
+}
+
+export interface DeadLetterRow {
+  id: string;
+  groupName: string;
+  /** Partition stream the entry came from. */
+  streamName: string;
+  redisEntryId: string;
+  eventId: string | null;
+  eventType: string | null;
+  partitionKey: string | null;
+  payload: unknown;
+  headers: Record<string, string> | null;
+  rawEntry: Record<string, string> | null;
+  errorMessage: string;
+  errorStack: string | null;
+  attempts: number;
+  firstFailedAt: Date;
+  deadLetteredAt: Date;
+  status: DeadLetterStatus;
+  resolvedAt: Date | null;
+  resolvedBy: string | null;
+}
+
+export interface NewDeadLetter {
+  groupName: string;
+  streamName: string;
+  redisEntryId: string;
+  eventId: string | null;
+  eventType: string | null;
+  partitionKey: string | null;
+  payload: unknown;
+  headers: Record<string, string> | null;
+  rawEntry: Record<string, string> | null;
+  errorMessage: string;
+  errorStack: string | null;
+  attempts: number;
+  /** Null: now (the entry failed for the first time in this transaction). */
+  firstFailedAt: Date | null;
+}
+
+/**
+ * Records a dead letter inside `tx`. Idempotent: a crash between commit and
+ * XACK redelivers the entry, and the unique (group, stream, entry id) key makes
+ * the second insert a no-op. Returns true when a row was inserted.
+ *
+ * SQL: INSERT ... ON CONFLICT (group_name, stream_name, redis_entry_id) DO NOTHING.
+ */
+export async function recordDeadLetter(tx: Transaction, letter: NewDeadLetter): Promise<boolean> {
+  const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
+  const rows = await tx.execute(drizzleSql`
+    INSERT INTO events.dead_letter
+      (group_name, stream_name, redis_entry_id, event_id, event_type, partition_key, payload, headers, raw_entry,
+       error_message, error_stack, attempts, first_failed_at)
+    VALUES (${letter.groupName}, ${letter.streamName}, ${letter.redisEntryId}, ${letter.eventId}::uuid, ${letter.eventType},
+       ${letter.partitionKey}, ${json(letter.payload)}::jsonb, ${json(letter.headers)}::jsonb, ${json(letter.rawEntry)}::jsonb,
+       ${letter.errorMessage}, ${letter.errorStack}, ${letter.attempts},
+       coalesce(${letter.firstFailedAt?.toISOString() ?? null}::timestamptz, now()))
+    ON CONFLICT (group_name, stream_name, redis_entry_id) DO NOTHING
+    RETURNING id`);
+  return rows.length > 0;
+}
+
+const PARTITION_SUFFIX = /:p\d+$/;
+
+/** `stream:a:b:p2` → `stream:a:b`; a logical stream name is returned as is. */
+export function logicalStreamOf(partitionStream: string): string {
+  return partitionStream.replace(PARTITION_SUFFIX, '');
+}
+
+function normaliseId(id: string | bigint): string {
+  const text = String(id).trim();
+  if (!/^\d+$/.test(text)) throw new DeadLetterNotFoundError(text);
+  return text;
+}
+
+interface DeadLetterDbRow {
+  id: string;
+  group_name: string;
+  stream_name: string;
+  redis_entry_id: string;
+  event_id: string | null;
+  event_type: string | null;
+  partition_key: string | null;
+  payload: unknown;
+  headers: Record<string, string> | null;
+  raw_entry: Record<string, string> | null;
+  error_message: string;
+  error_stack: string | null;
+  attempts: number;
+  first_failed_at: string | Date;
+  dead_lettered_at: string | Date;
+  status: DeadLetterStatus;
+  resolved_at: string | Date | null;
+  resolved_by: string | null;
+}
+
+const SELECT_COLUMNS = `id::text AS id, group_name, stream_name, redis_entry_id, event_id::text AS event_id, event_type,
+  partition_key, payload, headers, raw_entry, error_message, error_stack, attempts, first_failed_at, dead_lettered_at,
+  status, resolved_at, resolved_by`;
+
+function toRow(row: DeadLetterDbRow): DeadLetterRow {
+  return {
+    id: row.id,
+    groupName: row.group_name,
+    streamName: row.stream_name,
+    redisEntryId: row.redis_entry_id,
+    eventId: row.event_id,
+    eventType: row.event_type,
+    partitionKey: row.partition_key,
+    payload: row.payload,
+    headers: row.headers,
+    rawEntry: row.raw_entry,
+    errorMessage: row.error_message,
+    errorStack: row.error_stack,
+    attempts: Number(row.attempts),
+    firstFailedAt: new Date(row.first_failed_at),
+    deadLetteredAt: new Date(row.dead_lettered_at),
+    status: row.status,
+    resolvedAt: row.resolved_at === null ? null : new Date(row.resolved_at),
+    resolvedBy: row.resolved_by,
+  };
+}
+
+export interface DeadLetterFilter {
+  group?: string;
+  type?: string;
+  status?: DeadLetterStatus;
+  /** Default 100, at most 10,000. */
+  limit?: number;
+}
+
+/** Dead letters matching `filter`, newest first. Read-only. */
+export async function listDeadLetters(sql: Sql, filter: DeadLetterFilter = {}): Promise<DeadLetterRow[]> {
+  const limit = Math.min(Math.max(1, Math.trunc(filter.limit ?? 100)), 10_000);
+  const rows = await sql<DeadLetterDbRow[]>`
+    SELECT ${sql.unsafe(SELECT_COLUMNS)} FROM events.dead_letter
+    WHERE (${filter.group ?? null}::text IS NULL OR group_name = ${filter.group ?? null})
+      AND (${filter.type ?? null}::text IS NULL OR event_type = ${filter.type ?? null})
+      AND (${filter.status ?? null}::text IS NULL OR status = ${filter.status ?? null})
+    ORDER BY id DESC
+    LIMIT ${limit}`;
+  return rows.map(toRow);
+}
+
+/** One dead letter, or null when no row has this id. */
+export async function getDeadLetter(sql: Sql, id: string | bigint): Promise<DeadLetterRow | null> {
+  let key: string;
+  try {
+    key = normaliseId(id);
+  } catch {
+    return null;
+  }
+  const rows = await sql<DeadLetterDbRow[]>`SELECT ${sql.unsafe(SELECT_COLUMNS)} FROM events.dead_letter WHERE id = ${key}::bigint`;
+  return rows[0] ? toRow(rows[0]) : null;
+}
+
+async function lockDeadLetter(tx: Transaction, id: string): Promise<DeadLetterDbRow> {
+  const rows = (await tx.execute(drizzleSql`
+    SELECT ${drizzleSql.raw(SELECT_COLUMNS)} FROM events.dead_letter WHERE id = ${id}::bigint FOR UPDATE`)) as unknown as DeadLetterDbRow[];
+  const row = rows[0];
+  if (!row) throw new DeadLetterNotFoundError(id);
+  return row;
+}
+
+/**
+ * Re-enqueues a dead letter through the outbox with its ORIGINAL event_id,
+ * stream, type, partition key, payload and headers (plus header
+ * `replayOfDeadLetter`), so it passes the same ordering and fencing path as
+ * any event; then marks it `replayed`. One transaction: the dead letter is
+ * locked, the old outbox row with that event_id (if not pruned yet) is deleted
+ * so event_id stays unique, and nothing changes if any step fails.
+ *
+ * Refuses (DeadLetterStateError) unless the status is `dead`, and for letters
+ * of entries too malformed to rebuild an event from; DeadLetterNotFoundError
+ * when no such row exists. Enqueue validation errors propagate unchanged.
+ */
+export async function replayDeadLetter(
+  db: Database,
+  id: string | bigint,
+  options: { by: string },
+): Promise<{ deadLetterId: string; eventId: string; outboxId: string }> {
+  const key = normaliseId(id);
+  return db.transaction(async (tx) => {
+    const letter = await lockDeadLetter(tx, key);
+    if (letter.status !== 'dead') throw new DeadLetterStateError(key, letter.status, 'replayed');
+    if (!letter.event_id || !letter.event_type || !letter.partition_key || letter.payload === null) {
+      throw new DeadLetterStateError(
+        key,
+        letter.status,
+        'replayed',
+        'the stream entry lacked event_id, type, partition_key or payload, so there is no event to re-enqueue; discard it instead',
+      );
+    }
+    await tx.execute(drizzleSql`DELETE FROM events.outbox_event WHERE event_id = ${letter.event_id}::uuid`);
+    const enqueued = await enqueue(tx, {
+      stream: logicalStreamOf(letter.stream_name),
+      type: letter.event_type,
+      partitionKey: letter.partition_key,
+      payload: letter.payload as Record<string, unknown>,
+      headers: { ...(letter.headers ?? {}), replayOfDeadLetter: key },
+      eventId: letter.event_id,
+    });
+    await tx.execute(drizzleSql`
+      UPDATE events.dead_letter SET status = 'replayed', resolved_at = now(), resolved_by = ${options.by}
+      WHERE id = ${key}::bigint`);
+    return { deadLetterId: key, eventId: enqueued.eventId, outboxId: enqueued.id.toString() };
+  });
+}
+
+/**
+ * Marks a dead letter `discarded` (nothing is re-enqueued). Refuses
+ * (DeadLetterStateError) unless its status is `dead`; DeadLetterNotFoundError
+ * when no such row exists.
+ */
+export async function discardDeadLetter(db: Database, id: string | bigint, options: { by: string }): Promise<void> {
+  const key = normaliseId(id);
+  await db.transaction(async (tx) => {
+    const letter = await lockDeadLetter(tx, key);
+    if (letter.status !== 'dead') throw new DeadLetterStateError(key, letter.status, 'discarded');
+    await tx.execute(drizzleSql`
+      UPDATE events.dead_letter SET status = 'discarded', resolved_at = now(), resolved_by = ${options.by}
+      WHERE id = ${key}::bigint`);
+  });
+}

@@ -1,0 +1,60 @@
+/**
+ * Prometheus metrics of the consumer. Counters are labelled by group, logical
+ * stream and event type; lag and pending by group and partition stream.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export interface ConsumerMetrics {
+  handled: Counter<'group' | 'stream' | 'event_type'>;
+  duplicates: Counter<'group' | 'stream' | 'event_type'>;
+  failed: Counter<'group' | 'stream' | 'event_type'>;
+  retried: Counter<'group' | 'stream' | 'event_type'>;
+  deadLettered: Counter<'group' | 'stream' | 'event_type' | 'reason'>;
+  skipped: Counter<'group' | 'stream' | 'event_type'>;
+  handlerSeconds: Histogram<'group' | 'event_type'>;
+  lag: Gauge<'group' | 'stream'>;
+  pending: Gauge<'group' | 'stream'>;
+  leasesHeld: Gauge<'group'>;
+}
+
+/**
+ * Creates the metrics on `registry`. Metric names are fixed, so one registry
+ * holds the metrics of one consumer (the app creates one per process).
+ */
+export function createConsumerMetrics(registry: Registry): ConsumerMetrics {
+  const registers = [registry];
+  const eventLabels = ['group', 'stream', 'event_type'] as const;
+  return {
+    handled: new Counter({ name: 'petcover_consumer_handled_total', help: 'Entries whose handler committed', labelNames: eventLabels, registers }),
+    duplicates: new Counter({
+      name: 'petcover_consumer_duplicates_total',
+      help: 'Entries acknowledged without running the handler because the group already processed their event_id',
+      labelNames: eventLabels,
+      registers,
+    }),
+    failed: new Counter({ name: 'petcover_consumer_failed_total', help: 'Handler attempts that threw', labelNames: eventLabels, registers }),
+    retried: new Counter({ name: 'petcover_consumer_retried_total', help: 'Attempts after a failed one', labelNames: eventLabels, registers }),
+    deadLettered: new Counter({
+      name: 'petcover_consumer_dead_lettered_total',
+      help: 'Entries moved to events.dead_letter',
+      labelNames: [...eventLabels, 'reason'],
+      registers,
+    }),
+    skipped: new Counter({
+      name: 'petcover_consumer_skipped_total',
+      help: 'Entries of an event type this group has no handler for (acknowledged)',
+      labelNames: eventLabels,
+      registers,
+    }),
+    handlerSeconds: new Histogram({
+      name: 'petcover_consumer_handler_seconds',
+      help: 'Time spent in a handler',
+      labelNames: ['group', 'event_type'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    lag: new Gauge({ name: 'petcover_consumer_lag', help: 'Entries not yet delivered to the group (XINFO GROUPS lag)', labelNames: ['group', 'stream'], registers }),
+    pending: new Gauge({ name: 'petcover_consumer_pending', help: 'Entries delivered but not acknowledged (XPENDING)', labelNames: ['group', 'stream'], registers }),
+    leasesHeld: new Gauge({ name: 'petcover_consumer_leases_held', help: 'Partition leases this process holds', labelNames: ['group'], registers }),
+  };
+}

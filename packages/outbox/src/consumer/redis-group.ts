@@ -1,0 +1,97 @@
+/**
+ * Consumer-group commands on one partition stream: create the group, take
+ * over what a previous owner left pending, read, acknowledge.
+ */
+import type Redis from 'ioredis';
+
+/**
+ * Creates `group` on `key` reading from the start of the stream (id 0), so
+ * entries appended before the first start are delivered; MKSTREAM creates an
+ * empty stream if needed. Idempotent: BUSYGROUP (already there) is ignored.
+ */
+export async function ensureGroup(redis: Redis, key: string, group: string): Promise<void> {
+  try {
+    await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
+  } catch (error) {
+    if (!String((error as Error).message).startsWith('BUSYGROUP')) throw error;
+  }
+}
+
+/** The group (or the stream) vanished: Redis restarted empty or was flushed. */
+export function isNoGroupError(error: unknown): boolean {
+  return String((error as Error)?.message ?? '').startsWith('NOGROUP');
+}
+
+/**
+ * Moves every entry pending in `group` on `key` — whichever consumer it was
+ * delivered to — to `consumer`. Safe only under the partition lease: nobody
+ * else may be working on this partition. Entries trimmed from the stream are
+ * dropped from the pending list by Redis. Returns how many were claimed.
+ */
+export async function claimAllPending(redis: Redis, key: string, group: string, consumer: string): Promise<number> {
+  let cursor = '0-0';
+  let claimed = 0;
+  do {
+    // XAUTOCLAIM <key> <group> <consumer> <min-idle> <start> COUNT n JUSTID → [next, ids, deleted]
+    const reply = (await redis.call('XAUTOCLAIM', key, group, consumer, '0', cursor, 'COUNT', '1000', 'JUSTID')) as [string, string[], string[]?];
+    cursor = reply[0];
+    claimed += reply[1].length;
+  } while (cursor !== '0-0');
+  return claimed;
+}
+
+export interface RawEntry {
+  id: string;
+  /** Null when the entry was deleted/trimmed while pending. */
+  fields: string[] | null;
+}
+
+/**
+ * XREADGROUP of one stream. `from` is `>` for new entries, or an id to re-read
+ * this consumer's own pending entries after it. BLOCK applies only to `>`.
+ */
+export async function readGroup(
+  redis: Redis,
+  options: { key: string; group: string; consumer: string; from: string; count: number; blockMs: number },
+): Promise<RawEntry[]> {
+  const args: (string | number)[] = ['GROUP', options.group, options.consumer, 'COUNT', options.count];
+  if (options.from === '>') args.push('BLOCK', options.blockMs);
+  args.push('STREAMS', options.key, options.from);
+  const reply = (await redis.call('XREADGROUP', ...args)) as [string, [string, string[] | null][]][] | null;
+  if (!reply || reply.length === 0) return [];
+  return (reply[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
+}
+
+export async function acknowledge(redis: Redis, key: string, group: string, ids: readonly string[]): Promise<void> {
+  if (ids.length > 0) await redis.xack(key, group, ...ids);
+}
+
+/** How many entries `consumer` still has pending on `key` (0 when the group is gone). */
+export async function pendingCountOf(redis: Redis, key: string, group: string, consumer: string): Promise<number> {
+  try {
+    const reply = (await redis.call('XPENDING', key, group, '-', '+', '1000', consumer)) as unknown[];
+    return reply.length;
+  } catch (error) {
+    if (isNoGroupError(error)) return 0;
+    throw error;
+  }
+}
+
+/** Lag (Redis 7 XINFO GROUPS) and pending count of `group` on `key`; null when the group does not exist. */
+export async function groupBacklog(redis: Redis, key: string, group: string): Promise<{ lag: number | null; pending: number } | null> {
+  let groups: unknown[][];
+  try {
+    groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
+  } catch (error) {
+    if (String((error as Error).message).startsWith('ERR no such key')) return null;
+    throw error;
+  }
+  for (const info of groups) {
+    const fields = new Map<string, unknown>();
+    for (let i = 0; i + 1 < info.length; i += 2) fields.set(String(info[i]), info[i + 1]);
+    if (fields.get('name') !== group) continue;
+    const lag = fields.get('lag');
+    return { lag: lag === null || lag === undefined ? null : Number(lag), pending: Number(fields.get('pending') ?? 0) };
+  }
+  return null;
+}

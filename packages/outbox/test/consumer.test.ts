@@ -1,0 +1,334 @@
+import { sql } from 'drizzle-orm';
+import type Redis from 'ioredis';
+import pino from 'pino';
+import { z } from 'zod';
+import {
+  createConsumer,
+  createHandlerRegistry,
+  partitionFor,
+  partitionStreamName,
+  PermanentError,
+  redisStreamKey,
+  type Consumer,
+  type ConsumerOptions,
+  type HandlerRegistry,
+} from '../src';
+import {
+  appendRawEntry,
+  appendTestEvents,
+  createTestDatabase,
+  createTestRedis,
+  startDedicatedRedis,
+  testStreamEvent,
+  uniqueGroupName,
+  uniqueRedisPrefix,
+  uniqueStreamName,
+  waitFor,
+  type TestDatabase,
+} from '../src/testing';
+
+let testDb: TestDatabase;
+let redis: Redis;
+const running: Consumer[] = [];
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+beforeAll(async () => {
+  testDb = await createTestDatabase({ poolSize: 20 });
+  redis = createTestRedis();
+  await testDb.sql`CREATE TABLE test_effect (
+    id bigserial PRIMARY KEY, group_name text NOT NULL, event_id uuid NOT NULL, partition_key text NOT NULL,
+    seq int NOT NULL, attempt int NOT NULL)`;
+});
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((c) => c.stop()));
+});
+afterAll(async () => {
+  redis.disconnect();
+  await testDb.drop();
+});
+
+const payloadSchema = z.object({ seq: z.number().int() });
+
+/** A handler whose effect is one row in test_effect, written in the consumer's transaction. */
+function recordingRegistry(type = 'Recorded', behaviour?: (attempt: number, seq: number) => void): HandlerRegistry {
+  return createHandlerRegistry().register(type, {
+    schema: payloadSchema,
+    async handle(event, ctx) {
+      await ctx.tx.execute(sql`
+        INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
+        VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+      behaviour?.(ctx.attempt, event.payload.seq);
+    },
+  });
+}
+
+function startConsumer(options: Partial<ConsumerOptions> & Pick<ConsumerOptions, 'registry' | 'streams'>): Consumer {
+  const consumer = createConsumer({
+    db: testDb.db,
+    sql: testDb.sql,
+    redis,
+    logger,
+    blockMs: 200,
+    leaseTtlMs: 2_000,
+    retryBaseDelayMs: 10,
+    retryMaxDelayMs: 50,
+    ...options,
+  });
+  running.push(consumer);
+  consumer.start();
+  return consumer;
+}
+
+async function effectsOf(group: string) {
+  return testDb.sql<{ event_id: string; partition_key: string; seq: number; attempt: number }[]>`
+    SELECT event_id::text, partition_key, seq, attempt FROM test_effect WHERE group_name = ${group} ORDER BY id`;
+}
+
+async function waitForEffects(group: string, count: number, timeoutMs = 15_000) {
+  return waitFor(async () => {
+    const rows = await effectsOf(group);
+    return rows.length >= count ? rows : null;
+  }, { timeoutMs, description: `${count} effects for group ${group}` });
+}
+
+async function pendingOf(key: string, group: string): Promise<number> {
+  const [count] = (await redis.xpending(key, group)) as [number, ...unknown[]];
+  return Number(count);
+}
+
+async function deadLettersOf(group: string) {
+  return testDb.sql<{ event_id: string | null; event_type: string | null; attempts: number; error_message: string; error_stack: string | null; raw_entry: unknown; redis_entry_id: string; status: string }[]>`
+    SELECT event_id::text, event_type, attempts, error_message, error_stack, raw_entry, redis_entry_id, status
+    FROM events.dead_letter WHERE group_name = ${group} ORDER BY id`;
+}
+
+const counter = async (consumer: Consumer, name: string) => {
+  const metric = (await consumer.metricsRegistry.getMetricsAsJSON()).find((m) => m.name === name);
+  return (metric?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0);
+};
+
+describe('consumer', () => {
+  test('handles events appended before it first started, then new ones; nothing left pending', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    const early = [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } }));
+    await appendTestEvents(redis, key, early);
+
+    const consumer = startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix });
+    await waitForEffects(group, 3);
+    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 4 } })]);
+    const rows = await waitForEffects(group, 4);
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'all acknowledged' });
+    expect(await counter(consumer, 'petcover_consumer_handled_total')).toBe(4);
+  });
+
+  test('the same event appended twice (same event_id) has its effect once', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    const event = testStreamEvent({ type: 'Recorded', payload: { seq: 1 } });
+    // Twice in one batch, and once more after it was handled.
+    await appendTestEvents(redis, key, [event, event]);
+    const consumer = startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix });
+    await waitForEffects(group, 1);
+    await appendTestEvents(redis, key, [event, testStreamEvent({ type: 'Recorded', payload: { seq: 2 } })]);
+    await waitForEffects(group, 2);
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'duplicates acknowledged' });
+    const rows = await effectsOf(group);
+    expect(rows.filter((r) => r.event_id === event.eventId)).toHaveLength(1);
+    expect(rows).toHaveLength(2);
+    expect(await counter(consumer, 'petcover_consumer_duplicates_total')).toBe(2);
+  });
+
+  test('a handler failing transiently twice then succeeding is handled once, on attempt 3', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    const registry = recordingRegistry('Recorded', (attempt, seq) => {
+      if (seq === 2 && attempt < 3) throw new Error(`transient failure on attempt ${attempt}`);
+    });
+    await appendTestEvents(redis, key, [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+    const consumer = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
+    const rows = await waitForEffects(group, 3);
+    expect(rows.map((r) => [r.seq, r.attempt])).toEqual([[1, 1], [2, 3], [3, 1]]);
+    expect(await counter(consumer, 'petcover_consumer_failed_total')).toBe(2);
+    expect(await counter(consumer, 'petcover_consumer_retried_total')).toBe(2);
+    expect(await deadLettersOf(group)).toEqual([]);
+  });
+
+  test('a handler failing always gives one dead letter with attempts = bound, and the partition moves on', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    const registry = recordingRegistry('Recorded', (_attempt, seq) => {
+      if (seq === 2) throw new Error('contract 42 is broken for good');
+    });
+    const events = [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } }));
+    await appendTestEvents(redis, key, events);
+    startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, maxAttempts: 4 });
+    const rows = await waitForEffects(group, 2);
+    expect(rows.map((r) => r.seq)).toEqual([1, 3]);
+    const letters = await deadLettersOf(group);
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ event_id: events[1]!.eventId, event_type: 'Recorded', attempts: 4, status: 'dead', error_message: 'contract 42 is broken for good' });
+    expect(letters[0]!.error_stack).toContain('contract 42 is broken for good');
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'dead letter acknowledged' });
+    // Dead-lettering does not mark the event processed, so a replay is handled.
+    const [processed] = await testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group} AND event_id = ${events[1]!.eventId}`;
+    expect(processed!.n).toBe(0);
+  });
+
+  test('schema failure, missing fields and PermanentError are dead-lettered at once; an unknown type is skipped', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    const registry = recordingRegistry('Recorded', (_attempt, seq) => {
+      if (seq === 13) throw new PermanentError('seq 13 refers to a pet that will never exist');
+    });
+    const badSchema = testStreamEvent({ type: 'Recorded', payload: { seq: 'one' } });
+    const permanent = testStreamEvent({ type: 'Recorded', payload: { seq: 13 } });
+    await appendTestEvents(redis, key, [badSchema]);
+    const missingId = await appendRawEntry(redis, key, { type: 'Recorded', payload: '{"seq":5}' });
+    await appendTestEvents(redis, key, [
+      permanent,
+      testStreamEvent({ type: 'NobodyHandlesThis', payload: { seq: 7 } }),
+      testStreamEvent({ type: 'Recorded', payload: { seq: 8 } }),
+    ]);
+    const consumer = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, maxAttempts: 5 });
+    const rows = await waitForEffects(group, 1);
+    expect(rows.map((r) => r.seq)).toEqual([8]);
+    const letters = await waitFor(async () => {
+      const found = await deadLettersOf(group);
+      return found.length === 3 ? found : null;
+    }, { description: 'three dead letters' });
+    expect(letters.map((l) => l.attempts)).toEqual([1, 1, 1]);
+    expect(letters[0]).toMatchObject({ event_id: badSchema.eventId });
+    expect(letters[0]!.error_message).toContain('payload.seq');
+    expect(letters[1]).toMatchObject({ event_id: null, redis_entry_id: missingId });
+    expect(letters[1]!.error_message).toContain('missing field(s): outbox_id, event_id');
+    expect(letters[1]!.raw_entry).toEqual({ type: 'Recorded', payload: '{"seq":5}' });
+    expect(letters[2]).toMatchObject({ event_id: permanent.eventId, error_message: 'seq 13 refers to a pet that will never exist' });
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'everything acknowledged' });
+    expect(await counter(consumer, 'petcover_consumer_skipped_total')).toBe(1);
+    expect(await counter(consumer, 'petcover_consumer_dead_lettered_total')).toBe(3);
+  });
+
+  test('two groups on one stream each handle every event once', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const [billing, emails] = [uniqueGroupName('billing'), uniqueGroupName('emails')];
+    const key = redisStreamKey(stream, prefix);
+    const events = Array.from({ length: 20 }, (_, i) => testStreamEvent({ type: 'Recorded', payload: { seq: i } }));
+    await appendTestEvents(redis, key, events);
+    startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group: billing, keyPrefix: prefix });
+    startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group: emails, keyPrefix: prefix });
+    for (const group of [billing, emails]) {
+      const rows = await waitForEffects(group, 20);
+      expect(new Set(rows.map((r) => r.event_id)).size).toBe(20);
+      expect(rows).toHaveLength(20);
+    }
+  });
+
+  test('two replicas of one group share a 4-partition stream: every event once, order per key kept', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const P = 4;
+    const keys = Array.from({ length: 12 }, (_, i) => `contract-${i}`);
+    const perKey = 25;
+    const byPartition = new Map<number, ReturnType<typeof testStreamEvent>[]>();
+    for (let seq = 0; seq < perKey; seq++) {
+      for (const partitionKey of keys) {
+        const p = partitionFor(partitionKey, P);
+        const list = byPartition.get(p) ?? [];
+        list.push(testStreamEvent({ type: 'Recorded', partitionKey, payload: { seq } }));
+        byPartition.set(p, list);
+      }
+    }
+    const streams = [{ name: stream, partitions: P }];
+    const a = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix, batchSize: 7 });
+    const b = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix, batchSize: 7 });
+    await waitFor(() => a.status().leased.length === 2 && b.status().leased.length === 2, { description: 'partitions shared 2/2' });
+    for (const [p, events] of byPartition) await appendTestEvents(redis, redisStreamKey(partitionStreamName(stream, p, P), prefix), events);
+
+    const rows = await waitForEffects(group, keys.length * perKey, 30_000);
+    expect(rows).toHaveLength(keys.length * perKey);
+    expect(new Set(rows.map((r) => r.event_id)).size).toBe(keys.length * perKey);
+    for (const partitionKey of keys) {
+      const seqs = rows.filter((r) => r.partition_key === partitionKey).map((r) => r.seq);
+      expect(seqs).toEqual(Array.from({ length: perKey }, (_, i) => i));
+    }
+    expect(new Set([...a.status().leased, ...b.status().leased]).size).toBe(P);
+  });
+
+  test('a replica that stops hands its partitions to the other, which picks up new entries', async () => {
+    const stream = uniqueStreamName();
+    const prefix = uniqueRedisPrefix();
+    const group = uniqueGroupName();
+    const streams = [{ name: stream, partitions: 2 }];
+    const a = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix });
+    const b = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix });
+    await waitFor(() => a.status().leased.length === 1 && b.status().leased.length === 1, { description: 'one partition each' });
+    await a.stop();
+    const [leases] = await testDb.sql`SELECT count(*)::int AS n FROM events.stream_lease WHERE owner_id = ${a.ownerId}`;
+    expect(leases!.n).toBe(0);
+    await waitFor(() => b.status().leased.length === 2, { description: 'b takes both partitions' });
+    for (let p = 0; p < 2; p++) {
+      await appendTestEvents(redis, redisStreamKey(partitionStreamName(stream, p, 2), prefix), [testStreamEvent({ type: 'Recorded', payload: { seq: p } })]);
+    }
+    await waitForEffects(group, 2);
+  });
+
+  test('rejects bad options with a typed error naming the option', () => {
+    const base = { db: testDb.db, sql: testDb.sql, redis, logger, registry: createHandlerRegistry(), streams: [{ name: uniqueStreamName() }] };
+    expect(() => createConsumer({ ...base, group: 'bad group!' })).toThrow(/invalid consumer option group/);
+    expect(() => createConsumer({ ...base, concurrency: 0 })).toThrow(/invalid consumer option concurrency/);
+    expect(() => createConsumer({ ...base, streams: [{ name: 'orders' }] })).toThrow(/stream:<context>:<name>/);
+    expect(() => createConsumer({ ...base, streams: [] })).toThrow(/invalid consumer option streams/);
+  });
+});
+
+describe('consumer against a Redis that restarts', () => {
+  test('reconnects, recreates its group and goes on', async () => {
+    const dedicated = await startDedicatedRedis();
+    const { default: IORedis } = await import('ioredis');
+    const client = new IORedis(dedicated.url, { maxRetriesPerRequest: 3 });
+    try {
+      const stream = uniqueStreamName();
+      const group = uniqueGroupName();
+      const consumer = createConsumer({
+        db: testDb.db, sql: testDb.sql, redis: client, logger, registry: recordingRegistry(), streams: [{ name: stream }], group,
+        blockMs: 200, leaseTtlMs: 2_000,
+      });
+      running.push(consumer);
+      consumer.start();
+      await appendTestEvents(client, stream, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+      await waitForEffects(group, 1);
+
+      await dedicated.restart();
+      // The restarted server is empty: no stream, no group. A publisher appends again.
+      const appender = new IORedis(dedicated.url);
+      try {
+        await waitFor(async () => (await appender.ping()) === 'PONG', { description: 'restarted redis answers' });
+        await appendTestEvents(appender, stream, [2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+        const rows = await waitForEffects(group, 3, 20_000);
+        expect(rows.map((r) => r.seq)).toEqual([1, 2, 3]);
+        const groups = (await appender.call('XINFO', 'GROUPS', stream)) as unknown[][];
+        expect(groups.map((g) => g[1])).toContain(group);
+      } finally {
+        appender.disconnect();
+      }
+      await consumer.stop();
+    } finally {
+      client.disconnect();
+      await dedicated.destroy();
+    }
+  });
+});
