@@ -9,15 +9,10 @@
  */
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { HandlerRegistry } from '@petcover/outbox';
+import type { ConsumerModule } from '@petcover/outbox';
 import { BENCH_EVENT_TYPE } from './bench-event';
 
 
-/** Same shape as `ConsumerModule` of @petcover/outbox (declared here until that lands). */
-export interface BenchConsumerModule {
-  streams: Array<{ name: string; partitions?: number }>;
-  register(registry: HandlerRegistry): void;
-}
 
 const benchPayload = z.object({ seq: z.number().int().nonnegative() });
 
@@ -33,7 +28,7 @@ export function parseBenchStreams(value: string | undefined): Array<{ name: stri
   });
 }
 
-export const consumerModule: BenchConsumerModule = {
+export const consumerModule: ConsumerModule = {
   streams: parseBenchStreams(process.env.BENCH_STREAMS),
   register(registry) {
     registry.register(BENCH_EVENT_TYPE, {
