@@ -116,7 +116,7 @@ export function renderMarkdown(r: BenchResults): string {
   for (const f of r.failover?.cases ?? []) {
     const limit = f.signal === 'SIGKILL' ? f.leaseTtlSeconds + 1 : 1;
     push(
-      `| failover after ${f.signal} of the lease holder (second publisher running, lease TTL ${f.leaseTtlSeconds} s) | ${dec(f.secondsUntilFlowing)} s until rows are published again | exit: ${f.exit} | ≤ ${limit} s${mark(verdict(f.secondsUntilFlowing, (v) => v <= limit))} |`,
+      `| failover after ${f.signal} of the lease holder (second publisher running, lease TTL ${f.leaseTtlSeconds} s) | ${dec(f.secondsUntilFlowing)} s until rows are published again (lease taken over after ${dec(f.secondsUntilTakeover)} s) | exit: ${f.exit} | ≤ ${limit} s${mark(verdict(f.secondsUntilFlowing, (v) => v <= limit))} |`,
     );
   }
   if (r.memory) {

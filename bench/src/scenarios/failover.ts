@@ -12,13 +12,18 @@ import { runOpenLoopProducer } from '../producer';
 import { stopAll, type ManagedProcess } from '../processes';
 import { enqueue } from '@petcover/outbox';
 import { BENCH_EVENT_TYPE } from '../bench-event';
-import { countRows, databaseNow } from '../workload';
+import { databaseNow } from '../workload';
 import type { ScenarioContext } from './context';
 
 export interface FailoverCase {
   signal: 'SIGKILL' | 'SIGTERM';
-  /** Seconds from the signal until the next row was marked published; null if none within the deadline. */
+  /**
+   * Seconds from the signal until the first row published under the next
+   * owner's lease; null if none within the deadline.
+   */
   secondsUntilFlowing: number | null;
+  /** Seconds from the signal until another publisher held the lease. */
+  secondsUntilTakeover: number | null;
   /** How the stopped process ended. */
   exit: string;
   leaseTtlSeconds: number;
@@ -74,7 +79,7 @@ export async function runFailover(ctx: ScenarioContext): Promise<FailoverResult>
 
     const cases: FailoverCase[] = [];
     for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
-      const holder = await waitForHolder(ctx, stream, processes);
+      const { holder, ownerId } = await waitForHolder(ctx, stream, processes);
       if (signal === 'SIGTERM') {
         // A second publisher must be up, as in the SIGKILL case.
         const standby = await startPublisher(ctx.apps, publisherOptions('failover-publisher-c'));
@@ -84,10 +89,12 @@ export async function runFailover(ctx: ScenarioContext): Promise<FailoverResult>
       await sleep(1000);
       const signalledAt = await databaseNow(env.db.sql);
       const exiting = holder.stop(signal);
-      const secondsUntilFlowing = await waitForFlowAfter(ctx, signalledAt);
+      const { secondsUntilTakeover, secondsUntilFlowing } = await waitForNextOwnerFlow(ctx, stream, ownerId, signalledAt);
       const exit = await exiting;
-      ctx.log(`failover after ${signal} of ${holder.name}: ${secondsUntilFlowing === null ? 'no flow' : `${secondsUntilFlowing.toFixed(3)} s`} (${exit})`);
-      cases.push({ signal, secondsUntilFlowing, exit, leaseTtlSeconds: profile.petcover.leaseTtlSeconds });
+      ctx.log(
+        `failover after ${signal} of ${holder.name}: lease taken over after ${secondsUntilTakeover?.toFixed(3) ?? '—'} s, rows flowing after ${secondsUntilFlowing?.toFixed(3) ?? '—'} s (${exit})`,
+      );
+      cases.push({ signal, secondsUntilFlowing, secondsUntilTakeover, exit, leaseTtlSeconds: profile.petcover.leaseTtlSeconds });
     }
     return { ratePerSec: profile.failoverRatePerSec, cases };
   } finally {
@@ -98,32 +105,54 @@ export async function runFailover(ctx: ScenarioContext): Promise<FailoverResult>
   }
 }
 
-async function waitForHolder(ctx: ScenarioContext, stream: string, processes: ManagedProcess[]): Promise<ManagedProcess> {
+async function waitForHolder(ctx: ScenarioContext, stream: string, processes: ManagedProcess[]): Promise<{ holder: ManagedProcess; ownerId: string }> {
   const deadline = Date.now() + FLOW_DEADLINE_MS;
   while (Date.now() < deadline) {
     const rows = await ctx.env.db.sql<{ owner_id: string }[]>`
       SELECT owner_id FROM events.stream_lease
       WHERE stream_name = ${stream} AND role = 'publisher' AND lease_until > now()`;
-    const pid = rows[0] ? pidOfOwner(rows[0].owner_id) : null;
+    const ownerId = rows[0]?.owner_id;
+    const pid = ownerId ? pidOfOwner(ownerId) : null;
     const holder = processes.find((p) => p.pid === pid && p.peakRssBytes() !== null);
-    if (holder) return holder;
+    if (holder && ownerId) return { holder, ownerId };
     await sleep(100);
   }
   throw new Error(`no running publisher held the lease of ${stream} within ${FLOW_DEADLINE_MS} ms`);
 }
 
-/** Seconds from `since` (DB clock) to the first row published after it, or null. */
-async function waitForFlowAfter(ctx: ScenarioContext, since: string): Promise<number | null> {
+/**
+ * Waits for another owner to hold the stream's lease, then for the first row
+ * published under it (published_at >= its acquired_at: the old owner is
+ * fenced off from then on). Both measured from `since`, on the DB clock.
+ */
+async function waitForNextOwnerFlow(
+  ctx: ScenarioContext,
+  stream: string,
+  previousOwner: string,
+  since: string,
+): Promise<{ secondsUntilTakeover: number | null; secondsUntilFlowing: number | null }> {
+  const { sql } = ctx.env.db;
   const deadline = Date.now() + FLOW_DEADLINE_MS;
+  let acquiredAt: string | undefined;
+  let secondsUntilTakeover: number | null = null;
   while (Date.now() < deadline) {
-    const found = await countRows(ctx.env.db.sql, `SELECT count(*) FROM events.outbox_event WHERE published_at > '${since}'::timestamptz`);
-    if (found > 0) {
-      const [row] = await ctx.env.db.sql<{ ms: number }[]>`
-        SELECT (extract(epoch FROM min(published_at) - ${since}::timestamptz) * 1000)::float8 AS ms
-        FROM events.outbox_event WHERE published_at > ${since}::timestamptz`;
-      return Number(row?.ms) / 1000;
+    if (acquiredAt === undefined) {
+      const [lease] = await sql<{ acquired_at: string; seconds: number }[]>`
+        SELECT acquired_at::text AS acquired_at, extract(epoch FROM acquired_at - ${since}::timestamptz)::float8 AS seconds
+        FROM events.stream_lease
+        WHERE stream_name = ${stream} AND role = 'publisher' AND owner_id <> ${previousOwner}`;
+      if (lease) {
+        acquiredAt = lease.acquired_at;
+        secondsUntilTakeover = Number(lease.seconds);
+      }
+    }
+    if (acquiredAt !== undefined) {
+      const [flow] = await sql<{ seconds: number | null }[]>`
+        SELECT extract(epoch FROM min(published_at) - ${since}::timestamptz)::float8 AS seconds
+        FROM events.outbox_event WHERE published_at >= ${acquiredAt}::timestamptz`;
+      if (flow?.seconds !== null && flow?.seconds !== undefined) return { secondsUntilTakeover, secondsUntilFlowing: Number(flow.seconds) };
     }
     await sleep(20);
   }
-  return null;
+  return { secondsUntilTakeover, secondsUntilFlowing: null };
 }
