@@ -108,6 +108,7 @@ async function main(): Promise<number> {
   const redisUrl = process.env.REDIS_URL || 'redis://localhost:6379/0';
 
   const env = await createBenchEnvironment(databaseUrl, redisUrl);
+  activeEnvironment = env;
   const logDir = path.join(os.tmpdir(), `petcover-bench-${env.runId}`);
   const apps: AppsContext = {
     databaseUrl: env.databaseUrl,
@@ -142,6 +143,9 @@ async function main(): Promise<number> {
     ratios: [],
     errors: [],
   };
+  if (profile.name === 'quick') {
+    results.notes.push('Quick run: small counts and short windows to check the harness end to end; do not quote these figures.');
+  }
   if (results.machine.loadAverageAtStart[0]! > 0.5 * cpus.length) {
     results.notes.push(
       `The machine was already busy when the run started (1-minute load ${results.machine.loadAverageAtStart[0]!.toFixed(2)} on ${cpus.length} cores): figures are noisy and low.`,
@@ -209,10 +213,13 @@ async function main(): Promise<number> {
   return results.errors.length > 0 ? 1 : 0;
 }
 
+/** The run's database and key space, removed even when the run is interrupted. */
+let activeEnvironment: BenchEnvironment | undefined;
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     killStartedProcesses();
-    process.exit(130);
+    void (activeEnvironment?.destroy() ?? Promise.resolve()).finally(() => process.exit(130));
   });
 }
 

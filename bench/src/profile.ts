@@ -20,6 +20,8 @@ export interface BenchProfile {
   keepingUpRates: number[];
   keepingUpStepMs: number;
   failoverRatePerSec: number;
+  /** Lease TTL of the publishers in the failover scenario: a SIGKILL is recovered after about this long. */
+  failoverLeaseTtlSeconds: number;
   /** Settings of our apps in every scenario. */
   petcover: { partitions: number; concurrency: number; batchSize: number; pollIntervalSeconds: number; leaseTtlSeconds: number };
   peers: { concurrency: number; pgBossBatchSize: number };
@@ -46,21 +48,23 @@ export const FULL_PROFILE: BenchProfile = {
   latencyWarmupMs: 2_000,
   keepingUpRates: [500, 1000, 1500, 2000, 3000, 4000, 6000],
   keepingUpStepMs: 20_000,
+  failoverLeaseTtlSeconds: 5,
 };
 
 export const QUICK_PROFILE: BenchProfile = {
   ...shared,
   name: 'quick',
-  limitSeconds: 2,
-  redisBenchmarkRequests: 50_000,
-  relayEvents: 20_000,
+  limitSeconds: 1,
+  redisBenchmarkRequests: 20_000,
+  relayEvents: 10_000,
   relayStreamCounts: [1, 8],
-  drainEvents: 10_000,
-  drainTimeoutMs: 30_000,
-  latencyDurationMs: 4_000,
-  latencyWarmupMs: 1_000,
-  keepingUpRates: [500, 1000, 2000],
-  keepingUpStepMs: 4_000,
+  drainEvents: 5_000,
+  drainTimeoutMs: 20_000,
+  latencyDurationMs: 3_000,
+  latencyWarmupMs: 500,
+  keepingUpRates: [250, 500],
+  keepingUpStepMs: 2_500,
+  failoverLeaseTtlSeconds: 2,
 };
 
 export const SCENARIOS = ['limits', 'relay', 'drain', 'latency', 'keeping-up', 'failover', 'peers'] as const;

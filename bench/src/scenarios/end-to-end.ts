@@ -78,6 +78,7 @@ export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest):
     ctx.log(`latency ${system.name}: ${rate}/s for ${(profile.latencyWarmupMs + profile.latencyDurationMs) / 1000} s (first ${profile.latencyWarmupMs / 1000} s warm-up)`);
     const producer = await runOpenLoopProducer({
       db: producerDb.db,
+      connections: profile.producerConnections,
       emit: running.emit,
       ratePerSec: rate,
       durationMs: profile.latencyWarmupMs + profile.latencyDurationMs,

@@ -55,7 +55,7 @@ export async function runFailover(ctx: ScenarioContext): Promise<FailoverResult>
     partitions,
     batchSize: profile.petcover.batchSize,
     pollIntervalSeconds: profile.petcover.pollIntervalSeconds,
-    leaseTtlSeconds: profile.petcover.leaseTtlSeconds,
+    leaseTtlSeconds: profile.failoverLeaseTtlSeconds,
   });
   const processes: ManagedProcess[] = [];
   const producerDb = connectDatabase(env.databaseUrl, { max: profile.producerConnections, applicationName: 'petcover-bench-producer' });
@@ -68,6 +68,7 @@ export async function runFailover(ctx: ScenarioContext): Promise<FailoverResult>
     await Promise.all(processes.map((p) => p.waitReady()));
     producing = runOpenLoopProducer({
       db: producerDb.db,
+      connections: profile.producerConnections,
       emit: async (tx, seq) => {
         await enqueue(tx, { stream, type: BENCH_EVENT_TYPE, partitionKey: `entity-${seq % 1024}`, payload: { seq } });
       },
@@ -94,7 +95,7 @@ export async function runFailover(ctx: ScenarioContext): Promise<FailoverResult>
       ctx.log(
         `failover after ${signal} of ${holder.name}: lease taken over after ${secondsUntilTakeover?.toFixed(3) ?? '—'} s, rows flowing after ${secondsUntilFlowing?.toFixed(3) ?? '—'} s (${exit})`,
       );
-      cases.push({ signal, secondsUntilFlowing, secondsUntilTakeover, exit, leaseTtlSeconds: profile.petcover.leaseTtlSeconds });
+      cases.push({ signal, secondsUntilFlowing, secondsUntilTakeover, exit, leaseTtlSeconds: profile.failoverLeaseTtlSeconds });
     }
     return { ratePerSec: profile.failoverRatePerSec, cases };
   } finally {

@@ -48,6 +48,7 @@ export async function runKeepingUp(ctx: ScenarioContext, system: SystemUnderTest
       const stepStart = performance.now();
       const producing = runOpenLoopProducer({
         db: producerDb.db,
+      connections: profile.producerConnections,
         emit: running.emit,
         ratePerSec: rate,
         durationMs: profile.keepingUpStepMs,

@@ -19,6 +19,12 @@ export interface MachineLimits {
   batchedInsertRowsPerSec: number;
   /** Committed single-row INSERT transactions/s, 4 connections, synchronous_commit on. */
   singleRowCommitsPerSec: number;
+  /**
+   * Committed producer-shaped transactions/s (two rows and a pg_notify, as
+   * `enqueue` sends), 4 connections: NOTIFY serialises commits on a global
+   * lock, so this is the ceiling of any producer that uses enqueue.
+   */
+  notifyingCommitsPerSec: number;
   /** XADD/s, 8 clients, one command per round trip. */
   xaddPerSec: number;
   /** XADD/s, 8 clients, 64 commands pipelined. */
@@ -37,6 +43,16 @@ FROM generate_series(1, ${BATCH_ROWS}) AS g;
 const SINGLE_ROW_SCRIPT = `\\set seq random(1, 1000000000)
 INSERT INTO bench.outbox_shape (event_id, stream_name, partition_key, event_type, payload, headers)
 VALUES (gen_random_uuid(), 'stream:bench:limits', 'entity-' || (:seq % 1024), 'BenchEventHappened', jsonb_build_object('seq', :seq), '{}'::jsonb);
+`;
+
+const PRODUCER_SHAPED_SCRIPT = `\\set seq random(1, 1000000000)
+BEGIN;
+INSERT INTO bench.outbox_shape (event_id, stream_name, partition_key, event_type, payload, headers)
+VALUES (gen_random_uuid(), 'stream:bench:limits', 'entity-' || (:seq % 1024), 'BenchEventHappened', jsonb_build_object('seq', :seq), '{}'::jsonb);
+SELECT pg_notify('petcover_bench_limits', 'stream:bench:limits');
+INSERT INTO bench.outbox_shape (event_id, stream_name, partition_key, event_type, payload, headers)
+VALUES (gen_random_uuid(), 'stream:bench:domain', 'entity-' || (:seq % 1024), 'DomainRow', '{}'::jsonb, '{}'::jsonb);
+COMMIT;
 `;
 
 /** pgbench of this machine's Postgres: PGBENCH, else the newest /usr/lib/postgresql/<v>/bin/pgbench, else PATH. */
@@ -87,6 +103,8 @@ export async function measureMachineLimits(env: BenchEnvironment, profile: Bench
   await env.db.sql`TRUNCATE bench.outbox_shape`;
   const singleTps = await pgbenchTps(env.databaseUrl, SINGLE_ROW_SCRIPT, 4, profile.limitSeconds);
   await env.db.sql`TRUNCATE bench.outbox_shape`;
+  const notifyingTps = await pgbenchTps(env.databaseUrl, PRODUCER_SHAPED_SCRIPT, 4, profile.limitSeconds);
+  await env.db.sql`TRUNCATE bench.outbox_shape`;
   const key = `${env.redisPrefix('limits')}xadd`;
   const plain = await xaddPerSec(env.redisUrl, key, profile.redisBenchmarkRequests, 1);
   await env.redis.unlink(key);
@@ -95,11 +113,13 @@ export async function measureMachineLimits(env: BenchEnvironment, profile: Bench
   return {
     batchedInsertRowsPerSec: batchedTps * BATCH_ROWS,
     singleRowCommitsPerSec: singleTps,
+    notifyingCommitsPerSec: notifyingTps,
     xaddPerSec: plain,
     xaddPipelinedPerSec: pipelined,
     settings: {
       batchedInsert: `pgbench, ${BATCH_ROWS}-row INSERT ... SELECT into an outbox-shaped table, 2 connections, ${profile.limitSeconds} s`,
       singleRowCommit: `pgbench, 1-row INSERT per transaction, 4 connections, synchronous_commit on, ${profile.limitSeconds} s`,
+      notifyingCommit: `pgbench, BEGIN; 2 single-row INSERTs and a pg_notify; COMMIT, 4 connections, ${profile.limitSeconds} s`,
       xadd: `redis-benchmark XADD key * f v, 8 clients, ${profile.redisBenchmarkRequests} requests; pipelined: -P 64, ${profile.redisBenchmarkRequests * 4} requests`,
     },
   };
