@@ -43,7 +43,7 @@ export const FULL_PROFILE: BenchProfile = {
   relayEvents: 200_000,
   relayStreamCounts: [1, 8],
   drainEvents: 100_000,
-  drainTimeoutMs: 180_000,
+  drainTimeoutMs: 120_000,
   latencyDurationMs: 30_000,
   latencyWarmupMs: 2_000,
   keepingUpRates: [500, 1000, 1500, 2000, 3000, 4000, 6000],
