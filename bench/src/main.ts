@@ -173,7 +173,7 @@ async function main(): Promise<number> {
 
   try {
     results.versions = await collectVersions(env);
-    if (options.only.has('limits')) await attempt('machine limits', async () => void (results.limits = await measureMachineLimits(env, profile)));
+    if (options.only.has('limits')) await attempt('machine limits', async () => void (results.limits = await measureMachineLimits(env, profile, log)));
     if (options.only.has('relay')) {
       for (const streams of profile.relayStreamCounts) await ours(`relay (${streams} streams)`, async () => void results.relay.push(await runRelay(ctx, streams)));
     }
@@ -216,14 +216,13 @@ async function main(): Promise<number> {
 /** The run's database and key space, removed even when the run is interrupted. */
 let activeEnvironment: BenchEnvironment | undefined;
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killStartedProcesses();
-    void (activeEnvironment?.destroy() ?? Promise.resolve()).finally(() => process.exit(130));
-  });
-}
-
 if (require.main === module) {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killStartedProcesses();
+      void (activeEnvironment?.destroy() ?? Promise.resolve()).finally(() => process.exit(130));
+    });
+  }
   main().then(
     (code) => process.exit(code),
     (error: unknown) => {

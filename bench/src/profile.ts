@@ -31,7 +31,7 @@ const shared = {
   producerConnections: 4,
   latencyRatePerSec: 1000,
   failoverRatePerSec: 200,
-  petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 5 },
+  petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 30 },
   peers: { concurrency: 4, pgBossBatchSize: 250 },
 };
 
@@ -39,7 +39,7 @@ export const FULL_PROFILE: BenchProfile = {
   ...shared,
   name: 'full',
   limitSeconds: 5,
-  redisBenchmarkRequests: 200_000,
+  redisBenchmarkRequests: 100_000,
   relayEvents: 200_000,
   relayStreamCounts: [1, 8],
   drainEvents: 100_000,

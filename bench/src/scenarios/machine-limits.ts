@@ -98,14 +98,18 @@ async function xaddPerSec(redisUrl: string, key: string, requests: number, pipel
   return Number(last[1]);
 }
 
-export async function measureMachineLimits(env: BenchEnvironment, profile: BenchProfile): Promise<MachineLimits> {
+export async function measureMachineLimits(env: BenchEnvironment, profile: BenchProfile, log: (message: string) => void): Promise<MachineLimits> {
+  log('limits: pgbench batched INSERT');
   const batchedTps = await pgbenchTps(env.databaseUrl, BATCHED_INSERT_SCRIPT, 2, profile.limitSeconds);
   await env.db.sql`TRUNCATE bench.outbox_shape`;
+  log('limits: pgbench single-row commits');
   const singleTps = await pgbenchTps(env.databaseUrl, SINGLE_ROW_SCRIPT, 4, profile.limitSeconds);
   await env.db.sql`TRUNCATE bench.outbox_shape`;
+  log('limits: pgbench producer-shaped commits');
   const notifyingTps = await pgbenchTps(env.databaseUrl, PRODUCER_SHAPED_SCRIPT, 4, profile.limitSeconds);
   await env.db.sql`TRUNCATE bench.outbox_shape`;
   const key = `${env.redisPrefix('limits')}xadd`;
+  log('limits: redis-benchmark XADD');
   const plain = await xaddPerSec(env.redisUrl, key, profile.redisBenchmarkRequests, 1);
   await env.redis.unlink(key);
   const pipelined = await xaddPerSec(env.redisUrl, key, profile.redisBenchmarkRequests * 4, 64);
