@@ -109,7 +109,7 @@ export function renderMarkdown(r: BenchResults): string {
   }
   if (r.keepingUp) {
     const k = r.keepingUp;
-    const tried = k.steps.map((s) => `${int(s.ratePerSec)}${s.flat ? '' : s.producerLimited ? ' (producer could not reach it)' : ' (fell behind)'}`).join(', ');
+    const tried = k.steps.map((s) => `${int(s.ratePerSec)}${s.flat ? '' : s.producerLimited ? ` (the producer reached only ${int(s.achievedRatePerSec)}/s)` : ' (fell behind)'}`).join(', ');
     push(
       `| keeping up: highest rate with a flat backlog for ${k.stepSeconds} s (steps: ${tried}) | ${int(k.highestFlatRatePerSec)} events/s | ${frac(k.highestFlatRatePerSec, limits?.singleRowCommitsPerSec)} of single-row commits, ${frac(k.highestFlatRatePerSec, limits?.notifyingCommitsPerSec)} of producer-shaped commits | = the single-row commit limit${mark(verdict(k.highestFlatRatePerSec, (v) => limits !== null && v >= limits.singleRowCommitsPerSec * 0.95))} |`,
     );

@@ -38,7 +38,9 @@ export function summariseLatencies(latenciesMs: Iterable<number>): LatencySummar
     count += 1;
   }
   if (count === 0) return { count: 0, p50Ms: NaN, p90Ms: NaN, p99Ms: NaN, maxMs: NaN, meanMs: NaN };
-  const at = (p: number) => histogram.getValueAtPercentile(p) / 1000;
+  // A percentile reads the top of its HDR bucket, which can lie a hair above
+  // the largest sample; no percentile is reported above the max.
+  const at = (p: number) => Math.min(histogram.getValueAtPercentile(p), histogram.maxValue) / 1000;
   const summary = {
     count,
     p50Ms: at(50),

@@ -52,3 +52,11 @@ describe('rates and trends', () => {
     expect(ratio(NaN, 100)).toBeNull();
   });
 });
+
+describe('percentiles never exceed the largest sample', () => {
+  it('clamps a bucket top above the max', () => {
+    const s = summariseLatencies([34.08, 51.39, 89.62]);
+    expect(s.p99Ms).toBeLessThanOrEqual(s.maxMs);
+    expect(s.maxMs).toBeCloseTo(89.62, 1);
+  });
+});
