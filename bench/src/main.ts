@@ -167,7 +167,7 @@ async function main(): Promise<number> {
     if (!built.ok) results.errors.push({ scenario, message: `skipped: ${built.reason}` });
     else await attempt(scenario, body);
   };
-  const petcover = () => petcoverSystem(env, apps, 'e2e', profile.petcover);
+  const petcover = (scenario: string) => petcoverSystem(env, apps, scenario, profile.petcover);
   const peerSettings = { concurrency: profile.peers.concurrency, logDir, nodeFlags: apps.nodeFlags };
   const peers = () => [graphileWorkerSystem(env, peerSettings), pgBossSystem(env, { ...peerSettings, batchSize: profile.peers.pgBossBatchSize })];
 
@@ -179,7 +179,7 @@ async function main(): Promise<number> {
     }
     if (options.only.has('drain')) {
       await ours('end-to-end drain', async () => {
-        const drain = await runDrain(ctx, petcover());
+        const drain = await runDrain(ctx, petcover('drain'));
         results.drain.push(drain);
         const rss = Object.entries(drain.peakRssMiB);
         results.memory = {
@@ -188,8 +188,8 @@ async function main(): Promise<number> {
         };
       });
     }
-    if (options.only.has('latency')) await ours('latency', async () => void results.latency.push(await runLatency(ctx, petcover())));
-    if (options.only.has('keeping-up')) await ours('keeping up', async () => void (results.keepingUp = await runKeepingUp(ctx, petcover())));
+    if (options.only.has('latency')) await ours('latency', async () => void results.latency.push(await runLatency(ctx, petcover('latency'))));
+    if (options.only.has('keeping-up')) await ours('keeping up', async () => void (results.keepingUp = await runKeepingUp(ctx, petcover('keepingup'))));
     if (options.only.has('failover')) await ours('failover', async () => void (results.failover = await runFailover(ctx)));
     if (options.only.has('peers')) {
       for (const peer of peers()) {

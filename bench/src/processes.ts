@@ -49,7 +49,10 @@ export function startProcess(spec: ProcessSpec): ManagedProcess {
   fs.mkdirSync(spec.logDir, { recursive: true });
   const logFile = path.join(spec.logDir, `${spec.name}.log`);
   const log = fs.openSync(logFile, 'a');
-  const child: ChildProcess = spawn(process.execPath, [...(spec.nodeFlags ?? []), spec.script, ...spec.args], {
+  const nodeFlags = [...(spec.nodeFlags ?? [])];
+  // Name CPU profiles after the process so a run's profiles can be told apart.
+  if (nodeFlags.includes('--cpu-prof')) nodeFlags.push(`--cpu-prof-name=${spec.name}-${Date.now()}.cpuprofile`);
+  const child: ChildProcess = spawn(process.execPath, [...nodeFlags, spec.script, ...spec.args], {
     env: { ...process.env, ...spec.env },
     stdio: ['ignore', 'readiness' in spec && 'stdoutLine' in spec.readiness ? 'pipe' : log, log],
   });
