@@ -14,7 +14,7 @@ Relays the transactional outbox (Postgres) to Redis Streams.
 Options:
   --log-level <level>      ${LOG_LEVELS.join(' | ')} (default: LOG_LEVEL or info)
   --poll-interval <s>      seconds between polls when no NOTIFY arrives (default 5)
-  --batch-size <n>         rows per drain batch, 1..10000 (default 500)
+  --batch-size <n>         rows per drain batch, 1..10000 (default 1000)
   --lease-ttl <s>          publisher lease time to live in seconds (default 30)
   --partitions <list>      stream:a:b=4,stream:c:d=2 (adds to STREAM_PARTITIONS)
   --recovery-window <s>    seconds re-published after Redis data loss (default 900)

@@ -12,16 +12,23 @@ import {
   startDedicatedPostgres,
   startDedicatedRedis,
   testRedisUrl,
-  uniqueRedisPrefix,
+  uniqueRedisPrefix as newRedisPrefix,
   uniqueStreamName,
   waitFor,
   type DedicatedPostgres,
   type DedicatedRedis,
   type TestDatabase,
 } from '@petcover/outbox/testing';
-import { expectExactlyOnceInOrder, fillOutbox, readyStatus, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
+import { deleteRedisKeys, expectExactlyOnceInOrder, fillOutbox, readyStatus, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 const processes: PublisherProcess[] = [];
+const prefixes: string[] = [];
+/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
+function uniqueRedisPrefix(): string {
+  const prefix = newRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 afterEach(async () => {
   for (const p of processes.splice(0)) {
     p.child.kill('SIGKILL');
@@ -85,6 +92,7 @@ describe('Postgres restarts mid-run', () => {
     redis = createTestRedis();
   });
   afterAll(async () => {
+    await deleteRedisKeys(redis, prefixes);
     redis.disconnect();
     await db.close(1).catch(() => undefined);
     await server.destroy();

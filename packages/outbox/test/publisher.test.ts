@@ -7,6 +7,7 @@ import type Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import {
   appendBatch,
+  enqueueMany,
   createPublisher,
   partitionFor,
   partitionStreamName,
@@ -16,12 +17,19 @@ import {
   type Publisher,
   type PublisherOptions,
 } from '../src/index';
-import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
-import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
+import { createTestDatabase, createTestRedis, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
+import { capturingLogger, deleteRedisKeys, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
 let redis: Redis;
 const running: Publisher[] = [];
+const prefixes: string[] = [];
+/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
+function uniqueRedisPrefix(): string {
+  const prefix = newRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   db = await createTestDatabase({ poolSize: 12 });
@@ -31,6 +39,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
 });
 afterAll(async () => {
+  await deleteRedisKeys(redis, prefixes);
   await db.drop();
   redis.disconnect();
 });
@@ -179,6 +188,8 @@ test('a lease row with a future lease_until owned by nobody alive: waits for exp
   expect(await metricValue(registry, 'petcover_publisher_lease_waits_total', stream)).toBe(1);
   expect(await metricValue(registry, 'petcover_publisher_lease_blocked', stream)).toBe(1);
   expect(await unpublishedCount(db, stream)).toBe(5);
+  expect(await metricValue(registry, 'petcover_outbox_queued_events', stream)).toBe(5);
+  expect(await metricValue(registry, 'petcover_outbox_oldest_unpublished_age_seconds', stream)).toBeGreaterThanOrEqual(0);
 
   await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { timeoutMs: 10_000, description: 'published after expiry' });
   expect(publisher.heldStreams()).toContain(stream);
@@ -230,4 +241,64 @@ test('stop() before start() and twice is safe, and releases held leases', async 
   await Promise.all([publisher.stop(), publisher.stop()]);
   const leases = await db.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = ${stream} AND role = 'publisher'`;
   expect(leases).toHaveLength(0);
+});
+
+test('prunes published rows past the retention window, in batches, under the maintenance lease; keeps the rest', async () => {
+  const stream = uniqueStreamName('prune');
+  await fillOutbox(db, stream, 30);
+  await db.sql`UPDATE events.outbox_event SET published_at = now() - interval '8 days' WHERE stream_name = ${stream} AND id IN (
+    SELECT id FROM events.outbox_event WHERE stream_name = ${stream} ORDER BY id LIMIT 25)`;
+  const { registry, publisher } = startPublisher({ keyPrefix: uniqueRedisPrefix(), pruneIntervalMs: 100, pruneBatchSize: 10 });
+  await waitFor(async () => {
+    const [row] = await db.sql<{ n: string }[]>`SELECT count(*)::text AS n FROM events.outbox_event WHERE stream_name = ${stream}`;
+    return Number(row!.n) === 5;
+  }, { description: 'old published rows pruned' });
+  const [lease] = await db.sql<{ owner_id: string }[]>`SELECT owner_id FROM events.stream_lease WHERE stream_name = 'stream:events:outbox' AND role = 'maintenance'`;
+  expect(lease?.owner_id).toBe(publisher.ownerId);
+  const pruned = (await registry.getMetricsAsJSON()).find((m) => m.name === 'petcover_publisher_pruned_rows_total');
+  expect((pruned?.values as Array<{ value: number }>)[0]?.value).toBeGreaterThanOrEqual(25);
+  await publisher.stop();
+  expect(await db.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = 'stream:events:outbox' AND role = 'maintenance'`).toHaveLength(0);
+});
+
+test('a row that commits after higher ids were published (commit order is not id order) is still published, once', async () => {
+  const stream = uniqueStreamName('late');
+  const prefix = uniqueRedisPrefix();
+  const { publisher } = startPublisher({ keyPrefix: prefix, batchSize: 5 });
+  let commitLate!: () => void;
+  const lateCommitted = new Promise<void>((resolve) => (commitLate = resolve));
+  let lateId = 0n;
+  const late = db.db.transaction(async (tx) => {
+    const [event] = await enqueueMany(tx, [{ stream, type: 'Late', partitionKey: 'late', payload: { late: true } }]);
+    lateId = event!.id;
+    await lateCommitted;
+  });
+  await waitFor(() => lateId > 0n, { description: 'late row inserted (uncommitted)' });
+  await fillOutbox(db, stream, 12);
+  await waitFor(async () => (await redis.xlen(`${prefix}${stream}`)) === 12, { description: 'higher ids published' });
+  expect(publisher.heldStreams()).toContain(stream);
+
+  commitLate();
+  await late;
+  await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { description: 'late row published' });
+  const entries = await readStream(redis, `${prefix}${stream}`);
+  expect(entries).toHaveLength(13);
+  expect(entries[12]!.outboxId).toBe(lateId);
+  expect(new Set(entries.map((e) => e.eventId)).size).toBe(13);
+});
+
+test('NOTIFY wakes the publisher: new streams are leased and new rows drained long before the poll interval', async () => {
+  const first = uniqueStreamName('first');
+  const later = uniqueStreamName('later');
+  const prefix = uniqueRedisPrefix();
+  await fillOutbox(db, first, 1);
+  // Poll every 60 s and renew every 10 s: only a NOTIFY can explain a prompt publish.
+  const { publisher } = startPublisher({ keyPrefix: prefix, pollIntervalMs: 60_000, leaseTtlMs: 30_000 });
+  await waitFor(() => publisher.heldStreams().includes(first), { description: 'first stream leased (LISTEN is set up before)' });
+
+  await fillOutbox(db, later, 3);
+  await waitFor(async () => (await unpublishedCount(db, later)) === 0, { timeoutMs: 5_000, description: 'a new stream leased and drained on NOTIFY' });
+  await fillOutbox(db, later, 2);
+  await waitFor(async () => (await unpublishedCount(db, later)) === 0, { timeoutMs: 5_000, description: 'an idle leased stream woken by NOTIFY' });
+  expect(await redis.xlen(`${prefix}${later}`)).toBe(5);
 });

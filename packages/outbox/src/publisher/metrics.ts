@@ -66,7 +66,7 @@ export function createPublisherMetrics(registry: Registry, sql: Sql): PublisherM
     appendErrors: new Counter({ name: 'petcover_publisher_append_errors_total', help: 'Failed drain attempts (Redis or Postgres errors)', labelNames: ['stream'], registers }),
     fencedRefusals: new Counter({ name: 'petcover_publisher_fenced_refusals_total', help: 'Appends refused because a newer owner fenced the stream', labelNames: ['stream'], registers }),
     leaseWaits: new Counter({ name: 'petcover_publisher_lease_waits_total', help: 'Times this process found a stream leased by another owner and waited for expiry', labelNames: ['stream'], registers }),
-    leaseBlocked: new Gauge({ name: 'petcover_publisher_lease_blocked', help: '1 while a stream with unpublished rows is leased by another owner', labelNames: ['stream'], registers }),
+    leaseBlocked: new Gauge({ name: 'petcover_publisher_lease_blocked', help: '1 while a stream with unpublished rows is leased by another owner (normal with replicas; a stuck stream also shows a growing oldest age)', labelNames: ['stream'], registers }),
     leasesLost: new Counter({ name: 'petcover_publisher_leases_lost_total', help: 'Leases found lost while draining (expired, deleted or taken over)', labelNames: ['stream'], registers }),
     redisDataLoss: new Counter({ name: 'petcover_publisher_redis_data_loss_total', help: 'Times Redis was found to have lost data this publisher wrote', labelNames: ['stream'], registers }),
     republished: new Counter({ name: 'petcover_publisher_republished_events_total', help: 'Events re-appended after Redis data loss', labelNames: ['stream'], registers }),

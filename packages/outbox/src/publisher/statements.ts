@@ -30,11 +30,16 @@ export interface DrainRow extends OutboxRowForAppend {
 }
 
 /**
- * The next `limit` unpublished rows of one stream in id order (the drain).
- * Served by the partial index. Payload and headers come back as JSON text,
+ * The next `limit` unpublished rows of one stream with id > `afterId`, in id
+ * order (the drain). Served by the partial index, or by a primary-key range
+ * scan when the planner's statistics are stale (a large backlog just
+ * drained): with `afterId` that range starts where the last batch ended, so a
+ * long published prefix is never re-scanned batch after batch. `afterId` = '0'
+ * is the full sweep that also finds rows whose transaction committed late
+ * (commit order is not id order). Payload and headers come back as JSON text,
  * so they are appended without a parse/stringify round trip.
  */
-export async function selectUnpublishedBatch(sql: Sql, stream: string, limit: number): Promise<DrainRow[]> {
+export async function selectUnpublishedBatch(sql: Sql, stream: string, afterId: string, limit: number): Promise<DrainRow[]> {
   const rows = await sql<
     { id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean }[]
   >`
@@ -42,7 +47,7 @@ export async function selectUnpublishedBatch(sql: Sql, stream: string, limit: nu
            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
            jsonb_typeof(payload) = 'object' AS is_object
     FROM events.outbox_event
-    WHERE stream_name = ${stream} AND published_at IS NULL
+    WHERE stream_name = ${stream} AND published_at IS NULL AND id > ${afterId}::bigint
     ORDER BY outbox_event.id -- the column, not the ::text output of the same name
     LIMIT ${limit}`;
   return rows.map(toDrainRow);

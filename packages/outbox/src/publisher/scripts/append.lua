@@ -40,7 +40,8 @@ end
 local appended, skipped = 0, 0
 for i = 3, #ARGV, 7 do
   local outbox_id = ARGV[i]
-  if redis.call('ZSCORE', KEYS[3], outbox_id) then
+  -- ZADD NX answers 0 when the id is already recorded: one call instead of ZSCORE + ZADD.
+  if redis.call('ZADD', KEYS[3], 'NX', outbox_id, outbox_id) == 0 then
     skipped = skipped + 1
   else
     redis.call('XADD', KEYS[1], '*',
@@ -51,7 +52,6 @@ for i = 3, #ARGV, 7 do
       'payload', ARGV[i + 4],
       'headers', ARGV[i + 5],
       'created_at', ARGV[i + 6])
-    redis.call('ZADD', KEYS[3], outbox_id, outbox_id)
     appended = appended + 1
   end
 end
