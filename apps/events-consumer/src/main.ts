@@ -14,6 +14,7 @@ import {
   outboxMigrations,
   postgresCheck,
   redisCheck,
+  type Consumer,
   type ConsumerModule,
 } from '@petcover/outbox';
 import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, parseEnv, startHealthServer } from '@petcover/service-kit';
@@ -55,24 +56,29 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
 
   const metricsRegistry = new Registry();
   collectDefaultMetrics({ register: metricsRegistry });
-  const consumer = createConsumer({
-    db: database.db,
-    sql: database.sql,
-    redis,
-    registry,
-    streams: module.streams,
-    partitions,
-    group,
-    keyPrefix: env.REDIS_KEY_PREFIX,
-    concurrency: options.concurrency,
-    batchSize: options.batchSize,
-    blockMs: options.blockMs,
-    leaseTtlMs: options.leaseTtlMs,
-    maxAttempts: options.maxAttempts,
-    retryBaseDelayMs: options.retryBaseDelayMs,
-    logger,
-    metricsRegistry,
-  });
+  let consumer: Consumer;
+  try {
+    consumer = createConsumer({
+      db: database.db,
+      sql: database.sql,
+      redis,
+      registry,
+      streams: module.streams,
+      partitions,
+      group,
+      keyPrefix: env.REDIS_KEY_PREFIX,
+      concurrency: options.concurrency,
+      batchSize: options.batchSize,
+      blockMs: options.blockMs,
+      leaseTtlMs: options.leaseTtlMs,
+      maxAttempts: options.maxAttempts,
+      retryBaseDelayMs: options.retryBaseDelayMs,
+      logger,
+      metricsRegistry,
+    });
+  } catch (error) {
+    exitWith(EXIT_CONFIG, (error as Error).message);
+  }
   const health = await startHealthServer({
     port: env.HEALTH_PORT,
     registry: metricsRegistry,
@@ -93,7 +99,8 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
     [
       { name: 'consumer', run: () => consumer.stop() },
       { name: 'health server', run: () => health.close() },
-      { name: 'redis', run: () => redis.quit() },
+      // disconnect, not QUIT: QUIT would wait for a Redis that may be down.
+      { name: 'redis', run: () => redis.disconnect() },
       { name: 'postgres', run: () => database.close() },
     ],
     30_000,

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import {
   createConsumer,
   createHandlerRegistry,
+  encodeEntry,
   partitionFor,
   partitionStreamName,
   PermanentError,
@@ -18,6 +19,7 @@ import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
+  deleteKeysWithPrefix,
   startDedicatedRedis,
   testStreamEvent,
   uniqueGroupName,
@@ -26,11 +28,20 @@ import {
   waitFor,
   type TestDatabase,
 } from '../src/testing';
+import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 
 let testDb: TestDatabase;
 let redis: Redis;
 const running: Consumer[] = [];
+const prefixes: string[] = [];
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A unique Redis key prefix whose keys are deleted after the file. */
+function usePrefix(): string {
+  const prefix = uniqueRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   testDb = await createTestDatabase({ poolSize: 20 });
@@ -43,6 +54,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((c) => c.stop()));
 });
 afterAll(async () => {
+  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();
   await testDb.drop();
 });
@@ -96,6 +108,10 @@ async function pendingOf(key: string, group: string): Promise<number> {
   return Number(count);
 }
 
+async function consumerPending(key: string, group: string, consumer: string): Promise<number> {
+  return ((await redis.call('XPENDING', key, group, '-', '+', '100', consumer)) as unknown[]).length;
+}
+
 async function deadLettersOf(group: string) {
   return testDb.sql<{ event_id: string | null; event_type: string | null; attempts: number; error_message: string; error_stack: string | null; raw_entry: unknown; redis_entry_id: string; status: string }[]>`
     SELECT event_id::text, event_type, attempts, error_message, error_stack, raw_entry, redis_entry_id, status
@@ -110,7 +126,7 @@ const counter = async (consumer: Consumer, name: string) => {
 describe('consumer', () => {
   test('handles events appended before it first started, then new ones; nothing left pending', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const early = [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } }));
@@ -127,7 +143,7 @@ describe('consumer', () => {
 
   test('the same event appended twice (same event_id) has its effect once', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const event = testStreamEvent({ type: 'Recorded', payload: { seq: 1 } });
@@ -146,7 +162,7 @@ describe('consumer', () => {
 
   test('a handler failing transiently twice then succeeding is handled once, on attempt 3', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const registry = recordingRegistry('Recorded', (attempt, seq) => {
@@ -163,7 +179,7 @@ describe('consumer', () => {
 
   test('a handler failing always gives one dead letter with attempts = bound, and the partition moves on', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const registry = recordingRegistry('Recorded', (_attempt, seq) => {
@@ -186,7 +202,7 @@ describe('consumer', () => {
 
   test('schema failure, missing fields and PermanentError are dead-lettered at once; an unknown type is skipped', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const registry = recordingRegistry('Recorded', (_attempt, seq) => {
@@ -222,7 +238,7 @@ describe('consumer', () => {
 
   test('two groups on one stream each handle every event once', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const [billing, emails] = [uniqueGroupName('billing'), uniqueGroupName('emails')];
     const key = redisStreamKey(stream, prefix);
     const events = Array.from({ length: 20 }, (_, i) => testStreamEvent({ type: 'Recorded', payload: { seq: i } }));
@@ -238,7 +254,7 @@ describe('consumer', () => {
 
   test('two replicas of one group share a 4-partition stream: every event once, order per key kept', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const P = 4;
     const keys = Array.from({ length: 12 }, (_, i) => `contract-${i}`);
@@ -270,7 +286,7 @@ describe('consumer', () => {
 
   test('a replica that stops hands its partitions to the other, which picks up new entries', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const streams = [{ name: stream, partitions: 2 }];
     const a = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix });
@@ -286,12 +302,81 @@ describe('consumer', () => {
     await waitForEffects(group, 2);
   });
 
+  test('a replica whose lease was taken over while in a handler commits nothing (fence) and leaves the partition', async () => {
+    const stream = uniqueStreamName();
+    const prefix = usePrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => (entered = resolve));
+    let releaseHandler!: () => void;
+    const handlerMayFinish = new Promise<void>((resolve) => (releaseHandler = resolve));
+    const registry = createHandlerRegistry().register('Recorded', {
+      schema: payloadSchema,
+      async handle(event, ctx) {
+        await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
+          VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+        entered();
+        await handlerMayFinish;
+      },
+    });
+    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+    const zombie = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 60_000 });
+    await inHandler;
+    // Another replica takes the partition over (as after an expiry while this one was paused).
+    await testDb.sql`UPDATE events.stream_lease SET owner_id = 'other-host:1:abcdef', lease_until = now() + interval '1 minute'
+      WHERE stream_name = ${stream} AND role = ${`consumer:${group}`}`;
+    releaseHandler();
+    await waitFor(() => zombie.status().leased.length === 0, { description: 'zombie leaves the partition' });
+    expect(await effectsOf(group)).toEqual([]);
+    expect(await pendingOf(key, group)).toBe(1);
+  });
+
+  test('entries a zombie read after losing its lease are swept to the owner and handled', async () => {
+    const stream = uniqueStreamName();
+    const prefix = usePrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 1_000 });
+    await waitFor(async () => ((await redis.call('XINFO', 'GROUPS', key)) as unknown[]).length === 1, { description: 'group created' });
+    // XADD and the zombie's read in one MULTI: Redis serves the owner's blocked read only after EXEC,
+    // so the entry is delivered to the zombie and sits pending under its name.
+    const replies = (await redis
+      .multi()
+      .xadd(key, '*', ...encodeEntry(testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })))
+      .call('XREADGROUP', 'GROUP', group, 'zombie-host:1:abcdef', 'COUNT', '10', 'STREAMS', key, '>')
+      .exec()) as [Error | null, unknown][];
+    expect(JSON.stringify(replies[1]![1])).toContain('Recorded');
+    expect(await consumerPending(key, group, 'zombie-host:1:abcdef')).toBe(1);
+    const rows = await waitForEffects(group, 1, 10_000);
+    expect(rows.map((r) => r.seq)).toEqual([1]);
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'swept entry acknowledged' });
+    expect(await consumerPending(key, group, 'zombie-host:1:abcdef')).toBe(0);
+  });
+
   test('rejects bad options with a typed error naming the option', () => {
     const base = { db: testDb.db, sql: testDb.sql, redis, logger, registry: createHandlerRegistry(), streams: [{ name: uniqueStreamName() }] };
     expect(() => createConsumer({ ...base, group: 'bad group!' })).toThrow(/invalid consumer option group/);
     expect(() => createConsumer({ ...base, concurrency: 0 })).toThrow(/invalid consumer option concurrency/);
     expect(() => createConsumer({ ...base, streams: [{ name: 'orders' }] })).toThrow(/stream:<context>:<name>/);
     expect(() => createConsumer({ ...base, streams: [] })).toThrow(/invalid consumer option streams/);
+  });
+});
+
+describe('pruneIdleConsumers', () => {
+  test('removes idle consumers with nothing pending, never the caller or one with pending entries', async () => {
+    const key = `${uniqueRedisPrefix()}stream:prune:test`;
+    const group = uniqueGroupName();
+    await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
+    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+    await redis.call('XREADGROUP', 'GROUP', group, 'holder', 'COUNT', '1', 'STREAMS', key, '>');
+    await redis.call('XGROUP', 'CREATECONSUMER', key, group, 'gone-long-ago');
+    await redis.call('XGROUP', 'CREATECONSUMER', key, group, 'me');
+    expect(await pruneIdleConsumers(redis, key, group, 'me', 0)).toBe(1);
+    const names = ((await redis.call('XINFO', 'CONSUMERS', key, group)) as unknown[][]).map((c) => c[1]).sort();
+    expect(names).toEqual(['holder', 'me']);
+    expect(await pruneIdleConsumers(redis, key, group, 'me', 60_000)).toBe(0);
+    await redis.del(key);
   });
 });
 

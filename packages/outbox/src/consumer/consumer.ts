@@ -46,6 +46,7 @@ export class InvalidConsumerOptionsError extends Error {
 }
 
 export interface ConsumerOptions {
+  /** Pool of at least `concurrency` + 2 connections (one transaction per partition in flight, renewals). */
   db: Database;
   sql: Sql;
   /** Shared connection for coordination; each partition gets a duplicate of it. */
@@ -173,6 +174,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
       key: p.key,
       batchSize: settings.batchSize,
       blockMs: settings.blockMs,
+      reclaimEveryMs: settings.leaseTtlMs,
       limit,
       onLeaseLost: () => {
         if (workers.get(p.partitionStream) === worker) workers.delete(p.partitionStream);
@@ -214,15 +216,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
 
   /** One coordination round: renew, shed extras, take free partitions up to the fair share. */
   async function tick(): Promise<void> {
-    let liveMembers: number | null = null;
-    try {
-      if (!groupsReady) await ensureGroups();
-      liveMembers = await heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
-      noteRedis(true);
-    } catch (error) {
-      noteRedis(false, error);
-    }
-
+    // Renew first and on Postgres only, so a slow or absent Redis never lets our leases lapse.
     const held = partitions.filter((p) => workers.has(p.partitionStream));
     try {
       await Promise.all(
@@ -238,6 +232,15 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     } catch (error) {
       noteDatabase(false, error);
       return;
+    }
+
+    let liveMembers: number | null = null;
+    try {
+      if (!groupsReady) await ensureGroups();
+      liveMembers = await heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
+      noteRedis(true);
+    } catch (error) {
+      noteRedis(false, error);
     }
     // Without a membership count (Redis down) keep what we hold: no rebalancing blind.
     if (liveMembers === null || abort.signal.aborted) return;
@@ -307,10 +310,13 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         const held = partitions.filter((p) => workers.has(p.partitionStream));
         const results = await Promise.allSettled(held.map((p) => stopWorker(p, true)));
         for (const result of results) if (result.status === 'rejected') logger.error({ err: result.reason }, 'releasing a partition lease failed; it expires by itself');
-        try {
-          await leaveMembership(options.redis, members, ownerId);
-        } catch {
-          // Redis down: the membership expires by itself.
+        // With Redis down the command would wait out its retries; the membership expires by itself.
+        if (options.redis.status === 'ready') {
+          try {
+            await leaveMembership(options.redis, members, ownerId);
+          } catch {
+            // Lost the connection meanwhile: same as above.
+          }
         }
         logger.info('consumer stopped');
       })();

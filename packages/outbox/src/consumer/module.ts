@@ -4,6 +4,7 @@
  * and chaos plug their own handlers in the same way.
  */
 import type { MigrationSet } from '../migrations';
+import { STREAM_NAME_PATTERN } from '../streams';
 import type { HandlerRegistry } from './registry';
 
 export interface ConsumerStreamDeclaration {
@@ -51,6 +52,9 @@ export function resolveConsumerModule(exported: unknown, source: string): Consum
   }
   for (const stream of candidate.streams) {
     if (!stream || typeof stream.name !== 'string') throw new InvalidConsumerModuleError(source, 'every stream needs a `name`');
+    if (!STREAM_NAME_PATTERN.test(stream.name)) {
+      throw new InvalidConsumerModuleError(source, `stream name ${JSON.stringify(stream.name)} does not match stream:<context>:<name>`);
+    }
     if (stream.partitions !== undefined && (!Number.isInteger(stream.partitions) || stream.partitions < 1)) {
       throw new InvalidConsumerModuleError(source, `stream ${stream.name}: partitions must be a positive integer`);
     }

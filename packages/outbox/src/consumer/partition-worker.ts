@@ -7,6 +7,7 @@
 import type Redis from 'ioredis';
 import { backoffDelay, sleepUnlessAborted } from './backoff';
 import { PartitionLeaseLostError } from './inbox';
+import { pruneIdleConsumers } from './prune-idle-consumers';
 import { acknowledge, claimAllPending, ensureGroup, isNoGroupError, pendingCountOf, readGroup } from './redis-group';
 import { settleEntries, type PartitionContext } from './settle-entries';
 
@@ -37,6 +38,12 @@ export interface PartitionWorkerOptions {
   key: string;
   batchSize: number;
   blockMs: number;
+  /**
+   * How often the owner sweeps the partition's pending list again. A replica
+   * that lost its lease may still have read entries before noticing (they
+   * then sit pending under its name); the sweep hands them to the owner.
+   */
+  reclaimEveryMs: number;
   limit: ConcurrencyLimit;
   /** Called once when the loop ends by itself (lease lost), not on stop(). */
   onLeaseLost(): void;
@@ -79,7 +86,7 @@ export class PartitionWorker {
   }
 
   private async run(): Promise<void> {
-    const { context, redis, key, batchSize, blockMs } = this.options;
+    const { context, redis, key, batchSize, blockMs, reclaimEveryMs } = this.options;
     const signal = this.abort.signal;
     const ctx: PartitionContext = { ...context, signal };
     const logContext = { group: ctx.group, stream: ctx.partitionStream, key };
@@ -87,13 +94,17 @@ export class PartitionWorker {
     let reclaim = true;
     let failures = 0;
     let leaseLost = false;
+    let lastReclaim = 0;
     while (!signal.aborted) {
       try {
-        if (reclaim) {
+        if (reclaim || (from === '>' && Date.now() - lastReclaim >= reclaimEveryMs)) {
           await ensureGroup(redis, key, ctx.group);
           const claimed = await claimAllPending(redis, key, ctx.group, ctx.ownerId);
           if (claimed > 0) ctx.logger.info({ ...logContext, claimed }, 'reclaimed entries left pending by a previous owner');
+          // Consumers idle for ten sweeps with nothing pending are long gone.
+          await pruneIdleConsumers(redis, key, ctx.group, ctx.ownerId, reclaimEveryMs * 10);
           reclaim = false;
+          lastReclaim = Date.now();
           from = '0-0';
         }
         const entries = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, blockMs });
@@ -124,6 +135,8 @@ export class PartitionWorker {
           // Redis restarted empty or was flushed: recreate the group and go on.
           ctx.logger.warn(logContext, 'consumer group missing (Redis restarted or flushed?); recreating it');
           reclaim = true;
+          // A short pause keeps a key deleted again and again from turning this into a busy loop.
+          await sleepUnlessAborted(backoffDelay({ baseDelayMs: 100, maxDelayMs: 100 }, 1), signal);
           continue;
         }
         failures++;

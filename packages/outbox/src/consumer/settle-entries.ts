@@ -20,7 +20,7 @@ import { recordDeadLetter, type NewDeadLetter } from './dead-letters';
 import { assertPartitionLease, markProcessed } from './inbox';
 import type { ConsumerMetrics } from './metrics';
 import type { RawEntry } from './redis-group';
-import { PermanentError, type HandlerRegistry, type RegisteredHandler } from './registry';
+import { PermanentError, type HandlerContext, type HandlerRegistry, type RegisteredHandler } from './registry';
 
 export interface PartitionContext {
   db: Database;
@@ -79,21 +79,22 @@ function fieldsOf(flat: readonly string[]): Record<string, string> {
 
 function classify(ctx: PartitionContext, raw: RawEntry): Item {
   if (!raw.fields) return { kind: 'gone', entryId: raw.id };
-  const fields = fieldsOf(raw.fields);
   let event: StreamEvent;
   try {
     event = decodeEntry(raw.fields);
-    if (!UUID_PATTERN.test(event.eventId)) throw new MalformedEntryError(`stream entry field event_id is not a UUID (got ${JSON.stringify(event.eventId)})`, fields);
+    if (!UUID_PATTERN.test(event.eventId)) {
+      throw new MalformedEntryError(`stream entry field event_id is not a UUID (got ${JSON.stringify(event.eventId)})`, fieldsOf(raw.fields));
+    }
     event.eventId = event.eventId.toLowerCase();
   } catch (error) {
-    return { kind: 'reject', entryId: raw.id, event: null, fields, error: error as Error, reason: 'malformed_entry' };
+    return { kind: 'reject', entryId: raw.id, event: null, fields: fieldsOf(raw.fields), error: error as Error, reason: 'malformed_entry' };
   }
   const handler = ctx.registry.get(event.type);
   if (!handler) return { kind: 'skip', entryId: raw.id, event };
   const parsed = handler.schema.safeParse(event.payload);
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${['payload', ...i.path.map(String)].join('.')}: ${i.message}`).join('; ');
-    return { kind: 'reject', entryId: raw.id, event, fields, error: new PayloadSchemaError(event.type, detail), reason: 'schema' };
+    return { kind: 'reject', entryId: raw.id, event, fields: {}, error: new PayloadSchemaError(event.type, detail), reason: 'schema' };
   }
   return { kind: 'handle', entryId: raw.id, event, handler, payload: parsed.data };
 }
@@ -182,7 +183,7 @@ async function runBatch(
         try {
           await item.handler.handle(
             { ...item.event, stream: ctx.stream, payload: item.payload, entryId: item.entryId },
-            { tx, attempt, group: ctx.group, logger: ctx.logger.child({ eventId: item.event.eventId, eventType: item.event.type, entryId: item.entryId }) },
+            handlerContext(ctx, tx, attempt, item),
           );
         } catch (error) {
           if (isDatabaseUnavailableError(error)) throw error;
@@ -200,13 +201,34 @@ async function runBatch(
   return { ok: true, counts };
 }
 
+/** The handler's context; its child logger is built only if the handler logs (a child per event costs throughput). */
+function handlerContext(ctx: PartitionContext, tx: Transaction, attempt: number, item: Item & { kind: 'handle' }): HandlerContext {
+  let logger: Logger | undefined;
+  return {
+    tx,
+    attempt,
+    group: ctx.group,
+    get logger() {
+      logger ??= ctx.logger.child({ eventId: item.event.eventId, eventType: item.event.type, entryId: item.entryId });
+      return logger;
+    },
+  };
+}
+
 function labels(ctx: PartitionContext, type: string) {
   return { group: ctx.group, stream: ctx.stream, event_type: type };
 }
 
+function countByType(items: readonly Item[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const item of items) if (item.kind === 'handle') counts.set(item.event.type, (counts.get(item.event.type) ?? 0) + 1);
+  return counts;
+}
+
 function recordCommitted(ctx: PartitionContext, counts: BatchCounts): void {
-  for (const item of counts.handled) if (item.kind === 'handle') ctx.metrics.handled.inc(labels(ctx, item.event.type));
-  for (const item of counts.duplicates) if (item.kind === 'handle') ctx.metrics.duplicates.inc(labels(ctx, item.event.type));
+  // One increment per event type and batch: a labelled inc per entry shows up at tens of thousands per second.
+  for (const [type, n] of countByType(counts.handled)) ctx.metrics.handled.inc(labels(ctx, type), n);
+  for (const [type, n] of countByType(counts.duplicates)) ctx.metrics.duplicates.inc(labels(ctx, type), n);
   for (const { type, seconds } of counts.latencies) ctx.metrics.handlerSeconds.observe({ group: ctx.group, event_type: type }, seconds);
   for (const item of counts.rejected) {
     ctx.metrics.deadLettered.inc({ ...labels(ctx, item.event?.type ?? 'unknown'), reason: item.reason });
