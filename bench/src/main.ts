@@ -33,6 +33,8 @@ interface CliOptions {
   only: Set<ScenarioName>;
   cpuProf: boolean;
   outDir: string;
+  /** Replace the quoted table in README.md (full runs only). */
+  writeReadme: boolean;
 }
 
 export class UsageError extends Error {}
@@ -41,12 +43,14 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   let profile = FULL_PROFILE;
   let only = new Set<ScenarioName>(SCENARIOS);
   let cpuProf = false;
+  let writeReadme = false;
   let outDir = path.join(REPO_ROOT, 'bench', 'results');
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     if (arg === '--') continue;
     else if (arg === '--quick') profile = QUICK_PROFILE;
     else if (arg === '--cpu-prof') cpuProf = true;
+    else if (arg === '--write-readme') writeReadme = true;
     else if (arg === '--no-peers') only.delete('peers');
     else if (arg === '--only' || arg === '--out') {
       const value = argv[++i];
@@ -58,9 +62,10 @@ export function parseArgs(argv: readonly string[]): CliOptions {
         if (unknown.length > 0) throw new UsageError(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.join(', ')}`);
         only = new Set(names as ScenarioName[]);
       }
-    } else throw new UsageError(`unknown argument ${JSON.stringify(arg)}; usage: bench [--quick] [--only ${SCENARIOS.join(',')}] [--no-peers] [--cpu-prof] [--out <dir>]`);
+    } else throw new UsageError(`unknown argument ${JSON.stringify(arg)}; usage: bench [--quick] [--only ${SCENARIOS.join(',')}] [--no-peers] [--cpu-prof] [--out <dir>] [--write-readme]`);
   }
-  return { profile, only, cpuProf, outDir };
+  if (writeReadme && profile.name !== 'full') throw new UsageError('--write-readme quotes full runs only; drop --quick');
+  return { profile, only, cpuProf, outDir, writeReadme };
 }
 
 function packageVersion(name: string): string {
@@ -97,6 +102,22 @@ async function collectVersions(env: BenchEnvironment): Promise<Record<string, st
     'graphile-worker': packageVersion('graphile-worker'),
     'pg-boss': packageVersion('pg-boss'),
   };
+}
+
+const README_START = '<!-- bench:latest:start -->';
+const README_END = '<!-- bench:latest:end -->';
+
+/**
+ * Replaces what lies between the README's bench markers with `markdown`,
+ * headings moved two levels down. Throws when the markers are missing.
+ */
+export function quoteInReadme(readmePath: string, markdown: string): void {
+  const readme = fs.readFileSync(readmePath, 'utf8');
+  const start = readme.indexOf(README_START);
+  const end = readme.indexOf(README_END);
+  if (start < 0 || end < start) throw new Error(`${readmePath} lacks the ${README_START} / ${README_END} markers`);
+  const quoted = markdown.replace(/^(#+) /gm, '$1## ').trim();
+  fs.writeFileSync(readmePath, `${readme.slice(0, start + README_START.length)}\n${quoted}\n${readme.slice(end)}`);
 }
 
 async function main(): Promise<number> {
@@ -209,6 +230,10 @@ async function main(): Promise<number> {
   fs.writeFileSync(path.join(options.outDir, `${base}.json`), `${JSON.stringify(results, null, 2)}\n`);
   fs.writeFileSync(path.join(options.outDir, `${base}.md`), `${markdown}\n`);
   process.stdout.write(`${markdown}\n`);
+  if (options.writeReadme) {
+    quoteInReadme(path.join(REPO_ROOT, 'README.md'), markdown);
+    log('quoted the table in README.md');
+  }
   log(`wrote ${path.join(options.outDir, `${base}.json`)} and ${base}.md`);
   return results.errors.length > 0 ? 1 : 0;
 }

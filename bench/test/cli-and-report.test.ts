@@ -1,4 +1,7 @@
-import { parseArgs, UsageError } from '../src/main';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, quoteInReadme, UsageError } from '../src/main';
 import { FULL_PROFILE, QUICK_PROFILE } from '../src/profile';
 import { peerRatios, renderMarkdown, type BenchResults } from '../src/report';
 import { pidOfOwner } from '../src/scenarios/failover';
@@ -64,5 +67,22 @@ describe('report', () => {
     expect(peerRatios([drain('petcover', 3000), drain('pg-boss', 1000)], [])).toEqual([
       { peer: 'pg-boss', drainThroughput: 3, latencyP50: null, latencyP99: null },
     ]);
+  });
+});
+
+describe('quoting the table in the README', () => {
+  it('replaces only what lies between the markers, headings moved down', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-readme-'));
+    const readme = path.join(dir, 'README.md');
+    fs.writeFileSync(readme, '# Title\n<!-- bench:latest:start -->\nold\n<!-- bench:latest:end -->\ntail\n');
+    quoteInReadme(readme, '## Benchmark (full)\n\n| a |\n');
+    expect(fs.readFileSync(readme, 'utf8')).toBe('# Title\n<!-- bench:latest:start -->\n#### Benchmark (full)\n\n| a |\n<!-- bench:latest:end -->\ntail\n');
+    fs.writeFileSync(readme, 'no markers\n');
+    expect(() => quoteInReadme(readme, 'x')).toThrow('lacks the <!-- bench:latest:start -->');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to quote a quick run', () => {
+    expect(() => parseArgs(['--quick', '--write-readme'])).toThrow('--write-readme quotes full runs only');
   });
 });
