@@ -8,7 +8,7 @@ import { connectDatabase } from '@petcover/outbox';
 import { runOpenLoopProducer, type ProducerResult } from '../producer';
 import { ratePerSecond, summariseLatencies, type LatencySummary } from '../stats';
 import type { SystemUnderTest } from '../systems/system';
-import { duplicateHandledCount, handledCount, millisecondsUntilLatest, readLatencies, waitForCount } from '../workload';
+import { databaseNow, duplicateHandledCount, handledCount, millisecondsUntilLatest, readLatencies, waitForCount } from '../workload';
 import { mebibytes, type ScenarioContext } from './context';
 
 export interface DrainResult {
@@ -75,7 +75,7 @@ export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest):
   const producerDb = connectDatabase(env.databaseUrl, { max: profile.producerConnections, applicationName: 'petcover-bench-producer' });
   try {
     const rate = profile.latencyRatePerSec;
-    const warmupEvents = Math.round((rate * profile.latencyWarmupMs) / 1000);
+    const startedAt = await databaseNow(env.db.sql);
     ctx.log(`latency ${system.name}: ${rate}/s for ${(profile.latencyWarmupMs + profile.latencyDurationMs) / 1000} s (first ${profile.latencyWarmupMs / 1000} s warm-up)`);
     const producer = await runOpenLoopProducer({
       db: producerDb.db,
@@ -90,7 +90,11 @@ export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest):
     }
     await waitForCount(() => handledCount(env.db.sql), producer.committed, 30_000, 100);
     const handled = await handledCount(env.db.sql);
-    await env.db.sql`DELETE FROM bench.handled WHERE seq <= ${warmupEvents}`;
+    // Warm-up = events committed in the first seconds of the run (by their
+    // commit time, so a producer that falls behind still leaves events to measure).
+    await env.db.sql`
+      DELETE FROM bench.handled h USING bench.domain_row d
+      WHERE h.seq = d.seq AND d.written_at < ${startedAt}::timestamptz + make_interval(secs => ${profile.latencyWarmupMs / 1000})`;
     const latencies = await readLatencies(env.db.sql);
     return {
       system: system.name,
