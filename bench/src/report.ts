@@ -113,6 +113,11 @@ export function renderMarkdown(r: BenchResults): string {
     push(
       `| keeping up: highest rate with a flat backlog for ${k.stepSeconds} s (steps: ${tried}) | ${int(k.highestFlatRatePerSec)} events/s | ${frac(k.highestFlatRatePerSec, limits?.singleRowCommitsPerSec)} of single-row commits, ${frac(k.highestFlatRatePerSec, limits?.notifyingCommitsPerSec)} of producer-shaped commits | = the single-row commit limit${mark(verdict(k.highestFlatRatePerSec, (v) => limits !== null && v >= limits.singleRowCommitsPerSec * 0.95))} |`,
     );
+    if (k.producerCeilingKeptUpPerSec !== null) {
+      push(
+        `| keeping up with the producers' own ceiling (the last step was producer-bound and the backlog stayed flat at the rate reached) | ${int(k.producerCeilingKeptUpPerSec)} events/s | ${frac(k.producerCeilingKeptUpPerSec, limits?.notifyingCommitsPerSec)} of producer-shaped commits | |`,
+      );
+    }
   }
   for (const f of r.failover?.cases ?? []) {
     const limit = f.signal === 'SIGKILL' ? f.leaseTtlSeconds + 1 : 1;

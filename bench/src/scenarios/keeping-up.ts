@@ -20,6 +20,8 @@ export interface KeepingUpStep {
   flat: boolean;
   /** The producer itself could not reach the rate (machine-bound, not the pipeline). */
   producerLimited: boolean;
+  /** The backlog stayed flat at the rate the producer did reach. */
+  flatAtAchievedRate: boolean;
 }
 
 export interface KeepingUpResult {
@@ -27,6 +29,12 @@ export interface KeepingUpResult {
   steps: KeepingUpStep[];
   /** Highest rate with a flat backlog; null if even the first step fell behind. */
   highestFlatRatePerSec: number | null;
+  /**
+   * When the producer hit its own ceiling before the pipeline fell behind:
+   * the rate it reached, at which the backlog stayed flat (the pipeline kept
+   * up with everything this machine's producers could commit).
+   */
+  producerCeilingKeptUpPerSec: number | null;
 }
 
 /** The producer must reach this share of the offered rate for a step to count. */
@@ -75,6 +83,7 @@ export async function runKeepingUp(ctx: ScenarioContext, system: SystemUnderTest
         backlogSlopePerSec: slopePerSecond(samples),
         flat: !producerLimited && backlogStaysFlat(samples, rate),
         producerLimited,
+        flatAtAchievedRate: backlogStaysFlat(samples, result.achievedRatePerSec),
       };
       steps.push(step);
       ctx.log(
@@ -87,5 +96,11 @@ export async function runKeepingUp(ctx: ScenarioContext, system: SystemUnderTest
     await running.stop();
   }
   const flat = steps.filter((s) => s.flat).map((s) => s.ratePerSec);
-  return { stepSeconds: profile.keepingUpStepMs / 1000, steps, highestFlatRatePerSec: flat.length > 0 ? Math.max(...flat) : null };
+  const last = steps.at(-1);
+  return {
+    stepSeconds: profile.keepingUpStepMs / 1000,
+    steps,
+    highestFlatRatePerSec: flat.length > 0 ? Math.max(...flat) : null,
+    producerCeilingKeptUpPerSec: last?.producerLimited && last.flatAtAchievedRate ? last.achievedRatePerSec : null,
+  };
 }
