@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+/**
+ * A peer's worker process, so peers run in their own process like our
+ * consumer does: `node peer-worker.js graphile-worker|pg-boss`.
+ * Env: DATABASE_URL, PEER_CONCURRENCY, PEER_BATCH_SIZE (pg-boss). Prints
+ * `READY` once it takes work; SIGTERM stops it gracefully.
+ *
+ * Handler work is the same as ours: one `bench.handled` row per job.
+ */
+import { Logger, run } from 'graphile-worker';
+import PgBoss from 'pg-boss';
+import { GRAPHILE_TASK, PG_BOSS_QUEUE } from './peer-names';
+
+const HANDLED_SQL = 'INSERT INTO bench.handled (seq, handled_at) VALUES ($1, clock_timestamp())';
+
+async function main(): Promise<void> {
+  const kind = process.argv[2];
+  const connectionString = process.env.DATABASE_URL;
+  const concurrency = Number(process.env.PEER_CONCURRENCY ?? 4);
+  if (!connectionString) throw new Error('DATABASE_URL is required');
+
+  let stop: () => Promise<void>;
+  if (kind === 'graphile-worker') {
+    const runner = await run({
+      connectionString,
+      concurrency,
+      // The pool must cover every concurrent job plus the listener.
+      maxPoolSize: concurrency + 2,
+      noHandleSignals: true,
+      pollInterval: 2000,
+      logger: new Logger(() => (level, message) => {
+        if (level === 'error') console.error(message);
+      }),
+      taskList: {
+        [GRAPHILE_TASK]: async (payload, helpers) => {
+          await helpers.query(HANDLED_SQL, [(payload as { seq: number }).seq]);
+        },
+      },
+    });
+    stop = () => runner.stop();
+  } else if (kind === 'pg-boss') {
+    const batchSize = Number(process.env.PEER_BATCH_SIZE ?? 50);
+    const boss = new PgBoss({ connectionString, max: concurrency + 2, supervise: false, schedule: false, migrate: false });
+    boss.on('error', (error) => console.error(error));
+    await boss.start();
+    const db = boss.getDb();
+    // pg-boss v10 runs one fetch loop per work() call: `concurrency` loops.
+    for (let i = 0; i < concurrency; i += 1) {
+      await boss.work<{ seq: number }>(PG_BOSS_QUEUE, { batchSize, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+        for (const job of jobs) await db.executeSql(HANDLED_SQL, [job.data.seq]);
+      });
+    }
+    stop = () => boss.stop({ graceful: true, wait: true, timeout: 10_000 });
+  } else {
+    throw new Error(`unknown peer ${JSON.stringify(kind)}: expected graphile-worker or pg-boss`);
+  }
+  process.once('SIGTERM', () => {
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
+  });
+  console.log('READY');
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,102 @@
+/**
+ * Starting our own apps for a scenario: the built `events-publisher` and
+ * `events-consumer` (dist/main.js), exactly as an operator runs them.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, startProcess, type ManagedProcess } from './processes';
+
+/** The monorepo root, seen from bench/dist or bench/src. */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const PUBLISHER_MAIN = path.join(REPO_ROOT, 'apps/events-publisher/dist/main.js');
+export const CONSUMER_MAIN = path.join(REPO_ROOT, 'apps/events-consumer/dist/main.js');
+/** Compiled handler module; exists once the bench package is built. */
+export const BENCH_HANDLER_MODULE = path.join(REPO_ROOT, 'bench/dist/handler-module.js');
+
+export interface AppsContext {
+  databaseUrl: string;
+  redisUrl: string;
+  logDir: string;
+  /** Node flags for every app process (e.g. `--cpu-prof --cpu-prof-dir=...`). */
+  nodeFlags: string[];
+}
+
+/** `{a: 4, b: 1}` → `a=4,b=1`, the STREAM_PARTITIONS format. */
+export function formatPartitions(partitions: Record<string, number>): string {
+  return Object.entries(partitions)
+    .map(([stream, count]) => `${stream}=${count}`)
+    .join(',');
+}
+
+export interface PublisherOptions {
+  name: string;
+  redisPrefix: string;
+  partitions: Record<string, number>;
+  batchSize: number;
+  pollIntervalSeconds: number;
+  leaseTtlSeconds: number;
+}
+
+export async function startPublisher(ctx: AppsContext, options: PublisherOptions): Promise<ManagedProcess> {
+  const healthPort = await freePort();
+  return startProcess({
+    name: options.name,
+    script: PUBLISHER_MAIN,
+    args: [
+      'start',
+      '--log-level', 'warn',
+      '--poll-interval', String(options.pollIntervalSeconds),
+      '--batch-size', String(options.batchSize),
+      '--lease-ttl', String(options.leaseTtlSeconds),
+    ],
+    env: {
+      DATABASE_URL: ctx.databaseUrl,
+      REDIS_URL: ctx.redisUrl,
+      HEALTH_PORT: String(healthPort),
+      REDIS_KEY_PREFIX: options.redisPrefix,
+      STREAM_PARTITIONS: formatPartitions(options.partitions),
+      LOG_LEVEL: 'warn',
+    },
+    readiness: { healthPort },
+    logDir: ctx.logDir,
+    nodeFlags: ctx.nodeFlags,
+  });
+}
+
+export interface ConsumerOptions {
+  name: string;
+  redisPrefix: string;
+  group: string;
+  concurrency: number;
+  partitions: Record<string, number>;
+}
+
+export async function startConsumer(ctx: AppsContext, options: ConsumerOptions): Promise<ManagedProcess> {
+  const healthPort = await freePort();
+  return startProcess({
+    name: options.name,
+    script: CONSUMER_MAIN,
+    args: ['start', '--log-level', 'warn', '--group', options.group, '--concurrency', String(options.concurrency), '--module', BENCH_HANDLER_MODULE],
+    env: {
+      DATABASE_URL: ctx.databaseUrl,
+      REDIS_URL: ctx.redisUrl,
+      HEALTH_PORT: String(healthPort),
+      REDIS_KEY_PREFIX: options.redisPrefix,
+      STREAM_PARTITIONS: formatPartitions(options.partitions),
+      CONSUMER_GROUP: options.group,
+      BENCH_STREAMS: formatPartitions(options.partitions),
+      LOG_LEVEL: 'warn',
+    },
+    readiness: { healthPort },
+    logDir: ctx.logDir,
+    nodeFlags: ctx.nodeFlags,
+  });
+}
+
+/** Whether both apps have been built (dist/main.js present and not the foundation placeholder). */
+export function appsAreBuilt(): { ok: boolean; reason?: string } {
+  for (const file of [PUBLISHER_MAIN, CONSUMER_MAIN, BENCH_HANDLER_MODULE]) {
+    if (!fs.existsSync(file)) return { ok: false, reason: `${path.relative(REPO_ROOT, file)} is missing (run pnpm build)` };
+  }
+  return { ok: true };
+}

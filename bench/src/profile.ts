@@ -1,0 +1,71 @@
+/**
+ * How big each scenario is. `full` is what the README quotes (under 10
+ * minutes on a 2-core machine); `quick` checks the whole harness end to end
+ * in about a minute and a half, with figures too small to quote.
+ */
+export interface BenchProfile {
+  name: 'full' | 'quick';
+  /** Seconds per pgbench / redis-benchmark measurement. */
+  limitSeconds: number;
+  redisBenchmarkRequests: number;
+  relayEvents: number;
+  relayStreamCounts: number[];
+  drainEvents: number;
+  drainTimeoutMs: number;
+  latencyRatePerSec: number;
+  latencyDurationMs: number;
+  /** Events committed in this first part of the run are left out of the histogram. */
+  latencyWarmupMs: number;
+  producerConnections: number;
+  keepingUpRates: number[];
+  keepingUpStepMs: number;
+  failoverRatePerSec: number;
+  /** Lease TTL of the publishers in the failover scenario: a SIGKILL is recovered after about this long. */
+  failoverLeaseTtlSeconds: number;
+  /** Settings of our apps in every scenario. */
+  petcover: { partitions: number; concurrency: number; batchSize: number; pollIntervalSeconds: number; leaseTtlSeconds: number };
+  peers: { concurrency: number; pgBossBatchSize: number };
+}
+
+const shared = {
+  producerConnections: 4,
+  latencyRatePerSec: 1000,
+  failoverRatePerSec: 200,
+  petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 30 },
+  peers: { concurrency: 4, pgBossBatchSize: 250 },
+};
+
+export const FULL_PROFILE: BenchProfile = {
+  ...shared,
+  name: 'full',
+  limitSeconds: 5,
+  redisBenchmarkRequests: 100_000,
+  relayEvents: 200_000,
+  relayStreamCounts: [1, 8],
+  drainEvents: 100_000,
+  drainTimeoutMs: 90_000,
+  latencyDurationMs: 30_000,
+  latencyWarmupMs: 2_000,
+  keepingUpRates: [500, 1000, 1500, 2000, 3000, 4000, 6000],
+  keepingUpStepMs: 20_000,
+  failoverLeaseTtlSeconds: 5,
+};
+
+export const QUICK_PROFILE: BenchProfile = {
+  ...shared,
+  name: 'quick',
+  limitSeconds: 1,
+  redisBenchmarkRequests: 20_000,
+  relayEvents: 10_000,
+  relayStreamCounts: [1, 8],
+  drainEvents: 3_000,
+  drainTimeoutMs: 15_000,
+  latencyDurationMs: 3_000,
+  latencyWarmupMs: 500,
+  keepingUpRates: [250, 500],
+  keepingUpStepMs: 2_500,
+  failoverLeaseTtlSeconds: 2,
+};
+
+export const SCENARIOS = ['limits', 'relay', 'drain', 'latency', 'keeping-up', 'failover', 'peers'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
