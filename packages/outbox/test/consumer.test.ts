@@ -354,6 +354,27 @@ describe('consumer', () => {
     expect(await consumerPending(key, group, 'zombie-host:1:abcdef')).toBe(0);
   });
 
+  test('entries a zombie read just before a newer one are handled first: per-key order holds across a handover', async () => {
+    const stream = uniqueStreamName();
+    const prefix = usePrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    // A long TTL: the periodic sweep cannot be what puts the zombie's entry first.
+    startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 30_000 });
+    await waitFor(async () => ((await redis.call('XINFO', 'GROUPS', key)) as unknown[]).length === 1, { description: 'group created' });
+    // Atomically: seq 1 is delivered to a zombie that lost the partition but does not know it yet,
+    // then seq 2 (same key) is appended; the owner's blocked read gets only seq 2.
+    await redis
+      .multi()
+      .xadd(key, '*', ...encodeEntry(testStreamEvent({ type: 'Recorded', partitionKey: 'order-1', payload: { seq: 1 } })))
+      .call('XREADGROUP', 'GROUP', group, 'zombie-host:2:abcdef', 'COUNT', '10', 'STREAMS', key, '>')
+      .xadd(key, '*', ...encodeEntry(testStreamEvent({ type: 'Recorded', partitionKey: 'order-1', payload: { seq: 2 } })))
+      .exec();
+    const rows = await waitForEffects(group, 2, 10_000);
+    expect(rows.map((r) => r.seq)).toEqual([1, 2]);
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'both entries acknowledged' });
+  });
+
   test('rejects bad options with a typed error naming the option', () => {
     const base = { db: testDb.db, sql: testDb.sql, redis, logger, registry: createHandlerRegistry(), streams: [{ name: uniqueStreamName() }] };
     expect(() => createConsumer({ ...base, group: 'bad group!' })).toThrow(/invalid consumer option group/);

@@ -40,6 +40,19 @@ export async function claimAllPending(redis: Redis, key: string, group: string, 
   return claimed;
 }
 
+/**
+ * Whether any entry older than `beforeId` is still pending in `group` on
+ * `key`, whoever it was delivered to. A replica that lost its lease without
+ * knowing it (paused, partitioned from Postgres) can still XREADGROUP entries
+ * just before the new owner's first read; those sit pending under its name
+ * and must be handled before anything newer, or per-key order breaks.
+ */
+export async function hasPendingBefore(redis: Redis, key: string, group: string, beforeId: string): Promise<boolean> {
+  // XPENDING <key> <group> - (<id> 1 → [[id, consumer, idle, deliveries]] or [].
+  const reply = (await redis.call('XPENDING', key, group, '-', `(${beforeId}`, '1')) as unknown[];
+  return reply.length > 0;
+}
+
 export interface RawEntry {
   id: string;
   /** Null when the entry was deleted/trimmed while pending. */
