@@ -12,6 +12,7 @@ import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
+  deleteKeysWithPrefix,
   freePort,
   startDedicatedRedis,
   testRedisUrl,
@@ -29,6 +30,14 @@ const FIXTURE = path.join(__dirname, 'fixtures', 'recording-module.ts');
 let testDb: TestDatabase;
 let redis: Redis;
 const children: ChildProcess[] = [];
+const prefixes: string[] = [];
+
+/** A unique Redis key prefix whose keys are deleted after the file. */
+function usePrefix(): string {
+  const prefix = uniqueRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
@@ -40,6 +49,7 @@ afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 afterAll(async () => {
+  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();
   await testDb.drop();
 });
@@ -82,7 +92,7 @@ async function consumersOf(key: string, group: string): Promise<{ name: string; 
 describe('events-consumer process', () => {
   test('SIGKILL in the middle of a handler: another replica reclaims the entry and the effect happens exactly once', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = `${prefix}${stream}`;
     const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-consumer-')), 'blocked');
@@ -113,7 +123,7 @@ describe('events-consumer process', () => {
 
   test('SIGTERM with entries in flight: exits 0, nothing pending for it, leases released; the rest is handled once later', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = `${prefix}${stream}:p0`;
     const events = Array.from({ length: 40 }, (_, seq) => testStreamEvent({ type: 'Recorded', partitionKey: 'k', payload: { seq } }));

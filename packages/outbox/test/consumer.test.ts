@@ -19,6 +19,7 @@ import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
+  deleteKeysWithPrefix,
   startDedicatedRedis,
   testStreamEvent,
   uniqueGroupName,
@@ -32,7 +33,15 @@ import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 let testDb: TestDatabase;
 let redis: Redis;
 const running: Consumer[] = [];
+const prefixes: string[] = [];
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A unique Redis key prefix whose keys are deleted after the file. */
+function usePrefix(): string {
+  const prefix = uniqueRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   testDb = await createTestDatabase({ poolSize: 20 });
@@ -45,6 +54,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((c) => c.stop()));
 });
 afterAll(async () => {
+  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();
   await testDb.drop();
 });
@@ -116,7 +126,7 @@ const counter = async (consumer: Consumer, name: string) => {
 describe('consumer', () => {
   test('handles events appended before it first started, then new ones; nothing left pending', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const early = [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } }));
@@ -133,7 +143,7 @@ describe('consumer', () => {
 
   test('the same event appended twice (same event_id) has its effect once', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const event = testStreamEvent({ type: 'Recorded', payload: { seq: 1 } });
@@ -152,7 +162,7 @@ describe('consumer', () => {
 
   test('a handler failing transiently twice then succeeding is handled once, on attempt 3', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const registry = recordingRegistry('Recorded', (attempt, seq) => {
@@ -169,7 +179,7 @@ describe('consumer', () => {
 
   test('a handler failing always gives one dead letter with attempts = bound, and the partition moves on', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const registry = recordingRegistry('Recorded', (_attempt, seq) => {
@@ -192,7 +202,7 @@ describe('consumer', () => {
 
   test('schema failure, missing fields and PermanentError are dead-lettered at once; an unknown type is skipped', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const registry = recordingRegistry('Recorded', (_attempt, seq) => {
@@ -228,7 +238,7 @@ describe('consumer', () => {
 
   test('two groups on one stream each handle every event once', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const [billing, emails] = [uniqueGroupName('billing'), uniqueGroupName('emails')];
     const key = redisStreamKey(stream, prefix);
     const events = Array.from({ length: 20 }, (_, i) => testStreamEvent({ type: 'Recorded', payload: { seq: i } }));
@@ -244,7 +254,7 @@ describe('consumer', () => {
 
   test('two replicas of one group share a 4-partition stream: every event once, order per key kept', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const P = 4;
     const keys = Array.from({ length: 12 }, (_, i) => `contract-${i}`);
@@ -276,7 +286,7 @@ describe('consumer', () => {
 
   test('a replica that stops hands its partitions to the other, which picks up new entries', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const streams = [{ name: stream, partitions: 2 }];
     const a = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix });
@@ -294,7 +304,7 @@ describe('consumer', () => {
 
   test('a replica whose lease was taken over while in a handler commits nothing (fence) and leaves the partition', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     let entered!: () => void;
@@ -324,7 +334,7 @@ describe('consumer', () => {
 
   test('entries a zombie read after losing its lease are swept to the owner and handled', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 1_000 });

@@ -20,6 +20,7 @@ import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
+  deleteKeysWithPrefix,
   testStreamEvent,
   uniqueGroupName,
   uniqueRedisPrefix,
@@ -31,7 +32,15 @@ import {
 let testDb: TestDatabase;
 let redis: Redis;
 const running: Consumer[] = [];
+const prefixes: string[] = [];
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A unique Redis key prefix whose keys are deleted after the file. */
+function usePrefix(): string {
+  const prefix = uniqueRedisPrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
 
 beforeAll(async () => {
   testDb = await createTestDatabase({ poolSize: 10 });
@@ -42,6 +51,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((c) => c.stop()));
 });
 afterAll(async () => {
+  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();
   await testDb.drop();
 });
@@ -50,7 +60,7 @@ afterAll(async () => {
 async function consumeWithBrokenHandler() {
   const state = { fixed: false };
   const stream = uniqueStreamName('payments');
-  const prefix = uniqueRedisPrefix();
+  const prefix = usePrefix();
   const group = uniqueGroupName();
   const key = redisStreamKey(stream, prefix);
   const registry = createHandlerRegistry().register('PaymentTaken', {
@@ -142,7 +152,7 @@ describe('dead letters', () => {
 
   test('a dead letter of a malformed entry cannot be replayed (nothing to rebuild), only discarded', async () => {
     const stream = uniqueStreamName();
-    const prefix = uniqueRedisPrefix();
+    const prefix = usePrefix();
     const group = uniqueGroupName();
     const registry = createHandlerRegistry().register('PaymentTaken', { schema: z.object({}), handle: async () => undefined });
     const consumer = createConsumer({ db: testDb.db, sql: testDb.sql, redis, logger, registry, streams: [{ name: stream }], group, keyPrefix: prefix, blockMs: 200, leaseTtlMs: 2_000 });

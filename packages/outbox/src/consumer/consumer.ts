@@ -264,11 +264,16 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   }
 
   async function run(): Promise<void> {
+    let roundFailing = false;
     while (!abort.signal.aborted) {
       try {
         await tick();
+        if (roundFailing) logger.info('consumer coordination rounds succeed again');
+        roundFailing = false;
       } catch (error) {
-        logger.error({ err: error }, 'consumer coordination round failed; retrying next round');
+        // Logged once per change of state, not on every round.
+        if (!roundFailing) logger.error({ err: error }, 'consumer coordination round failed; retrying every round');
+        roundFailing = true;
       }
       void sampleBacklog();
       await sleepUnlessAborted(tickMs, abort.signal);

@@ -95,6 +95,8 @@ export class PartitionWorker {
     let failures = 0;
     let leaseLost = false;
     let lastReclaim = 0;
+    // Settled (committed) but not yet acknowledged: sent with the next read, or flushed when the loop ends.
+    let unacked: string[] = [];
     while (!signal.aborted) {
       try {
         if (reclaim || (from === '>' && Date.now() - lastReclaim >= reclaimEveryMs)) {
@@ -107,7 +109,8 @@ export class PartitionWorker {
           lastReclaim = Date.now();
           from = '0-0';
         }
-        const entries = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, blockMs });
+        const entries = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, blockMs, ackFirst: unacked });
+        unacked = [];
         if (entries.length === 0) {
           // Own pending list drained: switch to new entries.
           from = '>';
@@ -120,7 +123,7 @@ export class PartitionWorker {
         } finally {
           release();
         }
-        await acknowledge(redis, key, ctx.group, settled);
+        unacked = settled;
         if (from !== '>' && settled.length > 0) from = settled[settled.length - 1] as string;
         if (failures > 0) ctx.logger.info(logContext, 'partition consuming again');
         failures = 0;
@@ -135,6 +138,8 @@ export class PartitionWorker {
           // Redis restarted empty or was flushed: recreate the group and go on.
           ctx.logger.warn(logContext, 'consumer group missing (Redis restarted or flushed?); recreating it');
           reclaim = true;
+          // A short pause keeps a key deleted again and again from turning this into a busy loop.
+          await sleepUnlessAborted(backoffDelay({ baseDelayMs: 100, maxDelayMs: 100 }, 1), signal);
           continue;
         }
         failures++;
@@ -142,6 +147,14 @@ export class PartitionWorker {
         // Whatever we read but did not acknowledge is in our pending list: re-read it first.
         from = '0-0';
         await sleepUnlessAborted(backoffDelay({ baseDelayMs: 100, maxDelayMs: 5_000 }, failures), signal);
+      }
+    }
+    if (unacked.length > 0) {
+      try {
+        await acknowledge(redis, key, ctx.group, unacked);
+      } catch (error) {
+        // Committed already: whoever reads the partition next sees duplicates and acknowledges them.
+        ctx.logger.warn({ ...logContext, err: error, entries: unacked.length }, 'could not acknowledge the last batch before stopping');
       }
     }
     if (!leaseLost) await this.reportLeftovers(logContext);

@@ -49,15 +49,24 @@ export interface RawEntry {
 /**
  * XREADGROUP of one stream. `from` is `>` for new entries, or an id to re-read
  * this consumer's own pending entries after it. BLOCK applies only to `>`.
+ * `ackFirst`: ids acknowledged (XACK) just before the read, in the same pipeline.
  */
 export async function readGroup(
   redis: Redis,
-  options: { key: string; group: string; consumer: string; from: string; count: number; blockMs: number },
+  options: { key: string; group: string; consumer: string; from: string; count: number; blockMs: number; ackFirst?: readonly string[] },
 ): Promise<RawEntry[]> {
   const args: (string | number)[] = ['GROUP', options.group, options.consumer, 'COUNT', options.count];
   if (options.from === '>') args.push('BLOCK', options.blockMs);
   args.push('STREAMS', options.key, options.from);
-  const reply = (await redis.call('XREADGROUP', ...args)) as [string, [string, string[] | null][]][] | null;
+  let reply: [string, [string, string[] | null][]][] | null;
+  if (options.ackFirst && options.ackFirst.length > 0) {
+    // XACK of the previous batch and the next read in one round trip.
+    const results = (await redis.pipeline().xack(options.key, options.group, ...options.ackFirst).call('XREADGROUP', ...args).exec()) ?? [];
+    for (const [error] of results) if (error) throw error;
+    reply = results[1]?.[1] as typeof reply;
+  } else {
+    reply = (await redis.call('XREADGROUP', ...args)) as typeof reply;
+  }
   if (!reply || reply.length === 0) return [];
   return (reply[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
 }

@@ -79,21 +79,22 @@ function fieldsOf(flat: readonly string[]): Record<string, string> {
 
 function classify(ctx: PartitionContext, raw: RawEntry): Item {
   if (!raw.fields) return { kind: 'gone', entryId: raw.id };
-  const fields = fieldsOf(raw.fields);
   let event: StreamEvent;
   try {
     event = decodeEntry(raw.fields);
-    if (!UUID_PATTERN.test(event.eventId)) throw new MalformedEntryError(`stream entry field event_id is not a UUID (got ${JSON.stringify(event.eventId)})`, fields);
+    if (!UUID_PATTERN.test(event.eventId)) {
+      throw new MalformedEntryError(`stream entry field event_id is not a UUID (got ${JSON.stringify(event.eventId)})`, fieldsOf(raw.fields));
+    }
     event.eventId = event.eventId.toLowerCase();
   } catch (error) {
-    return { kind: 'reject', entryId: raw.id, event: null, fields, error: error as Error, reason: 'malformed_entry' };
+    return { kind: 'reject', entryId: raw.id, event: null, fields: fieldsOf(raw.fields), error: error as Error, reason: 'malformed_entry' };
   }
   const handler = ctx.registry.get(event.type);
   if (!handler) return { kind: 'skip', entryId: raw.id, event };
   const parsed = handler.schema.safeParse(event.payload);
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${['payload', ...i.path.map(String)].join('.')}: ${i.message}`).join('; ');
-    return { kind: 'reject', entryId: raw.id, event, fields, error: new PayloadSchemaError(event.type, detail), reason: 'schema' };
+    return { kind: 'reject', entryId: raw.id, event, fields: {}, error: new PayloadSchemaError(event.type, detail), reason: 'schema' };
   }
   return { kind: 'handle', entryId: raw.id, event, handler, payload: parsed.data };
 }
