@@ -4,6 +4,7 @@
  * zombie (SIGSTOP past its lease, then SIGCONT). Short TTLs keep it quick;
  * timing is never asserted as performance.
  */
+import fs from 'node:fs';
 import type Redis from 'ioredis';
 import { createTestDatabase, createTestRedis, testRedisUrl, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { deleteRedisKeys, expectExactlyOnceInOrder, fillOutbox, metricsText, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
@@ -40,6 +41,12 @@ async function publisher(keyPrefix: string, args: string[], env?: Record<string,
   const p = await spawnPublisher({ databaseUrl: db.url, redisUrl: testRedisUrl(), keyPrefix, args, env });
   processes.push(p);
   return p;
+}
+
+/** True when the process is stopped (SIGSTOP): state `T` in /proc/<pid>/stat. */
+function isStopped(pid: number): boolean {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
 }
 
 const acquired = (p: PublisherProcess) => p.lines.filter((l) => l.msg === 'publisher lease acquired; draining').map((l) => String(l.stream));
@@ -100,7 +107,11 @@ test('zombie: an owner stopped past its lease is refused on SIGCONT; the stream 
   await fillOutbox(db, stream, 40);
   // The hook SIGSTOPs the process with its first batch selected but not yet appended.
   const zombie = await publisher(prefix, ['--poll-interval', '0.2', '--lease-ttl', '1', '--batch-size', '25'], { PETCOVER_FAULT: 'stop-before-append' });
-  await zombie.waitForLog((l) => String(l.msg).startsWith('fault hook: stopping'), 'zombie stopped itself');
+  // The process state in /proc turns to T (stopped): independent of whether its last log line was flushed.
+  await waitFor(() => isStopped(zombie.child.pid!), {
+    timeoutMs: 30_000,
+    description: `zombie stopped itself (its log: ${JSON.stringify(zombie.lines.slice(-3).map((l) => l.msg))})`,
+  });
   await waitFor(async () => (await db.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = ${stream} AND lease_until < now()`).length === 1, {
     description: 'zombie lease expired',
   });

@@ -286,3 +286,19 @@ test('a row that commits after higher ids were published (commit order is not id
   expect(entries[12]!.outboxId).toBe(lateId);
   expect(new Set(entries.map((e) => e.eventId)).size).toBe(13);
 });
+
+test('NOTIFY wakes the publisher: new streams are leased and new rows drained long before the poll interval', async () => {
+  const first = uniqueStreamName('first');
+  const later = uniqueStreamName('later');
+  const prefix = uniqueRedisPrefix();
+  await fillOutbox(db, first, 1);
+  // Poll every 60 s and renew every 10 s: only a NOTIFY can explain a prompt publish.
+  const { publisher } = startPublisher({ keyPrefix: prefix, pollIntervalMs: 60_000, leaseTtlMs: 30_000 });
+  await waitFor(() => publisher.heldStreams().includes(first), { description: 'first stream leased (LISTEN is set up before)' });
+
+  await fillOutbox(db, later, 3);
+  await waitFor(async () => (await unpublishedCount(db, later)) === 0, { timeoutMs: 5_000, description: 'a new stream leased and drained on NOTIFY' });
+  await fillOutbox(db, later, 2);
+  await waitFor(async () => (await unpublishedCount(db, later)) === 0, { timeoutMs: 5_000, description: 'an idle leased stream woken by NOTIFY' });
+  expect(await redis.xlen(`${prefix}${later}`)).toBe(5);
+});
