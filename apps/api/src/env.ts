@@ -34,6 +34,9 @@ export const envSchema = baseEnvSchema({ healthPort: 3000 }).extend({
   /** Key of the admin routes (`X-Admin-Key`); unset turns them off (503). */
   ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Largest JSON body accepted (express/bytes syntax); larger → 413. */
+  /** Health ports `petcover-dev` gives the publisher and consumer it starts. */
+  DEV_PUBLISHER_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).default(9101),
+  DEV_CONSUMER_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).default(9102),
   BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)?$/i, 'like 100kb').default('100kb'),
 });
 

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { outboxMigrations } from '@petcover/outbox';
-import { createTestDatabase, freePort, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { createTestDatabase, createTestRedis, freePort, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 
 const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 const PASSWORD = 'gates-Secret-pw-4242';
@@ -21,6 +21,7 @@ interface Spawned {
 }
 
 let testDb: TestDatabase;
+const keyPrefix = uniqueRedisPrefix();
 const children = new Set<ChildProcess>();
 
 beforeAll(async () => {
@@ -28,6 +29,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
+  const redis = createTestRedis();
+  const keys = await redis.keys(`*${keyPrefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
   await testDb.drop();
 });
 
@@ -79,7 +84,7 @@ describe('events-publisher gates', () => {
 
   test('Redis at a closed port: /readyz 503 within 2 s naming redis; the DATABASE_URL password never appears in the logs', async () => {
     const closedPort = await freePort();
-    const app = await spawnApp({ DATABASE_URL: urlWithPassword(), REDIS_URL: `redis://127.0.0.1:${closedPort}/0`, LOG_LEVEL: 'debug', REDIS_KEY_PREFIX: 'gates:' });
+    const app = await spawnApp({ DATABASE_URL: urlWithPassword(), REDIS_URL: `redis://127.0.0.1:${closedPort}/0`, LOG_LEVEL: 'debug', REDIS_KEY_PREFIX: keyPrefix });
     await waitFor(async () => (await get(app.port, '/healthz')).status === 200, { timeoutMs: 20_000, description: `events-publisher /healthz (output: ${app.output().slice(0, 400)})` });
     const ready = await get(app.port, '/readyz');
     expect(ready.status).toBe(503);
@@ -97,7 +102,7 @@ describe('events-publisher gates', () => {
   });
 
   test('Postgres, Redis and migrations at head: /readyz 200; /healthz and /metrics served; SIGTERM exits 0', async () => {
-    const app = await spawnApp({ DATABASE_URL: testDb.url, REDIS_URL: process.env.TEST_REDIS_URL || process.env.REDIS_URL || 'redis://127.0.0.1:6379/0', REDIS_KEY_PREFIX: 'gates:' });
+    const app = await spawnApp({ DATABASE_URL: testDb.url, REDIS_URL: process.env.TEST_REDIS_URL || process.env.REDIS_URL || 'redis://127.0.0.1:6379/0', REDIS_KEY_PREFIX: keyPrefix });
     await waitFor(async () => (await get(app.port, '/readyz')).status === 200, { timeoutMs: 20_000, description: `events-publisher /readyz 200 (output: ${app.output().slice(0, 400)})` });
     expect((await get(app.port, '/healthz')).status).toBe(200);
     const metrics = await get(app.port, '/metrics');

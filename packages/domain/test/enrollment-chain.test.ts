@@ -13,7 +13,9 @@ import { createHandlerRegistry, outboxEvent, outboxMigrations, PermanentError, t
 import { createTestDatabase, type TestDatabase } from '@petcover/outbox/testing';
 import {
   addPet,
+  applySignatureReceived,
   approvalRequest,
+  approvePackageAndCreateContract,
   buildSignatureCallback,
   CallbackRejectedError,
   choosePlan,
@@ -26,6 +28,7 @@ import {
   domainConsumerModule,
   domainMigrations,
   enrollment,
+  enrollPetForContract,
   enrollmentAuditConsumerModule,
   enrollmentAuditEntry,
   packageDocument,
@@ -193,4 +196,22 @@ test('with auto-enroll the consumer handler finds the pet enrolled and emits not
   await runHandlersInline(database.db, registry, { afterId: before });
   expect(await lastOutboxId()).toBe(afterConfirm);
   expect(await countRows(enrollment, eq(enrollment.petId, pet.id))).toBe(1);
+});
+
+test('the same handler applied concurrently in several transactions has one effect and emits one event', async () => {
+  const { pet, request } = await confirmedDraft();
+  const allSigned = { approvalRequestId: request.id, callbackEventType: 'signature_request_all_signed' as const, callbackEventTime: new Date().toISOString() };
+  await Promise.all(Array.from({ length: 4 }, () => database.db.transaction((tx) => applySignatureReceived(tx, allSigned))));
+  const signedEvents = (await database.db.select().from(outboxEvent).where(eq(outboxEvent.eventType, 'LegalDocumentsSigned'))).filter(
+    (e) => (e.payload as { approvalRequestId?: string }).approvalRequestId === request.id,
+  );
+  expect(signedEvents).toHaveLength(1);
+
+  const packageId = (signedEvents[0]!.payload as { packageId: string }).packageId;
+  const contracts = await Promise.all(Array.from({ length: 4 }, () => database.db.transaction((tx) => approvePackageAndCreateContract(tx, packageId))));
+  expect(new Set(contracts.map((c) => c.id)).size).toBe(1);
+  await Promise.all(Array.from({ length: 4 }, () => database.db.transaction((tx) => enrollPetForContract(tx, contracts[0]!.id))));
+  expect(await countRows(enrollment, eq(enrollment.petId, pet.id))).toBe(1);
+  expect(await countRows(outboxEvent, and(eq(outboxEvent.eventType, 'ContractCreated'), eq(outboxEvent.partitionKey, contracts[0]!.id)))).toBe(1);
+  expect(await countRows(outboxEvent, and(eq(outboxEvent.eventType, 'PetEnrolled'), eq(outboxEvent.partitionKey, pet.id)))).toBe(1);
 });

@@ -156,6 +156,26 @@ describe('events status', () => {
     expect((await status(stream)).problems.map((p) => p.kind)).toEqual(['publisher_not_draining']);
   });
 
+  test('a backlog being drained or consumed is not a problem: recent publications, an active consumer under a live lease', async () => {
+    const stream = uniqueStreamName();
+    const published = await insertRows(stream, 1, { published: true });
+    await insertRows(stream, 3, { ageSeconds: 60 });
+    await acquireLease(testDb.sql, { streamName: stream, role: 'publisher', ownerId: 'host:8:busy', ttlMs: 30_000 });
+    const key = `${keyPrefix}${stream}`;
+    await appendEntry(key, published[0]!, 120);
+    await redis.xgroup('CREATE', key, 'busy', '0');
+    // The consumer is alive (it just read) and holds the lease, but an old entry still waits behind its batch.
+    await appendEntry(key, published[0]!, 90);
+    await redis.xreadgroup('GROUP', 'busy', 'busy-consumer', 'COUNT', 1, 'STREAMS', key, '>');
+    await acquireLease(testDb.sql, { streamName: stream, role: 'consumer:busy', ownerId: 'busy-consumer', ttlMs: 30_000 });
+
+    const report = await status(stream);
+    expect(report.streams[0]!.outbox).toMatchObject({ unpublished: 3 });
+    expect(report.streams[0]!.groups[0]!.partitions[0]).toMatchObject({ lag: 1, pending: 1 });
+    expect(report.streams[0]!.groups[0]!.partitions[0]!.oldestUndeliveredAgeSeconds).toBeGreaterThanOrEqual(60);
+    expect(report.problems).toEqual([]);
+  });
+
   test('rows marked published but no Redis key → redis_stream_missing', async () => {
     const stream = uniqueStreamName();
     await insertRows(stream, 2, { published: true });
@@ -173,6 +193,22 @@ describe('events status', () => {
     expect(report.problems).toEqual([
       expect.objectContaining({ kind: 'redis_behind_outbox', message: expect.stringContaining(`outbox id ${ids[0]}`) }),
     ]);
+  });
+
+  test('a stream trimmed empty by retention is not mistaken for a Redis behind the outbox', async () => {
+    const stream = uniqueStreamName();
+    const ids = await insertRows(stream, 2, { published: true });
+    const key = `${keyPrefix}${stream}`;
+    for (const id of ids) await appendEntry(key, id);
+    await redis.xtrim(key, 'MAXLEN', 0);
+    const report = await status(stream);
+    expect(report.streams[0]!.redis).toEqual([expect.objectContaining({ exists: true, length: 0, lastOutboxId: null })]);
+    expect(report.problems).toEqual([]);
+
+    // Re-created empty (MKSTREAM after a restart without persistence): behind.
+    await redis.del(key);
+    await redis.xgroup('CREATE', key, 'fresh', '0', 'MKSTREAM');
+    expect((await status(stream)).problems).toEqual([expect.objectContaining({ kind: 'redis_behind_outbox', message: expect.stringContaining('is none') })]);
   });
 
   test('entries waiting for a group with no consumer → group_not_consuming, with lag and age', async () => {

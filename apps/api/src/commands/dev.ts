@@ -19,8 +19,6 @@ import { EXIT_USAGE, parseFlags, UsageError } from './command-line';
 import { formatLogLine } from './log-lines';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
-const PUBLISHER_HEALTH_PORT = 9101;
-const CONSUMER_HEALTH_PORT = 9102;
 /** Start-up budget: migrations are done, so this only covers process boot and connects. */
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
@@ -90,10 +88,12 @@ async function main(): Promise<void> {
   await runMigrations(env.DATABASE_URL, [outboxMigrations, domainMigrations]);
 
   const base = inheritedEnvironment();
+  const publisherHealthPort = env.DEV_PUBLISHER_HEALTH_PORT;
+  const consumerHealthPort = env.DEV_CONSUMER_HEALTH_PORT;
   const children = [
     startChild('api', [path.join(REPO_ROOT, 'apps/api/dist/main.js')], { ...base, PORT: String(env.PORT) }),
-    startChild('publisher', [path.join(REPO_ROOT, 'apps/events-publisher/dist/main.js'), 'start'], { ...base, HEALTH_PORT: String(PUBLISHER_HEALTH_PORT) }),
-    startChild('consumer', [path.join(REPO_ROOT, 'apps/events-consumer/dist/main.js'), 'start'], { ...base, HEALTH_PORT: String(CONSUMER_HEALTH_PORT) }),
+    startChild('publisher', [path.join(REPO_ROOT, 'apps/events-publisher/dist/main.js'), 'start'], { ...base, HEALTH_PORT: String(publisherHealthPort) }),
+    startChild('consumer', [path.join(REPO_ROOT, 'apps/events-consumer/dist/main.js'), 'start'], { ...base, HEALTH_PORT: String(consumerHealthPort) }),
   ];
 
   let stopping = false;
@@ -123,14 +123,14 @@ async function main(): Promise<void> {
   try {
     await Promise.all([
       waitReady('api', `http://127.0.0.1:${env.PORT}/readyz`, children[0] as Child, deadline),
-      waitReady('publisher', `http://127.0.0.1:${PUBLISHER_HEALTH_PORT}/readyz`, children[1] as Child, deadline),
-      waitReady('consumer', `http://127.0.0.1:${CONSUMER_HEALTH_PORT}/readyz`, children[2] as Child, deadline),
+      waitReady('publisher', `http://127.0.0.1:${publisherHealthPort}/readyz`, children[1] as Child, deadline),
+      waitReady('consumer', `http://127.0.0.1:${consumerHealthPort}/readyz`, children[2] as Child, deadline),
     ]);
   } catch (error) {
     say('dev', (error as Error).message);
     await stopAll(1);
   }
-  say('dev', `all ready: api http://127.0.0.1:${env.PORT}, publisher :${PUBLISHER_HEALTH_PORT}/readyz, consumer :${CONSUMER_HEALTH_PORT}/readyz`);
+  say('dev', `all ready: api http://127.0.0.1:${env.PORT}, publisher :${publisherHealthPort}/readyz, consumer :${consumerHealthPort}/readyz`);
 
   if (!flags.get('no-demo')) {
     const enrolled = await runDemo(base);

@@ -7,6 +7,8 @@ import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 
+const PROBE_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
 export function instrumentRequests(registry: Registry, logger: Logger): RequestHandler {
   const requests = new Counter({
     name: 'petcover_api_requests_total',
@@ -28,7 +30,8 @@ export function instrumentRequests(registry: Registry, logger: Logger): RequestH
       const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
       requests.inc({ method: req.method, route, status: String(res.statusCode) });
       duration.observe({ method: req.method, route }, seconds);
-      const level = res.statusCode >= 500 ? 'error' : 'info';
+      // Probes and scrapes arrive every few seconds; they would drown the request log.
+      const level = res.statusCode >= 500 ? 'error' : PROBE_ROUTES.has(route) ? 'debug' : 'info';
       logger[level]({ method: req.method, route, path: req.path, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     });
     next();

@@ -7,7 +7,8 @@
  * - `enrollmentAuditConsumerModule`: a second, independent group that records
  *   every PetEnrolled (proves fan-out to several groups).
  */
-import type { HandlerRegistry } from '@petcover/outbox';
+import type { HandlerRegistry, MigrationSet } from '@petcover/outbox';
+import { domainMigrations } from '../migrations';
 import { ContractCreated, CONTRACT_CHANGES_STREAM, LegalDocumentsSigned, PACKAGE_CHANGES_STREAM, PET_CHANGES_STREAM, PetEnrolled, SIGNATURE_EVENTS_STREAM, SignatureReceived } from '../events';
 import { applySignatureReceived, approvePackageAndCreateContract, enrollPetForContract, recordEnrollmentAudit } from '../services/contracting';
 
@@ -15,10 +16,13 @@ import { applySignatureReceived, approvePackageAndCreateContract, enrollPetForCo
 export interface DomainConsumerModule {
   streams: Array<{ name: string; partitions?: number }>;
   register(registry: HandlerRegistry): void;
+  /** Tables the handlers write; the consumer's /readyz waits for them. */
+  migrations: readonly MigrationSet[];
 }
 
 export const domainConsumerModule: DomainConsumerModule = {
   streams: [{ name: SIGNATURE_EVENTS_STREAM }, { name: PACKAGE_CHANGES_STREAM }, { name: CONTRACT_CHANGES_STREAM }],
+  migrations: [domainMigrations],
   register(registry) {
     registry.register(SignatureReceived, async (event, ctx) => {
       const { legalDocumentsSigned } = await applySignatureReceived(ctx.tx, event.payload);
@@ -40,6 +44,7 @@ export const domainConsumerModule: DomainConsumerModule = {
 
 export const enrollmentAuditConsumerModule: DomainConsumerModule = {
   streams: [{ name: PET_CHANGES_STREAM }],
+  migrations: [domainMigrations],
   register(registry) {
     registry.register(PetEnrolled, async (event, ctx) => {
       await recordEnrollmentAudit(ctx.tx, {

@@ -205,6 +205,8 @@ async function createPackage(
     version: 2,
     status: 'pending_signatures',
   });
+  // Files are written before the rows commit: a row never names a missing
+  // file; a rolled-back confirmation leaves an unreferenced file behind, which is harmless.
   const documents: PackageDocumentRow[] = [];
   for (const document of rendered) {
     const stored = await deps.documentStore.put(`packages/${packageId}/${document.kind}.pdf`, document.pdf);

@@ -85,7 +85,7 @@ const COMMANDS: Record<string, Command> = {
   verify: verifyCommand,
 };
 
-function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], spec: T, positionals = 0) {
+function parseCommandArgs<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], spec: T, positionals = 0) {
   let parsed;
   try {
     parsed = parseArgs({ args, options: spec, allowPositionals: true, strict: true });
@@ -122,7 +122,7 @@ export function parseTimeArgument(value: string | undefined, flag: string, now =
 }
 
 async function statusCommand(ctx: CommandContext): Promise<number> {
-  const { values } = options(ctx.args, { stream: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, json: { type: 'boolean' } });
   const stream = values.stream === undefined ? undefined : requireStreamName(values.stream);
   const redis = new Redis(ctx.config.redisUrl, {
     lazyConnect: true,
@@ -152,7 +152,7 @@ async function statusCommand(ctx: CommandContext): Promise<number> {
 const LEASE_ROLE = /^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$/;
 
 async function leaseReleaseCommand(ctx: CommandContext): Promise<number> {
-  const { values } = options(ctx.args, { stream: { type: 'string' }, role: { type: 'string' } });
+  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, role: { type: 'string' } });
   if (!values.stream || !parsePartitionStreamName(values.stream)) {
     throw new UsageError(`--stream must be a stream or partition stream name like stream:<context>:<name>[:p<N>] (got ${values.stream ?? 'nothing'})`);
   }
@@ -169,7 +169,7 @@ async function leaseReleaseCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function dlqListCommand(ctx: CommandContext): Promise<number> {
-  const { values } = options(ctx.args, {
+  const { values } = parseCommandArgs(ctx.args, {
     group: { type: 'string' },
     type: { type: 'string' },
     status: { type: 'string' },
@@ -202,7 +202,7 @@ async function dlqListCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function dlqShowCommand(ctx: CommandContext): Promise<number> {
-  const { positionals } = options(ctx.args, {}, 1);
+  const { positionals } = parseCommandArgs(ctx.args, {}, 1);
   const id = requireId(positionals[0]);
   const letter = await getDeadLetter(ctx.database().sql, id);
   if (!letter) {
@@ -214,7 +214,7 @@ async function dlqShowCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function dlqReplayCommand(ctx: CommandContext): Promise<number> {
-  const { values, positionals } = options(ctx.args, { all: { type: 'boolean' }, group: { type: 'string' } }, 1);
+  const { values, positionals } = parseCommandArgs(ctx.args, { all: { type: 'boolean' }, group: { type: 'string' } }, 1);
   const { db, sql } = ctx.database();
   if (values.all) {
     if (positionals.length > 0) throw new UsageError('give either a dead letter id or --all --group <g>, not both');
@@ -243,7 +243,7 @@ async function dlqReplayCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function dlqDiscardCommand(ctx: CommandContext): Promise<number> {
-  const { positionals } = options(ctx.args, {}, 1);
+  const { positionals } = parseCommandArgs(ctx.args, {}, 1);
   const id = requireId(positionals[0]);
   await discardDeadLetter(ctx.database().db, id, { by: ctx.actor });
   ctx.io.stdout(`discarded dead letter ${id}`);
@@ -251,7 +251,7 @@ async function dlqDiscardCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function outboxReplayCommand(ctx: CommandContext): Promise<number> {
-  const { values } = options(ctx.args, { stream: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } });
+  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } });
   const stream = requireStreamName(values.stream);
   const since = parseTimeArgument(values.since, '--since');
   const until = values.until === undefined ? undefined : parseTimeArgument(values.until, '--until');

@@ -109,6 +109,10 @@ function publisherProblems(stream: StreamStatus, t: DiagnosisThresholds): Status
       },
     ];
   }
+  // Under a large backlog the oldest row is old while the owner drains fine:
+  // only a publisher that has published nothing lately is stuck.
+  const lastPublishedAge = stream.outbox.lastPublishedAgeSeconds;
+  if (lastPublishedAge !== null && lastPublishedAge < t.stuckAfterSeconds) return [];
   return [
     {
       kind: 'publisher_not_draining',
@@ -135,8 +139,10 @@ function redisProblems(stream: StreamStatus): StatusProblem[] {
       },
     ];
   }
-  // The newest published row went to some partition, and trimming never
-  // removes a stream's newest entry: Redis must hold an outbox id at least as new.
+  // The newest published row went to some partition, so Redis must hold an
+  // outbox id at least as new. Unless retention trimmed a partition empty
+  // (entries were appended, none is left): then the newest id is unknown.
+  if (partitions.some((p) => p.exists && p.length === 0 && p.lastId !== null && p.lastId !== '0-0')) return [];
   const lastPublishedId = BigInt(stream.outbox.lastPublishedId ?? '0');
   const newestInRedis = partitions.reduce((max, p) => (p.lastOutboxId && BigInt(p.lastOutboxId) > max ? BigInt(p.lastOutboxId) : max), 0n);
   if (newestInRedis < lastPublishedId) {
@@ -175,7 +181,9 @@ function groupProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProb
         });
         continue;
       }
-      const waiting = p.lag !== null && p.lag > 0 && (p.oldestUndeliveredAgeSeconds ?? 0) >= t.stuckAfterSeconds;
+      // A consumer that reads under a live lease is working through a backlog, not stuck.
+      const working = leaseAlive && activeConsumer !== undefined;
+      const waiting = !working && p.lag !== null && p.lag > 0 && (p.oldestUndeliveredAgeSeconds ?? 0) >= t.stuckAfterSeconds;
       const stalePending = p.pending > 0 && (p.oldestPendingIdleSeconds ?? 0) >= t.stuckAfterSeconds && !leaseAlive;
       if (waiting || stalePending) {
         const leaseText = p.lease

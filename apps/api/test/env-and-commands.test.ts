@@ -1,0 +1,39 @@
+/**
+ * Configuration of the api and the pure parts of its commands.
+ */
+import { ConfigError } from '@petcover/service-kit';
+import { parseFlags, requireUuid, UsageError } from '../src/commands/command-line';
+import { formatLogLine } from '../src/commands/log-lines';
+import { DEV_AUTH_SECRET, readApiEnv } from '../src/env';
+
+test('defaults suit local development; strict mode requires URLs and AUTH_SECRET', () => {
+  const env = readApiEnv({});
+  expect(env).toMatchObject({ PORT: 3000, AUTH_SECRET: DEV_AUTH_SECRET, DEV_AUTO_ENROLL_PET: false, SIGNATURE_PROVIDER: 'manual', BODY_LIMIT: '100kb' });
+  expect(readApiEnv({ DEV_AUTO_ENROLL_PET: '1', PORT: '3100' })).toMatchObject({ DEV_AUTO_ENROLL_PET: true, PORT: 3100 });
+
+  const urls = { DATABASE_URL: 'postgresql://db/petcover', REDIS_URL: 'redis://cache:6379/0' };
+  expect(() => readApiEnv({ NODE_ENV: 'production' })).toThrow(/DATABASE_URL and REDIS_URL must be set/);
+  expect(() => readApiEnv({ CI_STRICT: '1', ...urls })).toThrow(/AUTH_SECRET must be set/);
+  expect(() => readApiEnv({ NODE_ENV: 'production', ...urls, AUTH_SECRET: 'x'.repeat(32), SIGNATURE_PROVIDER: 'dropbox_sign' })).toThrow(/SIGNATURE_API_KEY must be set/);
+  expect(() => readApiEnv({ PORT: 'eighty' })).toThrow(ConfigError);
+  expect(() => readApiEnv({ AUTH_SECRET: 'short' })).toThrow(/AUTH_SECRET: must be at least 16 characters/);
+  expect(() => readApiEnv({ SIGNATURE_PROVIDER: 'docusign' })).toThrow(/SIGNATURE_PROVIDER/);
+});
+
+test('command flags: values, booleans, unknown flags and malformed uuids are explained', () => {
+  const flags = parseFlags(['--pet-id', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '--wait=5', '--no-demo'], { values: ['pet-id', 'wait'], booleans: ['no-demo'] });
+  expect(requireUuid(flags, 'pet-id')).toBe('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
+  expect(flags.get('wait')).toBe('5');
+  expect(flags.get('no-demo')).toBe(true);
+  expect(() => parseFlags(['--pet'], { values: ['pet-id'] })).toThrow(new UsageError('unknown flag --pet'));
+  expect(() => parseFlags(['--pet-id'], { values: ['pet-id'] })).toThrow('--pet-id needs a value');
+  expect(() => requireUuid(parseFlags(['--owner', '123'], { values: ['owner'] }), 'owner')).toThrow('--owner must be a UUID (got "123")');
+  expect(() => requireUuid(new Map(), 'owner')).toThrow('--owner <uuid> is required');
+});
+
+test('pino lines become readable lines; other lines pass unchanged', () => {
+  const line = JSON.stringify({ level: 30, time: Date.UTC(2026, 0, 2, 3, 4, 5), pid: 1, hostname: 'h', name: 'api', msg: 'api listening', port: 3000 });
+  expect(formatLogLine(line)).toBe('03:04:05 INFO  api listening port=3000');
+  expect(formatLogLine('RESULT: ENROLLED')).toBe('RESULT: ENROLLED');
+  expect(formatLogLine('{not json')).toBe('{not json');
+});

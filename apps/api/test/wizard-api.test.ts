@@ -1,0 +1,303 @@
+/**
+ * The HTTP API in-process against a real database: the wizard, the signature
+ * webhook, owner scoping and every bad input of SPEC §6 that reaches the api.
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { and, count, eq, type SQL } from 'drizzle-orm';
+import type { PgTable } from 'drizzle-orm/pg-core';
+import type Redis from 'ioredis';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import {
+  approvalRequest,
+  contract,
+  contractingPackage,
+  createDropboxSignProvider,
+  createLocalDocumentStore,
+  createManualSignatureProvider,
+  dependentDraft,
+  domainMigrations,
+  petProfile,
+  signatureCallback,
+  type SignatureProvider,
+} from '@petcover/domain';
+import { startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/testing';
+import { migrationsCheck, outboxEvent, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
+import { createTestDatabase, createTestRedis, type TestDatabase } from '@petcover/outbox/testing';
+import { createApp } from '../src/app';
+import { signOwnerToken } from '../src/auth/owner-token';
+
+const AUTH_SECRET = 'wizard-api-test-secret-0123456789';
+let database: TestDatabase;
+let redis: Redis;
+let fake: FakeDropboxSign;
+let storeDir: string;
+const servers: Server[] = [];
+let autoApi: string;
+let signingApi: string;
+
+async function startApi(options: { autoEnroll: boolean; provider: SignatureProvider; apiKey: string }): Promise<string> {
+  const app = createApp({
+    logger: pino({ level: 'silent' }),
+    wizard: { db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: options.provider, autoEnroll: options.autoEnroll },
+    authSecret: AUTH_SECRET,
+    signatureApiKey: options.apiKey,
+    signatureProviderName: options.provider.name,
+    bodyLimit: '16kb',
+    readinessChecks: {
+      db: postgresCheck(database.sql),
+      redis: redisCheck(redis),
+      migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),
+    },
+    metricsRegistry: new Registry(),
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  servers.push(server);
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase({ migrations: [outboxMigrations, domainMigrations] });
+  redis = createTestRedis();
+  fake = await startFakeDropboxSign();
+  storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-api-docs-'));
+  autoApi = await startApi({ autoEnroll: true, provider: createManualSignatureProvider(), apiKey: 'manual-key' });
+  signingApi = await startApi({ autoEnroll: false, provider: createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl }), apiKey: fake.apiKey });
+});
+
+afterAll(async () => {
+  for (const server of servers) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+  await fake?.close();
+  redis?.disconnect();
+  await database?.drop();
+  fs.rmSync(storeDir, { recursive: true, force: true });
+});
+
+interface Answer {
+  status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are inspected field by field
+  body: any;
+}
+
+async function call(base: string, method: string, route: string, options: { owner?: string; json?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.owner) headers.authorization = `Bearer ${signOwnerToken(options.owner, AUTH_SECRET)}`;
+  let body: string | undefined;
+  if (options.json !== undefined) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(options.json);
+  } else if (options.raw !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    body = options.raw;
+  }
+  const response = await fetch(`${base}${route}`, { method, headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Plain-text answers (the webhook acknowledgement).
+  }
+  return { status: response.status, body: parsed };
+}
+
+async function countRows(table: PgTable, where?: SQL): Promise<number> {
+  const [row] = await database.db.select({ n: count() }).from(table).where(where);
+  return Number(row?.n ?? 0);
+}
+
+const newPet = { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' };
+
+async function draftWithPlan(base: string, owner: string, planCode = 'plus') {
+  const added = await call(base, 'POST', '/v1/pets', { owner, json: newPet });
+  expect(added.status).toBe(201);
+  const chosen = await call(base, 'PUT', `/v1/drafts/${added.body.draft.id}/plan`, { owner, json: { planCode } });
+  expect(chosen.status).toBe(200);
+  return { petId: added.body.pet.id as string, draftId: added.body.draft.id as string };
+}
+
+test('the wizard with DEV_AUTO_ENROLL_PET=1 enrolls at once, and ContractCreated is in the outbox', async () => {
+  const owner = randomUUID();
+  const plans = await call(autoApi, 'GET', '/v1/plans');
+  expect(plans.body.plans.map((p: { code: string }) => p.code)).toEqual(['basic', 'plus', 'premium']);
+
+  const { petId, draftId } = await draftWithPlan(autoApi, owner);
+  expect((await call(autoApi, 'GET', `/v1/drafts/${draftId}`, { owner })).body.draft.step).toBe('confirmation');
+  const confirmed = await call(autoApi, 'POST', `/v1/drafts/${draftId}/confirm`, { owner });
+  expect(confirmed.status).toBe(201);
+  expect(confirmed.body).toMatchObject({ outcome: 'enrolled', draft: { step: 'success', pendingDocumentCount: 0 }, contract: { status: 'active' } });
+
+  const enrollment = await call(autoApi, 'GET', `/v1/pets/${petId}/enrollment`, { owner });
+  expect(enrollment.body).toMatchObject({ status: 'enrolled', enrollment: { contractId: confirmed.body.contract.id } });
+  expect((await call(autoApi, 'GET', `/v1/pets/${petId}`, { owner })).body.pet.status).toBe('enrolled');
+  const [event] = await database.db
+    .select()
+    .from(outboxEvent)
+    .where(and(eq(outboxEvent.eventType, 'ContractCreated'), eq(outboxEvent.partitionKey, confirmed.body.contract.id)));
+  expect(event).toMatchObject({ streamName: 'stream:contracting:contract_changes', publishedAt: null });
+});
+
+test('confirmation dispatches to Dropbox Sign and answers 202; callbacks are verified, recorded once, acknowledged', async () => {
+  const owner = randomUUID();
+  const { draftId } = await draftWithPlan(signingApi, owner);
+  const confirmed = await call(signingApi, 'POST', `/v1/drafts/${draftId}/confirm`, { owner, json: { signer: { name: 'Ann Owner', email: 'ann@example.com' } } });
+  expect(confirmed.status).toBe(202);
+  expect(confirmed.body).toMatchObject({ outcome: 'pending_signatures', draft: { step: 'legal_docs_signing', pendingDocumentCount: 2 }, contract: null });
+  const request = confirmed.body.approvalRequest;
+  const sent = fake.requests.find((r) => r.signatureRequestId === request.providerRequestId);
+  expect(sent?.fields['metadata[approval_request_id]']).toBe(request.id);
+  expect(sent?.files.map((f) => f.bytes.subarray(0, 5).toString('latin1'))).toEqual(['%PDF-', '%PDF-']);
+
+  const webhook = `${signingApi}/v1/webhooks/signature`;
+  const metadata = { approval_request_id: request.id };
+  const callbackEvents = await countRows(outboxEvent, eq(outboxEvent.eventType, 'SignatureReceived'));
+  // Each encoding Dropbox Sign may use: multipart form, urlencoded form, JSON.
+  for (const [eventType, encoding] of [
+    ['signature_request_sent', 'multipart'],
+    ['signature_request_signed', 'urlencoded'],
+    ['signature_request_all_signed', 'json'],
+  ] as const) {
+    const answer = await fake.sendCallback(webhook, { eventType, signatureRequestId: request.providerRequestId, metadata, encoding });
+    expect(answer).toEqual({ status: 200, text: 'Hello API Event Received' });
+  }
+  expect(await countRows(signatureCallback, eq(signatureCallback.approvalRequestId, request.id))).toBe(3);
+  expect(await countRows(outboxEvent, eq(outboxEvent.eventType, 'SignatureReceived'))).toBe(callbackEvents + 3);
+
+  // The same callback again: acknowledged, nothing changes.
+  const repeat = await fake.sendCallback(webhook, { eventType: 'signature_request_signed', signatureRequestId: request.providerRequestId, metadata });
+  expect(repeat).toEqual({ status: 200, text: 'Hello API Event Received' });
+  expect(await countRows(signatureCallback, eq(signatureCallback.approvalRequestId, request.id))).toBe(3);
+  expect(await countRows(outboxEvent, eq(outboxEvent.eventType, 'SignatureReceived'))).toBe(callbackEvents + 3);
+
+  // A second confirmation neither makes a package nor dispatches again.
+  const requestsBefore = fake.requests.length;
+  expect((await call(signingApi, 'POST', `/v1/drafts/${draftId}/confirm`, { owner })).status).toBe(202);
+  expect(fake.requests.length).toBe(requestsBefore);
+});
+
+test('a callback with a bad hash answers 401 and writes nothing; a malformed one answers 400', async () => {
+  const callbacks = await countRows(signatureCallback);
+  const events = await countRows(outboxEvent);
+  const webhook = `${signingApi}/v1/webhooks/signature`;
+  const metadata = { approval_request_id: randomUUID() };
+  const forged = await fake.sendCallback(webhook, { eventType: 'signature_request_all_signed', signatureRequestId: 'x', metadata, apiKey: 'someone-else' });
+  expect(forged.status).toBe(401);
+  expect(JSON.parse(forged.text)).toMatchObject({ error: 'invalid_event_hash' });
+  const malformed = await call(signingApi, 'POST', '/v1/webhooks/signature', { json: { event: { event_type: 'signature_request_signed' } } });
+  expect(malformed.status).toBe(400);
+  expect(malformed.body.fields.map((f: { path: string }) => f.path)).toEqual(expect.arrayContaining(['event.event_time', 'event.event_hash']));
+  expect(await countRows(signatureCallback)).toBe(callbacks);
+  expect(await countRows(outboxEvent)).toBe(events);
+});
+
+test('a callback for an unknown approval request is recorded; its event is left for the handler to dead-letter', async () => {
+  const unknown = randomUUID();
+  const answer = await fake.sendCallback(`${signingApi}/v1/webhooks/signature`, {
+    eventType: 'signature_request_all_signed',
+    signatureRequestId: 'never-dispatched',
+    metadata: { approval_request_id: unknown },
+  });
+  expect(answer.status).toBe(200);
+  const [event] = await database.db.select().from(outboxEvent).where(eq(outboxEvent.partitionKey, unknown));
+  expect(event).toMatchObject({ eventType: 'SignatureReceived', payload: { approvalRequestId: unknown } });
+});
+
+test('owner A cannot read or change owner B’s pet or draft (404); no token or a bad token is 401', async () => {
+  const ownerA = randomUUID();
+  const ownerB = randomUUID();
+  const { petId, draftId } = await draftWithPlan(autoApi, ownerA, 'basic');
+  for (const [method, route, json] of [
+    ['GET', `/v1/pets/${petId}`, undefined],
+    ['GET', `/v1/pets/${petId}/enrollment`, undefined],
+    ['GET', `/v1/drafts/${draftId}`, undefined],
+    ['PUT', `/v1/drafts/${draftId}/plan`, { planCode: 'premium' }],
+    ['POST', `/v1/drafts/${draftId}/confirm`, {}],
+  ] as const) {
+    const answer = await call(autoApi, method, route, { owner: ownerB, json });
+    expect([route, answer.status, answer.body.error]).toEqual([route, 404, 'not_found']);
+    const anonymous = await call(autoApi, method, route, { json });
+    expect([route, anonymous.status, anonymous.body.error]).toEqual([route, 401, 'unauthenticated']);
+  }
+  const [draft] = await database.db.select().from(dependentDraft).where(eq(dependentDraft.id, draftId));
+  expect(draft).toMatchObject({ planCode: 'basic', step: 'confirmation' });
+  expect(await countRows(contractingPackage, eq(contractingPackage.draftId, draftId))).toBe(0);
+
+  const badTokens = [
+    'not-a-jwt',
+    signOwnerToken(ownerA, 'another-secret-0123456789'),
+    signOwnerToken(ownerA, AUTH_SECRET, -10),
+    signOwnerToken('not-a-uuid', AUTH_SECRET),
+  ];
+  for (const token of badTokens) {
+    const answer = await call(autoApi, 'GET', `/v1/pets/${petId}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(answer.status).toBe(401);
+  }
+});
+
+test('bad input gets a precise status and writes nothing', async () => {
+  const owner = randomUUID();
+  const pets = () => countRows(petProfile, eq(petProfile.ownerGlobalUserId, owner));
+
+  const malformed = await call(autoApi, 'POST', '/v1/pets', { owner, raw: '{"name": "Rex",' });
+  expect([malformed.status, malformed.body.error]).toEqual([400, 'malformed_json']);
+
+  const wrongTypes = await call(autoApi, 'POST', '/v1/pets', { owner, json: { name: 42, species: 'hamster', breed: '', birthDate: '2999-01-01', extra: true } });
+  expect(wrongTypes.status).toBe(400);
+  expect(wrongTypes.body.error).toBe('validation_failed');
+  expect(wrongTypes.body.fields.map((f: { path: string }) => f.path).sort()).toEqual(['body', 'body.birthDate', 'body.breed', 'body.name', 'body.species']);
+
+  const oversized = await call(autoApi, 'POST', '/v1/pets', { owner, json: { ...newPet, name: 'x'.repeat(20_000) } });
+  expect([oversized.status, oversized.body.error]).toEqual([413, 'body_too_large']);
+  expect(await pets()).toBe(0);
+
+  const badId = await call(autoApi, 'GET', '/v1/pets/not-a-uuid', { owner });
+  expect(badId.status).toBe(400);
+  expect(badId.body.fields[0].path).toBe('params.petId');
+
+  const added = await call(autoApi, 'POST', '/v1/pets', { owner, json: newPet });
+  const draftId = added.body.draft.id;
+  const earlyConfirm = await call(autoApi, 'POST', `/v1/drafts/${draftId}/confirm`, { owner });
+  expect([earlyConfirm.status, earlyConfirm.body.error]).toEqual([409, 'conflict']);
+  const unknownPlan = await call(autoApi, 'PUT', `/v1/drafts/${draftId}/plan`, { owner, json: { planCode: 'platinum' } });
+  expect([unknownPlan.status, unknownPlan.body.error]).toEqual([422, 'unknown_plan']);
+  const wrongPlanType = await call(autoApi, 'PUT', `/v1/drafts/${draftId}/plan`, { owner, json: { planCode: 7 } });
+  expect(wrongPlanType.status).toBe(400);
+  const [draft] = await database.db.select().from(dependentDraft).where(eq(dependentDraft.id, draftId));
+  expect(draft).toMatchObject({ planCode: null, step: 'plan' });
+  const planEvents = await database.db.select().from(outboxEvent).where(eq(outboxEvent.eventType, 'PlanChosen'));
+  expect(planEvents.filter((e) => (e.payload as { draftId?: string }).draftId === draftId)).toHaveLength(0);
+
+  const unknownRoute = await call(autoApi, 'DELETE', '/v1/everything', { owner });
+  expect([unknownRoute.status, unknownRoute.body.error]).toEqual([404, 'not_found']);
+  for (const answer of [malformed, wrongTypes, oversized, unknownPlan, unknownRoute]) expect(JSON.stringify(answer.body)).not.toMatch(/\bat .*\.(ts|js):\d+/);
+});
+
+test('concurrent confirmations of one draft over HTTP make one package and one contract', async () => {
+  const owner = randomUUID();
+  const { draftId } = await draftWithPlan(autoApi, owner, 'premium');
+  const answers = await Promise.all(Array.from({ length: 5 }, () => call(autoApi, 'POST', `/v1/drafts/${draftId}/confirm`, { owner })));
+  expect(answers.map((a) => a.status)).toEqual([201, 201, 201, 201, 201]);
+  expect(new Set(answers.map((a) => a.body.contract.id)).size).toBe(1);
+  const [pkg] = await database.db.select().from(contractingPackage).where(eq(contractingPackage.draftId, draftId));
+  expect(await countRows(contractingPackage, eq(contractingPackage.draftId, draftId))).toBe(1);
+  expect(await countRows(approvalRequest, eq(approvalRequest.packageId, pkg!.id))).toBe(1);
+  expect(await countRows(contract, eq(contract.packageId, pkg!.id))).toBe(1);
+});
+
+test('/healthz, /readyz and /metrics answer', async () => {
+  expect((await call(autoApi, 'GET', '/healthz')).body).toEqual({ status: 'ok' });
+  const ready = await call(autoApi, 'GET', '/readyz');
+  expect(ready.status).toBe(200);
+  expect(Object.keys(ready.body.checks).sort()).toEqual(['db', 'migrations', 'redis']);
+  const metrics = await fetch(`${autoApi}/metrics`);
+  expect(await metrics.text()).toContain('petcover_api_requests_total');
+});
