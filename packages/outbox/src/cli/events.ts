@@ -267,7 +267,7 @@ async function outboxReplayCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function verifyCommand(ctx: CommandContext): Promise<number> {
-  const { values } = options(ctx.args, {
+  const { values } = parseCommandArgs(ctx.args, {
     since: { type: 'string' },
     until: { type: 'string' },
     group: { type: 'string' },
