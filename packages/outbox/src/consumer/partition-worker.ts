@@ -116,6 +116,19 @@ export class PartitionWorker {
           from = '>';
           continue;
         }
+        if (from === '>') {
+          // A replica that lost this partition may still have taken entries (a
+          // `>` read or a sweep just before it noticed). They are older than
+          // anything a later `>` read returns, so settling this batch first
+          // would break per-key order. Take them now; if there were any,
+          // re-read the whole pending list from the start, in entry-id order.
+          const claimed = await claimAllPending(redis, key, ctx.group, ctx.ownerId);
+          if (claimed > entries.length) {
+            ctx.logger.info({ ...logContext, claimed: claimed - entries.length }, 'took back entries another consumer read after losing this partition');
+            from = '0-0';
+            continue;
+          }
+        }
         const release = await this.options.limit.acquire();
         let settled: string[];
         try {
