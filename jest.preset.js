@@ -14,6 +14,7 @@ module.exports = {
   moduleNameMapper: {
     '^@petcover/outbox$': path.join(root, 'packages/outbox/src/index.ts'),
     '^@petcover/outbox/testing$': path.join(root, 'packages/outbox/src/testing/index.ts'),
+    '^@petcover/outbox/testing/app-gates$': path.join(root, 'packages/outbox/src/testing/app-gates.ts'),
     '^@petcover/domain$': path.join(root, 'packages/domain/src/index.ts'),
     '^@petcover/domain/testing$': path.join(root, 'packages/domain/src/testing/index.ts'),
     '^@petcover/service-kit$': path.join(root, 'packages/service-kit/src/index.ts'),
