@@ -66,6 +66,9 @@ describe('Redis restarts (with AOF, as recommended) mid-run', () => {
     expect(body.checks.redis.ok).toBe(false);
     expect(body.checks.db.ok).toBe(true);
     await fillOutbox(db, stream, 200);
+    // ioredis reports an outage only once a reconnect attempt fails; a quick
+    // publisher could otherwise see Redis back before ever failing to reach it.
+    await waitFor(() => p.lines.some((l) => l.msg === 'redis unreachable; retrying in the background'), { description: 'outage logged' });
     await server.start();
 
     await waitFor(async () => (await readyStatus(p.healthPort)) === 200, { timeoutMs: 15_000, description: '/readyz 200 again' });

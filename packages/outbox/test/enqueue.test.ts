@@ -195,4 +195,16 @@ describe('NOTIFY at commit', () => {
     await waitFor(() => received.includes(committed), { description: `NOTIFY for ${committed}` });
     expect(received).not.toContain(rolledBack);
   });
+
+  test('enqueueMany sends one NOTIFY per stream, however many rows it writes', async () => {
+    const first = uniqueStreamName('widgets');
+    const second = uniqueStreamName('widgets');
+    const marker = uniqueStreamName('widgets');
+    await testDb.db.transaction((tx) => enqueueMany(tx, [event(first), event(second), event(first), event(first)]));
+    // Delivered in commit order: once the later commit's arrives, all of the first one's have.
+    await testDb.db.transaction((tx) => enqueue(tx, event(marker)));
+    await waitFor(() => received.includes(marker), { description: `NOTIFY for ${marker}` });
+    expect(received.filter((s) => s === first)).toHaveLength(1);
+    expect(received.filter((s) => s === second)).toHaveLength(1);
+  });
 });

@@ -8,7 +8,7 @@ import type Redis from 'ioredis';
 import { backoffDelay, sleepUnlessAborted } from './backoff';
 import { PartitionLeaseLostError } from './inbox';
 import { pruneIdleConsumers } from './prune-idle-consumers';
-import { acknowledge, claimAllPending, ensureGroup, hasPendingBefore, isNoGroupError, pendingCountOf, readGroup, type RawEntry } from './redis-group';
+import { acknowledge, claimAllPending, ensureGroup, isNoGroupError, pendingCountOf, readGroup } from './redis-group';
 import { settleEntries, type PartitionContext } from './settle-entries';
 
 /** Limits how many partitions settle a batch at the same time (`--concurrency`). */
@@ -109,14 +109,14 @@ export class PartitionWorker {
           lastReclaim = Date.now();
           from = '0-0';
         }
-        const entries = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, blockMs, ackFirst: unacked });
+        const { entries, olderPending } = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, blockMs, ackFirst: unacked });
         unacked = [];
         if (entries.length === 0) {
           // Own pending list drained: switch to new entries.
           from = '>';
           continue;
         }
-        if (from === '>' && (await hasPendingBefore(redis, key, ctx.group, (entries[0] as RawEntry).id))) {
+        if (olderPending) {
           // Older entries are pending (under a replica that lost this partition,
           // or ours): claim them, then re-read our pending list, oldest first.
           // The entries just read are in that list too, so nothing is skipped.

@@ -40,48 +40,68 @@ export async function claimAllPending(redis: Redis, key: string, group: string, 
   return claimed;
 }
 
-/**
- * Whether any entry older than `beforeId` is still pending in `group` on
- * `key`, whoever it was delivered to. A replica that lost its lease without
- * knowing it (paused, partitioned from Postgres) can still XREADGROUP entries
- * just before the new owner's first read; those sit pending under its name
- * and must be handled before anything newer, or per-key order breaks.
- */
-export async function hasPendingBefore(redis: Redis, key: string, group: string, beforeId: string): Promise<boolean> {
-  // XPENDING <key> <group> - (<id> 1 → [[id, consumer, idle, deliveries]] or [].
-  const reply = (await redis.call('XPENDING', key, group, '-', `(${beforeId}`, '1')) as unknown[];
-  return reply.length > 0;
-}
-
 export interface RawEntry {
   id: string;
   /** Null when the entry was deleted/trimmed while pending. */
   fields: string[] | null;
 }
 
+export interface ReadResult {
+  entries: RawEntry[];
+  /**
+   * Only for `>` reads that returned entries: whether an entry older than the
+   * first one read is still pending in the group, whoever it was delivered to.
+   * A replica that lost its lease without knowing it (paused, partitioned from
+   * Postgres) can still XREADGROUP entries just before the new owner's first
+   * read; those sit pending under its name and must be handled before anything
+   * newer, or per-key order breaks.
+   */
+  olderPending: boolean;
+}
+
 /**
  * XREADGROUP of one stream. `from` is `>` for new entries, or an id to re-read
  * this consumer's own pending entries after it. BLOCK applies only to `>`.
  * `ackFirst`: ids acknowledged (XACK) just before the read, in the same pipeline.
+ *
+ * A `>` read is followed in the same pipeline by `XPENDING key group - + 1`
+ * (the group's oldest pending entry; the entries just read are pending too).
+ * An oldest id below the first id read means older entries are pending. The
+ * set of pending ids below the first one read can only shrink after the read
+ * (new deliveries are always newer), so checking right after the read is as
+ * safe as a separate round trip later, and saves that round trip per batch.
  */
 export async function readGroup(
   redis: Redis,
   options: { key: string; group: string; consumer: string; from: string; count: number; blockMs: number; ackFirst?: readonly string[] },
-): Promise<RawEntry[]> {
+): Promise<ReadResult> {
   const args: (string | number)[] = ['GROUP', options.group, options.consumer, 'COUNT', options.count];
-  if (options.from === '>') args.push('BLOCK', options.blockMs);
+  const readingNew = options.from === '>';
+  if (readingNew) args.push('BLOCK', options.blockMs);
   args.push('STREAMS', options.key, options.from);
-  let reply: [string, [string, string[] | null][]][] | null;
-  if (options.ackFirst && options.ackFirst.length > 0) {
-    // XACK of the previous batch and the next read in one round trip.
-    const results = (await redis.pipeline().xack(options.key, options.group, ...options.ackFirst).call('XREADGROUP', ...args).exec()) ?? [];
-    for (const [error] of results) if (error) throw error;
-    reply = results[1]?.[1] as typeof reply;
-  } else {
-    reply = (await redis.call('XREADGROUP', ...args)) as typeof reply;
-  }
-  if (!reply || reply.length === 0) return [];
-  return (reply[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
+  const pipeline = redis.pipeline();
+  const acking = options.ackFirst !== undefined && options.ackFirst.length > 0;
+  // XACK of the previous batch, the read and the pending check in one round trip.
+  if (acking) pipeline.xack(options.key, options.group, ...(options.ackFirst as string[]));
+  pipeline.call('XREADGROUP', ...args);
+  // XPENDING <key> <group> - + 1 → [[id, consumer, idle, deliveries]] or [].
+  if (readingNew) pipeline.call('XPENDING', options.key, options.group, '-', '+', '1');
+  const results = (await pipeline.exec()) ?? [];
+  for (const [error] of results) if (error) throw error;
+  const reply = results[acking ? 1 : 0]?.[1] as [string, [string, string[] | null][]][] | null;
+  if (!reply || reply.length === 0) return { entries: [], olderPending: false };
+  const entries = (reply[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
+  if (!readingNew || entries.length === 0) return { entries, olderPending: false };
+  const oldest = (results[acking ? 2 : 1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0];
+  return { entries, olderPending: oldest !== undefined && compareEntryIds(oldest, (entries[0] as RawEntry).id) < 0 };
+}
+
+/** Orders two stream entry ids (`ms-seq`) numerically. */
+function compareEntryIds(a: string, b: string): number {
+  const [aMs, aSeq] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
 }
 
 export async function acknowledge(redis: Redis, key: string, group: string, ids: readonly string[]): Promise<void> {
