@@ -54,22 +54,11 @@ export interface DeadLetterRow {
   resolvedBy: string | null;
 }
 
-export interface NewDeadLetter {
-  groupName: string;
-  streamName: string;
-  redisEntryId: string;
-  eventId: string | null;
-  eventType: string | null;
-  partitionKey: string | null;
-  payload: unknown;
-  headers: Record<string, string> | null;
-  rawEntry: Record<string, string> | null;
-  errorMessage: string;
-  errorStack: string | null;
-  attempts: number;
+/** What the consumer records; the table fills in id, dead_lettered_at, status and resolution. */
+export type NewDeadLetter = Omit<DeadLetterRow, 'id' | 'firstFailedAt' | 'deadLetteredAt' | 'status' | 'resolvedAt' | 'resolvedBy'> & {
   /** Null: now (the entry failed for the first time in this transaction). */
   firstFailedAt: Date | null;
-}
+};
 
 /**
  * Records a dead letter inside `tx`. Idempotent: a crash between commit and
