@@ -12,8 +12,6 @@ import { z } from 'zod';
 import type { ConsumerModule } from '@petcover/outbox';
 import { BENCH_EVENT_TYPE } from './bench-event';
 
-
-
 const benchPayload = z.object({ seq: z.number().int().nonnegative() });
 
 /** `stream:a:b=4,stream:c:d` → [{name, partitions}]. */
@@ -33,6 +31,8 @@ export const consumerModule: ConsumerModule = {
   register(registry) {
     registry.register(BENCH_EVENT_TYPE, {
       schema: benchPayload,
+      // One append-only insert that reads nothing back: the batch's inserts can travel pipelined.
+      pipelined: true,
       async handle(event, { tx }) {
         await tx.execute(sql`INSERT INTO bench.handled (seq, handled_at) VALUES (${event.payload.seq}, clock_timestamp())`);
       },

@@ -12,6 +12,7 @@ import {
   redisStreamKey,
   type Consumer,
   type ConsumerOptions,
+  type HandlerContext,
   type HandlerRegistry,
 } from '../src';
 import {
@@ -198,6 +199,63 @@ describe('consumer', () => {
     // Dead-lettering does not mark the event processed, so a replay is handled.
     const [processed] = await testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group} AND event_id = ${events[1]!.eventId}`;
     expect(processed!.n).toBe(0);
+  });
+
+  test('pipelined handlers: a 300-event batch travels pipelined, effects in entry order; a failure in the middle is isolated and retried alone', async () => {
+    const stream = uniqueStreamName();
+    const prefix = usePrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    let failuresLeft = 2;
+    const registry = createHandlerRegistry().register('Recorded', {
+      schema: payloadSchema,
+      pipelined: true,
+      async handle(event, ctx) {
+        if (event.payload.seq === 150 && failuresLeft-- > 0) {
+          // A statement that fails in Postgres: the transaction is aborted, so every
+          // statement pipelined behind it fails too; only this entry is to blame.
+          await ctx.tx.execute(sql`SELECT 1 / 0`);
+        }
+        await ctx.tx.execute(sql`
+          INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
+          VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+      },
+    });
+    const seqs = Array.from({ length: 300 }, (_, i) => i + 1);
+    await appendTestEvents(redis, key, seqs.map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+    const consumer = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, batchSize: 300 });
+    const rows = await waitForEffects(group, 300);
+    expect(rows.map((r) => r.seq)).toEqual(seqs);
+    expect(rows.filter((r) => r.attempt !== 1).map((r) => [r.seq, r.attempt])).toEqual([[150, 3]]);
+    expect(await counter(consumer, 'petcover_consumer_failed_total')).toBe(2);
+    expect(await counter(consumer, 'petcover_consumer_handled_total')).toBe(300);
+    expect(await deadLettersOf(group)).toEqual([]);
+    await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'all acknowledged' });
+  });
+
+  test('a pipelined handler after a sequential one waits for it: mixed batches keep entry order', async () => {
+    const stream = uniqueStreamName();
+    const prefix = usePrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    const insert = (ctx: HandlerContext, event: { eventId: string; partitionKey: string; payload: { seq: number } }) =>
+      ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
+        VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+    const registry = createHandlerRegistry()
+      .register('Fast', { schema: payloadSchema, pipelined: true, handle: async (event, ctx) => void (await insert(ctx, event)) })
+      .register('Slow', {
+        schema: payloadSchema,
+        async handle(event, ctx) {
+          // Reads, waits, then writes: anything pipelined after it must not overtake.
+          await ctx.tx.execute(sql`SELECT pg_sleep(0.02)`);
+          await insert(ctx, event);
+        },
+      });
+    const types = ['Fast', 'Fast', 'Slow', 'Fast', 'Slow', 'Slow', 'Fast', 'Fast'];
+    await appendTestEvents(redis, key, types.map((type, i) => testStreamEvent({ type, payload: { seq: i + 1 } })));
+    startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
+    const rows = await waitForEffects(group, types.length);
+    expect(rows.map((r) => r.seq)).toEqual(types.map((_, i) => i + 1));
   });
 
   test('schema failure, missing fields and PermanentError are dead-lettered at once; an unknown type is skipped', async () => {

@@ -4,11 +4,11 @@
  * recognised as a duplicate, skipped (no handler), or dead-lettered.
  *
  * Fast path: the whole batch in ONE transaction (one processed_event insert
- * for all event ids, handlers run in order, lease fence, commit). When a
- * handler throws, the transaction rolls back; the entries before it are
- * committed again as a smaller batch, then the failing entry is retried
- * alone with backoff until it succeeds or is dead-lettered, then the rest
- * continues. Each entry's effect stays atomic and order is kept.
+ * for all event ids, handlers run in order, pipelined where they allow it,
+ * lease fence, commit). When a handler throws, the transaction rolls back;
+ * the entries before it are committed again as a smaller batch, then the
+ * failing entry is retried alone with backoff until it succeeds or is
+ * dead-lettered, then the rest continues. Each entry's effect stays atomic and order is kept.
  */
 import type { Logger } from 'pino';
 import type { Database, Transaction } from '../db';
@@ -171,6 +171,8 @@ async function runBatch(
       }
       const toHandle = items.filter((i): i is Item & { kind: 'handle' } => i.kind === 'handle');
       const fresh = await markProcessed(tx, ctx.group, toHandle.map((i) => i.event.eventId));
+      // Pipelined handlers started but not yet awaited, in batch order.
+      const inFlight: Promise<void>[] = [];
       for (let index = 0; index < items.length; index++) {
         const item = items[index] as Item;
         if (item.kind !== 'handle') continue;
@@ -179,26 +181,57 @@ async function runBatch(
           counts.duplicates.push(item);
           continue;
         }
-        const started = process.hrtime.bigint();
-        try {
-          await item.handler.handle(
-            { ...item.event, stream: ctx.stream, payload: item.payload, entryId: item.entryId },
-            handlerContext(ctx, tx, attempt, item),
-          );
-        } catch (error) {
-          if (isDatabaseUnavailableError(error)) throw error;
-          throw new HandlerFailure(index, asError(error));
+        if (item.handler.pipelined) {
+          const handled = runHandler(ctx, tx, attempt, item, index, counts);
+          handled.catch(() => undefined); // settled (and rethrown) by awaitInFlight
+          inFlight.push(handled);
+        } else {
+          await awaitInFlight(inFlight);
+          await runHandler(ctx, tx, attempt, item, index, counts);
         }
-        counts.latencies.push({ type: item.event.type, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
-        counts.handled.push(item);
       }
-      await assertPartitionLease(tx, { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, group: ctx.group });
+      // The lease fence goes out right behind the last pipelined statements (no
+      // round trip of its own); its row lock is held until COMMIT either way.
+      const fence = assertPartitionLease(tx, partitionLease(ctx));
+      fence.catch(() => undefined); // settled (and rethrown) by awaitInFlight
+      inFlight.push(fence);
+      await awaitInFlight(inFlight);
     });
   } catch (error) {
     if (error instanceof HandlerFailure) return { ok: false, index: error.index, error: error.failure };
     throw error;
   }
   return { ok: true, counts };
+}
+
+function partitionLease(ctx: PartitionContext) {
+  return { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, group: ctx.group };
+}
+
+/** Runs one handler; its failure becomes a HandlerFailure naming its index, unless Postgres itself is unreachable. */
+async function runHandler(ctx: PartitionContext, tx: Transaction, attempt: number, item: Item & { kind: 'handle' }, index: number, counts: BatchCounts): Promise<void> {
+  const started = process.hrtime.bigint();
+  try {
+    await item.handler.handle({ ...item.event, stream: ctx.stream, payload: item.payload, entryId: item.entryId }, handlerContext(ctx, tx, attempt, item));
+  } catch (error) {
+    if (isDatabaseUnavailableError(error)) throw error;
+    throw new HandlerFailure(index, asError(error));
+  }
+  counts.latencies.push({ type: item.event.type, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+  counts.handled.push(item);
+}
+
+/**
+ * Waits for every pipelined handler in flight, then throws the failure of
+ * the earliest one that failed: statements run in the order they were sent,
+ * so later handlers of an aborted transaction only echo that first failure.
+ */
+async function awaitInFlight(inFlight: Promise<void>[]): Promise<void> {
+  if (inFlight.length === 0) return;
+  const results = await Promise.allSettled(inFlight);
+  inFlight.length = 0;
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /** The handler's context; its child logger is built only if the handler logs (a child per event costs throughput). */
@@ -319,7 +352,7 @@ async function retryAlone(ctx: PartitionContext, item: Item & { kind: 'handle' }
 async function deadLetterHandlerFailure(ctx: PartitionContext, item: Item & { kind: 'handle' }, state: FailureState, permanent: boolean): Promise<void> {
   await ctx.db.transaction(async (tx) => {
     await recordDeadLetter(tx, deadLetterOf(ctx, item, state.error, state.failures, state.firstFailedAt));
-    await assertPartitionLease(tx, { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, group: ctx.group });
+    await assertPartitionLease(tx, partitionLease(ctx));
   });
   const reason = permanent ? 'permanent_error' : 'retries_exhausted';
   ctx.metrics.deadLettered.inc({ ...labels(ctx, item.event.type), reason });

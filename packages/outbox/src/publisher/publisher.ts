@@ -130,7 +130,20 @@ interface HeldStream {
    * cursor) are found before the drain goes idle.
    */
   scanAfterId: string;
+  /**
+   * The last appended batch while its `published_at` UPDATE is in flight: the
+   * next batch is selected and appended meanwhile (at most one in flight).
+   */
+  marking?: InFlightMark;
   done?: Promise<void>;
+}
+
+interface InFlightMark {
+  /** Lowest outbox id of the batch: dedupe records from here up must stay. */
+  firstId: string;
+  fencingToken: string;
+  /** Rows updated; 0 = the lease was lost. Never rejects unhandled (see startMark). */
+  updated: Promise<number>;
 }
 
 type DrainOutcome = 'full' | 'partial' | 'idle' | 'stop';
@@ -323,10 +336,13 @@ export function createPublisher(options: PublisherOptions): Publisher {
     const signal = state.controller.signal;
     while (!signal.aborted && held.get(state.stream) === state) {
       try {
-        if (state.recoveryNeeded) await recoverLostRedisData(state);
+        if (state.recoveryNeeded) {
+          if ((await settleMark(state)) === 'stop') break;
+          await recoverLostRedisData(state);
+        }
         const outcome = await drainBatch(state);
         health.succeeded('drain');
-        if (outcome === 'stop') return;
+        if (outcome === 'stop') break;
         if (outcome !== 'full') await state.wakeup.wait(config.pollIntervalMs, signal);
       } catch (error) {
         state.scanAfterId = '0';
@@ -334,13 +350,24 @@ export function createPublisher(options: PublisherOptions): Publisher {
         await sleep(health.failed(error, 'drain'), signal);
       }
     }
+    // A graceful stop lets the batch in hand be marked before the lease is released.
+    await settleMark(state).catch((error: unknown) => log.warn({ stream: state.stream, err: error }, 'marking the last batch published failed; it is re-sent (deduplicated) by the next owner'));
   }
 
-  /** One batch: select in id order, append per partition (pipelined), mark published (fenced). */
+  /**
+   * One batch: select in id order, append per partition (pipelined), then
+   * start its fenced UPDATE and return without waiting for it. The next batch
+   * is selected and appended while that UPDATE runs; it is awaited before the
+   * next UPDATE starts and before any sweep (which would see its rows again).
+   */
   async function drainBatch(state: HeldStream): Promise<DrainOutcome> {
     const { stream } = state;
-    const fencingToken = state.fencingToken;
     const sweeping = state.scanAfterId === '0';
+    if (sweeping) {
+      const previous = await settleMark(state);
+      if (previous === 'stop') return 'stop';
+    }
+    const fencingToken = state.fencingToken;
     const rows = await selectUnpublishedBatch(sql, stream, state.scanAfterId, config.batchSize);
     const full = rows.length >= config.batchSize;
     if (rows.length === 0) {
@@ -355,22 +382,49 @@ export function createPublisher(options: PublisherOptions): Publisher {
       }
     }
     options.hooks?.beforeAppend?.(stream, rows);
-    // Every id below the batch's first is marked published or was never appended (the
-    // cursor only passes rows this owner marked), so its dedupe record can go.
-    const outcome = await appendToPartitions(state, rows, fencingToken, rows[0]!.id);
+    // Every id below the floor is marked published or was never appended (the cursor
+    // only passes rows this owner appended and is marking), so its dedupe record can
+    // go. The batch still being marked is not below it: a crash now re-sends it deduplicated.
+    const floor = state.marking?.firstId ?? rows[0]!.id;
+    const outcome = await appendToPartitions(state, rows, fencingToken, floor);
     if (outcome !== 'ok') return outcome === 'retry' ? 'full' : 'stop';
     options.hooks?.afterAppend?.(stream, rows);
-    const updated = await markPublished(sql, stream, rows.map((r) => r.id), ownerId, fencingToken);
+    const previous = await settleMark(state);
+    if (previous === 'stop') return 'stop';
+    if (previous === 'retry') return 'full'; // sweep: this batch is re-sent (deduplicated) under the new token
+    state.marking = startMark(state, rows, fencingToken);
+    // The cursor only moves past rows this owner appended and is marking published.
+    state.scanAfterId = full ? rows[rows.length - 1]!.id : '0';
+    return full || !sweeping ? 'full' : 'partial';
+  }
+
+  /** Starts the fenced UPDATE of an appended batch without waiting for it. */
+  function startMark(state: HeldStream, rows: readonly DrainRow[], fencingToken: string): InFlightMark {
+    const updated = markPublished(sql, state.stream, rows.map((r) => r.id), ownerId, fencingToken);
+    updated.catch(() => undefined); // awaited (and rethrown) by settleMark
+    return { firstId: rows[0]!.id, fencingToken, updated };
+  }
+
+  /**
+   * Waits for the batch being marked published, if any. 'stop': the UPDATE
+   * found the lease gone (the stream is dropped); 'retry': the lease was
+   * re-acquired with a new token meanwhile (the batch is re-sent by a sweep).
+   * Throws what the UPDATE threw (the drain loop then sweeps after a pause).
+   */
+  async function settleMark(state: HeldStream): Promise<'ok' | 'retry' | 'stop'> {
+    const mark = state.marking;
+    if (!mark) return 'ok';
+    state.marking = undefined;
+    const updated = await mark.updated;
     if (updated === 0) {
-      if (state.fencingToken !== fencingToken) return 'full'; // re-acquired mid-batch; the next batch uses the new token
+      state.scanAfterId = '0';
+      if (state.fencingToken !== mark.fencingToken) return 'retry';
       dropStream(state, 'marking published updated no row: the lease expired, was deleted or was taken over (the appended rows are deduplicated when re-sent)');
       return 'stop';
     }
-    // The cursor only moves past rows this owner has marked published.
-    state.scanAfterId = full ? rows[rows.length - 1]!.id : '0';
-    metrics.eventsPublished.inc({ stream }, updated);
-    metrics.batches.inc({ stream });
-    return full || !sweeping ? 'full' : 'partial';
+    metrics.eventsPublished.inc({ stream: state.stream }, updated);
+    metrics.batches.inc({ stream: state.stream });
+    return 'ok';
   }
 
   /**
