@@ -1,15 +1,16 @@
 /**
  * The consumer module the benchmark plugs into the real consumer app
  * (`events-consumer start --module <this file>`): one handler that writes one
- * row in the consumer's transaction, recording the database clock so latency
- * is measured on one clock.
+ * row per event in the consumer's transaction, recording the database clock
+ * so latency is measured on one clock.
  *
  * Env (read here because this file is the consumer's entry point for the
- * bench): BENCH_STREAMS = `stream:a:b=4,stream:c:d=1` (stream=partitions).
+ * bench): BENCH_STREAMS = `stream:a:b=4,stream:c:d=1` (stream=partitions);
+ * BENCH_HANDLER = batch (default) or per-event.
  */
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { ConsumerModule } from '@petcover/outbox';
+import type { ConsumerModule, EventHandler, HandlerRegistry, Transaction } from '@petcover/outbox';
 import { BENCH_EVENT_TYPE } from './bench-event';
 
 const benchPayload = z.object({ seq: z.number().int().nonnegative() });
@@ -26,18 +27,30 @@ export function parseBenchStreams(value: string | undefined): Array<{ name: stri
   });
 }
 
+/** seq values → one `bench.handled` row each, in one statement. */
+const insertHandled = (tx: Transaction, seqs: readonly number[]) =>
+  tx.execute(sql`INSERT INTO bench.handled (seq, handled_at) SELECT unnest(${`{${seqs.join(',')}}`}::bigint[]), clock_timestamp()`);
+
+/**
+ * `BENCH_HANDLER=per-event` registers only `handle` (one INSERT per event);
+ * the default adds `handleBatch` (one INSERT per run of consecutive events).
+ * Same effect either way: one row per event, in the consumer's transaction.
+ */
+export type BenchHandlerMode = 'batch' | 'per-event';
+
+export function registerBenchHandler(registry: HandlerRegistry, mode = process.env.BENCH_HANDLER ?? 'batch'): void {
+  if (mode !== 'batch' && mode !== 'per-event') throw new Error(`BENCH_HANDLER must be batch or per-event (got ${JSON.stringify(mode)})`);
+  const handler: EventHandler<z.infer<typeof benchPayload>> = {
+    schema: benchPayload,
+    handle: async (event, { tx }) => void (await insertHandled(tx, [event.payload.seq])),
+  };
+  if (mode === 'batch') handler.handleBatch = async (events, { tx }) => void (await insertHandled(tx, events.map((e) => e.payload.seq)));
+  registry.register(BENCH_EVENT_TYPE, handler);
+}
+
 export const consumerModule: ConsumerModule = {
   streams: parseBenchStreams(process.env.BENCH_STREAMS),
-  register(registry) {
-    registry.register(BENCH_EVENT_TYPE, {
-      schema: benchPayload,
-      // One append-only insert that reads nothing back: the batch's inserts can travel pipelined.
-      pipelined: true,
-      async handle(event, { tx }) {
-        await tx.execute(sql`INSERT INTO bench.handled (seq, handled_at) VALUES (${event.payload.seq}, clock_timestamp())`);
-      },
-    });
-  },
+  register: (registry) => registerBenchHandler(registry),
 };
 
 export default consumerModule;

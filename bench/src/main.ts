@@ -208,6 +208,9 @@ async function main(): Promise<number> {
           consumerPeakRssMiB: rss.find(([name]) => name.endsWith('consumer'))?.[1] ?? null,
         };
       });
+      await ours('end-to-end drain (per-event handler)', async () => {
+        results.drain.push(await runDrain(ctx, petcoverSystem(env, apps, 'drain', { ...profile.petcover, handler: 'per-event' })));
+      });
     }
     if (options.only.has('latency')) await ours('latency', async () => void results.latency.push(await runLatency(ctx, petcover('latency'))));
     if (options.only.has('keeping-up')) await ours('keeping up', async () => void (results.keepingUp = await runKeepingUp(ctx, petcover('keepingup'))));

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { BenchHandlerMode } from './handler-module';
 import { freePort, startProcess, type ManagedProcess } from './processes';
 
 /** The monorepo root, seen from bench/dist or bench/src. */
@@ -69,6 +70,10 @@ export interface ConsumerOptions {
   group: string;
   concurrency: number;
   partitions: Record<string, number>;
+  /** Entries per read and per transaction; the app's default when absent. */
+  batchSize?: number;
+  /** The bench handler's form (default batch). */
+  handler?: BenchHandlerMode;
 }
 
 export async function startConsumer(ctx: AppsContext, options: ConsumerOptions): Promise<ManagedProcess> {
@@ -76,7 +81,14 @@ export async function startConsumer(ctx: AppsContext, options: ConsumerOptions):
   return startProcess({
     name: options.name,
     script: CONSUMER_MAIN,
-    args: ['start', '--log-level', 'warn', '--group', options.group, '--concurrency', String(options.concurrency), '--module', BENCH_HANDLER_MODULE],
+    args: [
+      'start',
+      '--log-level', 'warn',
+      '--group', options.group,
+      '--concurrency', String(options.concurrency),
+      '--module', BENCH_HANDLER_MODULE,
+      ...(options.batchSize ? ['--batch-size', String(options.batchSize)] : []),
+    ],
     env: {
       DATABASE_URL: ctx.databaseUrl,
       REDIS_URL: ctx.redisUrl,
@@ -85,6 +97,7 @@ export async function startConsumer(ctx: AppsContext, options: ConsumerOptions):
       STREAM_PARTITIONS: formatPartitions(options.partitions),
       CONSUMER_GROUP: options.group,
       BENCH_STREAMS: formatPartitions(options.partitions),
+      BENCH_HANDLER: options.handler ?? 'batch',
       LOG_LEVEL: 'warn',
     },
     readiness: { healthPort },

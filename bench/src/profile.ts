@@ -3,6 +3,8 @@
  * minutes on a 2-core machine); `quick` checks the whole harness end to end
  * in about a minute and a half, with figures too small to quote.
  */
+import type { BenchHandlerMode } from './handler-module';
+
 export interface BenchProfile {
   name: 'full' | 'quick';
   /** Seconds per pgbench / redis-benchmark measurement. */
@@ -22,8 +24,12 @@ export interface BenchProfile {
   failoverRatePerSec: number;
   /** Lease TTL of the publishers in the failover scenario: a SIGKILL is recovered after about this long. */
   failoverLeaseTtlSeconds: number;
-  /** Settings of our apps in every scenario. */
-  petcover: { partitions: number; concurrency: number; batchSize: number; pollIntervalSeconds: number; leaseTtlSeconds: number };
+  /**
+   * Settings of our apps in every scenario. `batchSize` is the publisher's
+   * and the consumer's; `handler` is the bench handler's form (one INSERT per
+   * run of events, or one per event; see handler-module.ts).
+   */
+  petcover: { partitions: number; concurrency: number; batchSize: number; pollIntervalSeconds: number; leaseTtlSeconds: number; handler: BenchHandlerMode };
   peers: { concurrency: number; pgBossBatchSize: number };
 }
 
@@ -31,7 +37,7 @@ const shared = {
   producerConnections: 4,
   latencyRatePerSec: 1000,
   failoverRatePerSec: 200,
-  petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 30 },
+  petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 30, handler: 'batch' as BenchHandlerMode },
   peers: { concurrency: 4, pgBossBatchSize: 250 },
 };
 

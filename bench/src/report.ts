@@ -9,6 +9,7 @@ import type { KeepingUpResult } from './scenarios/keeping-up';
 import type { MachineLimits } from './scenarios/machine-limits';
 import type { RelayResult } from './scenarios/relay';
 import { ratio } from './stats';
+import { petcoverSystemName } from './systems/petcover';
 
 export interface MachineInfo {
   cpus: number;
@@ -51,7 +52,7 @@ const verdict = (value: number | null | undefined, ok: (v: number) => boolean) =
 export function peerRatios(drain: DrainResult[], latency: LatencyResult[]): BenchResults['ratios'] {
   const oursDrain = drain.find((d) => d.system === 'petcover');
   const oursLatency = latency.find((l) => l.system === 'petcover');
-  const peers = new Set([...drain, ...latency].map((r) => r.system).filter((s) => s !== 'petcover'));
+  const peers = new Set([...drain, ...latency].map((r) => r.system).filter((s) => !s.startsWith('petcover')));
   return [...peers].map((peer) => {
     const d = drain.find((r) => r.system === peer);
     const l = latency.find((r) => r.system === peer);
@@ -98,6 +99,12 @@ export function renderMarkdown(r: BenchResults): string {
       `| end-to-end drain, ${int(ours.events)} pre-filled events, one row written per event${ours.complete ? '' : ` (INCOMPLETE: ${int(ours.handled)} handled)`}${ours.duplicates ? ` (${ours.duplicates} DUPLICATES)` : ''} | ${int(ours.eventsPerSec)} events/s (${dec(ours.seconds)} s) | ${frac(ours.eventsPerSec, limits?.singleRowCommitsPerSec)} of single-row commits | ≥ 20,000${mark(verdict(ours.eventsPerSec, (v) => v >= 20_000))} |`,
     );
   }
+  const perEvent = r.drain.find((d) => d.system === petcoverSystemName('per-event'));
+  if (perEvent) {
+    push(
+      `| same, with a per-event handler (one INSERT per event instead of one per run of events)${perEvent.complete ? '' : ` (INCOMPLETE: ${int(perEvent.handled)} handled)`}${perEvent.duplicates ? ` (${perEvent.duplicates} DUPLICATES)` : ''} | ${int(perEvent.eventsPerSec)} events/s (${dec(perEvent.seconds)} s) | ${frac(perEvent.eventsPerSec, limits?.singleRowCommitsPerSec)} of single-row commits | |`,
+    );
+  }
   const lat = r.latency.find((l) => l.system === 'petcover');
   if (lat) {
     const c = lat.commitToHandler;
@@ -135,6 +142,8 @@ export function renderMarkdown(r: BenchResults): string {
   if (r.drain.length > 0 || r.latency.length > 0) {
     push(
       '### Side by side with peers (same producer, same handler work: one row per event/job)',
+      '',
+      "petcover's handler and pg-boss's (whose work handler receives a batch of jobs) write a batch's rows with one INSERT; graphile-worker runs one task per job (it has no batch form for separately added jobs), so compare it with the per-event row.",
       '',
       '| system | drain events/s | latency p50 / p99 / max (ms) | peak RSS (MiB) | settings |',
       '|---|---:|---:|---:|---|',

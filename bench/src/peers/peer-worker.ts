@@ -5,13 +5,16 @@
  * Env: DATABASE_URL, PEER_CONCURRENCY, PEER_BATCH_SIZE (pg-boss). Prints
  * `READY` once it takes work; SIGTERM stops it gracefully.
  *
- * Handler work is the same as ours: one `bench.handled` row per job.
+ * Handler work is the same as ours: one `bench.handled` row per job (pg-boss,
+ * which hands over batches of jobs, writes a batch's rows in one INSERT).
  */
 import { Logger, run } from 'graphile-worker';
 import PgBoss from 'pg-boss';
 import { GRAPHILE_TASK, PG_BOSS_QUEUE } from './peer-names';
 
 const HANDLED_SQL = 'INSERT INTO bench.handled (seq, handled_at) VALUES ($1, clock_timestamp())';
+/** pg-boss hands its work handler a batch: its rows in one INSERT, as our batch handler does. */
+const HANDLED_BATCH_SQL = 'INSERT INTO bench.handled (seq, handled_at) SELECT unnest($1::bigint[]), clock_timestamp()';
 
 async function main(): Promise<void> {
   const kind = process.argv[2];
@@ -47,7 +50,7 @@ async function main(): Promise<void> {
     // pg-boss v10 runs one fetch loop per work() call: `concurrency` loops.
     for (let i = 0; i < concurrency; i += 1) {
       await boss.work<{ seq: number }>(PG_BOSS_QUEUE, { batchSize, pollingIntervalSeconds: 0.5 }, async (jobs) => {
-        for (const job of jobs) await db.executeSql(HANDLED_SQL, [job.data.seq]);
+        await db.executeSql(HANDLED_BATCH_SQL, [jobs.map((job) => job.data.seq)]);
       });
     }
     stop = () => boss.stop({ graceful: true, wait: true, timeout: 10_000 });

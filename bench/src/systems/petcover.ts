@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { enqueue } from '@petcover/outbox';
 import type { BenchEnvironment } from '../bench-environment';
 import { BENCH_EVENT_TYPE } from '../bench-event';
+import type { BenchHandlerMode } from '../handler-module';
 import { startConsumer, startPublisher, type AppsContext } from '../petcover-apps';
 import { stopAll } from '../processes';
 import { prefillOutbox } from '../workload';
@@ -14,11 +15,17 @@ export interface PetcoverSettings {
   batchSize: number;
   pollIntervalSeconds: number;
   leaseTtlSeconds: number;
+  handler: BenchHandlerMode;
+}
+
+/** The name the report shows: the default (batch) handler is plain `petcover`. */
+export function petcoverSystemName(handler: BenchHandlerMode): string {
+  return handler === 'batch' ? 'petcover' : 'petcover (per-event handler)';
 }
 
 export function petcoverSystem(env: BenchEnvironment, apps: AppsContext, scenario: string, settings: PetcoverSettings): SystemUnderTest {
   return {
-    name: 'petcover',
+    name: petcoverSystemName(settings.handler),
     settings: { ...settings },
     async start(): Promise<RunningSystem> {
       const stream = `stream:bench:${scenario}_${randomBytes(3).toString('hex')}`;
@@ -30,6 +37,8 @@ export function petcoverSystem(env: BenchEnvironment, apps: AppsContext, scenari
         group: `bench-${scenario}`,
         concurrency: settings.concurrency,
         partitions,
+        batchSize: settings.batchSize,
+        handler: settings.handler,
       });
       const publisher = await startPublisher(apps, {
         name: `${scenario}-publisher`,

@@ -12,6 +12,7 @@ import {
   redisStreamKey,
   type Consumer,
   type ConsumerOptions,
+  type HandledEvent,
   type HandlerContext,
   type HandlerRegistry,
 } from '../src';
@@ -201,24 +202,30 @@ describe('consumer', () => {
     expect(processed!.n).toBe(0);
   });
 
-  test('pipelined handlers: a 300-event batch travels pipelined, effects in entry order; a failure in the middle is isolated and retried alone', async () => {
+  test('a batch handler takes a whole read in one call, effects in entry order; when it fails, the run is handled one by one and only the failing entry is retried', async () => {
     const stream = uniqueStreamName();
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
-    let failuresLeft = 2;
+    const batchCalls: number[][] = [];
+    const insertAll = (ctx: HandlerContext, events: HandledEvent<{ seq: number }>[]) =>
+      ctx.tx.execute(sql`
+        INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
+        SELECT ${ctx.group}, e.event_id, e.partition_key, e.seq, ${ctx.attempt}
+        FROM unnest(${`{${events.map((e) => e.eventId).join(',')}}`}::uuid[], ${`{${events.map((e) => JSON.stringify(e.partitionKey)).join(',')}}`}::text[],
+                    ${`{${events.map((e) => e.payload.seq).join(',')}}`}::int[]) WITH ORDINALITY AS e(event_id, partition_key, seq, n)
+        ORDER BY e.n`);
+    let seq150Attempts = 0;
     const registry = createHandlerRegistry().register('Recorded', {
       schema: payloadSchema,
-      pipelined: true,
       async handle(event, ctx) {
-        if (event.payload.seq === 150 && failuresLeft-- > 0) {
-          // A statement that fails in Postgres: the transaction is aborted, so every
-          // statement pipelined behind it fails too; only this entry is to blame.
-          await ctx.tx.execute(sql`SELECT 1 / 0`);
-        }
-        await ctx.tx.execute(sql`
-          INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
-          VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+        if (event.payload.seq === 150 && ++seq150Attempts === 1) throw new Error('seq 150 fails once');
+        await insertAll(ctx, [event]);
+      },
+      async handleBatch(events, ctx) {
+        batchCalls.push(events.map((e) => e.payload.seq));
+        if (events.some((e) => e.payload.seq === 150)) throw new Error('a batch holding seq 150 always fails');
+        await insertAll(ctx, events);
       },
     });
     const seqs = Array.from({ length: 300 }, (_, i) => i + 1);
@@ -226,36 +233,48 @@ describe('consumer', () => {
     const consumer = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, batchSize: 300 });
     const rows = await waitForEffects(group, 300);
     expect(rows.map((r) => r.seq)).toEqual(seqs);
-    expect(rows.filter((r) => r.attempt !== 1).map((r) => [r.seq, r.attempt])).toEqual([[150, 3]]);
-    expect(await counter(consumer, 'petcover_consumer_failed_total')).toBe(2);
+    expect(rows.filter((r) => r.attempt !== 1).map((r) => [r.seq, r.attempt])).toEqual([[150, 2]]);
+    // One call for the whole read; after it failed, everything went through handle().
+    expect(batchCalls).toEqual([seqs]);
+    expect(await counter(consumer, 'petcover_consumer_failed_total')).toBe(1);
     expect(await counter(consumer, 'petcover_consumer_handled_total')).toBe(300);
     expect(await deadLettersOf(group)).toEqual([]);
+
+    // The next read uses the batch handler again.
+    await appendTestEvents(redis, key, [301, 302, 303].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+    await waitForEffects(group, 303);
+    expect(batchCalls.slice(1)).toEqual([[301, 302, 303]]);
     await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'all acknowledged' });
   });
 
-  test('a pipelined handler after a sequential one waits for it: mixed batches keep entry order', async () => {
+  test('a batch handler gets only runs of consecutive entries of its type; duplicates are left out; order across types holds', async () => {
     const stream = uniqueStreamName();
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
-    const insert = (ctx: HandlerContext, event: { eventId: string; partitionKey: string; payload: { seq: number } }) =>
+    const insert = (ctx: HandlerContext, event: HandledEvent<{ seq: number }>) =>
       ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
         VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+    const batchCalls: number[][] = [];
     const registry = createHandlerRegistry()
-      .register('Fast', { schema: payloadSchema, pipelined: true, handle: async (event, ctx) => void (await insert(ctx, event)) })
-      .register('Slow', {
+      .register('Fast', {
         schema: payloadSchema,
-        async handle(event, ctx) {
-          // Reads, waits, then writes: anything pipelined after it must not overtake.
-          await ctx.tx.execute(sql`SELECT pg_sleep(0.02)`);
-          await insert(ctx, event);
+        handle: async (event, ctx) => void (await insert(ctx, event)),
+        async handleBatch(events, ctx) {
+          batchCalls.push(events.map((e) => e.payload.seq));
+          for (const event of events) await insert(ctx, event);
         },
-      });
-    const types = ['Fast', 'Fast', 'Slow', 'Fast', 'Slow', 'Slow', 'Fast', 'Fast'];
-    await appendTestEvents(redis, key, types.map((type, i) => testStreamEvent({ type, payload: { seq: i + 1 } })));
+      })
+      .register('Slow', { schema: payloadSchema, handle: async (event, ctx) => void (await insert(ctx, event)) });
+    const types = ['Fast', 'Fast', 'Slow', 'Fast', 'Slow', 'Slow', 'Fast', 'Fast', 'Fast'];
+    const events = types.map((type, i) => testStreamEvent({ type, payload: { seq: i + 1 } }));
+    // The 8th entry repeats the 7th's event: a duplicate inside the run.
+    events[7] = { ...events[6]! };
+    await appendTestEvents(redis, key, events);
     startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
-    const rows = await waitForEffects(group, types.length);
-    expect(rows.map((r) => r.seq)).toEqual(types.map((_, i) => i + 1));
+    const rows = await waitForEffects(group, 8);
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 9]);
+    expect(batchCalls).toEqual([[1, 2], [7, 9]]);
   });
 
   test('schema failure, missing fields and PermanentError are dead-lettered at once; an unknown type is skipped', async () => {

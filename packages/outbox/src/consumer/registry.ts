@@ -59,26 +59,25 @@ export interface EventHandler<P> {
   /** Resolve = handled (acknowledged); throw = retry, or dead-letter for PermanentError. */
   handle(event: HandledEvent<P>, ctx: HandlerContext): Promise<void>;
   /**
-   * Default false: each event's handler starts after the previous one in the
-   * batch resolved. `true` lets the consumer start the next event's handler
-   * without waiting, so the statements of a whole batch travel to Postgres
-   * pipelined on the transaction's connection (one socket write instead of
-   * one round trip per event). They still run in the order they were issued.
+   * Optional set-based form of `handle`, for hot event types: called with a
+   * run of consecutive entries of this type from one read batch (duplicates
+   * left out), in entry order, inside the same transaction as their
+   * processed_event rows. It must have the effect of calling `handle` on each
+   * in that order, e.g. one multi-row INSERT instead of one per event: a
+   * statement per event costs a round trip, a statement per batch does not.
    *
-   * Only for handlers that issue their statements on `ctx.tx` before awaiting
-   * anything else, never read back what an earlier event of the batch may
-   * have written, and use no nested transaction (savepoint): an append-only
-   * insert or an upsert keyed by the event are the typical case. A failure
-   * still rolls back the batch and is retried alone, exactly as without it.
+   * If it throws, nothing of the batch commits and the consumer handles those
+   * entries again one by one through `handle`, so retries, backoff and dead
+   * letters still concern the one event that fails.
    */
-  pipelined?: boolean;
+  handleBatch?(events: HandledEvent<P>[], ctx: HandlerContext): Promise<void>;
 }
 
 export interface RegisteredHandler {
   eventType: string;
   schema: z.ZodType<unknown>;
   handle(event: HandledEvent<unknown>, ctx: HandlerContext): Promise<void>;
-  pipelined: boolean;
+  handleBatch?(events: HandledEvent<unknown>[], ctx: HandlerContext): Promise<void>;
 }
 
 export class HandlerRegistry {
@@ -98,8 +97,8 @@ export class HandlerRegistry {
     if (this.handlers.has(eventType)) throw new DuplicateHandlerError(eventType);
     const entry: RegisteredHandler =
       typeof handler === 'function'
-        ? { eventType, schema: (typeOrDefinition as EventDefinition<z.ZodType<Record<string, unknown>>>).schema, handle: handler, pipelined: false }
-        : { eventType, schema: handler.schema, handle: handler.handle, pipelined: handler.pipelined ?? false };
+        ? { eventType, schema: (typeOrDefinition as EventDefinition<z.ZodType<Record<string, unknown>>>).schema, handle: handler }
+        : { eventType, schema: handler.schema, handle: handler.handle, ...(handler.handleBatch ? { handleBatch: handler.handleBatch } : {}) };
     this.handlers.set(eventType, entry);
     return this;
   }

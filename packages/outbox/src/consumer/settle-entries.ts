@@ -4,11 +4,13 @@
  * recognised as a duplicate, skipped (no handler), or dead-lettered.
  *
  * Fast path: the whole batch in ONE transaction (one processed_event insert
- * for all event ids, handlers run in order, pipelined where they allow it,
- * lease fence, commit). When a handler throws, the transaction rolls back;
- * the entries before it are committed again as a smaller batch, then the
- * failing entry is retried alone with backoff until it succeeds or is
- * dead-lettered, then the rest continues. Each entry's effect stays atomic and order is kept.
+ * for all event ids, handlers run in order, a batch handler once per run of
+ * consecutive entries of its type, lease fence, commit). When a handler
+ * throws, the transaction rolls back; the entries before it are committed
+ * again as a smaller batch, then the failing entry is retried alone with
+ * backoff until it succeeds or is dead-lettered, then the rest continues
+ * (a failed batch handler's run is first re-run one entry per call, to find
+ * the failing entry). Each entry's effect stays atomic and order is kept.
  */
 import type { Logger } from 'pino';
 import type { Database, Transaction } from '../db';
@@ -66,6 +68,8 @@ class HandlerFailure extends Error {
   constructor(
     readonly index: number,
     readonly failure: Error,
+    /** A batch handler failed on a run starting at `index`: which entry is to blame is unknown. */
+    readonly batched: boolean,
   ) {
     super(failure.message);
   }
@@ -151,16 +155,25 @@ interface BatchCounts {
   latencies: { type: string; seconds: number }[];
 }
 
+type HandleItem = Item & { kind: 'handle' };
+
+/** Entries handled by one handler call: one entry, or a batch handler's run of consecutive entries. */
+interface HandlerRun {
+  /** Index (in the batch) of its first entry. */
+  index: number;
+  items: HandleItem[];
+}
+
+type BatchOutcome = { ok: true; counts: BatchCounts } | { ok: false; index: number; error: Error; batched: boolean };
+
 /**
  * Runs `items` in one transaction. Resolves {ok:true} after commit, or
- * {ok:false, index, error} when a handler threw (nothing committed).
- * Infrastructure errors (database down, lease lost) are thrown.
+ * {ok:false, index, error, batched} when a handler threw (nothing committed).
+ * Consecutive fresh entries of a type with a batch handler go to it in one
+ * call, unless `oneByOne`. Infrastructure errors (database down, lease lost)
+ * are thrown.
  */
-async function runBatch(
-  ctx: PartitionContext,
-  items: readonly Item[],
-  attempt: number,
-): Promise<{ ok: true; counts: BatchCounts } | { ok: false; index: number; error: Error }> {
+async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: number, oneByOne: boolean): Promise<BatchOutcome> {
   const counts: BatchCounts = { handled: [], duplicates: [], rejected: [], latencies: [] };
   try {
     await ctx.db.transaction(async (tx: Transaction) => {
@@ -169,10 +182,9 @@ async function runBatch(
         await recordDeadLetter(tx, deadLetterOf(ctx, item, item.error, 1, null));
         counts.rejected.push(item);
       }
-      const toHandle = items.filter((i): i is Item & { kind: 'handle' } => i.kind === 'handle');
+      const toHandle = items.filter((i): i is HandleItem => i.kind === 'handle');
       const fresh = await markProcessed(tx, ctx.group, toHandle.map((i) => i.event.eventId));
-      // Pipelined handlers started but not yet awaited, in batch order.
-      const inFlight: Promise<void>[] = [];
+      let run: HandlerRun | undefined;
       for (let index = 0; index < items.length; index++) {
         const item = items[index] as Item;
         if (item.kind !== 'handle') continue;
@@ -181,24 +193,23 @@ async function runBatch(
           counts.duplicates.push(item);
           continue;
         }
-        if (item.handler.pipelined) {
-          const handled = runHandler(ctx, tx, attempt, item, index, counts);
-          handled.catch(() => undefined); // settled (and rethrown) by awaitInFlight
-          inFlight.push(handled);
-        } else {
-          await awaitInFlight(inFlight);
-          await runHandler(ctx, tx, attempt, item, index, counts);
+        const batchable = !oneByOne && item.handler.handleBatch !== undefined;
+        if (run && batchable && run.items[0]!.handler === item.handler) {
+          run.items.push(item);
+          continue;
+        }
+        if (run) await callHandler(ctx, tx, attempt, run, counts);
+        run = { index, items: [item] };
+        if (!batchable) {
+          await callHandler(ctx, tx, attempt, run, counts);
+          run = undefined;
         }
       }
-      // The lease fence goes out right behind the last pipelined statements (no
-      // round trip of its own); its row lock is held until COMMIT either way.
-      const fence = assertPartitionLease(tx, partitionLease(ctx));
-      fence.catch(() => undefined); // settled (and rethrown) by awaitInFlight
-      inFlight.push(fence);
-      await awaitInFlight(inFlight);
+      if (run) await callHandler(ctx, tx, attempt, run, counts);
+      await assertPartitionLease(tx, partitionLease(ctx));
     });
   } catch (error) {
-    if (error instanceof HandlerFailure) return { ok: false, index: error.index, error: error.failure };
+    if (error instanceof HandlerFailure) return { ok: false, index: error.index, error: error.failure, batched: error.batched };
     throw error;
   }
   return { ok: true, counts };
@@ -208,41 +219,44 @@ function partitionLease(ctx: PartitionContext) {
   return { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, group: ctx.group };
 }
 
-/** Runs one handler; its failure becomes a HandlerFailure naming its index, unless Postgres itself is unreachable. */
-async function runHandler(ctx: PartitionContext, tx: Transaction, attempt: number, item: Item & { kind: 'handle' }, index: number, counts: BatchCounts): Promise<void> {
+/** One handler call: `handle` for a single entry, `handleBatch` for a run of several. */
+async function callHandler(ctx: PartitionContext, tx: Transaction, attempt: number, run: HandlerRun, counts: BatchCounts): Promise<void> {
+  const first = run.items[0]!;
+  const handler = first.handler;
   const started = process.hrtime.bigint();
   try {
-    await item.handler.handle({ ...item.event, stream: ctx.stream, payload: item.payload, entryId: item.entryId }, handlerContext(ctx, tx, attempt, item));
+    if (run.items.length > 1 && handler.handleBatch) {
+      await handler.handleBatch(run.items.map((item) => handledEvent(ctx, item)), handlerContext(ctx, tx, attempt, run.items));
+    } else {
+      await handler.handle(handledEvent(ctx, first), handlerContext(ctx, tx, attempt, run.items));
+    }
   } catch (error) {
     if (isDatabaseUnavailableError(error)) throw error;
-    throw new HandlerFailure(index, asError(error));
+    throw new HandlerFailure(run.index, asError(error), run.items.length > 1);
   }
-  counts.latencies.push({ type: item.event.type, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
-  counts.handled.push(item);
+  counts.latencies.push({ type: first.event.type, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+  counts.handled.push(...run.items);
 }
 
-/**
- * Waits for every pipelined handler in flight, then throws the failure of
- * the earliest one that failed: statements run in the order they were sent,
- * so later handlers of an aborted transaction only echo that first failure.
- */
-async function awaitInFlight(inFlight: Promise<void>[]): Promise<void> {
-  if (inFlight.length === 0) return;
-  const results = await Promise.allSettled(inFlight);
-  inFlight.length = 0;
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+function handledEvent(ctx: PartitionContext, item: HandleItem) {
+  return { ...item.event, stream: ctx.stream, payload: item.payload, entryId: item.entryId };
 }
 
 /** The handler's context; its child logger is built only if the handler logs (a child per event costs throughput). */
-function handlerContext(ctx: PartitionContext, tx: Transaction, attempt: number, item: Item & { kind: 'handle' }): HandlerContext {
+function handlerContext(ctx: PartitionContext, tx: Transaction, attempt: number, items: readonly HandleItem[]): HandlerContext {
   let logger: Logger | undefined;
+  const first = items[0]!;
+  const last = items[items.length - 1]!;
   return {
     tx,
     attempt,
     group: ctx.group,
     get logger() {
-      logger ??= ctx.logger.child({ eventId: item.event.eventId, eventType: item.event.type, entryId: item.entryId });
+      logger ??= ctx.logger.child(
+        items.length === 1
+          ? { eventId: first.event.eventId, eventType: first.event.type, entryId: first.entryId }
+          : { eventType: first.event.type, events: items.length, firstEntryId: first.entryId, lastEntryId: last.entryId },
+      );
       return logger;
     },
   };
@@ -288,9 +302,11 @@ export async function settleEntries(ctx: PartitionContext, entries: readonly Raw
   }
   let failing: FailureState | undefined;
   let limit = queue.length;
+  // After a batch handler failed, the rest of this read is handled one entry per call.
+  let oneByOne = false;
   while (queue.length > 0) {
     if (failing && failing.entryId === (queue[0] as Item).entryId) {
-      const done = await retryAlone(ctx, queue[0] as Item & { kind: 'handle' }, failing);
+      const done = await retryAlone(ctx, queue[0] as HandleItem, failing);
       if (!done) return settled;
       settled.push((queue[0] as Item).entryId);
       queue = queue.slice(1);
@@ -299,7 +315,7 @@ export async function settleEntries(ctx: PartitionContext, entries: readonly Raw
       continue;
     }
     const batch = queue.slice(0, limit);
-    const outcome = await runBatch(ctx, batch, 1);
+    const outcome = await runBatch(ctx, batch, 1, oneByOne);
     if (outcome.ok) {
       recordCommitted(ctx, outcome.counts);
       settled.push(...batch.map((i) => i.entryId));
@@ -307,7 +323,19 @@ export async function settleEntries(ctx: PartitionContext, entries: readonly Raw
       limit = queue.length;
       continue;
     }
-    const item = batch[outcome.index] as Item & { kind: 'handle' };
+    if (outcome.batched) {
+      // Which entry of the run failed is unknown: commit what came before it,
+      // then take the run one entry at a time; the failing one then shows.
+      const run = batch[outcome.index] as HandleItem;
+      ctx.logger.warn(
+        { group: ctx.group, stream: ctx.partitionStream, entryId: run.entryId, eventType: run.event.type, err: outcome.error },
+        'batch handler failed; handling its entries one by one to find the failing one',
+      );
+      oneByOne = true;
+      limit = outcome.index > 0 ? outcome.index : queue.length;
+      continue;
+    }
+    const item = batch[outcome.index] as HandleItem;
     noteFailure(ctx, item, 1, outcome.error);
     failing = { entryId: item.entryId, failures: 1, firstFailedAt: new Date(), error: outcome.error };
     // Commit what came before it first (order), then retry it alone.
@@ -316,7 +344,7 @@ export async function settleEntries(ctx: PartitionContext, entries: readonly Raw
   return settled;
 }
 
-function noteFailure(ctx: PartitionContext, item: Item & { kind: 'handle' }, attempt: number, error: Error): void {
+function noteFailure(ctx: PartitionContext, item: HandleItem, attempt: number, error: Error): void {
   ctx.metrics.failed.inc(labels(ctx, item.event.type));
   const context = { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempt, err: error };
   if (attempt === 1) ctx.logger.warn(context, 'handler failed; will retry unless permanent');
@@ -327,7 +355,7 @@ function noteFailure(ctx: PartitionContext, item: Item & { kind: 'handle' }, att
  * Retries one failing entry with backoff in its own transactions until it
  * commits or is dead-lettered. Returns false when stop cut a wait short.
  */
-async function retryAlone(ctx: PartitionContext, item: Item & { kind: 'handle' }, state: FailureState): Promise<boolean> {
+async function retryAlone(ctx: PartitionContext, item: HandleItem, state: FailureState): Promise<boolean> {
   for (;;) {
     const permanent = isPermanentError(state.error);
     if (permanent || state.failures >= ctx.maxAttempts) {
@@ -337,7 +365,7 @@ async function retryAlone(ctx: PartitionContext, item: Item & { kind: 'handle' }
     if (!(await sleepUnlessAborted(backoffDelay(ctx.backoff, state.failures), ctx.signal))) return false;
     ctx.metrics.retried.inc(labels(ctx, item.event.type));
     const attempt = state.failures + 1;
-    const outcome = await runBatch(ctx, [item], attempt);
+    const outcome = await runBatch(ctx, [item], attempt, true);
     if (outcome.ok) {
       recordCommitted(ctx, outcome.counts);
       ctx.logger.info({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempt }, 'handler succeeded after retrying');
@@ -349,7 +377,7 @@ async function retryAlone(ctx: PartitionContext, item: Item & { kind: 'handle' }
   }
 }
 
-async function deadLetterHandlerFailure(ctx: PartitionContext, item: Item & { kind: 'handle' }, state: FailureState, permanent: boolean): Promise<void> {
+async function deadLetterHandlerFailure(ctx: PartitionContext, item: HandleItem, state: FailureState, permanent: boolean): Promise<void> {
   await ctx.db.transaction(async (tx) => {
     await recordDeadLetter(tx, deadLetterOf(ctx, item, state.error, state.failures, state.firstFailedAt));
     await assertPartitionLease(tx, partitionLease(ctx));

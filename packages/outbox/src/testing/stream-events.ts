@@ -22,12 +22,13 @@ export function testStreamEvent(event: Partial<StreamEvent> & { type: string; pa
 
 /**
  * XADDs each event (encoded with encodeEntry) to `key`, in order, in one
- * pipeline. Returns the entry ids.
+ * MULTI. Returns the entry ids.
  */
 export async function appendTestEvents(redis: Redis, key: string, events: readonly StreamEvent[]): Promise<string[]> {
-  const pipeline = redis.pipeline();
-  for (const event of events) pipeline.xadd(key, '*', ...encodeEntry(event));
-  const results = (await pipeline.exec()) ?? [];
+  // MULTI, so a reader blocked on the stream sees all of them in one read.
+  const transaction = redis.multi();
+  for (const event of events) transaction.xadd(key, '*', ...encodeEntry(event));
+  const results = (await transaction.exec()) ?? [];
   return results.map(([error, id]) => {
     if (error) throw error;
     return id as string;
