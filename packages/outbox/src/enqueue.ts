@@ -2,12 +2,11 @@
  * Writing events: `enqueue(tx, event)` inserts into the caller's transaction,
  * so the domain change and its event commit or roll back together.
  */
-import { inArray, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { PgTransaction } from 'drizzle-orm/pg-core';
 import type { Transaction } from './db';
 import { DuplicateEventIdError, OutboxValidationError } from './errors';
 import { newEventId, UUID_PATTERN } from './event-id';
-import { outboxEvent } from './schema';
 import { assertStreamName } from './streams';
 
 /**
@@ -81,27 +80,31 @@ export async function enqueueMany(
   const repeated = ids.filter((id, i) => ids.indexOf(id) !== i);
   if (repeated.length > 0) throw new DuplicateEventIdError([...new Set(repeated)]);
 
-  // The NOTIFY rides on the INSERT's RETURNING: one round trip per enqueue
-  // instead of two. Postgres delivers identical (channel, payload) pairs of
-  // one transaction once, at commit, so a NOTIFY per row is one per stream.
-  const inserted = await tx
-    .insert(outboxEvent)
-    .values(rows)
-    .onConflictDoNothing({ target: outboxEvent.eventId })
-    .returning({
-      id: outboxEvent.id,
-      eventId: outboxEvent.eventId,
-      notified: sql<string>`pg_notify(${OUTBOX_NOTIFY_CHANNEL}, ${outboxEvent.streamName})`,
-    });
+  // One plain SQL statement: drizzle's insert builder costs about twice the
+  // CPU of the whole statement's round trip, and every producer pays it.
+  // The NOTIFY rides on the RETURNING: one round trip per enqueue instead of
+  // two. Postgres delivers identical (channel, payload) pairs of one
+  // transaction once, at commit, so a NOTIFY per row is one per stream.
+  const values = sql.join(
+    rows.map((r) => sql`(${r.eventId}::uuid, ${r.streamName}, ${r.partitionKey}, ${r.eventType}, ${r.payloadJson}::jsonb, ${r.headersJson}::jsonb)`),
+    sql`, `,
+  );
+  const inserted = (await tx.execute(sql`
+    INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, headers)
+    VALUES ${values}
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING id::text AS id, event_id::text AS event_id, pg_notify(${OUTBOX_NOTIFY_CHANNEL}, stream_name) AS notified`)) as unknown as { id: string; event_id: string }[];
   if (inserted.length !== rows.length) {
     // Undo our own partial insert without aborting the caller's transaction.
-    const insertedIds = new Set(inserted.map((r) => r.eventId));
-    if (inserted.length > 0) await tx.delete(outboxEvent).where(inArray(outboxEvent.id, inserted.map((r) => r.id)));
+    const insertedIds = new Set(inserted.map((r) => r.event_id));
+    if (inserted.length > 0) {
+      await tx.execute(sql`DELETE FROM events.outbox_event WHERE id = ANY(${`{${inserted.map((r) => r.id).join(',')}}`}::bigint[])`);
+    }
     throw new DuplicateEventIdError(ids.filter((id) => !insertedIds.has(id)));
   }
 
-  const byEventId = new Map(inserted.map((r) => [r.eventId, r.id]));
-  return rows.map((r) => ({ id: byEventId.get(r.eventId) as bigint, eventId: r.eventId, stream: r.streamName }));
+  const byEventId = new Map(inserted.map((r) => [r.event_id, r.id]));
+  return rows.map((r) => ({ id: BigInt(byEventId.get(r.eventId) as string), eventId: r.eventId, stream: r.streamName }));
 }
 
 function validateEvent(event: OutboxEventInput, prefix: string, maxBytes: number) {
@@ -136,9 +139,9 @@ function validateEvent(event: OutboxEventInput, prefix: string, maxBytes: number
     streamName: event.stream,
     partitionKey: event.partitionKey,
     eventType: event.type,
-    // Stored from the validated JSON text so what we measured is what we write.
-    payload: JSON.parse(payloadJson) as unknown,
-    headers: { ...headers },
+    // The validated JSON text itself is stored: what we measured is what we write.
+    payloadJson,
+    headersJson: JSON.stringify(headers),
   };
 }
 
