@@ -14,6 +14,9 @@ export const CONSUMER_MAIN = path.join(REPO_ROOT, 'apps/events-consumer/dist/mai
 /** Compiled handler module; exists once the bench package is built. */
 export const BENCH_HANDLER_MODULE = path.join(REPO_ROOT, 'bench/dist/handler-module.js');
 
+/** Node flags of the publisher and consumer, as their Dockerfiles run them. */
+export const APP_NODE_FLAGS = ['--max-semi-space-size=4'];
+
 export interface AppsContext {
   databaseUrl: string;
   redisUrl: string;
@@ -60,7 +63,7 @@ export async function startPublisher(ctx: AppsContext, options: PublisherOptions
     },
     readiness: { healthPort },
     logDir: ctx.logDir,
-    nodeFlags: ctx.nodeFlags,
+    nodeFlags: [...APP_NODE_FLAGS, ...ctx.nodeFlags],
   });
 }
 
@@ -102,7 +105,7 @@ export async function startConsumer(ctx: AppsContext, options: ConsumerOptions):
     },
     readiness: { healthPort },
     logDir: ctx.logDir,
-    nodeFlags: ctx.nodeFlags,
+    nodeFlags: [...APP_NODE_FLAGS, ...ctx.nodeFlags],
   });
 }
 

@@ -147,7 +147,7 @@ describe.each(APPS)('$dir', (app) => {
     expect(dockerfile).toContain(`--filter=${app.pkg}...`);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/^STOPSIGNAL SIGTERM$/m);
-    expect(dockerfile).toMatch(/^CMD \["node", "dist\/main\.js"\]$/m);
+    expect(dockerfile).toMatch(/^CMD \["node", (?:"--[a-z-]+=\d+", )*"dist\/main\.js"\]$/m);
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${port()}$`, 'm'));
     expect(dockerfile).toContain(`process.env.${app.portVar} || ${port()}`);
     expect(JSON.parse(fs.readFileSync(path.join(ROOT, 'apps', app.dir, 'package.json'), 'utf8')).name).toBe(app.pkg);
