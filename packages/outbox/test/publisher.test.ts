@@ -331,3 +331,34 @@ test('NOTIFY wakes the publisher: new streams are leased and new rows drained lo
   await waitFor(async () => (await unpublishedCount(db, later)) === 0, { timeoutMs: 5_000, description: 'an idle leased stream woken by NOTIFY' });
   expect(await redis.xlen(`${prefix}${later}`)).toBe(5);
 });
+
+test('a batch whose published_at UPDATE fails after the next batch was appended is re-sent without a second entry', async () => {
+  const stream = uniqueStreamName('markfail');
+  const prefix = uniqueRedisPrefix();
+  await fillOutbox(db, stream, 30);
+  const [first] = await db.sql<{ id: string }[]>`SELECT min(id)::text AS id FROM events.outbox_event WHERE stream_name = ${stream}`;
+  // The first UPDATE that marks the first batch fails, once (a sequence is not rolled back with it).
+  await db.sql.unsafe(`
+    CREATE SEQUENCE mark_failures;
+    CREATE FUNCTION fail_first_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.id = ${Number(first!.id)} AND NEW.published_at IS NOT NULL AND nextval('mark_failures') = 1 THEN
+        RAISE EXCEPTION 'injected failure of the first published_at UPDATE';
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER fail_first_mark BEFORE UPDATE ON events.outbox_event FOR EACH ROW EXECUTE FUNCTION fail_first_mark();`);
+  try {
+    // Batches of 10: batch 2 is selected and appended while batch 1's UPDATE runs (and fails).
+    const { lines } = startPublisher({ keyPrefix: prefix, batchSize: 10 });
+    await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { description: 'every row published after the failed UPDATE' });
+    const entries = await readStream(redis, `${prefix}${stream}`);
+    expect(entries).toHaveLength(30);
+    expectIdOrder(entries);
+    const [failures] = await db.sql<{ n: string }[]>`SELECT last_value::text AS n FROM mark_failures`;
+    expect(Number(failures!.n)).toBeGreaterThanOrEqual(1);
+    expect(lines.some((l) => JSON.stringify(l).includes('injected failure of the first published_at UPDATE'))).toBe(true);
+  } finally {
+    await db.sql.unsafe('DROP TRIGGER fail_first_mark ON events.outbox_event; DROP FUNCTION fail_first_mark(); DROP SEQUENCE mark_failures;');
+  }
+});
