@@ -212,7 +212,10 @@ async function main(): Promise<number> {
         results.drain.push(await runDrain(ctx, petcoverSystem(env, apps, 'drain', { ...profile.petcover, handler: 'per-event' })));
       });
     }
-    if (options.only.has('latency')) await ours('latency', async () => void results.latency.push(await runLatency(ctx, petcover('latency'))));
+    if (options.only.has('latency')) {
+      await ours('latency', async () => void results.latency.push(await runLatency(ctx, petcover('latency'))));
+      await ours('latency (unsaturated)', async () => void results.latency.push(await runLatency(ctx, petcover('latency'), profile.unsaturatedLatencyRatePerSec)));
+    }
     if (options.only.has('keeping-up')) await ours('keeping up', async () => void (results.keepingUp = await runKeepingUp(ctx, petcover('keepingup'))));
     if (options.only.has('failover')) await ours('failover', async () => void (results.failover = await runFailover(ctx)));
     if (options.only.has('peers')) {

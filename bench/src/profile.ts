@@ -15,6 +15,11 @@ export interface BenchProfile {
   drainEvents: number;
   drainTimeoutMs: number;
   latencyRatePerSec: number;
+  /**
+   * A second latency run at a rate this machine sustains without saturating
+   * (measured after the main one): the pipeline's own latency, without queueing.
+   */
+  unsaturatedLatencyRatePerSec: number;
   latencyDurationMs: number;
   /** Events committed in this first part of the run are left out of the histogram. */
   latencyWarmupMs: number;
@@ -36,6 +41,7 @@ export interface BenchProfile {
 const shared = {
   producerConnections: 4,
   latencyRatePerSec: 1000,
+  unsaturatedLatencyRatePerSec: 200,
   failoverRatePerSec: 200,
   petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 30, handler: 'batch' as BenchHandlerMode },
   peers: { concurrency: 4, pgBossBatchSize: 250 },

@@ -114,6 +114,13 @@ export function renderMarkdown(r: BenchResults): string {
     const s = lat.scheduleToHandler;
     push(`| same, from the schedule slot (includes waiting for a producer connection) | ${dec(s.p50Ms)} / ${dec(s.p90Ms)} / ${dec(s.p99Ms)} / ${dec(s.maxMs)} ms | | |`);
   }
+  const unsaturated = r.latency.find((l) => l.system === 'petcover' && lat && l.ratePerSec < lat.ratePerSec);
+  if (unsaturated) {
+    const c = unsaturated.commitToHandler;
+    push(
+      `| same at ${int(unsaturated.ratePerSec)} events/s (the machine not saturated: the pipeline's own latency, ${int(c.count)} events) | ${dec(c.p50Ms)} / ${dec(c.p90Ms)} / ${dec(c.p99Ms)} / ${dec(c.maxMs)} ms | producer reached ${int(unsaturated.producer.achievedRatePerSec)}/s | |`,
+    );
+  }
   if (r.keepingUp) {
     const k = r.keepingUp;
     const tried = k.steps.map((s) => `${int(s.ratePerSec)}${s.flat ? '' : s.producerLimited ? ` (the producer reached only ${int(s.achievedRatePerSec)}/s)` : ' (fell behind)'}`).join(', ');

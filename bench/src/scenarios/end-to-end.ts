@@ -68,13 +68,14 @@ export interface LatencyResult {
   scheduleToHandler: LatencySummary;
 }
 
-export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest): Promise<LatencyResult> {
+/** The open-loop producer at `ratePerSec` (default: the profile's 1,000/s) → commit-to-handler latencies. */
+export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest, ratePerSec = ctx.profile.latencyRatePerSec): Promise<LatencyResult> {
   const { env, profile } = ctx;
   await env.reset();
   const running = await system.start();
   const producerDb = connectDatabase(env.databaseUrl, { max: profile.producerConnections, applicationName: 'petcover-bench-producer' });
   try {
-    const rate = profile.latencyRatePerSec;
+    const rate = ratePerSec;
     const startedAt = await databaseNow(env.db.sql);
     ctx.log(`latency ${system.name}: ${rate}/s for ${(profile.latencyWarmupMs + profile.latencyDurationMs) / 1000} s (first ${profile.latencyWarmupMs / 1000} s warm-up)`);
     const producer = await runOpenLoopProducer({
