@@ -3,10 +3,11 @@
  * <this file>`). Its handler applies one effect per event — a row in the
  * handled-order log, in the consumer's transaction — and fails transiently on
  * a seeded fraction of first attempts, so retries are exercised on every run.
+ * OrderChanged also has a batch form (one INSERT per run of events).
  *
  * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1).
  */
-import { recordHandled, type HandledEvent, type HandlerContext, type HandlerRegistry } from '@petcover/outbox';
+import { recordHandled, type EventHandler, type HandledEvent, type HandlerContext, type HandlerRegistry } from '@petcover/outbox';
 import { CHAOS_STREAMS, chaosPayloadSchema, type ChaosPayload } from './chaos-streams';
 import { seededFraction } from './seeded-random';
 
@@ -34,10 +35,13 @@ export function failsFirstAttempt(eventId: string, options: ChaosHandlerOptions)
   return options.failFraction > 0 && seededFraction(options.seed, eventId) < options.failFraction;
 }
 
+/** Event types whose handler also has the batch form, so both paths run under faults. */
+export const BATCH_HANDLED_TYPES: ReadonlySet<string> = new Set(['OrderChanged']);
+
 export function createChaosModule(options: ChaosHandlerOptions): ChaosConsumerModule {
-  const handle = async (event: HandledEvent<ChaosPayload>, ctx: HandlerContext) => {
+  const record = (event: HandledEvent<ChaosPayload>, ctx: HandlerContext) => {
     if (ctx.attempt === 1 && failsFirstAttempt(event.eventId, options)) throw new ChaosTransientFailure(event.eventId);
-    await recordHandled(ctx.tx, {
+    return {
       group: ctx.group,
       eventId: event.eventId,
       stream: event.stream,
@@ -45,12 +49,22 @@ export function createChaosModule(options: ChaosHandlerOptions): ChaosConsumerMo
       outboxId: event.outboxId,
       seq: event.payload.seq,
       attempt: ctx.attempt,
-    });
+    };
+  };
+  const handler: EventHandler<ChaosPayload> = {
+    schema: chaosPayloadSchema,
+    handle: async (event, ctx) => recordHandled(ctx.tx, record(event, ctx)),
+  };
+  // One INSERT per run; a transient failure of any event in it fails the run,
+  // and the consumer then handles those events one by one.
+  const batchHandler: EventHandler<ChaosPayload> = {
+    ...handler,
+    handleBatch: async (events, ctx) => recordHandled(ctx.tx, events.map((event) => record(event, ctx))),
   };
   return {
     streams: CHAOS_STREAMS.map((s) => ({ name: s.name, partitions: s.partitions })),
     register(registry) {
-      for (const stream of CHAOS_STREAMS) registry.register(stream.eventType, { schema: chaosPayloadSchema, handle });
+      for (const stream of CHAOS_STREAMS) registry.register(stream.eventType, BATCH_HANDLED_TYPES.has(stream.eventType) ? batchHandler : handler);
     },
   };
 }

@@ -65,12 +65,20 @@ export interface HandledRecord {
 }
 
 /**
- * Appends one handled record inside the handler's transaction `tx`, so the
- * record commits exactly when the consumer's inbox row does.
+ * Appends handled records (one, or a batch handler's run, in order) inside
+ * the handler's transaction `tx`, with one INSERT, so they commit exactly
+ * when the consumer's inbox rows do.
  */
-export async function recordHandled(tx: Transaction, record: HandledRecord): Promise<void> {
+export async function recordHandled(tx: Transaction, records: HandledRecord | readonly HandledRecord[]): Promise<void> {
+  const list: readonly HandledRecord[] = Array.isArray(records) ? records : [records as HandledRecord];
+  if (list.length === 0) return;
+  const values = drizzleSql.join(
+    list.map(
+      (r) => drizzleSql`(${r.group}, ${r.eventId}, ${r.stream}, ${r.partitionKey}, ${r.outboxId}::bigint, ${r.seq ?? null}, ${r.attempt ?? 1})`,
+    ),
+    drizzleSql`, `,
+  );
   await tx.execute(drizzleSql`
     INSERT INTO chaos.handled (group_name, event_id, stream_name, partition_key, outbox_id, seq, attempt)
-    VALUES (${record.group}, ${record.eventId}, ${record.stream}, ${record.partitionKey},
-            ${record.outboxId}::bigint, ${record.seq ?? null}, ${record.attempt ?? 1})`);
+    VALUES ${values}`);
 }
