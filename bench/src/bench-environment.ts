@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import Redis from 'ioredis';
 import postgres from 'postgres';
-import { connectDatabase, outboxMigrations, runMigrations, withDatabaseName, type DatabaseHandle } from '@petcover/outbox';
+import { connectDatabase, deleteKeysWithPrefix, outboxMigrations, runMigrations, withDatabaseName, type DatabaseHandle } from '@petcover/outbox';
 
 export interface BenchEnvironment {
   /** Random id of this run; names the database and the Redis key space. */
@@ -74,14 +74,8 @@ export async function createBenchEnvironment(baseDatabaseUrl: string, redisUrl: 
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
   const keySpace = `bench:${runId}:`;
 
-  const deleteRedisKeys = async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${keySpace}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
-  };
+  // Streams and the publisher's `{stream}:meta|dedupe` keys alike.
+  const deleteRedisKeys = () => deleteKeysWithPrefix(redis, keySpace);
 
   let destroyed: Promise<void> | undefined;
   return {

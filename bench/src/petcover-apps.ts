@@ -41,29 +41,42 @@ export interface PublisherOptions {
   leaseTtlSeconds: number;
 }
 
-export async function startPublisher(ctx: AppsContext, options: PublisherOptions): Promise<ManagedProcess> {
+/** One of our apps: `start` with warn-level logs, a free health port (readiness), the shared env and node flags. */
+async function startApp(
+  ctx: AppsContext,
+  app: { name: string; script: string; args: string[]; redisPrefix: string; partitions: Record<string, number>; env?: Record<string, string> },
+): Promise<ManagedProcess> {
   const healthPort = await freePort();
   return startProcess({
-    name: options.name,
-    script: PUBLISHER_MAIN,
-    args: [
-      'start',
-      '--log-level', 'warn',
-      '--poll-interval', String(options.pollIntervalSeconds),
-      '--batch-size', String(options.batchSize),
-      '--lease-ttl', String(options.leaseTtlSeconds),
-    ],
+    name: app.name,
+    script: app.script,
+    args: ['start', '--log-level', 'warn', ...app.args],
     env: {
       DATABASE_URL: ctx.databaseUrl,
       REDIS_URL: ctx.redisUrl,
       HEALTH_PORT: String(healthPort),
-      REDIS_KEY_PREFIX: options.redisPrefix,
-      STREAM_PARTITIONS: formatPartitions(options.partitions),
+      REDIS_KEY_PREFIX: app.redisPrefix,
+      STREAM_PARTITIONS: formatPartitions(app.partitions),
       LOG_LEVEL: 'warn',
+      ...app.env,
     },
     readiness: { healthPort },
     logDir: ctx.logDir,
     nodeFlags: [...APP_NODE_FLAGS, ...ctx.nodeFlags],
+  });
+}
+
+export function startPublisher(ctx: AppsContext, options: PublisherOptions): Promise<ManagedProcess> {
+  return startApp(ctx, {
+    name: options.name,
+    script: PUBLISHER_MAIN,
+    args: [
+      '--poll-interval', String(options.pollIntervalSeconds),
+      '--batch-size', String(options.batchSize),
+      '--lease-ttl', String(options.leaseTtlSeconds),
+    ],
+    redisPrefix: options.redisPrefix,
+    partitions: options.partitions,
   });
 }
 
@@ -79,33 +92,23 @@ export interface ConsumerOptions {
   handler?: BenchHandlerMode;
 }
 
-export async function startConsumer(ctx: AppsContext, options: ConsumerOptions): Promise<ManagedProcess> {
-  const healthPort = await freePort();
-  return startProcess({
+export function startConsumer(ctx: AppsContext, options: ConsumerOptions): Promise<ManagedProcess> {
+  return startApp(ctx, {
     name: options.name,
     script: CONSUMER_MAIN,
     args: [
-      'start',
-      '--log-level', 'warn',
       '--group', options.group,
       '--concurrency', String(options.concurrency),
       '--module', BENCH_HANDLER_MODULE,
       ...(options.batchSize ? ['--batch-size', String(options.batchSize)] : []),
     ],
+    redisPrefix: options.redisPrefix,
+    partitions: options.partitions,
     env: {
-      DATABASE_URL: ctx.databaseUrl,
-      REDIS_URL: ctx.redisUrl,
-      HEALTH_PORT: String(healthPort),
-      REDIS_KEY_PREFIX: options.redisPrefix,
-      STREAM_PARTITIONS: formatPartitions(options.partitions),
       CONSUMER_GROUP: options.group,
       BENCH_STREAMS: formatPartitions(options.partitions),
       BENCH_HANDLER: options.handler ?? 'batch',
-      LOG_LEVEL: 'warn',
     },
-    readiness: { healthPort },
-    logDir: ctx.logDir,
-    nodeFlags: [...APP_NODE_FLAGS, ...ctx.nodeFlags],
   });
 }
 

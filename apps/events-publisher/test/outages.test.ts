@@ -9,6 +9,7 @@ import { connectDatabase, createDatabaseIfMissing, outboxMigrations, runMigratio
 import {
   createTestDatabase,
   createTestRedis,
+  deleteKeysWithPrefix,
   startDedicatedPostgres,
   startDedicatedRedis,
   testRedisUrl,
@@ -19,7 +20,7 @@ import {
   type DedicatedRedis,
   type TestDatabase,
 } from '@petcover/outbox/testing';
-import { deleteRedisKeys, expectExactlyOnceInOrder, fillOutbox, readyStatus, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
+import { expectExactlyOnceInOrder, fillOutbox, readyStatus, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 const processes: PublisherProcess[] = [];
 const prefixes: string[] = [];
@@ -95,7 +96,7 @@ describe('Postgres restarts mid-run', () => {
     redis = createTestRedis();
   });
   afterAll(async () => {
-    await deleteRedisKeys(redis, prefixes);
+    for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
     await db.close(1).catch(() => undefined);
     await server.destroy();

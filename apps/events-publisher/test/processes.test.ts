@@ -6,8 +6,8 @@
  */
 import fs from 'node:fs';
 import type Redis from 'ioredis';
-import { createTestDatabase, createTestRedis, testRedisUrl, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
-import { deleteRedisKeys, expectExactlyOnceInOrder, fillOutbox, metricsText, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
+import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { expectExactlyOnceInOrder, fillOutbox, metricsText, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 let db: TestDatabase;
 let redis: Redis;
@@ -32,7 +32,7 @@ afterEach(async () => {
   }
 });
 afterAll(async () => {
-  await deleteRedisKeys(redis, prefixes);
+  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
   await db.drop();
   redis.disconnect();
 });

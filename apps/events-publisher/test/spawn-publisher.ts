@@ -115,17 +115,3 @@ export async function readyStatus(port: number): Promise<number> {
 export async function metricsText(port: number): Promise<string> {
   return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 }
-
-/** Deletes every key a publisher wrote under each prefix: streams and their `{stream}:meta|dedupe` keys. */
-export async function deleteRedisKeys(redis: Redis, prefixes: readonly string[]): Promise<void> {
-  for (const prefix of prefixes) {
-    for (const pattern of [`${prefix}*`, `{${prefix}*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    }
-  }
-}

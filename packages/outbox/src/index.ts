@@ -55,7 +55,7 @@ export type { GroupTally, HandledRecord, Subscription, VerifyOptions, VerifyRepo
 export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
 export type { PublisherMetrics } from './publisher/metrics';
-export { appendBatch, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
+export { appendBatch, deleteKeysWithPrefix, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
 export type { AppendResult, OutboxRowForAppend, StampResult, StreamWriter } from './publisher/redis-scripts';
 export { databaseIdentity } from './publisher/statements';
 export { collectEventsStatus } from './diagnostics/status';

@@ -63,17 +63,3 @@ export function capturingLogger(): { logger: pino.Logger; lines: Array<Record<st
   });
   return { logger: pino({ level: 'debug' }, destination), lines };
 }
-
-/** Deletes every key a publisher wrote under `prefix`: streams and their `{stream}:meta|dedupe` keys. */
-export async function deleteRedisKeys(redis: Redis, prefixes: readonly string[]): Promise<void> {
-  for (const prefix of prefixes) {
-    for (const pattern of [`${prefix}*`, `{${prefix}*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    }
-  }
-}

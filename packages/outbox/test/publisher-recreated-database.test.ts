@@ -8,8 +8,8 @@
 import type Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import { createPublisher, databaseIdentity, streamMetaKey, type Publisher } from '../src/index';
-import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
-import { capturingLogger, deleteRedisKeys, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
+import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
+import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let first: TestDatabase;
 let second: TestDatabase;
@@ -21,7 +21,7 @@ beforeAll(async () => {
   redis = createTestRedis();
 });
 afterAll(async () => {
-  await deleteRedisKeys(redis, [prefix]);
+  await deleteKeysWithPrefix(redis, prefix);
   await Promise.all([first.drop(), second.drop()]);
   redis.disconnect();
 });

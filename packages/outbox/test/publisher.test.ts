@@ -18,8 +18,8 @@ import {
   type PublisherOptions,
   type StreamWriter,
 } from '../src/index';
-import { createTestDatabase, createTestRedis, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
-import { capturingLogger, deleteRedisKeys, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
+import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
+import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
 let redis: Redis;
@@ -40,7 +40,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
 });
 afterAll(async () => {
-  await deleteRedisKeys(redis, prefixes);
+  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
   await db.drop();
   redis.disconnect();
 });

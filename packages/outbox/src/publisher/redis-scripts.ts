@@ -18,6 +18,26 @@ export function streamDedupeKey(streamKey: string): string {
   return `{${streamKey}}:dedupe`;
 }
 
+/**
+ * Deletes every key under a key prefix (`REDIS_KEY_PREFIX`): the streams, and
+ * the publisher's `{<stream key>}:meta|dedupe` keys, which start with `{`
+ * before the prefix. Returns the number of keys deleted.
+ */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  if (!prefix) throw new Error('deleteKeysWithPrefix needs a non-empty prefix');
+  const escaped = prefix.replace(/[*?[\]\\]/g, '\\$&');
+  let deleted = 0;
+  for (const pattern of [`${escaped}*`, `{${escaped}*`]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      cursor = next;
+      if (keys.length > 0) deleted += await redis.unlink(...keys); // freed in the background: a long stream does not block Redis
+    } while (cursor !== '0');
+  }
+  return deleted;
+}
+
 function loadScript(name: string): string {
   return fs.readFileSync(path.join(__dirname, 'scripts', name), 'utf8');
 }

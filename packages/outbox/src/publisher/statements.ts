@@ -40,13 +40,8 @@ export interface DrainRow extends OutboxRowForAppend {
  * so they are appended without a parse/stringify round trip.
  */
 export async function selectUnpublishedBatch(sql: Sql, stream: string, afterId: string, limit: number): Promise<DrainRow[]> {
-  const rows = await sql<
-    { id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean }[]
-  >`
-    SELECT id::text, event_id::text, event_type, partition_key, payload::text, headers::text,
-           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
-           jsonb_typeof(payload) = 'object' AS is_object
-    FROM events.outbox_event
+  const rows = await sql<DrainRecord[]>`
+    SELECT ${drainColumns(sql)} FROM events.outbox_event
     WHERE stream_name = ${stream} AND published_at IS NULL AND id > ${afterId}::bigint
     ORDER BY outbox_event.id -- the column, not the ::text output of the same name
     LIMIT ${limit}`;
@@ -58,13 +53,8 @@ export async function selectUnpublishedBatch(sql: Sql, stream: string, afterId: 
  * `afterId` on: what Redis data-loss recovery re-appends.
  */
 export async function selectRecentlyPublishedBatch(sql: Sql, stream: string, windowMs: number, afterId: string, limit: number): Promise<DrainRow[]> {
-  const rows = await sql<
-    { id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean }[]
-  >`
-    SELECT id::text, event_id::text, event_type, partition_key, payload::text, headers::text,
-           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
-           jsonb_typeof(payload) = 'object' AS is_object
-    FROM events.outbox_event
+  const rows = await sql<DrainRecord[]>`
+    SELECT ${drainColumns(sql)} FROM events.outbox_event
     WHERE stream_name = ${stream} AND id > ${afterId}::bigint
       AND published_at IS NOT NULL
       AND published_at > now() - make_interval(secs => ${windowMs}::float8 / 1000)
@@ -73,9 +63,19 @@ export async function selectRecentlyPublishedBatch(sql: Sql, stream: string, win
   return rows.map(toDrainRow);
 }
 
-function toDrainRow(r: {
+/** A drained row as selected by drainColumns. */
+interface DrainRecord {
   id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean;
-}): DrainRow {
+}
+
+/** The columns of a row to append, as text ready for Redis (a postgres.js fragment). */
+function drainColumns(sql: Sql) {
+  return sql`id::text, event_id::text, event_type, partition_key, payload::text, headers::text,
+           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+           jsonb_typeof(payload) = 'object' AS is_object`;
+}
+
+function toDrainRow(r: DrainRecord): DrainRow {
   return {
     id: r.id,
     eventId: r.event_id,

@@ -12,7 +12,9 @@ import { connectDatabase, DEFAULT_DATABASE_URL, withDatabaseName, type DatabaseH
 import { outboxMigrations, runMigrations, type MigrationSet } from '../migrations';
 
 export { waitFor } from './wait';
-export { appendRawEntry, appendTestEvents, deleteKeysWithPrefix, testStreamEvent } from './stream-events';
+export { appendRawEntry, appendTestEvents, testStreamEvent } from './stream-events';
+/** Removes what a test wrote under its uniqueRedisPrefix(), publisher meta/dedupe keys included. */
+export { deleteKeysWithPrefix } from '../publisher/redis-scripts';
 
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
 

@@ -39,16 +39,3 @@ export async function appendTestEvents(redis: Redis, key: string, events: readon
 export async function appendRawEntry(redis: Redis, key: string, fields: Record<string, string>): Promise<string> {
   return (await redis.xadd(key, '*', ...Object.entries(fields).flat())) as string;
 }
-
-/** Deletes every key starting with `prefix` (a test's uniqueRedisPrefix()), so test runs leave Redis clean. */
-export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
-  if (!prefix) throw new Error('deleteKeysWithPrefix needs a non-empty prefix');
-  let cursor = '0';
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.del(...keys);
-  } while (cursor !== '0');
-  return deleted;
-}
