@@ -12,13 +12,12 @@ import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
-  deleteKeysWithPrefix,
+  trackedRedisPrefixes,
   freePort,
   startDedicatedRedis,
   testRedisUrl,
   testStreamEvent,
   uniqueGroupName,
-  uniqueRedisPrefix,
   uniqueStreamName,
   waitFor,
   type TestDatabase,
@@ -30,14 +29,9 @@ const FIXTURE = path.join(__dirname, 'fixtures', 'recording-module.ts');
 let testDb: TestDatabase;
 let redis: Redis;
 const children: ChildProcess[] = [];
-const prefixes: string[] = [];
+const prefixes = trackedRedisPrefixes();
 
-/** A unique Redis key prefix whose keys are deleted after the file. */
-function usePrefix(): string {
-  const prefix = uniqueRedisPrefix();
-  prefixes.push(prefix);
-  return prefix;
-}
+const usePrefix = prefixes.next;
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
@@ -49,7 +43,7 @@ afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 afterAll(async () => {
-  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
+  await prefixes.deleteAll(redis);
   redis.disconnect();
   await testDb.drop();
 });

@@ -9,11 +9,11 @@ import { connectDatabase, createDatabaseIfMissing, outboxMigrations, runMigratio
 import {
   createTestDatabase,
   createTestRedis,
-  deleteKeysWithPrefix,
+  trackedRedisPrefixes,
   startDedicatedPostgres,
   startDedicatedRedis,
   testRedisUrl,
-  uniqueRedisPrefix as newRedisPrefix,
+ 
   uniqueStreamName,
   waitFor,
   type DedicatedPostgres,
@@ -23,13 +23,8 @@ import {
 import { expectExactlyOnceInOrder, fillOutbox, readyStatus, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 const processes: PublisherProcess[] = [];
-const prefixes: string[] = [];
-/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
-function uniqueRedisPrefix(): string {
-  const prefix = newRedisPrefix();
-  prefixes.push(prefix);
-  return prefix;
-}
+const prefixes = trackedRedisPrefixes();
+const uniqueRedisPrefix = prefixes.next;
 afterEach(async () => {
   for (const p of processes.splice(0)) {
     p.child.kill('SIGKILL');
@@ -96,7 +91,7 @@ describe('Postgres restarts mid-run', () => {
     redis = createTestRedis();
   });
   afterAll(async () => {
-    for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
+    await prefixes.deleteAll(redis);
     redis.disconnect();
     await db.close(1).catch(() => undefined);
     await server.destroy();

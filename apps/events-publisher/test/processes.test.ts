@@ -6,19 +6,14 @@
  */
 import fs from 'node:fs';
 import type Redis from 'ioredis';
-import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, testRedisUrl, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { createTestDatabase, createTestRedis, trackedRedisPrefixes, testRedisUrl, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { expectExactlyOnceInOrder, fillOutbox, metricsText, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 let db: TestDatabase;
 let redis: Redis;
 const processes: PublisherProcess[] = [];
-const prefixes: string[] = [];
-/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
-function uniqueRedisPrefix(): string {
-  const prefix = newRedisPrefix();
-  prefixes.push(prefix);
-  return prefix;
-}
+const prefixes = trackedRedisPrefixes();
+const uniqueRedisPrefix = prefixes.next;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -32,7 +27,7 @@ afterEach(async () => {
   }
 });
 afterAll(async () => {
-  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
+  await prefixes.deleteAll(redis);
   await db.drop();
   redis.disconnect();
 });

@@ -21,7 +21,7 @@ import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
-  deleteKeysWithPrefix,
+  trackedRedisPrefixes,
   startDedicatedRedis,
   testStreamEvent,
   uniqueGroupName,
@@ -35,15 +35,10 @@ import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 let testDb: TestDatabase;
 let redis: Redis;
 const running: Consumer[] = [];
-const prefixes: string[] = [];
+const prefixes = trackedRedisPrefixes();
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-/** A unique Redis key prefix whose keys are deleted after the file. */
-function usePrefix(): string {
-  const prefix = uniqueRedisPrefix();
-  prefixes.push(prefix);
-  return prefix;
-}
+const usePrefix = prefixes.next;
 
 beforeAll(async () => {
   testDb = await createTestDatabase({ poolSize: 20 });
@@ -56,7 +51,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((c) => c.stop()));
 });
 afterAll(async () => {
-  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
+  await prefixes.deleteAll(redis);
   redis.disconnect();
   await testDb.drop();
 });

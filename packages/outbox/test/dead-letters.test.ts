@@ -20,10 +20,9 @@ import {
   appendTestEvents,
   createTestDatabase,
   createTestRedis,
-  deleteKeysWithPrefix,
+  trackedRedisPrefixes,
   testStreamEvent,
   uniqueGroupName,
-  uniqueRedisPrefix,
   uniqueStreamName,
   waitFor,
   type TestDatabase,
@@ -32,15 +31,10 @@ import {
 let testDb: TestDatabase;
 let redis: Redis;
 const running: Consumer[] = [];
-const prefixes: string[] = [];
+const prefixes = trackedRedisPrefixes();
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
-/** A unique Redis key prefix whose keys are deleted after the file. */
-function usePrefix(): string {
-  const prefix = uniqueRedisPrefix();
-  prefixes.push(prefix);
-  return prefix;
-}
+const usePrefix = prefixes.next;
 
 beforeAll(async () => {
   testDb = await createTestDatabase({ poolSize: 10 });
@@ -51,7 +45,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((c) => c.stop()));
 });
 afterAll(async () => {
-  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
+  await prefixes.deleteAll(redis);
   redis.disconnect();
   await testDb.drop();
 });

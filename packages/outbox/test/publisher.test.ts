@@ -18,19 +18,14 @@ import {
   type PublisherOptions,
   type StreamWriter,
 } from '../src/index';
-import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, uniqueRedisPrefix as newRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
+import { createTestDatabase, createTestRedis, trackedRedisPrefixes, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
 import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
 let redis: Redis;
 const running: Publisher[] = [];
-const prefixes: string[] = [];
-/** A fresh key prefix, remembered so afterAll removes what the test wrote. */
-function uniqueRedisPrefix(): string {
-  const prefix = newRedisPrefix();
-  prefixes.push(prefix);
-  return prefix;
-}
+const prefixes = trackedRedisPrefixes();
+const uniqueRedisPrefix = prefixes.next;
 
 beforeAll(async () => {
   db = await createTestDatabase({ poolSize: 12 });
@@ -40,7 +35,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
 });
 afterAll(async () => {
-  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
+  await prefixes.deleteAll(redis);
   await db.drop();
   redis.disconnect();
 });

@@ -10,11 +10,12 @@ import Redis from 'ioredis';
 import postgres from 'postgres';
 import { connectDatabase, DEFAULT_DATABASE_URL, withDatabaseName, type DatabaseHandle } from '../db';
 import { outboxMigrations, runMigrations, type MigrationSet } from '../migrations';
+import { deleteKeysWithPrefix } from '../publisher/redis-scripts';
 
 export { waitFor } from './wait';
 export { appendRawEntry, appendTestEvents, testStreamEvent } from './stream-events';
 /** Removes what a test wrote under its uniqueRedisPrefix(), publisher meta/dedupe keys included. */
-export { deleteKeysWithPrefix } from '../publisher/redis-scripts';
+export { deleteKeysWithPrefix };
 
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
 
@@ -42,6 +43,25 @@ export function uniqueGroupName(name = 'group'): string {
 }
 
 /** A unique Redis key prefix; pass it as `keyPrefix` to publisher and consumer. */
+/**
+ * A test file's Redis key prefixes: `next()` hands out a fresh one and
+ * remembers it; `deleteAll(redis)` (in afterAll) removes every key written
+ * under them, so runs leave Redis clean.
+ */
+export function trackedRedisPrefixes(): { next: () => string; deleteAll: (redis: Redis) => Promise<void> } {
+  const used: string[] = [];
+  return {
+    next: () => {
+      const prefix = uniqueRedisPrefix();
+      used.push(prefix);
+      return prefix;
+    },
+    deleteAll: async (redis) => {
+      for (const prefix of used.splice(0)) await deleteKeysWithPrefix(redis, prefix);
+    },
+  };
+}
+
 export function uniqueRedisPrefix(): string {
   return `test:${randomSuffix()}:`;
 }
