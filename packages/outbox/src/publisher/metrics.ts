@@ -4,7 +4,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Sql } from '../db';
-import { queueStats } from './statements';
+import { queueStats, type QueueStat } from './statements';
 
 export interface PublisherMetrics {
   eventsPublished: Counter<'stream'>;
@@ -36,30 +36,22 @@ export function createPublisherMetrics(registry: Registry, sql: Sql): PublisherM
     ]).finally(() => setImmediate(() => (lastStats = undefined)));
     return lastStats;
   };
-  new Gauge({
-    name: 'petcover_outbox_queued_events',
-    help: 'Unpublished outbox rows per stream',
-    labelNames: ['stream'],
-    registers,
-    async collect() {
-      const stats = await statsForScrape();
-      if (!stats) return;
-      this.reset();
-      for (const s of stats) this.set({ stream: s.stream }, s.queued);
-    },
-  });
-  new Gauge({
-    name: 'petcover_outbox_oldest_unpublished_age_seconds',
-    help: 'Age of the oldest unpublished outbox row per stream',
-    labelNames: ['stream'],
-    registers,
-    async collect() {
-      const stats = await statsForScrape();
-      if (!stats) return;
-      this.reset();
-      for (const s of stats) this.set({ stream: s.stream }, s.oldestAgeSeconds);
-    },
-  });
+  /** A per-stream gauge filled from the scrape's queue stats. */
+  const queueGauge = (name: string, help: string, value: (s: QueueStat) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['stream'],
+      registers,
+      async collect() {
+        const stats = await statsForScrape();
+        if (!stats) return;
+        this.reset();
+        for (const s of stats) this.set({ stream: s.stream }, value(s));
+      },
+    });
+  queueGauge('petcover_outbox_queued_events', 'Unpublished outbox rows per stream', (s) => s.queued);
+  queueGauge('petcover_outbox_oldest_unpublished_age_seconds', 'Age of the oldest unpublished outbox row per stream', (s) => s.oldestAgeSeconds);
   return {
     eventsPublished: new Counter({ name: 'petcover_publisher_events_published_total', help: 'Events appended to Redis and marked published', labelNames: ['stream'], registers }),
     batches: new Counter({ name: 'petcover_publisher_batches_total', help: 'Batches drained', labelNames: ['stream'], registers }),
