@@ -160,20 +160,23 @@ test('confirmation dispatches to Dropbox Sign and answers 202; callbacks are ver
   const webhook = `${signingApi}/v1/webhooks/signature`;
   const metadata = { approval_request_id: request.id };
   const callbackEvents = await countRows(outboxEvent, eq(outboxEvent.eventType, 'SignatureReceived'));
+  // One event_time for all: the repeat below must be the very same event (its
+  // dedupe key includes event_time), not a new one sent a second later.
+  const eventTime = Math.floor(Date.now() / 1000);
   // Each encoding Dropbox Sign may use: multipart form, urlencoded form, JSON.
   for (const [eventType, encoding] of [
     ['signature_request_sent', 'multipart'],
     ['signature_request_signed', 'urlencoded'],
     ['signature_request_all_signed', 'json'],
   ] as const) {
-    const answer = await fake.sendCallback(webhook, { eventType, signatureRequestId: request.providerRequestId, metadata, encoding });
+    const answer = await fake.sendCallback(webhook, { eventType, signatureRequestId: request.providerRequestId, metadata, encoding, eventTime });
     expect(answer).toEqual({ status: 200, text: 'Hello API Event Received' });
   }
   expect(await countRows(signatureCallback, eq(signatureCallback.approvalRequestId, request.id))).toBe(3);
   expect(await countRows(outboxEvent, eq(outboxEvent.eventType, 'SignatureReceived'))).toBe(callbackEvents + 3);
 
   // The same callback again: acknowledged, nothing changes.
-  const repeat = await fake.sendCallback(webhook, { eventType: 'signature_request_signed', signatureRequestId: request.providerRequestId, metadata });
+  const repeat = await fake.sendCallback(webhook, { eventType: 'signature_request_signed', signatureRequestId: request.providerRequestId, metadata, eventTime });
   expect(repeat).toEqual({ status: 200, text: 'Hello API Event Received' });
   expect(await countRows(signatureCallback, eq(signatureCallback.approvalRequestId, request.id))).toBe(3);
   expect(await countRows(outboxEvent, eq(outboxEvent.eventType, 'SignatureReceived'))).toBe(callbackEvents + 3);

@@ -25,7 +25,15 @@ export interface FakeDropboxSign {
   /** Posts a callback as Dropbox Sign would; returns status and body text. */
   sendCallback(
     url: string,
-    options: { eventType: string; signatureRequestId: string; metadata?: Record<string, string>; apiKey?: string; encoding?: 'multipart' | 'json' | 'urlencoded' },
+    options: {
+      eventType: string;
+      signatureRequestId: string;
+      metadata?: Record<string, string>;
+      apiKey?: string;
+      encoding?: 'multipart' | 'json' | 'urlencoded';
+      /** Unix seconds; default now. A provider's retry of one event carries the same event_time. */
+      eventTime?: number;
+    },
   ): Promise<{ status: number; text: string }>;
   close(): Promise<void>;
 }
@@ -82,7 +90,7 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
       failure = { status, message };
     },
     async sendCallback(url, options) {
-      const eventTime = String(Math.floor(Date.now() / 1000));
+      const eventTime = String(options.eventTime ?? Math.floor(Date.now() / 1000));
       const eventHash = createHmac('sha256', options.apiKey ?? apiKey).update(eventTime + options.eventType).digest('hex');
       const event = {
         event: { event_time: eventTime, event_type: options.eventType, event_hash: eventHash, event_metadata: { related_signature_id: null } },
