@@ -14,13 +14,14 @@ Options:
   --log-level <level>      ${LOG_LEVELS.join(' | ')} (default: LOG_LEVEL or info)
   --poll-interval <s>      seconds between polls when no NOTIFY arrives (default 5)
   --batch-size <n>         rows per drain batch, 1..10000 (default 1000)
+  --batch-max-bytes <n>    payload+headers bytes per drain batch, at least one row (default 8388608)
   --lease-ttl <s>          publisher lease time to live in seconds (default 30)
   --partitions <list>      stream:a:b=4,stream:c:d=2 (adds to STREAM_PARTITIONS)
   --recovery-window <s>    seconds re-published after Redis data loss (default 900)
   -h, --help               show this help
 
 Environment: DATABASE_URL, REDIS_URL, HEALTH_PORT (9101), REDIS_KEY_PREFIX,
-STREAM_PARTITIONS, PUBLISHER_RECOVERY_WINDOW_S, OUTBOX_RETENTION_DAYS, LOG_LEVEL.`;
+STREAM_PARTITIONS, PUBLISHER_BATCH_MAX_BYTES, PUBLISHER_RECOVERY_WINDOW_S, OUTBOX_RETENTION_DAYS, LOG_LEVEL.`;
 
 /** A bad command line: the app prints the message and the usage, and exits 64. */
 export class CliUsageError extends Error {
@@ -37,6 +38,7 @@ export type CliCommand =
       logLevel?: LogLevel;
       pollIntervalMs?: number;
       batchSize?: number;
+      batchMaxBytes?: number;
       leaseTtlMs?: number;
       partitions?: StreamPartitions;
       recoveryWindowMs?: number;
@@ -54,6 +56,7 @@ export function parseCli(argv: readonly string[]): CliCommand {
         'log-level': { type: 'string' },
         'poll-interval': { type: 'string' },
         'batch-size': { type: 'string' },
+        'batch-max-bytes': { type: 'string' },
         'lease-ttl': { type: 'string' },
         partitions: { type: 'string' },
         'recovery-window': { type: 'string' },
@@ -83,6 +86,12 @@ export function parseCli(argv: readonly string[]): CliCommand {
     const n = Number(text);
     if (!/^\d+$/.test(text) || n < 1 || n > 10_000) throw new CliUsageError(`--batch-size must be an integer from 1 to 10000 (got "${text}")`);
     result.batchSize = n;
+  }
+  if (values['batch-max-bytes'] !== undefined) {
+    const text = values['batch-max-bytes'];
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < 1024 || n > 1024 ** 3) throw new CliUsageError(`--batch-max-bytes must be an integer from 1024 to 1073741824 (got "${text}")`);
+    result.batchMaxBytes = n;
   }
   if (values.partitions !== undefined) {
     try {

@@ -61,6 +61,7 @@ async function main(argv: readonly string[]): Promise<void> {
     keyPrefix: env.REDIS_KEY_PREFIX,
     partitions: { ...env.STREAM_PARTITIONS, ...cli.partitions },
     batchSize: cli.batchSize,
+    batchMaxBytes: cli.batchMaxBytes ?? env.PUBLISHER_BATCH_MAX_BYTES,
     pollIntervalMs: cli.pollIntervalMs,
     leaseTtlMs: cli.leaseTtlMs,
     recoveryWindowMs: cli.recoveryWindowMs ?? env.PUBLISHER_RECOVERY_WINDOW_S * 1000,

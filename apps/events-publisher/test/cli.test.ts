@@ -11,8 +11,8 @@ import { MAIN } from './spawn-publisher';
 describe('parseCli', () => {
   test('reads every flag, in seconds where the flag says so', () => {
     expect(
-      parseCli(['start', '--log-level', 'debug', '--poll-interval', '1', '--batch-size', '250', '--lease-ttl', '10', '--partitions', 'stream:a:b=4', '--recovery-window', '60']),
-    ).toEqual({ command: 'start', logLevel: 'debug', pollIntervalMs: 1_000, batchSize: 250, leaseTtlMs: 10_000, partitions: { 'stream:a:b': 4 }, recoveryWindowMs: 60_000 });
+      parseCli(['start', '--log-level', 'debug', '--poll-interval', '1', '--batch-size', '250', '--batch-max-bytes', '65536', '--lease-ttl', '10', '--partitions', 'stream:a:b=4', '--recovery-window', '60']),
+    ).toEqual({ command: 'start', logLevel: 'debug', pollIntervalMs: 1_000, batchSize: 250, batchMaxBytes: 65_536, leaseTtlMs: 10_000, partitions: { 'stream:a:b': 4 }, recoveryWindowMs: 60_000 });
     expect(parseCli(['start'])).toEqual({ command: 'start' });
     expect(parseCli(['--help'])).toEqual({ command: 'help' });
   });
@@ -25,6 +25,7 @@ describe('parseCli', () => {
     [['start', '--poll-interval', 'abc'], '--poll-interval must be a number of seconds from 0.05 to 3600 (got "abc")'],
     [['start', '--batch-size', '1.5'], '--batch-size must be an integer from 1 to 10000 (got "1.5")'],
     [['start', '--batch-size', '20000'], '--batch-size must be an integer from 1 to 10000 (got "20000")'],
+    [['start', '--batch-max-bytes', '100'], '--batch-max-bytes must be an integer from 1024 to 1073741824 (got "100")'],
     [['start', '--lease-ttl=-1'], '--lease-ttl must be a number of seconds from 0.3 to 3600 (got "-1")'],
     [['start', '--log-level', 'loud'], '--log-level must be one of fatal, error, warn, info, debug, trace, silent (got "loud")'],
     [['start', '--partitions', 'stream:a:b=0'], '--partitions "stream:a:b=0": partition count must be an integer from 1 to 1024'],

@@ -29,6 +29,7 @@ import {
   prunePublishedBatch,
   selectRecentlyPublishedBatch,
   selectUnpublishedBatch,
+  DrainBatchSizer,
   streamsWithUnpublishedRows,
   type DrainRow,
 } from './statements';
@@ -39,6 +40,13 @@ export const MAINTENANCE_LEASE_STREAM = 'stream:events:outbox';
 export const PUBLISHER_DEFAULTS = {
   /** Rows per drain batch: large enough to amortise round trips, small enough for a short UPDATE (~10-40 ms). */
   batchSize: 1_000,
+  /**
+   * Bytes of payload + headers per drain batch (at least one row). Two batches
+   * are in hand at once (one appending, one being marked), each held about
+   * three times (Postgres reply, strings, Redis command): 2 × 3 × 8 MiB stays
+   * far below the 384Mi pod limit next to Node's own ~80 MB.
+   */
+  batchMaxBytes: 8 * 1024 * 1024,
   /** Fallback when a NOTIFY is missed (e.g. sent while the LISTEN connection was down). */
   pollIntervalMs: 5_000,
   /** A dead owner blocks its streams at most this long; renewal runs every ttl/3. */
@@ -80,6 +88,7 @@ export interface PublisherOptions {
   partitions?: StreamPartitions;
   keyPrefix?: string;
   batchSize?: number;
+  batchMaxBytes?: number;
   pollIntervalMs?: number;
   leaseTtlMs?: number;
   trimIntervalMs?: number;
@@ -130,6 +139,8 @@ interface HeldStream {
    * cursor) are found before the drain goes idle.
    */
   scanAfterId: string;
+  /** Rows per select, shrunk to the byte budget at the size of recent rows. */
+  sizer: DrainBatchSizer;
   /**
    * The last appended batch while its `published_at` UPDATE is in flight: the
    * next batch is selected and appended meanwhile (at most one in flight).
@@ -235,6 +246,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
       controller: new AbortController(),
       recoveryNeeded: false,
       scanAfterId: '0',
+      sizer: new DrainBatchSizer({ rows: config.batchSize, bytes: config.batchMaxBytes }),
     };
     const fenced = await stampAllPartitions(state);
     if (fenced) return;
@@ -368,8 +380,9 @@ export function createPublisher(options: PublisherOptions): Publisher {
       if (previous === 'stop') return 'stop';
     }
     const fencingToken = state.fencingToken;
-    const rows = await selectUnpublishedBatch(sql, stream, state.scanAfterId, config.batchSize);
-    const full = rows.length >= config.batchSize;
+    const batch = await selectUnpublishedBatch(sql, stream, state.scanAfterId, state.sizer.bounds);
+    state.sizer.observe(batch);
+    const { rows, full } = batch;
     if (rows.length === 0) {
       state.scanAfterId = '0'; // caught up on the cursor: sweep from the start once before going idle
       return sweeping ? 'idle' : 'full';
@@ -484,7 +497,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
     let afterId = '0';
     let republished = 0;
     for (;;) {
-      const rows = await selectRecentlyPublishedBatch(sql, state.stream, config.recoveryWindowMs, afterId, config.batchSize);
+      const { rows } = await selectRecentlyPublishedBatch(sql, state.stream, config.recoveryWindowMs, afterId, state.sizer.bounds);
       if (rows.length === 0) break;
       const outcome = await appendToPartitions(state, rows, state.fencingToken, '0');
       if (outcome === 'stop') return;

@@ -29,50 +29,118 @@ export interface DrainRow extends OutboxRowForAppend {
   payloadIsObject: boolean;
 }
 
-/**
- * The next `limit` unpublished rows of one stream with id > `afterId`, in id
- * order (the drain). Served by the partial index, or by a primary-key range
- * scan when the planner's statistics are stale (a large backlog just
- * drained): with `afterId` that range starts where the last batch ended, so a
- * long published prefix is never re-scanned batch after batch. `afterId` = '0'
- * is the full sweep that also finds rows whose transaction committed late
- * (commit order is not id order). Payload and headers come back as JSON text,
- * so they are appended without a parse/stringify round trip.
- */
-export async function selectUnpublishedBatch(sql: Sql, stream: string, afterId: string, limit: number): Promise<DrainRow[]> {
-  const rows = await sql<DrainRecord[]>`
-    SELECT ${drainColumns(sql)} FROM events.outbox_event
-    WHERE stream_name = ${stream} AND published_at IS NULL AND id > ${afterId}::bigint
-    ORDER BY outbox_event.id -- the column, not the ::text output of the same name
-    LIMIT ${limit}`;
-  return rows.map(toDrainRow);
+/** A selected batch: its rows, and whether more rows were left behind (the drain loops on at once). */
+export interface DrainBatch {
+  rows: DrainRow[];
+  /** The row limit was reached, or the byte budget cut the batch short. */
+  full: boolean;
+  /** Bytes of payload + headers text of the rows returned. */
+  bytes: number;
 }
 
 /**
- * Rows of one stream published within the last `windowMs`, in id order, from
- * `afterId` on: what Redis data-loss recovery re-appends.
+ * Bounds of one select, in rows AND bytes: 1,000 rows of 250 KiB would be
+ * 250 MB in the publisher's heap (twice, with the overlapped UPDATE), over
+ * the pod's memory limit. At least one row is always returned, however large.
  */
-export async function selectRecentlyPublishedBatch(sql: Sql, stream: string, windowMs: number, afterId: string, limit: number): Promise<DrainRow[]> {
-  const rows = await sql<DrainRecord[]>`
-    SELECT ${drainColumns(sql)} FROM events.outbox_event
-    WHERE stream_name = ${stream} AND id > ${afterId}::bigint
+export interface BatchBounds {
+  rows: number;
+  bytes: number;
+}
+
+/**
+ * The next unpublished rows of one stream with id > `afterId`, in id order
+ * (the drain), at most `bounds.rows` rows and, past the first row, at most
+ * `bounds.bytes` bytes of payload + headers text. Served by the partial
+ * index, or by a primary-key range scan when the planner's statistics are
+ * stale (a large backlog just drained): with `afterId` that range starts
+ * where the last batch ended, so a long published prefix is never re-scanned
+ * batch after batch. `afterId` = '0' is the full sweep that also finds rows
+ * whose transaction committed late (commit order is not id order). Payload
+ * and headers come back as JSON text, so they are appended without a
+ * parse/stringify round trip.
+ */
+export async function selectUnpublishedBatch(sql: Sql, stream: string, afterId: string, bounds: BatchBounds): Promise<DrainBatch> {
+  return byteBounded(
+    sql,
+    bounds,
+    sql`WHERE stream_name = ${stream} AND published_at IS NULL AND id > ${afterId}::bigint`,
+  );
+}
+
+/**
+ * Rows of one stream published within the last `windowMs`, in id order,
+ * from `afterId` on, bounded like the drain: what Redis data-loss recovery
+ * re-appends.
+ */
+export async function selectRecentlyPublishedBatch(sql: Sql, stream: string, windowMs: number, afterId: string, bounds: BatchBounds): Promise<DrainBatch> {
+  return byteBounded(
+    sql,
+    bounds,
+    sql`WHERE stream_name = ${stream} AND id > ${afterId}::bigint
       AND published_at IS NOT NULL
-      AND published_at > now() - make_interval(secs => ${windowMs}::float8 / 1000)
-    ORDER BY outbox_event.id -- the column, not the ::text output of the same name
-    LIMIT ${limit}`;
-  return rows.map(toDrainRow);
+      AND published_at > now() - make_interval(secs => ${windowMs}::float8 / 1000)`,
+  );
 }
 
-/** A drained row as selected by drainColumns. */
+/**
+ * SQL: the first `bounds.rows` rows matching `where` in id order, rendered
+ * as text once (the OFFSET 0 keeps the planner from inlining the subquery
+ * and rendering payloads twice); a running sum of their sizes keeps the
+ * prefix that fits in `bounds.bytes` (the first row always). `candidates`
+ * (count over the whole window) tells a byte cut from the end of the rows.
+ * Rendering a candidate costs server CPU whether it is returned or not, so
+ * callers shrink `bounds.rows` to what fits (DrainBatchSizer).
+ */
+async function byteBounded(sql: Sql, bounds: BatchBounds, where: ReturnType<Sql>): Promise<DrainBatch> {
+  const rows = await sql<(DrainRecord & { row_bytes: string; candidates: string })[]>`
+    SELECT id::text, event_id::text, event_type, partition_key, payload, headers, created_at, is_object, row_bytes::text, candidates::text
+    FROM (
+      SELECT c.*, sum(c.row_bytes) OVER (ORDER BY c.id ROWS UNBOUNDED PRECEDING) AS running_bytes, count(*) OVER () AS candidates
+      FROM (
+        SELECT id, event_id, event_type, partition_key, payload::text AS payload, headers::text AS headers,
+               to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+               jsonb_typeof(payload) = 'object' AS is_object,
+               octet_length(payload::text) + octet_length(headers::text) AS row_bytes
+        FROM events.outbox_event ${where}
+        ORDER BY id LIMIT ${bounds.rows} OFFSET 0
+      ) c
+    ) w
+    WHERE running_bytes - row_bytes < ${bounds.bytes}
+    ORDER BY w.id`;
+  let bytes = 0;
+  for (const row of rows) bytes += Number(row.row_bytes);
+  const candidates = rows.length > 0 ? Number(rows[0]!.candidates) : 0;
+  return { rows: rows.map(toDrainRow), full: candidates >= bounds.rows || rows.length < candidates, bytes };
+}
+
+/**
+ * Per-stream row limit of the next select: the configured rows, shrunk to
+ * what fits in the byte budget at the size of the rows seen last, so a
+ * backlog of large rows does not make Postgres render a thousand payloads
+ * to return a dozen. Grows back as soon as rows are small again.
+ */
+export class DrainBatchSizer {
+  private limit: number;
+  constructor(private readonly max: BatchBounds) {
+    this.limit = max.rows;
+  }
+
+  get bounds(): BatchBounds {
+    return { rows: this.limit, bytes: this.max.bytes };
+  }
+
+  observe(batch: DrainBatch): void {
+    if (batch.rows.length === 0) return;
+    const average = Math.max(1, batch.bytes / batch.rows.length);
+    // One row more than fits, so a byte cut (not the row limit) says the batch was full.
+    this.limit = Math.min(this.max.rows, Math.max(1, Math.floor(this.max.bytes / average) + 1));
+  }
+}
+
+/** A drained row as selected by byteBounded. */
 interface DrainRecord {
   id: string; event_id: string; event_type: string; partition_key: string; payload: string; headers: string; created_at: string; is_object: boolean;
-}
-
-/** The columns of a row to append, as text ready for Redis (a postgres.js fragment). */
-function drainColumns(sql: Sql) {
-  return sql`id::text, event_id::text, event_type, partition_key, payload::text, headers::text,
-           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
-           jsonb_typeof(payload) = 'object' AS is_object`;
 }
 
 function toDrainRow(r: DrainRecord): DrainRow {
