@@ -14,6 +14,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { withDatabaseName } from '@petcover/outbox';
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from '@petcover/service-kit';
 import { createBenchEnvironment, type BenchEnvironment } from './bench-environment';
 import { appsAreBuilt, REPO_ROOT, type AppsContext } from './petcover-apps';
 import { killStartedProcesses } from './processes';
@@ -125,8 +127,9 @@ async function main(): Promise<number> {
   const { profile } = options;
   const startedAt = Date.now();
   const log = (message: string) => process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);
-  const databaseUrl = process.env.DATABASE_URL || 'postgresql://localhost:5432/postgres';
-  const redisUrl = process.env.REDIS_URL || 'redis://localhost:6379/0';
+  // The bench creates its own databases; it only needs a server to connect to.
+  const databaseUrl = process.env.DATABASE_URL || withDatabaseName(DEFAULT_DATABASE_URL, 'postgres');
+  const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
 
   const env = await createBenchEnvironment(databaseUrl, redisUrl);
   activeEnvironment = env;

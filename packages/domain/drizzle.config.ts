@@ -1,3 +1,4 @@
+import { DEFAULT_DATABASE_URL } from '@petcover/service-kit';
 import { defineConfig } from 'drizzle-kit';
 
 // `pnpm --filter @petcover/domain db:generate` writes a new SQL migration to
@@ -7,5 +8,5 @@ export default defineConfig({
   schema: './src/schema.ts',
   out: './drizzle',
   schemaFilter: ['enrollment'],
-  dbCredentials: { url: process.env.DATABASE_URL ?? 'postgresql://localhost:5432/petcover' },
+  dbCredentials: { url: process.env.DATABASE_URL || DEFAULT_DATABASE_URL },
 });

@@ -10,7 +10,6 @@ import {
   connectDatabase,
   createConsumer,
   createHandlerRegistry,
-  maskUrlPassword,
   migrationsCheck,
   outboxMigrations,
   postgresCheck,
@@ -18,7 +17,7 @@ import {
   type Consumer,
   type ConsumerModule,
 } from '@petcover/outbox';
-import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, parseEnv, startHealthServer } from '@petcover/service-kit';
+import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, startHealthServer } from '@petcover/service-kit';
 import { EXIT_USAGE, parseCli, USAGE, UsageError, type StartOptions } from './cli';
 import { envSchema, type ConsumerEnv } from './env';
 import { loadConsumerModule } from './load-module';

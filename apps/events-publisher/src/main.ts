@@ -9,14 +9,13 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   connectDatabase,
   createPublisher,
-  maskUrlPassword,
   migrationsCheck,
   outboxMigrations,
   postgresCheck,
   redisCheck,
   type PublisherHooks,
 } from '@petcover/outbox';
-import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, parseEnv, startHealthServer, type Logger } from '@petcover/service-kit';
+import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, startHealthServer, type Logger } from '@petcover/service-kit';
 import { CliUsageError, parseCli, USAGE } from './cli';
 import { envSchema, type PublisherEnv } from './env';
 

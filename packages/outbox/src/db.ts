@@ -8,10 +8,8 @@
  */
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import type { PgTransaction } from 'drizzle-orm/pg-core';
+import { maskUrlPassword } from '@petcover/service-kit';
 import postgres from 'postgres';
-
-/** Default of every app and command (SPEC §3.3). */
-export const DEFAULT_DATABASE_URL = 'postgresql://localhost:5432/petcover';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Database = PostgresJsDatabase<any>;
@@ -57,9 +55,4 @@ export function databaseNameOf(url: string): string {
   const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
   if (!name) throw new Error(`database URL names no database: ${maskUrlPassword(url)}`);
   return name;
-}
-
-/** `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`. */
-export function maskUrlPassword(url: string): string {
-  return url.replace(/(\/\/[^:/@\s]+:)[^@\s]*@/g, '$1***@');
 }

@@ -1,7 +1,7 @@
 /**
  * @petcover/outbox — the transactional-outbox pipeline. Knows nothing about pets.
  */
-export { connectDatabase, DEFAULT_DATABASE_URL, maskUrlPassword, withDatabaseName, databaseNameOf } from './db';
+export { connectDatabase, withDatabaseName, databaseNameOf } from './db';
 export type { Database, DatabaseHandle, DatabaseOptions, Sql, Transaction } from './db';
 export { OutboxError, OutboxValidationError, DuplicateEventIdError } from './errors';
 export { newEventId } from './event-id';

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
-import { connectDatabase, databaseNameOf, maskUrlPassword, withDatabaseName, type Sql } from './db';
+import { maskUrlPassword } from '@petcover/service-kit';
+import { connectDatabase, databaseNameOf, withDatabaseName, type Sql } from './db';
 
 export interface MigrationSet {
   /** Short name, e.g. `outbox`. */

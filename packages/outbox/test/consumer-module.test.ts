@@ -1,5 +1,4 @@
 import { InvalidConsumerModuleError, resolveConsumerModule } from '../src';
-import { backoffDelay } from '../src/consumer/backoff';
 
 describe('resolveConsumerModule', () => {
   const module = { streams: [{ name: 'stream:billing:invoices', partitions: 2 }], register: () => undefined };
@@ -20,21 +19,6 @@ describe('resolveConsumerModule', () => {
     for (const [exported, message] of cases) {
       expect(() => resolveConsumerModule(exported, 'm.js')).toThrow(InvalidConsumerModuleError);
       expect(() => resolveConsumerModule(exported, 'm.js')).toThrow(message);
-    }
-  });
-});
-
-describe('backoffDelay', () => {
-  test('doubles per failure, stays within [half, full] of the step and never exceeds the cap', () => {
-    const policy = { baseDelayMs: 100, maxDelayMs: 1_000 };
-    for (let i = 0; i < 200; i++) {
-      const first = backoffDelay(policy, 1);
-      expect(first).toBeGreaterThanOrEqual(50);
-      expect(first).toBeLessThanOrEqual(100);
-      const third = backoffDelay(policy, 3);
-      expect(third).toBeGreaterThanOrEqual(200);
-      expect(third).toBeLessThanOrEqual(400);
-      expect(backoffDelay(policy, 20)).toBeLessThanOrEqual(1_000);
     }
   });
 });

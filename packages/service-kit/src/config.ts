@@ -4,10 +4,8 @@
  * otherwise local-development defaults apply.
  */
 import { z } from 'zod';
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from './connection-urls';
 import { LOG_LEVELS } from './logger';
-
-export const DEFAULT_DATABASE_URL = 'postgresql://localhost:5432/petcover';
-export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
 
 /** Exit code for a configuration error (EX_CONFIG of sysexits.h). */
 export const EXIT_CONFIG = 78;

@@ -5,7 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { maskSecretsInText } from './logger';
+import { maskUrlPassword } from './connection-urls';
 
 export type ReadinessCheck = () => Promise<void>;
 
@@ -40,7 +40,7 @@ export async function runReadinessChecks(
         ]);
         return [name, { ok: true, ms: Date.now() - started }];
       } catch (error) {
-        return [name, { ok: false, detail: maskSecretsInText((error as Error).message || String(error)), ms: Date.now() - started }];
+        return [name, { ok: false, detail: maskUrlPassword((error as Error).message || String(error)), ms: Date.now() - started }];
       } finally {
         clearTimeout(timer);
       }
@@ -102,6 +102,6 @@ async function handleHealthRequest(req: http.IncomingMessage, res: http.ServerRe
     }
     send(404, JSON.stringify({ error: 'not_found', message: `no route ${req.method} ${path}` }));
   } catch (error) {
-    send(500, JSON.stringify({ error: 'internal', message: maskSecretsInText((error as Error).message) }));
+    send(500, JSON.stringify({ error: 'internal', message: maskUrlPassword((error as Error).message) }));
   }
 }

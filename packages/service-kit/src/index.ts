@@ -1,9 +1,10 @@
 /**
  * @petcover/service-kit — process plumbing shared by the three apps.
  */
-export { createLogger, maskSecretsInText, LOG_LEVELS } from './logger';
+export { createLogger, LOG_LEVELS } from './logger';
 export type { Logger, LoggerConfig, LogLevel } from './logger';
-export { baseEnvSchema, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EXIT_CONFIG, isStrict, parseEnv } from './config';
+export { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, maskUrlPassword } from './connection-urls';
+export { baseEnvSchema, ConfigError, EXIT_CONFIG, isStrict, parseEnv } from './config';
 export type { Env } from './config';
 export { DEFAULT_CHECK_TIMEOUT_MS, runReadinessChecks, startHealthServer } from './health';
 export type { CheckResult, HealthServer, HealthServerOptions, ReadinessCheck, ReadinessReport } from './health';

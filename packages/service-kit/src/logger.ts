@@ -3,6 +3,7 @@
  * redacted, and any `scheme://user:password@` inside any string is masked.
  */
 import pino, { type Logger, type LoggerOptions } from 'pino';
+import { maskUrlPassword } from './connection-urls';
 
 export type { Logger } from 'pino';
 
@@ -11,16 +12,11 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const REDACTED_KEYS = ['password', 'secret', 'authorization', 'apiKey', 'api_key', 'adminKey', 'token', 'cookie'];
 
-/** `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`; also `redis://:secret@host`. */
-export function maskSecretsInText(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s/]+@/gi, '$1***@');
-}
-
 function maskDeep(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return maskSecretsInText(value);
+  if (typeof value === 'string') return maskUrlPassword(value);
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (value instanceof Error) {
-    return { type: value.name, message: maskSecretsInText(value.message), stack: value.stack && maskSecretsInText(value.stack) };
+    return { type: value.name, message: maskUrlPassword(value.message), stack: value.stack && maskUrlPassword(value.stack) };
   }
   if (Array.isArray(value)) return value.map((v) => maskDeep(v, depth + 1));
   const out: Record<string, unknown> = {};
@@ -49,7 +45,7 @@ export function createLogger(config: LoggerConfig): Logger {
     hooks: {
       // Message strings are not passed through `formatters.log`; mask them here.
       logMethod(args, method) {
-        method.apply(this, args.map((a) => (typeof a === 'string' ? maskSecretsInText(a) : a)) as Parameters<typeof method>);
+        method.apply(this, args.map((a) => (typeof a === 'string' ? maskUrlPassword(a) : a)) as Parameters<typeof method>);
       },
     },
     serializers: { err: (err: Error) => maskDeep(err), error: (err: unknown) => maskDeep(err) },

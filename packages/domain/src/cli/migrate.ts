@@ -5,7 +5,8 @@
  * (the outbox set is a no-op when its own step already ran; listing it lets
  * this command stand alone).
  */
-import { createDatabaseIfMissing, DEFAULT_DATABASE_URL, maskUrlPassword, outboxMigrations, runMigrations } from '@petcover/outbox';
+import { createDatabaseIfMissing, outboxMigrations, runMigrations } from '@petcover/outbox';
+import { DEFAULT_DATABASE_URL, maskUrlPassword } from '@petcover/service-kit';
 import { domainMigrations } from '../migrations';
 
 async function main(): Promise<void> {

@@ -4,11 +4,8 @@
  * container or shell sees what that app sees.
  */
 import { z } from 'zod';
-import { DEFAULT_DATABASE_URL } from '../db';
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from '@petcover/service-kit';
 import { parseStreamPartitions, type StreamPartitions } from '../streams';
-
-export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
-
 
 export const eventsCliEnvSchema = z.object({
   DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),

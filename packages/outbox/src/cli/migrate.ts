@@ -3,7 +3,7 @@
  * `pnpm db:migrate` step of this package: creates the database named in
  * DATABASE_URL if missing, then applies the outbox migrations.
  */
-import { DEFAULT_DATABASE_URL, maskUrlPassword } from '../db';
+import { DEFAULT_DATABASE_URL, maskUrlPassword } from '@petcover/service-kit';
 import { createDatabaseIfMissing, outboxMigrations, runMigrations } from '../migrations';
 
 async function main(): Promise<void> {

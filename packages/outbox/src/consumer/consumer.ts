@@ -10,7 +10,7 @@ import { Registry } from 'prom-client';
 import type { Database, Sql } from '../db';
 import { acquireLease, consumerRole, makeOwnerId, releaseLease, type LeaseRole } from '../lease/lease';
 import { assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
-import { sleepUnlessAborted } from './backoff';
+import { sleep } from '../backoff';
 import { heartbeatMembership, leaveMembership, membersKey } from './membership';
 import { createConsumerMetrics, type ConsumerMetrics } from './metrics';
 import type { ConsumerStreamDeclaration } from './module';
@@ -276,7 +276,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         roundFailing = true;
       }
       void sampleBacklog();
-      await sleepUnlessAborted(tickMs, abort.signal);
+      await sleep(tickMs, abort.signal);
     }
   }
 

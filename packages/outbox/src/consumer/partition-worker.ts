@@ -5,7 +5,7 @@
  * connection (a blocking read holds its connection).
  */
 import type Redis from 'ioredis';
-import { backoffDelay, sleepUnlessAborted } from './backoff';
+import { backoffDelay, sleep } from '../backoff';
 import { PartitionLeaseLostError } from './inbox';
 import { pruneIdleConsumers } from './prune-idle-consumers';
 import { acknowledge, claimAllPending, ensureGroup, isNoGroupError, pendingCountOf, readGroup } from './redis-group';
@@ -146,14 +146,14 @@ export class PartitionWorker {
           ctx.logger.warn(logContext, 'consumer group missing (Redis restarted or flushed?); recreating it');
           reclaim = true;
           // A short pause keeps a key deleted again and again from turning this into a busy loop.
-          await sleepUnlessAborted(backoffDelay({ baseDelayMs: 100, maxDelayMs: 100 }, 1), signal);
+          await sleep(backoffDelay(1, { baseDelayMs: 100, maxDelayMs: 100 }), signal);
           continue;
         }
         failures++;
         if (failures === 1) ctx.logger.error({ ...logContext, err: error }, 'partition loop failing; backing off and retrying');
         // Whatever we read but did not acknowledge is in our pending list: re-read it first.
         from = '0-0';
-        await sleepUnlessAborted(backoffDelay({ baseDelayMs: 100, maxDelayMs: 5_000 }, failures), signal);
+        await sleep(backoffDelay(failures), signal);
       }
     }
     if (unacked.length > 0) {

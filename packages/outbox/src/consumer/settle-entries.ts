@@ -17,7 +17,7 @@ import type { Database, Transaction } from '../db';
 import { UUID_PATTERN } from '../event-id';
 import type { LeaseRole } from '../lease/lease';
 import { decodeEntry, MalformedEntryError, type StreamEvent } from '../streams';
-import { backoffDelay, sleepUnlessAborted, type BackoffPolicy } from './backoff';
+import { backoffDelay, sleep, type BackoffPolicy } from '../backoff';
 import { recordDeadLetter, type NewDeadLetter } from './dead-letters';
 import { assertPartitionLease, markProcessed } from './inbox';
 import type { ConsumerMetrics } from './metrics';
@@ -374,7 +374,7 @@ async function retryAlone(ctx: PartitionContext, item: HandleItem, state: Failur
       await deadLetterHandlerFailure(ctx, item, state, permanent);
       return true;
     }
-    if (!(await sleepUnlessAborted(backoffDelay(ctx.backoff, state.failures), ctx.signal))) return false;
+    if (!(await sleep(backoffDelay(state.failures, ctx.backoff), ctx.signal))) return false;
     ctx.metrics.retried.inc(labels(ctx, item.event.type));
     const attempt = state.failures + 1;
     const outcome = await runBatch(ctx, [item], attempt, true);

@@ -6,7 +6,7 @@
  */
 import type Redis from 'ioredis';
 import type { Sql } from '../db';
-import { maskUrlPassword } from '../db';
+import { maskUrlPassword } from '@petcover/service-kit';
 import { partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
 import { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS, type DiagnosisThresholds, type StatusProblem } from './diagnosis';
 import {

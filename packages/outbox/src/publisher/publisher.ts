@@ -19,7 +19,7 @@ import type { Sql } from '../db';
 import { OUTBOX_NOTIFY_CHANNEL } from '../enqueue';
 import { acquireLease, makeOwnerId, releaseLease, type LeaseGrant } from '../lease/lease';
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
-import { FailureLog, sleep, Wakeup } from './backoff';
+import { FailureLog, sleep, Wakeup } from '../backoff';
 import { createPublisherMetrics, type PublisherMetrics } from './metrics';
 import { appendBatch, stampFence, streamMetaKey, trimStream, type AppendResult, type StreamWriter } from './redis-scripts';
 import {

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Redis from 'ioredis';
 import postgres from 'postgres';
-import { connectDatabase, DEFAULT_DATABASE_URL, withDatabaseName, type DatabaseHandle } from '../db';
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from '@petcover/service-kit';
+import { connectDatabase, withDatabaseName, type DatabaseHandle } from '../db';
 import { outboxMigrations, runMigrations, type MigrationSet } from '../migrations';
 import { deleteKeysWithPrefix } from '../publisher/redis-scripts';
 
@@ -16,8 +17,6 @@ export { waitFor } from './wait';
 export { appendRawEntry, appendTestEvents, testStreamEvent } from './stream-events';
 /** Removes what a test wrote under its uniqueRedisPrefix(), publisher meta/dedupe keys included. */
 export { deleteKeysWithPrefix };
-
-export const DEFAULT_REDIS_URL = 'redis://localhost:6379/0';
 
 /** Where tests find Postgres: TEST_DATABASE_URL, else DATABASE_URL, else the default. */
 export function testDatabaseBaseUrl(): string {

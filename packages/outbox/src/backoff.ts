@@ -1,29 +1,43 @@
 /**
- * Waiting in the publisher's loops: abortable sleeps, wake-ups, exponential
- * backoff with jitter, and "log once per state change" for transient failures.
+ * Waiting in the pipeline's loops, publisher and consumer alike: abortable
+ * sleeps, a doorbell that wakes a sleeping loop, exponential backoff with
+ * jitter, and "log once per state change" for failures that repeat.
  */
+import { setTimeout as sleepTimer } from 'node:timers/promises';
 import type { Logger } from 'pino';
 
-/** Sleeps `ms`; resolves early (to false) when `signal` aborts. Never rejects. */
-export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+/** Sleeps `ms`; resolves early, to false, when `signal` aborts (true when the time passed). Never rejects. */
+export async function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return false;
+  try {
+    await sleepTimer(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-/** First retry after ~100 ms, doubling up to 5 s, each with ±50 % jitter so replicas do not retry in step. */
-export function backoffDelayMs(attempt: number, baseMs = 100, maxMs = 5_000): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 16));
-  return Math.round(ceiling * (0.5 + Math.random()));
+export interface BackoffPolicy {
+  /** Delay after the first failure; doubles with each further failure. */
+  baseDelayMs: number;
+  /** Upper bound of a single delay. */
+  maxDelayMs: number;
+}
+
+/**
+ * Retrying against Postgres or Redis: the first retry comes quickly (a blip is
+ * the common case) and the cap keeps recovery within seconds of the outage's end.
+ */
+export const DEFAULT_BACKOFF: BackoffPolicy = { baseDelayMs: 100, maxDelayMs: 5_000 };
+
+/**
+ * Exponential backoff with "equal jitter": half the delay is fixed, half is
+ * random, so replicas failing together spread out without ever retrying at once.
+ * `failures` is how many attempts have failed so far (1 → about the base delay).
+ */
+export function backoffDelay(failures: number, policy: BackoffPolicy = DEFAULT_BACKOFF): number {
+  const exponential = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.min(Math.max(0, failures - 1), 30));
+  return Math.round(exponential / 2 + Math.random() * (exponential / 2));
 }
 
 /**
@@ -70,6 +84,7 @@ export class FailureLog {
   constructor(
     private readonly logger: Logger,
     private readonly context: Record<string, unknown>,
+    private readonly policy: BackoffPolicy = DEFAULT_BACKOFF,
   ) {}
 
   get failing(): boolean {
@@ -84,7 +99,7 @@ export class FailureLog {
       this.failingWith = message;
     }
     this.attempt += 1;
-    return backoffDelayMs(this.attempt);
+    return backoffDelay(this.attempt, this.policy);
   }
 
   /** Records a success; logs the recovery when the loop was failing. */
