@@ -17,7 +17,7 @@ import {
   type Consumer,
   type ConsumerModule,
 } from '@petcover/outbox';
-import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, startHealthServer } from '@petcover/service-kit';
+import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, readAppVersion, startHealthServer } from '@petcover/service-kit';
 import { EXIT_USAGE, parseCli, USAGE, UsageError, type StartOptions } from './cli';
 import { envSchema, type ConsumerEnv } from './env';
 import { loadConsumerModule } from './load-module';
@@ -46,8 +46,8 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
   const group = options.group ?? env.CONSUMER_GROUP;
   const partitions = { ...(env.STREAM_PARTITIONS ?? {}), ...(options.partitions ?? {}) };
   const database = connectDatabase(env.DATABASE_URL, {
-    // One connection per partition in flight, plus lease renewal and readiness.
-    max: (options.concurrency ?? 4) + 4,
+    // One connection per partition in flight, plus lease renewal, readiness and the node heartbeat.
+    max: (options.concurrency ?? 4) + 5,
     applicationName: `events-consumer:${group}`,
   });
   const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 3, retryStrategy: redisRetryDelay });
@@ -75,6 +75,7 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
       retryBaseDelayMs: options.retryBaseDelayMs,
       logger,
       metricsRegistry,
+      version: readAppVersion(__dirname),
     });
   } catch (error) {
     exitWith(EXIT_CONFIG, (error as Error).message);

@@ -15,7 +15,7 @@ import {
   redisCheck,
   type PublisherHooks,
 } from '@petcover/outbox';
-import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, startHealthServer, type Logger } from '@petcover/service-kit';
+import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, readAppVersion, startHealthServer, type Logger } from '@petcover/service-kit';
 import { CliUsageError, parseCli, USAGE } from './cli';
 import { envSchema, type PublisherEnv } from './env';
 
@@ -66,6 +66,7 @@ async function main(argv: readonly string[]): Promise<void> {
     recoveryWindowMs: cli.recoveryWindowMs ?? env.PUBLISHER_RECOVERY_WINDOW_S * 1000,
     retentionMs: env.OUTBOX_RETENTION_DAYS * 24 * 3_600_000,
     hooks: faultHooks(env, logger),
+    version: readAppVersion(__dirname),
   });
   const health = await startHealthServer({
     port: env.HEALTH_PORT,

@@ -19,7 +19,7 @@ export {
 export type { MigrationSet, MigrationStatus } from './migrations';
 export { acquireLease, consumerRole, forceReleaseLease, makeOwnerId, releaseLease } from './lease/lease';
 export type { LeaseGrant, LeaseRole } from './lease/lease';
-export { deadLetter, eventsSchema, outboxEvent, processedEvent, streamLease, DEAD_LETTER_STATUSES } from './schema';
+export { deadLetter, eventsSchema, outboxEvent, processedEvent, relayNode, streamLease, DEAD_LETTER_STATUSES } from './schema';
 export type { DeadLetterStatus } from './schema';
 export {
   assertStreamName,
@@ -58,13 +58,18 @@ export type { PublisherMetrics } from './publisher/metrics';
 export { appendBatch, deleteKeysWithPrefix, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
 export type { AppendResult, OutboxRowForAppend, StampResult, StreamWriter } from './publisher/redis-scripts';
 export { databaseIdentity } from './publisher/statements';
-export { collectEventsStatus } from './diagnostics/status';
+export { collectEventsStatus, collectNodesAndLeases } from './diagnostics/status';
+export { createNodeHeartbeat, NODE_HEARTBEAT_DEFAULTS } from './liveness/node-heartbeat';
+export type { NodeHeartbeat, NodeHeartbeatOptions } from './liveness/node-heartbeat';
+export { listNodes, releaseLeasesOfDeadOwners } from './liveness/nodes';
+export type { NodeDeadReason, NodeStatus, ReleasedLease } from './liveness/nodes';
 export type {
   CollectStatusOptions,
   DeadLetterCount,
   EventsStatus,
   GroupPartitionStatus,
   GroupStatus,
+  LeaseEntry,
   LeaseStatus,
   PartitionStreamStatus,
   StreamStatus,

@@ -127,3 +127,38 @@ export const deadLetter = eventsSchema.table(
     check('dead_letter_attempts_check', sql`${t.attempts} >= 1`),
   ],
 );
+
+/**
+ * The processes of the pipeline (publishers, consumers), each registered at
+ * start, heartbeating while it runs, and removing its row on graceful stop.
+ * `events status` calls a lease whose owner has no live row here
+ * `lease_owner_dead` at once, instead of waiting for the lease to expire.
+ */
+export const relayNode = eventsSchema.table(
+  'relay_node',
+  {
+    /** The owner id it holds leases with (`<hostname>:<pid>:<random>`). */
+    ownerId: text('owner_id').primaryKey(),
+    /** `publisher` or `consumer:<group>`. */
+    role: text('role').notNull(),
+    host: text('host').notNull(),
+    pid: integer('pid').notNull(),
+    /** Version of the app that runs it (its package.json). */
+    version: text('version').notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    heartbeatAt: timestamp('heartbeat_at', { withTimezone: true }).notNull().defaultNow(),
+    /** The node counts as dead when heartbeat_at is older than this (a few heartbeat intervals). */
+    heartbeatTtlMs: integer('heartbeat_ttl_ms').notNull(),
+    /**
+     * The Postgres session the node heartbeats on (pg_backend_pid and its
+     * backend_start). A SIGKILLed process's session ends at once, so its
+     * absence from pg_stat_activity says "dead" long before the TTL does.
+     */
+    backendPid: integer('backend_pid'),
+    backendStartedAt: timestamp('backend_started_at', { withTimezone: true }),
+  },
+  (t) => [
+    check('relay_node_role_check', sql.raw(`role ~ '^(publisher|consumer:[A-Za-z0-9_.-]+)$'`)),
+    check('relay_node_heartbeat_ttl_check', sql`${t.heartbeatTtlMs} > 0`),
+  ],
+);

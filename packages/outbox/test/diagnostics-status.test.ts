@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { acquireLease, collectEventsStatus, encodeEntry, formatEventsStatus, type EventsStatus } from '../src';
 import { runEventsCli } from '../src/cli/events';
-import { createTestDatabase, createTestRedis, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
+import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
 let redis: Redis;
@@ -54,6 +54,12 @@ async function appendEntry(key: string, outboxId: string, ageSeconds = 0): Promi
   return (await redis.xadd(key, id, ...fields)) as string;
 }
 
+/** A lease held by an owner registered as a live node (the owner is a name; its session is the test's pool). */
+async function leaseOfLiveOwner(lease: Parameters<typeof acquireLease>[1]) {
+  await registerTestNode(testDb.sql, lease.ownerId, lease.role === 'maintenance' ? 'publisher' : lease.role);
+  return acquireLease(testDb.sql, lease);
+}
+
 async function status(stream: string): Promise<EventsStatus> {
   return collectEventsStatus({ sql: testDb.sql, redis, keyPrefix, stream });
 }
@@ -77,8 +83,8 @@ describe('events status', () => {
     await redis.xgroup('CREATE', `${keyPrefix}${stream}`, 'billing', '0');
     await redis.xreadgroup('GROUP', 'billing', 'consumer-a', 'COUNT', 10, 'STREAMS', `${keyPrefix}${stream}`, '>');
     await redis.xack(`${keyPrefix}${stream}`, 'billing', ...((await redis.xrange(`${keyPrefix}${stream}`, '-', '+')) as [string, string[]][]).map(([id]) => id));
-    await acquireLease(testDb.sql, { streamName: stream, role: 'publisher', ownerId: 'host:1:aaa', ttlMs: 30_000 });
-    await acquireLease(testDb.sql, { streamName: stream, role: 'consumer:billing', ownerId: 'consumer-a', ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: stream, role: 'publisher', ownerId: 'host:1:aaa', ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: stream, role: 'consumer:billing', ownerId: 'consumer-a', ttlMs: 30_000 });
 
     const report = await status(stream);
     expect(report.problems).toEqual([]);
@@ -129,7 +135,7 @@ describe('events status', () => {
   test('a lease whose owner stopped renewing, expired or not yet → publisher_stopped_renewing naming the owner', async () => {
     const expiredStream = uniqueStreamName();
     await insertRows(expiredStream, 1, { ageSeconds: 60 });
-    await acquireLease(testDb.sql, { streamName: expiredStream, role: 'publisher', ownerId: 'host:42:dead', ttlMs: 10_000 });
+    await leaseOfLiveOwner({ streamName: expiredStream, role: 'publisher', ownerId: 'host:42:dead', ttlMs: 10_000 });
     await testDb.sql`UPDATE events.stream_lease SET renewed_at = now() - interval '40 seconds', lease_until = now() - interval '30 seconds'
                      WHERE stream_name = ${expiredStream}`;
     const expired = await status(expiredStream);
@@ -141,7 +147,7 @@ describe('events status', () => {
     // Alive on paper but renewed 9 s into a 10 s lease: its owner has stopped.
     const staleStream = uniqueStreamName();
     await insertRows(staleStream, 1, { ageSeconds: 60 });
-    await acquireLease(testDb.sql, { streamName: staleStream, role: 'publisher', ownerId: 'host:43:hung', ttlMs: 10_000 });
+    await leaseOfLiveOwner({ streamName: staleStream, role: 'publisher', ownerId: 'host:43:hung', ttlMs: 10_000 });
     await testDb.sql`UPDATE events.stream_lease SET renewed_at = now() - interval '9 seconds', lease_until = now() + interval '1 second'
                      WHERE stream_name = ${staleStream}`;
     const stale = await status(staleStream);
@@ -152,7 +158,7 @@ describe('events status', () => {
   test('a live, renewing lease with rows stuck → publisher_not_draining', async () => {
     const stream = uniqueStreamName();
     await insertRows(stream, 1, { ageSeconds: 60 });
-    await acquireLease(testDb.sql, { streamName: stream, role: 'publisher', ownerId: 'host:7:live', ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: stream, role: 'publisher', ownerId: 'host:7:live', ttlMs: 30_000 });
     expect((await status(stream)).problems.map((p) => p.kind)).toEqual(['publisher_not_draining']);
   });
 
@@ -160,14 +166,14 @@ describe('events status', () => {
     const stream = uniqueStreamName();
     const published = await insertRows(stream, 1, { published: true });
     await insertRows(stream, 3, { ageSeconds: 60 });
-    await acquireLease(testDb.sql, { streamName: stream, role: 'publisher', ownerId: 'host:8:busy', ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: stream, role: 'publisher', ownerId: 'host:8:busy', ttlMs: 30_000 });
     const key = `${keyPrefix}${stream}`;
     await appendEntry(key, published[0]!, 120);
     await redis.xgroup('CREATE', key, 'busy', '0');
     // The consumer is alive (it just read) and holds the lease, but an old entry still waits behind its batch.
     await appendEntry(key, published[0]!, 90);
     await redis.xreadgroup('GROUP', 'busy', 'busy-consumer', 'COUNT', 1, 'STREAMS', key, '>');
-    await acquireLease(testDb.sql, { streamName: stream, role: 'consumer:busy', ownerId: 'busy-consumer', ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: stream, role: 'consumer:busy', ownerId: 'busy-consumer', ttlMs: 30_000 });
 
     const report = await status(stream);
     expect(report.streams[0]!.outbox).toMatchObject({ unpublished: 3 });
@@ -243,7 +249,7 @@ describe('events status', () => {
   test('partitions are inferred from consumer leases and Redis keys, and listed per group', async () => {
     const stream = uniqueStreamName();
     await redis.xgroup('CREATE', `${keyPrefix}${stream}:p3`, 'g', '0', 'MKSTREAM');
-    await acquireLease(testDb.sql, { streamName: `${stream}:p1`, role: 'consumer:g', ownerId: 'c:1:x', ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: `${stream}:p1`, role: 'consumer:g', ownerId: 'c:1:x', ttlMs: 30_000 });
     const report = await status(stream);
     const s = report.streams[0]!;
     expect(s.partitionCount).toBe(4);

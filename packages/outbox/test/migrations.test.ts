@@ -13,10 +13,13 @@ import { dropTestDatabase, randomSuffix, testDatabaseBaseUrl } from '../src/test
 const RUNBOOK_QUERIES = [
   `SELECT stream_name, COUNT(*) FROM events.outbox_event
 WHERE published_at IS NULL GROUP BY stream_name;`,
-  `SELECT stream_name, owner_id, lease_until, lease_until < now() AS expired
+  `SELECT stream_name, role, owner_id, lease_until, lease_until < now() AS expired
 FROM events.stream_lease WHERE stream_name = 'stream:contracting:contract_changes';`,
   `DELETE FROM events.stream_lease
 WHERE stream_name = 'stream:contracting:contract_changes' AND role = 'publisher';`,
+  `SELECT owner_id, role, version, started_at, now() - heartbeat_at AS since_heartbeat,
+       EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = n.backend_pid) AS session_alive
+FROM events.relay_node n ORDER BY role, owner_id;`,
 ];
 
 describe('migrations', () => {

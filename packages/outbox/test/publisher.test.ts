@@ -203,7 +203,7 @@ test('a lease row with a future lease_until owned by nobody alive: waits for exp
   const prefix = uniqueRedisPrefix();
   await db.sql`
     INSERT INTO events.stream_lease (stream_name, role, owner_id, lease_until, fencing_token)
-    VALUES (${stream}, 'publisher', 'gone-host:999999:dead00', now() + interval '1.5 seconds', 1)`;
+    VALUES (${stream}, 'publisher', 'gone-host:999999:dead00', now() + interval '5 seconds', 1)`;
   await fillOutbox(db, stream, 5);
   const { lines, registry, publisher } = startPublisher({ keyPrefix: prefix });
 

@@ -10,3 +10,4 @@ export { DEFAULT_CHECK_TIMEOUT_MS, runReadinessChecks, startHealthServer } from 
 export type { CheckResult, HealthServer, HealthServerOptions, ReadinessCheck, ReadinessReport } from './health';
 export { createShutdown } from './shutdown';
 export type { CleanupStep } from './shutdown';
+export { readAppVersion } from './app-version';

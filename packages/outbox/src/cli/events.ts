@@ -3,7 +3,8 @@
  * `events` — the on-call command of the pipeline (`pnpm events <command>`).
  *
  *   events status [--stream <name>] [--json]
- *   events lease release --stream <name> --role <publisher|maintenance|consumer:<group>>
+ *   events lease release --stream <name> --role <publisher|maintenance|consumer:<group>> | --all-dead
+ *   events nodes [--json]
  *   events dlq list [--group <g>] [--type <t>] [--status dead|replayed|discarded] [--limit <n>] [--json]
  *   events dlq show <id>
  *   events dlq replay <id> | --all --group <g>
@@ -24,10 +25,11 @@ import { OutboxValidationError } from '../errors';
 import { forceReleaseLease } from '../lease/lease';
 import { DEAD_LETTER_STATUSES, type DeadLetterStatus } from '../schema';
 import { STREAM_NAME_PATTERN } from '../streams';
-import { formatEventsStatus } from '../diagnostics/format';
+import { formatEventsStatus, formatNodes } from '../diagnostics/format';
+import { releaseLeasesOfDeadOwners } from '../liveness/nodes';
 import { replayPublishedSince } from '../diagnostics/outbox-replay';
 import { parsePartitionStreamName } from '../diagnostics/redis-inspect';
-import { collectEventsStatus } from '../diagnostics/status';
+import { collectEventsStatus, collectNodesAndLeases } from '../diagnostics/status';
 import { readEventsCliConfig, type EventsCliConfig } from './events-env';
 import { runVerify } from './verify-command';
 
@@ -38,6 +40,8 @@ export const EXIT_USAGE = 2;
 export const USAGE = `usage: events <command>
   status [--stream <name>] [--json]           pipeline status and the likely cause of a problem
   lease release --stream <name> --role <role>  drop a lease (role publisher, maintenance or consumer:<group>)
+  lease release --all-dead                     drop every lease whose owner is dead or never registered
+  nodes [--json]                               registered publishers and consumers, alive or dead, with their leases
   dlq list [--group <g>] [--type <t>] [--status <s>] [--limit <n>] [--json]
   dlq show <id>
   dlq replay <id> | --all --group <g>         re-enqueue through the outbox with the original event_id
@@ -78,6 +82,7 @@ type Command = (ctx: CommandContext) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   status: statusCommand,
   'lease release': leaseReleaseCommand,
+  nodes: nodesCommand,
   'dlq list': dlqListCommand,
   'dlq show': dlqShowCommand,
   'dlq replay': dlqReplayCommand,
@@ -153,7 +158,18 @@ async function statusCommand(ctx: CommandContext): Promise<number> {
 const LEASE_ROLE = /^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$/;
 
 async function leaseReleaseCommand(ctx: CommandContext): Promise<number> {
-  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, role: { type: 'string' } });
+  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, role: { type: 'string' }, 'all-dead': { type: 'boolean' } });
+  if (values['all-dead']) {
+    if (values.stream !== undefined || values.role !== undefined) throw new UsageError('give either --all-dead or --stream and --role, not both');
+    const released = await releaseLeasesOfDeadOwners(ctx.database().sql);
+    for (const l of released) ctx.io.stdout(`released the ${l.role} lease on ${l.streamName} of ${l.ownerId} (${l.ownerState === 'dead' ? 'dead' : 'never registered'})`);
+    ctx.io.stdout(
+      released.length === 0
+        ? 'no lease is held by a dead owner: nothing released'
+        : `${released.length} lease(s) released; running replicas re-acquire them within their poll interval`,
+    );
+    return EXIT_OK;
+  }
   if (!values.stream || !parsePartitionStreamName(values.stream)) {
     throw new UsageError(`--stream must be a stream or partition stream name like stream:<context>:<name>[:p<N>] (got ${values.stream ?? 'nothing'})`);
   }
@@ -166,6 +182,17 @@ async function leaseReleaseCommand(ctx: CommandContext): Promise<number> {
     return EXIT_PROBLEM;
   }
   ctx.io.stdout(`released the ${values.role} lease on ${values.stream}; a running replica re-acquires it within its poll interval`);
+  return EXIT_OK;
+}
+
+async function nodesCommand(ctx: CommandContext): Promise<number> {
+  const { values } = parseCommandArgs(ctx.args, { json: { type: 'boolean' } });
+  const { nodes, leases } = await collectNodesAndLeases(ctx.database().sql);
+  if (nodes === null) {
+    ctx.io.stderr('this database has no events.relay_node table: run pnpm db:migrate');
+    return EXIT_PROBLEM;
+  }
+  ctx.io.stdout(values.json ? JSON.stringify({ nodes, leases }, null, 2) : formatNodes(nodes, leases));
   return EXIT_OK;
 }
 

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { Database, Sql } from '../db';
 import { acquireLease, consumerRole, makeOwnerId, releaseLease, type LeaseRole } from '../lease/lease';
+import { createNodeHeartbeat } from '../liveness/node-heartbeat';
 import { assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
 import { sleep } from '../backoff';
 import { heartbeatMembership, leaveMembership, membersKey } from './membership';
@@ -68,6 +69,9 @@ export interface ConsumerOptions {
   retryBaseDelayMs?: number;
   retryMaxDelayMs?: number;
   logger: Logger;
+  /** Registration in events.relay_node: heartbeat interval (default NODE_HEARTBEAT_DEFAULTS) and the app version shown. */
+  heartbeatIntervalMs?: number;
+  version?: string;
   /** Metrics land here; default a private registry (see `metricsRegistry`). */
   metricsRegistry?: Registry;
 }
@@ -139,6 +143,14 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   const metricsRegistry = options.metricsRegistry ?? new Registry();
   const metrics = createConsumerMetrics(metricsRegistry);
   const logger = options.logger.child({ component: 'consumer', group, ownerId });
+  const node = createNodeHeartbeat({
+    sql: options.sql,
+    ownerId,
+    role: `consumer:${group}`,
+    version: options.version,
+    logger: options.logger,
+    intervalMs: options.heartbeatIntervalMs,
+  });
   const limit = new ConcurrencyLimit(settings.concurrency);
   const workers = new Map<string, PartitionWorker>();
   const abort = new AbortController();
@@ -264,6 +276,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   }
 
   async function run(): Promise<void> {
+    // Registered before the first lease, so no lease ever has an unregistered owner.
+    await node.start();
     let roundFailing = false;
     while (!abort.signal.aborted) {
       try {
@@ -323,6 +337,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
             // Lost the connection meanwhile: same as above.
           }
         }
+        // After the leases: a node that is gone must hold none.
+        await node.stop();
         logger.info('consumer stopped');
       })();
       return stopping;

@@ -3,12 +3,14 @@
  * what an on-call engineer would conclude from it, and the fix. Each rule
  * matches one row of the runbook's "diagnosing silence" table.
  */
-import type { EventsStatus, StreamStatus } from './status';
+import { logicalStreamOf } from '../consumer/dead-letters';
+import type { EventsStatus, LeaseStatus, StreamStatus } from './status';
 
 export type ProblemKind =
   | 'database_unreachable'
   | 'events_schema_missing'
   | 'redis_unreachable'
+  | 'lease_owner_dead'
   | 'no_publisher_lease'
   | 'publisher_stopped_renewing'
   | 'publisher_not_draining'
@@ -71,6 +73,7 @@ export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds =
       fix: 'check REDIS_URL and that Redis is up (redis-cli ping)',
     });
   }
+  problems.push(...deadOwnerProblems(status));
   for (const stream of status.streams) {
     problems.push(...publisherProblems(stream, thresholds));
     if (stream.redis) problems.push(...redisProblems(stream));
@@ -80,7 +83,39 @@ export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds =
   return problems;
 }
 
+/** A live lease whose owner is not a live node: it blocks its stream until it expires, however long the TTL. */
+function heldByDeadOwner(lease: LeaseStatus | null): boolean {
+  return lease !== null && !lease.expired && (lease.owner === 'dead' || lease.owner === 'unregistered');
+}
+
+function deadOwnerProblems(status: EventsStatus): StatusProblem[] {
+  const problems: StatusProblem[] = [];
+  for (const lease of status.leases) {
+    if (!heldByDeadOwner(lease)) continue;
+    const node = status.nodes?.find((n) => n.ownerId === lease.ownerId);
+    const why =
+      lease.owner === 'unregistered'
+        ? 'which never registered as a node (a lease inserted by hand, or a process from before liveness)'
+        : node?.deadReason === 'session_gone'
+          ? 'whose process is gone (its Postgres session ended: killed or crashed)'
+          : `which stopped heartbeating ${node?.secondsSinceHeartbeat ?? '?'}s ago`;
+    const logical = logicalStreamOf(lease.stream);
+    problems.push({
+      kind: 'lease_owner_dead',
+      stream: logical,
+      ...(lease.role.startsWith('consumer:') ? { group: lease.role.slice('consumer:'.length), partition: lease.stream } : {}),
+      message: `the ${lease.role} lease on ${lease.stream} is held by ${lease.ownerId}, ${why}; it blocks the stream until ${lease.leaseUntil}`,
+      fix:
+        `events lease release --stream ${lease.stream} --role ${lease.role} (or every dead owner's lease at once: events lease release --all-dead); ` +
+        'a running replica takes it over within its poll interval',
+    });
+  }
+  return problems;
+}
+
 function publisherProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProblem[] {
+  // Reported as lease_owner_dead, with the precise fix.
+  if (heldByDeadOwner(stream.publisherLease)) return [];
   const { unpublished, oldestUnpublishedAgeSeconds: age } = stream.outbox;
   if (unpublished === 0 || age === null || age < t.stuckAfterSeconds) return [];
   const queued = `${unpublished} event(s) queued, oldest ${age}s`;
@@ -166,6 +201,7 @@ function groupProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProb
   const problems: StatusProblem[] = [];
   for (const group of stream.groups) {
     for (const p of group.partitions) {
+      if (heldByDeadOwner(p.lease)) continue; // reported as lease_owner_dead
       const leaseAlive = p.lease !== null && !p.lease.expired;
       const activeConsumer = p.consumers.find((c) => c.idleSeconds <= t.consumerActiveSeconds);
       if (!leaseAlive && activeConsumer) {

@@ -3,11 +3,13 @@
  * EventsStatus object itself). Plain text, one block per stream, problems
  * last so they are what stays on screen.
  */
+import type { NodeStatus } from '../liveness/nodes';
 import type { EventsStatus, LeaseStatus } from './status';
 
 function lease(l: LeaseStatus | null): string {
   if (!l) return 'none';
-  const state = l.expired ? 'EXPIRED' : l.ownerRenewing ? 'alive' : 'NOT RENEWED';
+  const state =
+    l.owner === 'dead' ? 'OWNER DEAD' : l.owner === 'unregistered' ? 'OWNER NEVER REGISTERED' : l.expired ? 'EXPIRED' : l.ownerRenewing ? 'alive' : 'NOT RENEWED';
   return `${l.ownerId} ${state}, until ${l.leaseUntil}, renewed ${l.secondsSinceRenewal}s ago, token ${l.fencingToken}`;
 }
 
@@ -53,6 +55,10 @@ export function formatEventsStatus(status: EventsStatus): string {
       lines.push(`  dead letters: ${d.count} x ${d.type ?? '(undecodable)'} in group ${d.group} (${d.stream}), oldest ${d.oldestDeadLetteredAt}`);
     }
   }
+  if (status.nodes !== null) {
+    lines.push('');
+    lines.push(`nodes: ${status.nodes.filter((n) => n.alive).length} alive, ${status.nodes.filter((n) => !n.alive).length} dead (events nodes lists them)`);
+  }
   lines.push('');
   if (status.problems.length === 0) {
     lines.push('HEALTHY: no problem found');
@@ -62,6 +68,18 @@ export function formatEventsStatus(status: EventsStatus): string {
       lines.push(`  [${p.kind}] ${p.message}`);
       lines.push(`      likely fix: ${p.fix}`);
     }
+  }
+  return lines.join('\n');
+}
+
+/** `events nodes`: one line per registered process, alive first. */
+export function formatNodes(nodes: readonly NodeStatus[], leases: ReadonlyArray<{ stream: string; role: string; ownerId: string }>): string {
+  if (nodes.length === 0) return 'no registered nodes (no publisher or consumer runs against this database)';
+  const lines = ['state\trole\towner\tversion\tstarted\tlast heartbeat\tleases'];
+  for (const n of nodes) {
+    const state = n.alive ? 'alive' : n.deadReason === 'session_gone' ? 'DEAD (killed)' : 'DEAD (no heartbeat)';
+    const held = leases.filter((l) => l.ownerId === n.ownerId).map((l) => `${l.role}@${l.stream}`);
+    lines.push([state, n.role, n.ownerId, n.version, n.startedAt, `${n.secondsSinceHeartbeat}s ago`, held.join(', ') || '-'].join('\t'));
   }
   return lines.join('\n');
 }

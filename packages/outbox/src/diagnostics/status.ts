@@ -17,6 +17,7 @@ import {
   selectOutboxStreams,
   type LeaseRow,
 } from './queries';
+import { listNodes, relayNodeTableExists, type NodeStatus } from '../liveness/nodes';
 import { inspectStream, parsePartitionStreamName, redisNowMs, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
 
 export interface LeaseStatus {
@@ -32,6 +33,20 @@ export interface LeaseStatus {
    * expiry, so a lease past that point belongs to a stopped or stuck process).
    */
   ownerRenewing: boolean;
+  /**
+   * The owner's node in events.relay_node: `alive`, `dead` (stopped
+   * heartbeating or its process was killed), `unregistered` (no node row: a
+   * lease inserted by hand, or an owner from before liveness existed), or
+   * `unknown` (the schema has no relay_node table yet).
+   */
+  owner: 'alive' | 'dead' | 'unregistered' | 'unknown';
+}
+
+/** One row of events.stream_lease with its owner's liveness. */
+export interface LeaseEntry extends LeaseStatus {
+  /** Stream or partition stream. */
+  stream: string;
+  role: string;
 }
 
 export interface GroupPartitionStatus {
@@ -101,6 +116,10 @@ export interface EventsStatus {
   database: { ok: boolean; name: string | null; error?: string };
   redis: { ok: boolean; keyPrefix: string; error?: string };
   streams: StreamStatus[];
+  /** Every lease (publisher, maintenance, consumer partitions), with its owner's liveness. */
+  leases: LeaseEntry[];
+  /** Registered processes; null when the schema predates liveness. */
+  nodes: NodeStatus[] | null;
 }
 
 export interface CollectStatusOptions {
@@ -115,7 +134,8 @@ export interface CollectStatusOptions {
   thresholds?: Partial<DiagnosisThresholds>;
 }
 
-function leaseStatus(row: LeaseRow): LeaseStatus {
+function leaseStatus(row: LeaseRow, nodes: NodeStatus[] | null): LeaseStatus {
+  const node = nodes?.find((n) => n.ownerId === row.owner_id);
   const sinceRenewal = Number(row.seconds_since_renewal);
   const grantedTtl = Number(row.granted_ttl_s);
   return {
@@ -126,7 +146,25 @@ function leaseStatus(row: LeaseRow): LeaseStatus {
     expired: row.expired,
     secondsSinceRenewal: round(sinceRenewal),
     ownerRenewing: !row.expired && sinceRenewal <= grantedTtl * 0.75,
+    owner: nodes === null ? 'unknown' : !node ? 'unregistered' : node.alive ? 'alive' : 'dead',
   };
+}
+
+async function selectNodesIfPresent(sql: Sql): Promise<NodeStatus[] | null> {
+  return (await relayNodeTableExists(sql)) ? listNodes(sql) : null;
+}
+
+function leaseEntries(rows: LeaseRow[], nodes: NodeStatus[] | null): LeaseEntry[] {
+  return rows.map((row) => ({ stream: row.stream_name, role: row.role, ...leaseStatus(row, nodes) }));
+}
+
+/**
+ * Nodes and every lease with its owner's liveness, from Postgres alone
+ * (`events nodes`, the console's Nodes page). Read-only.
+ */
+export async function collectNodesAndLeases(sql: Sql): Promise<{ nodes: NodeStatus[] | null; leases: LeaseEntry[] }> {
+  const [rows, nodes] = await Promise.all([selectLeases(sql), selectNodesIfPresent(sql)]);
+  return { nodes, leases: leaseEntries(rows, nodes) };
 }
 
 function round(value: number): number {
@@ -152,6 +190,8 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     database: { ok: false, name: null },
     redis: { ok: false, keyPrefix },
     streams: [],
+    leases: [],
+    nodes: null,
   };
 
   const { sql } = options;
@@ -170,11 +210,16 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     return status;
   }
 
-  const [outboxRows, leaseRows, deadLetterRows] = await Promise.all([
+  const [outboxRows, leaseRows, deadLetterRows, nodes] = await Promise.all([
     selectOutboxStreams(sql, options.stream),
     selectLeases(sql),
     selectDeadLetterCounts(sql),
+    selectNodesIfPresent(sql),
   ]);
+  status.nodes = nodes;
+  status.leases = leaseEntries(leaseRows, nodes).filter(
+    (lease) => options.stream === undefined || parsePartitionStreamName(lease.stream)?.stream === options.stream,
+  );
 
   let redisKeys: string[] = [];
   let redisNow = 0;
@@ -223,7 +268,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
         lastPublishedAgeSeconds: outboxRow?.last_published_age_s == null ? null : round(Number(outboxRow.last_published_age_s)),
         lastPublishedId: outboxRow?.last_published_id ?? null,
       },
-      publisherLease: publisherRow ? leaseStatus(publisherRow) : null,
+      publisherLease: publisherRow ? leaseStatus(publisherRow, nodes) : null,
       redis: null,
       groups: [],
       deadLetters: deadLetterRows
@@ -248,7 +293,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     };
     const consumerLease = (group: string, partition: string) => {
       const row = leaseRows.find((r) => r.stream_name === partition && r.role === `consumer:${group}`);
-      return row ? leaseStatus(row) : null;
+      return row ? leaseStatus(row, nodes) : null;
     };
 
     if (status.redis.ok) {
@@ -298,7 +343,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
         oldestUndeliveredAgeSeconds: null,
         lastDeliveredId: '',
         consumers: [],
-        lease: leaseStatus(row),
+        lease: leaseStatus(row, nodes),
       });
     }
     for (const group of groups.values()) {

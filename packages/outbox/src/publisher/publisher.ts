@@ -18,6 +18,7 @@ import type { Registry } from 'prom-client';
 import type { Sql } from '../db';
 import { OUTBOX_NOTIFY_CHANNEL } from '../enqueue';
 import { acquireLease, makeOwnerId, releaseLease, type LeaseGrant } from '../lease/lease';
+import { createNodeHeartbeat } from '../liveness/node-heartbeat';
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
 import { FailureLog, sleep, Wakeup } from '../backoff';
 import { createPublisherMetrics, type PublisherMetrics } from './metrics';
@@ -99,6 +100,9 @@ export interface PublisherOptions {
   pruneBatchSize?: number;
   recoveryWindowMs?: number;
   stopTimeoutMs?: number;
+  /** Registration in events.relay_node: heartbeat interval (default NODE_HEARTBEAT_DEFAULTS) and the app version shown. */
+  heartbeatIntervalMs?: number;
+  version?: string;
   hooks?: PublisherHooks;
 }
 
@@ -166,6 +170,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
   const keyPrefix = options.keyPrefix ?? '';
   const metrics = createPublisherMetrics(options.registry, sql);
   const log = logger.child({ ownerId });
+  const node = createNodeHeartbeat({ sql, ownerId, role: 'publisher', version: options.version, logger, intervalMs: options.heartbeatIntervalMs });
   const held = new Map<string, HeldStream>();
   /** Streams we already said we wait for: stream → owner, so each wait is logged once. */
   const waitingFor = new Map<string, string>();
@@ -579,6 +584,8 @@ export function createPublisher(options: PublisherOptions): Publisher {
       if (started || stopping) return;
       started = true;
       log.info({ batchSize: config.batchSize, pollIntervalMs: config.pollIntervalMs, leaseTtlMs: config.leaseTtlMs, keyPrefix }, 'publisher starting');
+      await node.start();
+      if (main.signal.aborted) return; // stopped while registering
       loops.push(leaseLoop(), trimLoop(), pruneLoop());
     },
     stop() {
@@ -607,6 +614,8 @@ export function createPublisher(options: PublisherOptions): Publisher {
             ),
           ),
         ]);
+        // After the leases: a node that is gone must hold none.
+        await node.stop();
         log.info({ released: states.map((s) => s.stream) }, 'publisher stopped');
       })();
       return stopping;

@@ -18,6 +18,19 @@ export { appendRawEntry, appendTestEvents, testStreamEvent } from './stream-even
 /** Removes what a test wrote under its uniqueRedisPrefix(), publisher meta/dedupe keys included. */
 export { deleteKeysWithPrefix };
 
+/**
+ * Registers `ownerId` in events.relay_node as a live node whose session is
+ * one of this pool's connections (alive while the pool is open), so leases a
+ * test writes by hand are not reported as `lease_owner_dead`.
+ */
+export async function registerTestNode(sql: postgres.Sql, ownerId: string, role = 'publisher'): Promise<void> {
+  await sql`
+    INSERT INTO events.relay_node (owner_id, role, host, pid, version, heartbeat_ttl_ms, backend_pid, backend_started_at)
+    SELECT ${ownerId}, ${role}, 'test-host', ${process.pid}, 'test', 3600000, pg_backend_pid(),
+           (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
+    ON CONFLICT (owner_id) DO UPDATE SET heartbeat_at = now()`;
+}
+
 /** Where tests find Postgres: TEST_DATABASE_URL, else DATABASE_URL, else the default. */
 export function testDatabaseBaseUrl(): string {
   return process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
