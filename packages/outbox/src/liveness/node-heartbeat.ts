@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import type { ReservedSql } from 'postgres';
 import type { Logger } from 'pino';
 import type { Sql } from '../db';
-import { sleep } from '../publisher/backoff';
+import { sleep } from '../backoff';
 
 export const NODE_HEARTBEAT_DEFAULTS = {
   /** Cheap (one UPDATE on a tiny table); also the worst-case time until a frozen process is seen as dead, divided by ttlFactor. */
