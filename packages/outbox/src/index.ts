@@ -77,6 +77,10 @@ export type {
 export { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS } from './diagnostics/diagnosis';
 export type { DiagnosisThresholds, ProblemKind, StatusProblem } from './diagnostics/diagnosis';
 export { formatEventsStatus } from './diagnostics/format';
+export { lookupEvents } from './diagnostics/event-journey';
+export type { EventJourney, GroupStep, LookupOptions, LookupQueryKind, LookupResult } from './diagnostics/event-journey';
+export { deadLettersOfFingerprint, fingerprintOf, listDeadLetterGroups, resolveDeadLetters } from './consumer/dead-letter-groups';
+export type { BulkOutcome, DeadLetterFingerprint, DeadLetterGroup } from './consumer/dead-letter-groups';
 export { replayPublishedSince } from './diagnostics/outbox-replay';
 export type { OutboxReplayResult } from './diagnostics/outbox-replay';
 export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';

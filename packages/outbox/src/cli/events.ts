@@ -6,9 +6,11 @@
  *   events lease release --stream <name> --role <publisher|maintenance|consumer:<group>> | --all-dead
  *   events nodes [--json]
  *   events dlq list [--group <g>] [--type <t>] [--status dead|replayed|discarded] [--limit <n>] [--json]
+ *   events lookup <event id | outbox id | Redis entry id | partition key> [--json]
  *   events dlq show <id>
- *   events dlq replay <id> | --all --group <g>
- *   events dlq discard <id>
+ *   events dlq groups [--group <g>] [--json]
+ *   events dlq replay <id> | --all --group <g> | --fingerprint <fp>
+ *   events dlq discard <id> | --fingerprint <fp>
  *   events outbox replay --stream <name> --since <time> [--until <time>]
  *   events verify [--since <time>] [--until <time>] [--group <g>] [--json]
  *
@@ -21,11 +23,12 @@ import Redis from 'ioredis';
 import { DeadLetterNotFoundError, DeadLetterStateError, discardDeadLetter, getDeadLetter, listDeadLetters, replayDeadLetter } from '../consumer/dead-letters';
 import { maskUrlPassword } from '@petcover/service-kit';
 import { connectDatabase, type DatabaseHandle } from '../db';
-import { OutboxValidationError } from '../errors';
 import { forceReleaseLease } from '../lease/lease';
 import { DEAD_LETTER_STATUSES, type DeadLetterStatus } from '../schema';
 import { STREAM_NAME_PATTERN } from '../streams';
-import { formatEventsStatus, formatNodes } from '../diagnostics/format';
+import { formatEventsStatus, formatLookup, formatNodes } from '../diagnostics/format';
+import { lookupEvents } from '../diagnostics/event-journey';
+import { deadLettersOfFingerprint, listDeadLetterGroups, resolveDeadLetters } from '../consumer/dead-letter-groups';
 import { releaseLeasesOfDeadOwners } from '../liveness/nodes';
 import { replayPublishedSince } from '../diagnostics/outbox-replay';
 import { parsePartitionStreamName } from '../diagnostics/redis-inspect';
@@ -43,9 +46,13 @@ export const USAGE = `usage: events <command>
   lease release --all-dead                     drop every lease whose owner is dead or never registered
   nodes [--json]                               registered publishers and consumers, alive or dead, with their leases
   dlq list [--group <g>] [--type <t>] [--status <s>] [--limit <n>] [--json]
+  lookup <query> [--json]                      an event's journey (outbox, Redis entry, per group handled or dead);
+                                               query: event id, outbox id, Redis entry id, or partition key (its events in order)
   dlq show <id>
-  dlq replay <id> | --all --group <g>         re-enqueue through the outbox with the original event_id
-  dlq discard <id>
+  dlq groups [--group <g>] [--json]            dead letters grouped by fingerprint (type + error class + first app frame)
+  dlq replay <id> | --all --group <g> | --fingerprint <fp>
+                                               re-enqueue through the outbox with the original event_id
+  dlq discard <id> | --fingerprint <fp>
   outbox replay --stream <name> --since <time> [--until <time>]
                                                re-publish rows published since <time> (ISO-8601, or 30m / 2h / 1d ago)
   verify [--since <time>] [--until <time>] [--group <g>] [--json]
@@ -83,7 +90,9 @@ const COMMANDS: Record<string, Command> = {
   status: statusCommand,
   'lease release': leaseReleaseCommand,
   nodes: nodesCommand,
+  lookup: lookupCommand,
   'dlq list': dlqListCommand,
+  'dlq groups': dlqGroupsCommand,
   'dlq show': dlqShowCommand,
   'dlq replay': dlqReplayCommand,
   'dlq discard': dlqDiscardCommand,
@@ -127,10 +136,9 @@ export function parseTimeArgument(value: string | undefined, flag: string, now =
   return new Date(ms);
 }
 
-async function statusCommand(ctx: CommandContext): Promise<number> {
-  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, json: { type: 'boolean' } });
-  const stream = values.stream === undefined ? undefined : requireStreamName(values.stream);
-  const redis = new Redis(ctx.config.redisUrl, {
+/** A one-shot Redis client for read-only commands: fails fast, never retries, never prints its own errors. */
+function statusRedis(url: string): Redis {
+  const redis = new Redis(url, {
     lazyConnect: true,
     connectTimeout: 2_000,
     maxRetriesPerRequest: 0,
@@ -139,6 +147,13 @@ async function statusCommand(ctx: CommandContext): Promise<number> {
   });
   // Connection errors surface through the first command; keep ioredis from printing them too.
   redis.on('error', () => undefined);
+  return redis;
+}
+
+async function statusCommand(ctx: CommandContext): Promise<number> {
+  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, json: { type: 'boolean' } });
+  const stream = values.stream === undefined ? undefined : requireStreamName(values.stream);
+  const redis = statusRedis(ctx.config.redisUrl);
   try {
     await redis.connect().catch(() => undefined);
     const status = await collectEventsStatus({
@@ -242,40 +257,89 @@ async function dlqShowCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function dlqReplayCommand(ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseCommandArgs(ctx.args, { all: { type: 'boolean' }, group: { type: 'string' } }, 1);
-  const { db, sql } = ctx.database();
-  if (values.all) {
-    if (positionals.length > 0) throw new UsageError('give either a dead letter id or --all --group <g>, not both');
-    if (!values.group) throw new UsageError('--all needs --group <g>, so one command never replays every group at once');
-    // Oldest first, so replayed events keep their original relative order.
-    const letters = (await listDeadLetters(sql, { group: values.group, status: 'dead', limit: 10_000 })).reverse();
-    let refused = 0;
-    for (const letter of letters) {
-      try {
-        const result = await replayDeadLetter(db, letter.id, { by: ctx.actor });
-        ctx.io.stdout(`replayed dead letter ${letter.id} as outbox row ${result.outboxId} (event ${result.eventId})`);
-      } catch (error) {
-        if (!(error instanceof DeadLetterStateError || error instanceof DeadLetterNotFoundError || error instanceof OutboxValidationError)) throw error;
-        refused += 1;
-        ctx.io.stderr(`refused dead letter ${letter.id}: ${error.message}`);
-      }
-    }
-    ctx.io.stdout(`${letters.length - refused} of ${letters.length} dead letter(s) of group ${values.group} replayed`);
-    return refused > 0 ? EXIT_PROBLEM : EXIT_OK;
-  }
-  if (values.group) throw new UsageError('--group goes with --all');
-  const id = requireId(positionals[0]);
-  const result = await replayDeadLetter(db, id, { by: ctx.actor });
-  ctx.io.stdout(`replayed dead letter ${id} as outbox row ${result.outboxId} (event ${result.eventId})`);
-  return EXIT_OK;
+  return dlqResolveCommand(ctx, 'replay');
 }
 
 async function dlqDiscardCommand(ctx: CommandContext): Promise<number> {
-  const { positionals } = parseCommandArgs(ctx.args, {}, 1);
-  const id = requireId(positionals[0]);
-  await discardDeadLetter(ctx.database().db, id, { by: ctx.actor });
-  ctx.io.stdout(`discarded dead letter ${id}`);
+  return dlqResolveCommand(ctx, 'discard');
+}
+
+/**
+ * `dlq replay|discard <id>`, `--all --group <g>` (replay only), or
+ * `--fingerprint <fp>` (a group of `dlq groups`). Bulk runs go oldest first
+ * through resolveDeadLetters, like the console's.
+ */
+async function dlqResolveCommand(ctx: CommandContext, action: 'replay' | 'discard'): Promise<number> {
+  const spec: Record<string, { type: 'string' | 'boolean' }> =
+    action === 'replay' ? { all: { type: 'boolean' }, group: { type: 'string' }, fingerprint: { type: 'string' } } : { fingerprint: { type: 'string' } };
+  const { values, positionals } = parseCommandArgs(ctx.args, spec, 1);
+  const { db, sql } = ctx.database();
+  const flags = values as { all?: boolean; group?: string; fingerprint?: string };
+  let ids: string[];
+  let what: string;
+  if (flags.fingerprint !== undefined) {
+    if (positionals.length > 0 || flags.all || flags.group) throw new UsageError('give either a dead letter id, --fingerprint <fp> or --all --group <g>');
+    if (!/^[0-9a-f]{12}$/.test(flags.fingerprint)) throw new UsageError(`--fingerprint must be 12 hex characters as printed by dlq groups (got ${flags.fingerprint})`);
+    ids = (await deadLettersOfFingerprint(sql, flags.fingerprint)).map((l) => l.id);
+    what = `of fingerprint ${flags.fingerprint}`;
+  } else if (flags.all) {
+    if (positionals.length > 0) throw new UsageError('give either a dead letter id or --all --group <g>, not both');
+    if (!flags.group) throw new UsageError('--all needs --group <g>, so one command never replays every group at once');
+    // Oldest first, so replayed events keep their original relative order.
+    ids = (await listDeadLetters(sql, { group: flags.group, status: 'dead', limit: 10_000 })).reverse().map((l) => l.id);
+    what = `of group ${flags.group}`;
+  } else {
+    if (flags.group) throw new UsageError('--group goes with --all');
+    const id = requireId(positionals[0]);
+    if (action === 'replay') {
+      const result = await replayDeadLetter(db, id, { by: ctx.actor });
+      ctx.io.stdout(`replayed dead letter ${id} as outbox row ${result.outboxId} (event ${result.eventId})`);
+    } else {
+      await discardDeadLetter(db, id, { by: ctx.actor });
+      ctx.io.stdout(`discarded dead letter ${id}`);
+    }
+    return EXIT_OK;
+  }
+  const outcomes = await resolveDeadLetters(db, action, ids, { by: ctx.actor });
+  for (const o of outcomes) {
+    if (o.ok) ctx.io.stdout(action === 'replay' ? `replayed dead letter ${o.id} as outbox row ${o.outboxId}` : `discarded dead letter ${o.id}`);
+    else ctx.io.stderr(`refused dead letter ${o.id}: ${o.error}`);
+  }
+  const done = outcomes.filter((o) => o.ok).length;
+  ctx.io.stdout(`${done} of ${outcomes.length} dead letter(s) ${what} ${action === 'replay' ? 'replayed' : 'discarded'}`);
+  return done < outcomes.length ? EXIT_PROBLEM : EXIT_OK;
+}
+
+async function dlqGroupsCommand(ctx: CommandContext): Promise<number> {
+  const { values } = parseCommandArgs(ctx.args, { group: { type: 'string' }, json: { type: 'boolean' } });
+  const groups = await listDeadLetterGroups(ctx.database().sql, { group: values.group });
+  if (values.json) {
+    ctx.io.stdout(JSON.stringify(groups, null, 2));
+  } else if (groups.length === 0) {
+    ctx.io.stdout('no dead letters with status dead');
+  } else {
+    ctx.io.stdout(['fingerprint\tcount\ttype\terror\tframe\tgroups\tfirst seen\tlast seen\tsample']
+      .concat(groups.map((g) =>
+        [g.fingerprint, g.count, g.eventType ?? '-', g.errorClass, g.frame ?? '-', g.groups.join(','), g.firstSeen.toISOString(), g.lastSeen.toISOString(), g.sampleMessage.split('\n')[0]?.slice(0, 120)].join('\t'),
+      ))
+      .join('\n'));
+  }
   return EXIT_OK;
+}
+
+async function lookupCommand(ctx: CommandContext): Promise<number> {
+  const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean' } }, 1);
+  const query = positionals[0];
+  if (!query) throw new UsageError('lookup needs an event id, outbox id, Redis entry id or partition key');
+  const redis = statusRedis(ctx.config.redisUrl);
+  try {
+    await redis.connect().catch(() => undefined);
+    const result = await lookupEvents({ sql: ctx.database().sql, redis, keyPrefix: ctx.config.keyPrefix, partitions: ctx.config.partitions }, query);
+    ctx.io.stdout(values.json ? JSON.stringify(result, null, 2) : formatLookup(result));
+    return result.events.length > 0 ? EXIT_OK : EXIT_PROBLEM;
+  } finally {
+    redis.disconnect();
+  }
 }
 
 async function outboxReplayCommand(ctx: CommandContext): Promise<number> {

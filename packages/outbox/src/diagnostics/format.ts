@@ -4,6 +4,7 @@
  * last so they are what stays on screen.
  */
 import type { NodeStatus } from '../liveness/nodes';
+import type { LookupResult } from './event-journey';
 import type { EventsStatus, LeaseStatus } from './status';
 
 function lease(l: LeaseStatus | null): string {
@@ -80,6 +81,24 @@ export function formatNodes(nodes: readonly NodeStatus[], leases: ReadonlyArray<
     const state = n.alive ? 'alive' : n.deadReason === 'session_gone' ? 'DEAD (killed)' : 'DEAD (no heartbeat)';
     const held = leases.filter((l) => l.ownerId === n.ownerId).map((l) => `${l.role}@${l.stream}`);
     lines.push([state, n.role, n.ownerId, n.version, n.startedAt, `${n.secondsSinceHeartbeat}s ago`, held.join(', ') || '-'].join('\t'));
+  }
+  return lines.join('\n');
+}
+
+/** `events lookup`: each event's journey, one block per event. */
+export function formatLookup(result: LookupResult): string {
+  if (result.events.length === 0) return `nothing found for ${JSON.stringify(result.query)} (tried event id, outbox id, Redis entry id, partition key)`;
+  const lines = [`${result.events.length} event(s) matching ${result.matchedAs} ${result.query}${result.redisError ? ` (Redis unreadable: ${result.redisError})` : ''}`];
+  for (const e of result.events) {
+    lines.push('');
+    lines.push(`${e.type} ${e.eventId} (outbox id ${e.outboxId}, ${e.stream}, key ${e.partitionKey})`);
+    lines.push(`  outbox:  created ${e.createdAt}, ${e.publishedAt ? `published ${e.publishedAt}` : 'NOT PUBLISHED'}`);
+    lines.push(`  redis:   ${e.redisEntryId ? `${e.partitionStream} entry ${e.redisEntryId}` : 'no entry found (not published, trimmed, or Redis unreadable)'}`);
+    for (const g of e.groups) {
+      const detail =
+        g.state === 'handled' ? `handled at ${g.handledAt}` : g.state === 'dead' ? `DEAD LETTER ${g.deadLetter!.id} after ${g.deadLetter!.attempts} attempt(s): ${g.deadLetter!.errorMessage.split('\n')[0]}` : g.state;
+      lines.push(`  group ${g.group}: ${detail}`);
+    }
   }
   return lines.join('\n');
 }
