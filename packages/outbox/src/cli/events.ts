@@ -20,7 +20,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import Redis from 'ioredis';
-import { DeadLetterNotFoundError, DeadLetterStateError, discardDeadLetter, getDeadLetter, listDeadLetters, replayDeadLetter } from '../consumer/dead-letters';
+import { discardDeadLetter, getDeadLetter, listDeadLetters, replayDeadLetter } from '../consumer/dead-letters';
 import { maskUrlPassword } from '@petcover/service-kit';
 import { connectDatabase, type DatabaseHandle } from '../db';
 import { forceReleaseLease } from '../lease/lease';
