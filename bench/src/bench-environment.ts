@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import Redis from 'ioredis';
+import { createRedisClient, type RedisClient, type RedisConnection } from '@petcover/service-kit';
 import postgres from 'postgres';
 import { connectDatabase, deleteKeysWithPrefix, outboxMigrations, runMigrations, withDatabaseName, type DatabaseHandle } from '@petcover/outbox';
 
@@ -12,9 +12,10 @@ export interface BenchEnvironment {
   /** Random id of this run; names the database and the Redis key space. */
   runId: string;
   databaseUrl: string;
-  redisUrl: string;
+  /** Where Redis is (REDIS_URL, REDIS_CLUSTER, REDIS_CLUSTER_SEEDS). */
+  redisConnection: RedisConnection;
   db: DatabaseHandle;
-  redis: Redis;
+  redis: RedisClient;
   /** A Redis key prefix of its own for one scenario, under the run's key space. */
   redisPrefix(scenario: string): string;
   /**
@@ -58,7 +59,7 @@ export function withExplicitUser(url: string): string {
   return parsed.toString();
 }
 
-export async function createBenchEnvironment(baseDatabaseUrl: string, redisUrl: string): Promise<BenchEnvironment> {
+export async function createBenchEnvironment(baseDatabaseUrl: string, redisConnection: RedisConnection): Promise<BenchEnvironment> {
   const runId = randomBytes(4).toString('hex');
   const databaseName = `petcover_bench_${runId}`;
   const admin = postgres(withDatabaseName(baseDatabaseUrl, 'postgres'), { max: 1, onnotice: () => undefined });
@@ -71,7 +72,7 @@ export async function createBenchEnvironment(baseDatabaseUrl: string, redisUrl: 
   await runMigrations(databaseUrl, [outboxMigrations]);
   const db = connectDatabase(databaseUrl, { max: 4, applicationName: 'petcover-bench' });
   await db.sql.unsafe(BENCH_SCHEMA_SQL);
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+  const redis = createRedisClient(redisConnection, { maxRetriesPerRequest: 3 });
   const keySpace = `bench:${runId}:`;
 
   // Streams and the publisher's `{stream}:meta|dedupe` keys alike.
@@ -81,7 +82,7 @@ export async function createBenchEnvironment(baseDatabaseUrl: string, redisUrl: 
   return {
     runId,
     databaseUrl,
-    redisUrl,
+    redisConnection,
     db,
     redis,
     redisPrefix: (scenario) => `${keySpace}${scenario}:`,

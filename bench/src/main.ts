@@ -8,14 +8,14 @@
  * scenario could not run to the end; never for being slow.
  *
  * Env: DATABASE_URL (server to use; the database name is replaced by a fresh
- * one), REDIS_URL.
+ * one), REDIS_URL (with REDIS_CLUSTER=1 and REDIS_CLUSTER_SEEDS: a Redis Cluster).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { withDatabaseName } from '@petcover/outbox';
-import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from '@petcover/service-kit';
+import { DEFAULT_DATABASE_URL, readRedisConnection } from '@petcover/service-kit';
 import { createBenchEnvironment, type BenchEnvironment } from './bench-environment';
 import { appsAreBuilt, REPO_ROOT, type AppsContext } from './petcover-apps';
 import { killStartedProcesses } from './processes';
@@ -129,14 +129,14 @@ async function main(): Promise<number> {
   const log = (message: string) => process.stderr.write(`[bench ${((Date.now() - startedAt) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);
   // The bench creates its own databases; it only needs a server to connect to.
   const databaseUrl = process.env.DATABASE_URL || withDatabaseName(DEFAULT_DATABASE_URL, 'postgres');
-  const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
+  const redisConnection = readRedisConnection(process.env);
 
-  const env = await createBenchEnvironment(databaseUrl, redisUrl);
+  const env = await createBenchEnvironment(databaseUrl, redisConnection);
   activeEnvironment = env;
   const logDir = path.join(os.tmpdir(), `petcover-bench-${env.runId}`);
   const apps: AppsContext = {
     databaseUrl: env.databaseUrl,
-    redisUrl,
+    redis: redisConnection,
     logDir,
     nodeFlags: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(options.outDir, 'profiles')}`] : [],
   };

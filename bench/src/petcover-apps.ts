@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { redisConnectionEnv, type RedisConnection } from '@petcover/service-kit';
 import type { BenchHandlerMode } from './handler-module';
 import { freePort, startProcess, type ManagedProcess } from './processes';
 
@@ -19,7 +20,7 @@ export const APP_NODE_FLAGS = ['--max-semi-space-size=4'];
 
 export interface AppsContext {
   databaseUrl: string;
-  redisUrl: string;
+  redis: RedisConnection;
   logDir: string;
   /** Node flags for every app process (e.g. `--cpu-prof --cpu-prof-dir=...`). */
   nodeFlags: string[];
@@ -53,7 +54,7 @@ async function startApp(
     args: ['start', '--log-level', 'warn', ...app.args],
     env: {
       DATABASE_URL: ctx.databaseUrl,
-      REDIS_URL: ctx.redisUrl,
+      ...redisConnectionEnv(ctx.redis),
       HEALTH_PORT: String(healthPort),
       REDIS_KEY_PREFIX: app.redisPrefix,
       STREAM_PARTITIONS: formatPartitions(app.partitions),

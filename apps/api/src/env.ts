@@ -4,8 +4,9 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { baseEnvSchema, isStrict, parseEnv, ConfigError, type Env } from '@petcover/service-kit';
+import { baseEnvSchema, isStrict, parseEnv, ConfigError, redisClusterEnvFields, type Env } from '@petcover/service-kit';
 import { DEFAULT_DROPBOX_SIGN_BASE_URL } from '@petcover/domain';
+import { keyPrefixSchema } from '@petcover/outbox';
 import { z } from 'zod';
 
 /** Development defaults; strict mode (NODE_ENV=production, CI_STRICT=1) refuses them. */
@@ -20,6 +21,9 @@ function flag(defaultValue: '0' | '1') {
 }
 
 export const envSchema = baseEnvSchema({ healthPort: 3000 }).extend({
+  ...redisClusterEnvFields,
+  /** Prefix of the pipeline's Redis keys (must match the publisher's), for the admin status. */
+  REDIS_KEY_PREFIX: keyPrefixSchema,
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   /** HS256 key of owner bearer tokens. */
   AUTH_SECRET: z.string().min(16, 'must be at least 16 characters').default(DEV_AUTH_SECRET),

@@ -4,11 +4,10 @@
  * SIGINT/SIGTERM: stop accepting, finish requests in flight, close pools.
  */
 import type { AddressInfo } from 'node:net';
-import Redis from 'ioredis';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
 import { connectDatabase, migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
-import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, LOG_LEVELS, maskUrlPassword, type LogLevel } from '@petcover/service-kit';
+import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONFIG, LOG_LEVELS, maskUrlPassword, redisConnectionOf, type LogLevel } from '@petcover/service-kit';
 import { createAdminRouter } from './admin/router';
 import { createApp } from './app';
 import { readApiEnv, type ApiEnv } from './env';
@@ -53,7 +52,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ name: 'api', level: env.LOG_LEVEL });
   const database = connectDatabase(env.DATABASE_URL, { applicationName: 'petcover-api' });
   // Only /readyz uses Redis; fail fast instead of queueing commands while it is down.
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+  const redis = createRedisClient(redisConnectionOf(env), { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
   let redisDown = false;
   redis.on('error', (error) => {
     if (!redisDown) logger.warn({ err: error }, 'redis unreachable; /readyz reports it');
@@ -86,7 +85,7 @@ async function main(): Promise<void> {
     },
     metricsRegistry,
     extraRouters: {
-      '/v1/admin': createAdminRouter({ adminKey: env.ADMIN_API_KEY, db: database.db, sql: database.sql, redis, logger }),
+      '/v1/admin': createAdminRouter({ adminKey: env.ADMIN_API_KEY, db: database.db, sql: database.sql, redis, keyPrefix: env.REDIS_KEY_PREFIX, logger }),
     },
   });
 

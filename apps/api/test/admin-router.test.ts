@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Writable } from 'node:stream';
 import express from 'express';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { acquireLease } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '@petcover/outbox/testing';
 import { createLogger } from '@petcover/service-kit';
@@ -16,7 +16,7 @@ import { createAdminRouter } from '../src/admin/router';
 
 const ADMIN_KEY = `admin-${randomUUID()}`;
 let testDb: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 let server: Server;
 let baseUrl: string;
 const logLines: string[] = [];

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { and, count, eq, type SQL } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import {
@@ -34,7 +34,7 @@ import { signOwnerToken } from '../src/auth/owner-token';
 
 const AUTH_SECRET = 'wizard-api-test-secret-0123456789';
 let database: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 let fake: FakeDropboxSign;
 let storeDir: string;
 const servers: Server[] = [];

@@ -4,7 +4,6 @@
  * registry, dead-letters what cannot be handled. Signal handling lives here
  * and nowhere else.
  */
-import Redis from 'ioredis';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   connectDatabase,
@@ -17,7 +16,18 @@ import {
   type Consumer,
   type ConsumerModule,
 } from '@petcover/outbox';
-import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, readAppVersion, startHealthServer } from '@petcover/service-kit';
+import {
+  ConfigError,
+  createLogger,
+  createRedisClient,
+  createShutdown,
+  EXIT_CONFIG,
+  maskUrlPassword,
+  parseEnv,
+  readAppVersion,
+  redisConnectionOf,
+  startHealthServer,
+} from '@petcover/service-kit';
 import { EXIT_USAGE, parseCli, USAGE, UsageError, type StartOptions } from './cli';
 import { envSchema, type ConsumerEnv } from './env';
 import { loadConsumerModule } from './load-module';
@@ -50,7 +60,7 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
     max: (options.concurrency ?? 4) + 5,
     applicationName: `events-consumer:${group}`,
   });
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 3, retryStrategy: redisRetryDelay });
+  const redis = createRedisClient(redisConnectionOf(env), { maxRetriesPerRequest: 3, retryStrategy: redisRetryDelay });
   // Connection errors are reported once per state change by the consumer; ioredis would print each one.
   redis.on('error', () => undefined);
 
@@ -100,6 +110,7 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
       // Which database and Redis, so a split configuration shows in the first line (passwords masked).
       database: maskUrlPassword(env.DATABASE_URL),
       redis: maskUrlPassword(env.REDIS_URL),
+      redisCluster: env.REDIS_CLUSTER,
     },
     'events-consumer started',
   );

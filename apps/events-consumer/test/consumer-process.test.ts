@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import {
   appendTestEvents,
   createTestDatabase,
@@ -27,7 +28,7 @@ const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 const FIXTURE = path.join(__dirname, 'fixtures', 'recording-module.ts');
 
 let testDb: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const children: ChildProcess[] = [];
 const prefixes = trackedRedisPrefixes();
 

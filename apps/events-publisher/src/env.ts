@@ -2,8 +2,8 @@
  * The publisher's configuration from the environment, parsed once at start
  * (zod). The only place this app reads process.env.
  */
-import { streamPartitionsSchema } from '@petcover/outbox';
-import { baseEnvSchema } from '@petcover/service-kit';
+import { keyPrefixSchema, streamPartitionsSchema } from '@petcover/outbox';
+import { baseEnvSchema, redisClusterEnvFields } from '@petcover/service-kit';
 import { z } from 'zod';
 
 /** Default port of /healthz, /readyz and /metrics. */
@@ -13,8 +13,9 @@ export const DEFAULT_HEALTH_PORT = 9101;
 export const FAULTS = ['exit-after-append', 'stop-before-append'] as const;
 
 export const envSchema = baseEnvSchema({ healthPort: DEFAULT_HEALTH_PORT }).extend({
+  ...redisClusterEnvFields,
   /** Prefix of every Redis key the publisher writes (isolates tests and benchmarks). */
-  REDIS_KEY_PREFIX: z.string().default(''),
+  REDIS_KEY_PREFIX: keyPrefixSchema,
   /** `stream:a:b=4,stream:c:d=2`; streams not listed have one partition. */
   STREAM_PARTITIONS: streamPartitionsSchema.default({}),
   /** Seconds of published rows re-appended when Redis lost data (default 15 min). */

@@ -4,7 +4,6 @@
  * Redis Streams, marks rows published, prunes old rows. The only place with
  * signal handling and process.env (through env.ts).
  */
-import Redis from 'ioredis';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   connectDatabase,
@@ -15,7 +14,21 @@ import {
   redisCheck,
   type PublisherHooks,
 } from '@petcover/outbox';
-import { ConfigError, createLogger, createShutdown, EXIT_CONFIG, maskUrlPassword, parseEnv, readAppVersion, startHealthServer, type Logger } from '@petcover/service-kit';
+import {
+  ConfigError,
+  createLogger,
+  createRedisClient,
+  createShutdown,
+  EXIT_CONFIG,
+  maskUrlPassword,
+  parseEnv,
+  readAppVersion,
+  redisConnectionOf,
+  startHealthServer,
+  type Logger,
+  type RedisClient,
+  type RedisConnection,
+} from '@petcover/service-kit';
 import { CliUsageError, parseCli, USAGE } from './cli';
 import { envSchema, type PublisherEnv } from './env';
 
@@ -48,7 +61,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const logger = createLogger({ name: 'events-publisher', level: cli.logLevel ?? env.LOG_LEVEL });
   const database = connectDatabase(env.DATABASE_URL, { max: 10, applicationName: 'events-publisher' });
-  const redis = connectRedis(env.REDIS_URL, logger);
+  const redis = connectRedis(redisConnectionOf(env), logger);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -78,7 +91,13 @@ async function main(argv: readonly string[]): Promise<void> {
     },
   });
   logger.info(
-    { healthPort: health.port, database: maskUrlPassword(env.DATABASE_URL), redis: maskUrlPassword(env.REDIS_URL), ownerId: publisher.ownerId },
+    {
+      healthPort: health.port,
+      database: maskUrlPassword(env.DATABASE_URL),
+      redis: maskUrlPassword(env.REDIS_URL),
+      redisCluster: env.REDIS_CLUSTER,
+      ownerId: publisher.ownerId,
+    },
     'events-publisher started',
   );
   await publisher.start();
@@ -102,8 +121,9 @@ async function main(argv: readonly string[]): Promise<void> {
  * off instead of piling up a queue; reconnects go on with capped, jittered delays.
  * Connection errors are logged once per outage, not once per retry.
  */
-function connectRedis(url: string, logger: Logger): Redis {
-  const redis = new Redis(url, {
+function connectRedis(connection: RedisConnection, logger: Logger): RedisClient {
+  const url = connection.url;
+  const redis = createRedisClient(connection, {
     maxRetriesPerRequest: 1,
     retryStrategy: (attempt) => Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()),
   });

@@ -5,6 +5,7 @@
  * duplicate and ids in order.
  */
 import Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { connectDatabase, createDatabaseIfMissing, outboxMigrations, runMigrations, withDatabaseName, type DatabaseHandle } from '@petcover/outbox';
 import {
   createTestDatabase,
@@ -81,7 +82,7 @@ describe('Postgres restarts mid-run', () => {
   let server: DedicatedPostgres;
   let db: DatabaseHandle;
   let url: string;
-  let redis: Redis;
+  let redis: RedisClient;
   beforeAll(async () => {
     server = await startDedicatedPostgres();
     url = withDatabaseName(server.url, 'petcover_publisher');

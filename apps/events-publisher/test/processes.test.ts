@@ -5,12 +5,12 @@
  * timing is never asserted as performance.
  */
 import fs from 'node:fs';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { createTestDatabase, createTestRedis, trackedRedisPrefixes, testRedisUrl, uniqueStreamName, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { expectExactlyOnceInOrder, fillOutbox, metricsText, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 let db: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const processes: PublisherProcess[] = [];
 const prefixes = trackedRedisPrefixes();
 const uniqueRedisPrefix = prefixes.next;

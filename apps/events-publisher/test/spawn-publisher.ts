@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { enqueueMany, type OutboxEventInput } from '@petcover/outbox';
 import type { DatabaseHandle } from '@petcover/outbox';
 import { freePort, waitFor } from '@petcover/outbox/testing';

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { RedisConnection } from '@petcover/service-kit';
 import type { BenchEnvironment } from '../bench-environment';
 import type { BenchProfile } from '../profile';
 
@@ -84,12 +85,13 @@ async function pgbenchTps(databaseUrl: string, script: string, clients: number, 
   }
 }
 
-async function xaddPerSec(redisUrl: string, key: string, requests: number, pipeline: number): Promise<number> {
-  const url = new URL(redisUrl);
+async function xaddPerSec(redis: RedisConnection, key: string, requests: number, pipeline: number): Promise<number> {
+  const url = new URL(redis.url);
   const args = ['-h', url.hostname || '127.0.0.1', '-p', url.port || '6379', '-c', '8', '-n', String(requests), '-P', String(pipeline), '-q'];
   const dbIndex = url.pathname.replace('/', '');
   if (dbIndex) args.push('--dbnum', dbIndex);
   if (url.password) args.push('-a', decodeURIComponent(url.password));
+  if (redis.cluster) args.push('--cluster');
   args.push('XADD', key, '*', 'f', 'v');
   const { stdout } = await run('redis-benchmark', args, { maxBuffer: 16 * 1024 * 1024 });
   const matches = [...stdout.matchAll(/([\d.]+) requests per second/g)];
@@ -110,9 +112,9 @@ export async function measureMachineLimits(env: BenchEnvironment, profile: Bench
   await env.db.sql`TRUNCATE bench.outbox_shape`;
   const key = `${env.redisPrefix('limits')}xadd`;
   log('limits: redis-benchmark XADD');
-  const plain = await xaddPerSec(env.redisUrl, key, profile.redisBenchmarkRequests, 1);
+  const plain = await xaddPerSec(env.redisConnection, key, profile.redisBenchmarkRequests, 1);
   await env.redis.unlink(key);
-  const pipelined = await xaddPerSec(env.redisUrl, key, profile.redisBenchmarkRequests * 4, 64);
+  const pipelined = await xaddPerSec(env.redisConnection, key, profile.redisBenchmarkRequests * 4, 64);
   await env.redis.unlink(key);
   return {
     batchedInsertRowsPerSec: batchedTps * BATCH_ROWS,

@@ -25,3 +25,6 @@ export class DuplicateEventIdError extends OutboxError {
     super(`duplicate event_id: ${eventIds.join(', ')} already in events.outbox_event`);
   }
 }
+
+/** A Redis key prefix (REDIS_KEY_PREFIX, `keyPrefix`) that would break the streams' hash tags. */
+export class InvalidKeyPrefixError extends OutboxError {}

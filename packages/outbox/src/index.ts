@@ -3,7 +3,7 @@
  */
 export { connectDatabase, withDatabaseName, databaseNameOf } from './db';
 export type { Database, DatabaseHandle, DatabaseOptions, Sql, Transaction } from './db';
-export { OutboxError, OutboxValidationError, DuplicateEventIdError } from './errors';
+export { OutboxError, OutboxValidationError, DuplicateEventIdError, InvalidKeyPrefixError } from './errors';
 export { newEventId } from './event-id';
 export { enqueue, enqueueMany, MAX_PAYLOAD_BYTES, MAX_TEXT_LENGTH, OUTBOX_NOTIFY_CHANNEL } from './enqueue';
 export type { EnqueueOptions, EnqueuedEvent, OutboxEventInput } from './enqueue';
@@ -22,10 +22,12 @@ export type { LeaseGrant, LeaseRole } from './lease/lease';
 export { deadLetter, eventsSchema, outboxEvent, processedEvent, relayNode, streamLease, DEAD_LETTER_STATUSES } from './schema';
 export type { DeadLetterStatus } from './schema';
 export {
+  assertKeyPrefix,
   assertStreamName,
   decodeEntry,
   encodeEntry,
   ENTRY_FIELDS,
+  keyPrefixSchema,
   MalformedEntryError,
   MAX_PARTITIONS,
   parseStreamPartitions,

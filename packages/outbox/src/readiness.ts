@@ -1,8 +1,9 @@
 /**
  * Readiness checks every app runs behind `/readyz`: Postgres answers, Redis
- * answers PING, migrations are at head. Each throws a one-line reason.
+ * answers PING (a cluster: CLUSTER INFO says ok), migrations are at head.
+ * Each throws a one-line reason.
  */
-import type Redis from 'ioredis';
+import { assertRedisReady, type RedisClient } from '@petcover/service-kit';
 import type { Sql } from './db';
 import { migrationStatus, type MigrationSet } from './migrations';
 
@@ -12,12 +13,9 @@ export function postgresCheck(sql: Sql): () => Promise<void> {
   };
 }
 
-export function redisCheck(redis: Redis): () => Promise<void> {
-  return async () => {
-    if (redis.status !== 'ready') throw new Error(`redis connection is ${redis.status}`);
-    const answer = await redis.ping();
-    if (answer !== 'PONG') throw new Error(`PING answered ${answer}`);
-  };
+/** Redis answers PING; a cluster also reports cluster_state:ok (every slot served). */
+export function redisCheck(redis: RedisClient): () => Promise<void> {
+  return () => assertRedisReady(redis);
 }
 
 export function migrationsCheck(sql: Sql, sets: readonly MigrationSet[]): () => Promise<void> {

@@ -3,7 +3,7 @@
  * entries with `encodeEntry`; the consumer reads them with `decodeEntry`.
  */
 import { z } from 'zod';
-import { OutboxValidationError } from './errors';
+import { InvalidKeyPrefixError, OutboxValidationError } from './errors';
 
 /** `stream:<context>:<name>`, e.g. `stream:contracting:contract_changes`. */
 export const STREAM_NAME_PATTERN = /^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$/;
@@ -83,6 +83,30 @@ export function partitionStreamName(stream: string, partition: number, count: nu
 export function partitionStreamNames(stream: string, count: number): string[] {
   return Array.from({ length: Math.max(1, count) }, (_, p) => partitionStreamName(stream, p, count));
 }
+
+/**
+ * Refuses a Redis key prefix (REDIS_KEY_PREFIX) holding `{` or `}`: every key
+ * of a stream shares the hash tag `{<prefix><partition stream>}` (see
+ * streamMetaKey), and a brace in the prefix would end that tag early and
+ * spread one stream's keys over several cluster slots (CROSSSLOT errors).
+ */
+export function assertKeyPrefix(prefix: string): void {
+  if (/[{}]/.test(prefix)) {
+    throw new InvalidKeyPrefixError(`Redis key prefix ${JSON.stringify(prefix)} must not contain { or }: it would break the hash tag that keeps a stream's keys in one cluster slot`);
+  }
+}
+
+/** zod schema of REDIS_KEY_PREFIX for env.ts files: default '', braces refused. */
+export const keyPrefixSchema = z
+  .string()
+  .default('')
+  .superRefine((prefix, ctx) => {
+    try {
+      assertKeyPrefix(prefix);
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: (error as Error).message });
+    }
+  });
 
 /** The Redis key of a partition stream; `keyPrefix` isolates tests and benchmarks. */
 export function redisStreamKey(partitionStream: string, keyPrefix = ''): string {

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import pino from 'pino';
 import { z } from 'zod';
 import {
@@ -33,7 +33,7 @@ import {
 import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 
 let testDb: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const running: Consumer[] = [];
 const prefixes = trackedRedisPrefixes();
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

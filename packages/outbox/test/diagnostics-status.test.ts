@@ -3,13 +3,13 @@
  * of the diagnosis, its JSON, and the CLI's exit code.
  */
 import { randomUUID } from 'node:crypto';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { acquireLease, collectEventsStatus, encodeEntry, formatEventsStatus, type EventsStatus } from '../src';
 import { runEventsCli } from '../src/cli/events';
 import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const keyPrefix = uniqueRedisPrefix();
 
 beforeAll(async () => {

@@ -2,7 +2,7 @@
  * Shared by the publisher tests: fill the outbox fast, read Redis streams back,
  * and check the relay's guarantees (exactly once, id order, per-key order).
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import pino from 'pino';
 import { Writable } from 'node:stream';
 import { enqueueMany, type OutboxEventInput } from '../src/index';
@@ -27,7 +27,7 @@ export interface ReadEntry {
   payload: string;
 }
 
-export async function readStream(redis: Redis, key: string): Promise<ReadEntry[]> {
+export async function readStream(redis: RedisClient, key: string): Promise<ReadEntry[]> {
   const entries = await redis.xrange(key, '-', '+');
   return entries.map(([entryId, flat]) => {
     const fields: Record<string, string> = {};

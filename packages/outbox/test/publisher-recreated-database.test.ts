@@ -5,7 +5,7 @@
  * write from another database resets the dedupe record (and its fence), with
  * a warning, and is not mistaken for Redis data loss.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
 import { createPublisher, databaseIdentity, streamMetaKey, type Publisher } from '../src/index';
 import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
@@ -13,7 +13,7 @@ import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCoun
 
 let first: TestDatabase;
 let second: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const prefix = uniqueRedisPrefix();
 
 beforeAll(async () => {

@@ -3,7 +3,7 @@
  * relay in order, idempotent and fenced appends, lease handling, bad input,
  * trimming. Process kills live in apps/events-publisher/test.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
 import {
   appendBatch,
@@ -22,7 +22,7 @@ import { createTestDatabase, createTestRedis, trackedRedisPrefixes, uniqueStream
 import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const running: Publisher[] = [];
 const prefixes = trackedRedisPrefixes();
 const uniqueRedisPrefix = prefixes.next;

@@ -11,3 +11,17 @@ export type { CheckResult, HealthServer, HealthServerOptions, ReadinessCheck, Re
 export { createShutdown } from './shutdown';
 export type { CleanupStep } from './shutdown';
 export { readAppVersion } from './app-version';
+export {
+  assertRedisReady,
+  createRedisClient,
+  isCluster,
+  masterNodes,
+  parseClusterSeeds,
+  readRedisConnection,
+  redisClusterEnvFields,
+  redisConnectionEnv,
+  redisConnectionOf,
+  RedisConnectionError,
+  scanKeys,
+} from './redis-connection';
+export type { RedisClient, RedisClientOptions, RedisConnection } from './redis-connection';

@@ -14,7 +14,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import {
@@ -35,7 +35,7 @@ export interface AdminRouterDeps {
   adminKey: string | undefined;
   db: Database;
   sql: Sql;
-  redis: Redis;
+  redis: RedisClient;
   logger: Logger;
   /** REDIS_KEY_PREFIX of the pipeline; default ''. */
   keyPrefix?: string;

@@ -3,20 +3,22 @@
  * the same variables the apps read, so `events status` run in an app's
  * container or shell sees what that app sees.
  */
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, redisClusterEnvFields, redisConnectionOf, type RedisConnection } from '@petcover/service-kit';
 import { z } from 'zod';
-import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from '@petcover/service-kit';
-import { parseStreamPartitions, type StreamPartitions } from '../streams';
+import { keyPrefixSchema, parseStreamPartitions, type StreamPartitions } from '../streams';
 
 export const eventsCliEnvSchema = z.object({
   DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
   REDIS_URL: z.string().url().default(DEFAULT_REDIS_URL),
-  REDIS_KEY_PREFIX: z.string().default(''),
+  ...redisClusterEnvFields,
+  REDIS_KEY_PREFIX: keyPrefixSchema,
   STREAM_PARTITIONS: z.string().default(''),
 });
 
 export interface EventsCliConfig {
   databaseUrl: string;
-  redisUrl: string;
+  /** REDIS_URL, and the cluster seeds when REDIS_CLUSTER=1. */
+  redis: RedisConnection;
   keyPrefix: string;
   partitions: StreamPartitions;
 }
@@ -30,7 +32,7 @@ export function readEventsCliConfig(env: Readonly<Record<string, string | undefi
   }
   return {
     databaseUrl: parsed.data.DATABASE_URL,
-    redisUrl: parsed.data.REDIS_URL,
+    redis: redisConnectionOf(parsed.data),
     keyPrefix: parsed.data.REDIS_KEY_PREFIX,
     partitions: parseStreamPartitions(parsed.data.STREAM_PARTITIONS),
   };

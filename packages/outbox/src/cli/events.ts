@@ -15,11 +15,10 @@
  *   events verify [--since <time>] [--until <time>] [--group <g>] [--json]
  *
  * Exit codes: 0 healthy / done, 1 problem found / action refused, 2 usage error.
- * Env: DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX, STREAM_PARTITIONS.
+ * Env: DATABASE_URL, REDIS_URL, REDIS_CLUSTER, REDIS_CLUSTER_SEEDS, REDIS_KEY_PREFIX, STREAM_PARTITIONS.
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import Redis from 'ioredis';
 import { discardDeadLetter, getDeadLetter, listDeadLetters, replayDeadLetter } from '../consumer/dead-letters';
 import { maskUrlPassword } from '@petcover/service-kit';
 import { connectDatabase, type DatabaseHandle } from '../db';
@@ -34,6 +33,7 @@ import { replayPublishedSince } from '../diagnostics/outbox-replay';
 import { parsePartitionStreamName } from '../diagnostics/redis-inspect';
 import { collectEventsStatus, collectNodesAndLeases } from '../diagnostics/status';
 import { readEventsCliConfig, type EventsCliConfig } from './events-env';
+import { connectCliRedis } from './redis-client';
 import { runVerify } from './verify-command';
 
 export const EXIT_OK = 0;
@@ -136,24 +136,10 @@ export function parseTimeArgument(value: string | undefined, flag: string, now =
   return new Date(ms);
 }
 
-/** A one-shot Redis client for read-only commands: fails fast, never retries, never prints its own errors. */
-function statusRedis(url: string): Redis {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: 2_000,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-  });
-  // Connection errors surface through the first command; keep ioredis from printing them too.
-  redis.on('error', () => undefined);
-  return redis;
-}
-
 async function statusCommand(ctx: CommandContext): Promise<number> {
   const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, json: { type: 'boolean' } });
   const stream = values.stream === undefined ? undefined : requireStreamName(values.stream);
-  const redis = statusRedis(ctx.config.redisUrl);
+  const redis = connectCliRedis(ctx.config.redis);
   try {
     await redis.connect().catch(() => undefined);
     const status = await collectEventsStatus({
@@ -331,7 +317,7 @@ async function lookupCommand(ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean' } }, 1);
   const query = positionals[0];
   if (!query) throw new UsageError('lookup needs an event id, outbox id, Redis entry id or partition key');
-  const redis = statusRedis(ctx.config.redisUrl);
+  const redis = connectCliRedis(ctx.config.redis);
   try {
     await redis.connect().catch(() => undefined);
     const result = await lookupEvents({ sql: ctx.database().sql, redis, keyPrefix: ctx.config.keyPrefix, partitions: ctx.config.partitions }, query);
@@ -373,7 +359,7 @@ async function verifyCommand(ctx: CommandContext): Promise<number> {
   }
   return runVerify({
     sql: ctx.database().sql,
-    redisUrl: ctx.config.redisUrl,
+    redis: ctx.config.redis,
     keyPrefix: ctx.config.keyPrefix,
     since,
     until,

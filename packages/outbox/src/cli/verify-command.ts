@@ -4,15 +4,16 @@
  * and exits 0 only when nothing is missing, doubled or out of order.
  * Argument parsing is the events CLI's (cli/events.ts); this is the action.
  */
-import Redis from 'ioredis';
+import type { RedisConnection } from '@petcover/service-kit';
 import type { Sql } from '../db';
+import { connectCliRedis } from './redis-client';
 import { formatVerifyReport } from '../verify/format';
 import { verifyPipeline } from '../verify/verify';
 
 export interface VerifyCommandInput {
   sql: Sql;
   /** Used to discover consumer groups from the streams; verify goes on without it when Redis is unreachable. */
-  redisUrl: string;
+  redis: RedisConnection;
   keyPrefix: string;
   since?: Date;
   until?: Date;
@@ -24,14 +25,7 @@ export interface VerifyCommandInput {
 
 /** Runs verify and prints the report; returns 0 when reconciled, 1 when a defect was found. */
 export async function runVerify(input: VerifyCommandInput): Promise<number> {
-  const redis = new Redis(input.redisUrl, {
-    lazyConnect: true,
-    connectTimeout: 2_000,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-  });
-  redis.on('error', () => undefined); // surfaced by connect() below
+  const redis = connectCliRedis(input.redis);
   try {
     let reachable = true;
     await redis.connect().catch((error: Error) => {

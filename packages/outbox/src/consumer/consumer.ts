@@ -4,13 +4,13 @@
  * live replicas, runs one PartitionWorker per leased partition and samples
  * lag and pending for the metrics.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { Database, Sql } from '../db';
 import { acquireLease, consumerRole, makeOwnerId, releaseLease, type LeaseRole } from '../lease/lease';
 import { createNodeHeartbeat } from '../liveness/node-heartbeat';
-import { assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
+import { assertKeyPrefix, assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
 import { sleep } from '../backoff';
 import { heartbeatMembership, leaveMembership, membersKey } from './membership';
 import { createConsumerMetrics, type ConsumerMetrics } from './metrics';
@@ -51,7 +51,7 @@ export interface ConsumerOptions {
   db: Database;
   sql: Sql;
   /** Shared connection for coordination; each partition gets a duplicate of it. */
-  redis: Redis;
+  redis: RedisClient;
   registry: HandlerRegistry;
   streams: readonly ConsumerStreamDeclaration[];
   /** Overrides the partition counts declared in `streams` (e.g. from STREAM_PARTITIONS). */
@@ -121,6 +121,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   if (!GROUP_NAME_PATTERN.test(group)) throw new InvalidConsumerOptionsError('group', `must match ${GROUP_NAME_PATTERN} (got ${JSON.stringify(group)})`);
   if (options.streams.length === 0) throw new InvalidConsumerOptionsError('streams', 'declare at least one stream');
   const keyPrefix = options.keyPrefix ?? '';
+  assertKeyPrefix(keyPrefix);
   const settings = {
     concurrency: positiveInteger('concurrency', options.concurrency ?? CONSUMER_DEFAULTS.concurrency),
     batchSize: positiveInteger('batchSize', options.batchSize ?? CONSUMER_DEFAULTS.batchSize),

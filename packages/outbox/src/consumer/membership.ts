@@ -6,7 +6,7 @@
  * give any up. Each replica instead heartbeats into a Redis sorted set
  * (member = owner id, score = expiry on the Redis clock).
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 
 /**
  * KEYS[1]  sorted set of live members of one group
@@ -30,11 +30,11 @@ export function membersKey(keyPrefix: string, group: string): string {
 }
 
 /** Renews the caller's membership and returns how many members are alive. */
-export async function heartbeatMembership(redis: Redis, key: string, ownerId: string, ttlMs: number): Promise<number> {
+export async function heartbeatMembership(redis: RedisClient, key: string, ownerId: string, ttlMs: number): Promise<number> {
   return Number(await redis.eval(HEARTBEAT_SCRIPT, 1, key, ownerId, String(ttlMs)));
 }
 
 /** Leaves the group at once (graceful stop), so the others rebalance without waiting for expiry. */
-export async function leaveMembership(redis: Redis, key: string, ownerId: string): Promise<void> {
+export async function leaveMembership(redis: RedisClient, key: string, ownerId: string): Promise<void> {
   await redis.zrem(key, ownerId);
 }

@@ -4,7 +4,7 @@
  * order, acknowledge. One worker per leased partition, each on its own Redis
  * connection (a blocking read holds its connection).
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { backoffDelay, sleep } from '../backoff';
 import { PartitionLeaseLostError } from './inbox';
 import { pruneIdleConsumers } from './prune-idle-consumers';
@@ -34,7 +34,7 @@ export class ConcurrencyLimit {
 export interface PartitionWorkerOptions {
   context: Omit<PartitionContext, 'signal'>;
   /** Dedicated connection; the worker disconnects it when it ends. */
-  redis: Redis;
+  redis: RedisClient;
   key: string;
   batchSize: number;
   blockMs: number;

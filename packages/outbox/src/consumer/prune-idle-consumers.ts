@@ -4,7 +4,7 @@
  * `XINFO CONSUMERS` becomes unreadable. The partition owner removes consumers
  * of its partition that have nothing pending and have been idle a long time.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 
 /**
  * KEYS[1]  partition stream key
@@ -29,6 +29,6 @@ return removed
 `;
 
 /** Removes idle consumers with nothing pending from `group` on `key`; returns how many. */
-export async function pruneIdleConsumers(redis: Redis, key: string, group: string, self: string, minIdleMs: number): Promise<number> {
+export async function pruneIdleConsumers(redis: RedisClient, key: string, group: string, self: string, minIdleMs: number): Promise<number> {
   return Number(await redis.eval(PRUNE_SCRIPT, 1, key, group, self, String(minIdleMs)));
 }

@@ -2,14 +2,14 @@
  * Consumer-group commands on one partition stream: create the group, take
  * over what a previous owner left pending, read, acknowledge.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 
 /**
  * Creates `group` on `key` reading from the start of the stream (id 0), so
  * entries appended before the first start are delivered; MKSTREAM creates an
  * empty stream if needed. Idempotent: BUSYGROUP (already there) is ignored.
  */
-export async function ensureGroup(redis: Redis, key: string, group: string): Promise<void> {
+export async function ensureGroup(redis: RedisClient, key: string, group: string): Promise<void> {
   try {
     await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
   } catch (error) {
@@ -28,7 +28,7 @@ export function isNoGroupError(error: unknown): boolean {
  * else may be working on this partition. Entries trimmed from the stream are
  * dropped from the pending list by Redis. Returns how many were claimed.
  */
-export async function claimAllPending(redis: Redis, key: string, group: string, consumer: string): Promise<number> {
+export async function claimAllPending(redis: RedisClient, key: string, group: string, consumer: string): Promise<number> {
   let cursor = '0-0';
   let claimed = 0;
   do {
@@ -72,7 +72,7 @@ export interface ReadResult {
  * safe as a separate round trip later, and saves that round trip per batch.
  */
 export async function readGroup(
-  redis: Redis,
+  redis: RedisClient,
   options: { key: string; group: string; consumer: string; from: string; count: number; blockMs: number; ackFirst?: readonly string[] },
 ): Promise<ReadResult> {
   const args: (string | number)[] = ['GROUP', options.group, options.consumer, 'COUNT', options.count];
@@ -104,12 +104,12 @@ function compareEntryIds(a: string, b: string): number {
   return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
 }
 
-export async function acknowledge(redis: Redis, key: string, group: string, ids: readonly string[]): Promise<void> {
+export async function acknowledge(redis: RedisClient, key: string, group: string, ids: readonly string[]): Promise<void> {
   if (ids.length > 0) await redis.xack(key, group, ...ids);
 }
 
 /** How many entries `consumer` still has pending on `key` (0 when the group is gone). */
-export async function pendingCountOf(redis: Redis, key: string, group: string, consumer: string): Promise<number> {
+export async function pendingCountOf(redis: RedisClient, key: string, group: string, consumer: string): Promise<number> {
   try {
     const reply = (await redis.call('XPENDING', key, group, '-', '+', '1000', consumer)) as unknown[];
     return reply.length;
@@ -120,7 +120,7 @@ export async function pendingCountOf(redis: Redis, key: string, group: string, c
 }
 
 /** Lag (Redis 7 XINFO GROUPS) and pending count of `group` on `key`; null when the group does not exist. */
-export async function groupBacklog(redis: Redis, key: string, group: string): Promise<{ lag: number | null; pending: number } | null> {
+export async function groupBacklog(redis: RedisClient, key: string, group: string): Promise<{ lag: number | null; pending: number } | null> {
   let groups: unknown[][];
   try {
     groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];

@@ -6,7 +6,7 @@
  * Read-only. Works on what is still there: published rows are pruned after
  * the retention window and Redis trims acknowledged entries.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import type { Sql } from '../db';
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
 import { parsePartitionStreamName, scanStreamKeys } from './redis-inspect';
@@ -54,7 +54,7 @@ export interface LookupResult {
 
 export interface LookupOptions {
   sql: Sql;
-  redis: Redis;
+  redis: RedisClient;
   keyPrefix?: string;
   partitions?: StreamPartitions;
   /** Events shown for a partition key; default 50. */
@@ -91,7 +91,7 @@ async function selectOutbox(sql: Sql, where: 'event_id' | 'id' | 'partition_key'
 }
 
 /** The outbox id an entry carries, when a stream of this prefix holds an entry with that id. */
-async function outboxIdOfEntry(redis: Redis, keyPrefix: string, entryId: string): Promise<string | null> {
+async function outboxIdOfEntry(redis: RedisClient, keyPrefix: string, entryId: string): Promise<string | null> {
   for (const partitionStream of await scanStreamKeys(redis, keyPrefix)) {
     const [entry] = (await redis.xrange(redisStreamKey(partitionStream, keyPrefix), entryId, entryId)) as [string, string[]][];
     if (!entry) continue;
@@ -149,7 +149,7 @@ export async function lookupEvents(options: LookupOptions, rawQuery: string): Pr
 }
 
 async function journeyOf(
-  options: Omit<LookupOptions, 'redis'> & { redis: Redis | null },
+  options: Omit<LookupOptions, 'redis'> & { redis: RedisClient | null },
   row: OutboxDbRow,
   groupsByStream: Map<string, Set<string>>,
 ): Promise<EventJourney> {

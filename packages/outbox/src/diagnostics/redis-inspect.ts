@@ -3,7 +3,7 @@
  * streams, their consumer groups, lag, pending entries and consumers.
  * Ages are computed on the Redis clock (`TIME`), since entry ids carry it.
  */
-import type Redis from 'ioredis';
+import { scanKeys, type RedisClient } from '@petcover/service-kit';
 import { STREAM_NAME_PATTERN } from '../streams';
 
 /** `stream:<ctx>:<name>` or `stream:<ctx>:<name>:p<N>` → logical stream and partition index. */
@@ -36,7 +36,7 @@ function appendedAtMs(id: string, fields: string[]): number {
   return Number.isNaN(createdMs) ? idMs : Math.max(idMs, createdMs);
 }
 
-export async function redisNowMs(redis: Redis): Promise<number> {
+export async function redisNowMs(redis: RedisClient): Promise<number> {
   const [seconds, micros] = await redis.time();
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 }
@@ -47,20 +47,17 @@ function escapeGlob(text: string): string {
 
 /**
  * Partition stream names (without the key prefix) of every Redis stream key
- * under `keyPrefix` that looks like an outbox stream. SCAN, never KEYS, so a
- * busy production Redis is not blocked.
+ * under `keyPrefix` that looks like an outbox stream, on every master of a
+ * cluster. SCAN, never KEYS, so a busy production Redis is not blocked.
  */
-export async function scanStreamKeys(redis: Redis, keyPrefix: string): Promise<string[]> {
+export async function scanStreamKeys(redis: RedisClient, keyPrefix: string): Promise<string[]> {
   const found = new Set<string>();
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${escapeGlob(keyPrefix)}stream:*`, 'COUNT', 1000, 'TYPE', 'stream');
-    cursor = next;
+  for await (const { keys } of scanKeys(redis, `${escapeGlob(keyPrefix)}stream:*`, { type: 'stream' })) {
     for (const key of keys) {
       const name = key.slice(keyPrefix.length);
       if (parsePartitionStreamName(name)) found.add(name);
     }
-  } while (cursor !== '0');
+  }
   return [...found].sort();
 }
 
@@ -108,13 +105,13 @@ const LAG_COUNT_CAP = 100_000;
  * XINFO GROUPS answers a nil lag after entries were deleted or trimmed past
  * the group's position; count the undelivered entries instead (capped).
  */
-async function lagFromRange(redis: Redis, key: string, lastDeliveredId: string): Promise<number> {
+async function lagFromRange(redis: RedisClient, key: string, lastDeliveredId: string): Promise<number> {
   const entries = (await redis.xrange(key, `(${lastDeliveredId}`, '+', 'COUNT', LAG_COUNT_CAP)) as unknown[];
   return entries.length;
 }
 
 /** Everything `events status` shows about one partition stream key. */
-export async function inspectStream(redis: Redis, key: string, nowMs: number): Promise<RedisStreamInfo> {
+export async function inspectStream(redis: RedisClient, key: string, nowMs: number): Promise<RedisStreamInfo> {
   if ((await redis.exists(key)) === 0) {
     return { key, exists: false, length: 0, lastGeneratedId: null, lastOutboxId: null, groups: [] };
   }

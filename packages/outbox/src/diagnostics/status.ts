@@ -4,7 +4,7 @@
  * The CLI prints it; the api serves the same object at
  * `GET /v1/admin/events/status`.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import type { Sql } from '../db';
 import { maskUrlPassword } from '@petcover/service-kit';
 import { partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
@@ -124,7 +124,7 @@ export interface EventsStatus {
 
 export interface CollectStatusOptions {
   sql: Sql;
-  redis: Redis;
+  redis: RedisClient;
   /** Prefix of every Redis stream key (REDIS_KEY_PREFIX); default ''. */
   keyPrefix?: string;
   /** Configured partitions per stream (STREAM_PARTITIONS); more are inferred from leases and Redis keys. */

@@ -12,14 +12,14 @@
  * per state change and backs off with jitter.
  */
 import { hostname } from 'node:os';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Sql } from '../db';
 import { OUTBOX_NOTIFY_CHANNEL } from '../enqueue';
 import { acquireLease, makeOwnerId, releaseLease, type LeaseGrant } from '../lease/lease';
 import { createNodeHeartbeat } from '../liveness/node-heartbeat';
-import { partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
+import { assertKeyPrefix, partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
 import { FailureLog, sleep, Wakeup } from '../backoff';
 import { createPublisherMetrics, type PublisherMetrics } from './metrics';
 import { appendBatch, stampFence, streamMetaKey, trimStream, type AppendResult, type StreamWriter } from './redis-scripts';
@@ -82,7 +82,7 @@ export interface PublisherOptions {
   /** postgres.js client; the pool should have a few connections per concurrently drained stream. */
   sql: Sql;
   /** ioredis client; the publisher registers its Lua scripts on it. */
-  redis: Redis;
+  redis: RedisClient;
   logger: Logger;
   registry: Registry;
   ownerId?: string;
@@ -168,6 +168,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
   const { sql, redis, logger } = options;
   const ownerId = options.ownerId ?? makeOwnerId();
   const keyPrefix = options.keyPrefix ?? '';
+  assertKeyPrefix(keyPrefix);
   const metrics = createPublisherMetrics(options.registry, sql);
   const log = logger.child({ ownerId });
   const node = createNodeHeartbeat({ sql, ownerId, role: 'publisher', version: options.version, logger, intervalMs: options.heartbeatIntervalMs });

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type Redis from 'ioredis';
+import { scanKeys, type RedisClient } from '@petcover/service-kit';
 
 /** Meta hash of a partition stream (fencing token, database identity); same slot as the stream key. */
 export function streamMetaKey(streamKey: string): string {
@@ -21,19 +21,24 @@ export function streamDedupeKey(streamKey: string): string {
 /**
  * Deletes every key under a key prefix (`REDIS_KEY_PREFIX`): the streams, and
  * the publisher's `{<stream key>}:meta|dedupe` keys, which start with `{`
- * before the prefix. Returns the number of keys deleted.
+ * before the prefix. Scans every master of a cluster. Returns the number of
+ * keys deleted.
  */
-export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): Promise<number> {
   if (!prefix) throw new Error('deleteKeysWithPrefix needs a non-empty prefix');
   const escaped = prefix.replace(/[*?[\]\\]/g, '\\$&');
   let deleted = 0;
   for (const pattern of [`${escaped}*`, `{${escaped}*`]) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) deleted += await redis.unlink(...keys); // freed in the background: a long stream does not block Redis
-    } while (cursor !== '0');
+    for await (const { node, keys } of scanKeys(redis, pattern, { count: 500 })) {
+      // One key per UNLINK: a batch from a cluster node spans slots. UNLINK
+      // frees in the background, so a long stream does not block Redis.
+      const pipeline = node.pipeline();
+      for (const key of keys) pipeline.unlink(key);
+      for (const [error, count] of (await pipeline.exec()) ?? []) {
+        if (error) throw error;
+        deleted += Number(count);
+      }
+    }
   }
   return deleted;
 }
@@ -48,20 +53,20 @@ interface PublisherScripts {
   petcoverTrim(stream: string, keepAcknowledgedMs: string, orphanMaxAgeMs: string): Promise<[number, string]>;
 }
 
-const installed = new WeakSet<Redis>();
+const installed = new WeakSet<RedisClient>();
 
 /**
  * Registers the scripts on a client (idempotent). ioredis sends EVALSHA and
  * falls back to EVAL on NOSCRIPT, so a restarted Redis needs nothing special.
  */
-export function installPublisherScripts(redis: Redis): Redis & PublisherScripts {
+export function installPublisherScripts(redis: RedisClient): RedisClient & PublisherScripts {
   if (!installed.has(redis)) {
     redis.defineCommand('petcoverAppend', { numberOfKeys: 3, lua: loadScript('append.lua') });
     redis.defineCommand('petcoverStampFence', { numberOfKeys: 2, lua: loadScript('stamp-fence.lua') });
     redis.defineCommand('petcoverTrim', { numberOfKeys: 1, lua: loadScript('trim.lua') });
     installed.add(redis);
   }
-  return redis as Redis & PublisherScripts;
+  return redis as RedisClient & PublisherScripts;
 }
 
 /** One outbox row as appended: fields in ENTRY_FIELDS order, payload/headers as JSON text. */
@@ -100,7 +105,7 @@ export type AppendResult =
  * not yet marked published.
  */
 export async function appendBatch(
-  redis: Redis,
+  redis: RedisClient,
   streamKey: string,
   writer: StreamWriter,
   pruneBelowId: string,
@@ -127,7 +132,7 @@ export type StampResult =
  * unless a newer token of the same database is there. Another database's
  * fence is replaced and its dedupe record dropped (see stamp-fence.lua).
  */
-export async function stampFence(redis: Redis, streamKey: string, writer: StreamWriter): Promise<StampResult> {
+export async function stampFence(redis: RedisClient, streamKey: string, writer: StreamWriter): Promise<StampResult> {
   const [status, value, previous] = await installPublisherScripts(redis).petcoverStampFence(
     streamMetaKey(streamKey),
     streamDedupeKey(streamKey),
@@ -144,7 +149,7 @@ export async function stampFence(redis: Redis, streamKey: string, writer: Stream
  * younger than `keepAcknowledgedMs`. A stream without groups is trimmed only
  * by `orphanMaxAgeMs` (0 = never). Returns the number of entries removed.
  */
-export async function trimStream(redis: Redis, streamKey: string, keepAcknowledgedMs: number, orphanMaxAgeMs: number): Promise<number> {
+export async function trimStream(redis: RedisClient, streamKey: string, keepAcknowledgedMs: number, orphanMaxAgeMs: number): Promise<number> {
   const [removed] = await installPublisherScripts(redis).petcoverTrim(streamKey, String(keepAcknowledgedMs), String(orphanMaxAgeMs));
   return Number(removed);
 }

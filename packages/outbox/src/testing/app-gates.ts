@@ -3,13 +3,16 @@
  * run against the built process (`pnpm build` first): strict config exits 78
  * with one line naming what is missing, `/readyz` names a dead Redis within
  * 2 s, `/readyz` is 200 when Postgres, Redis and migrations are fine, a
- * DATABASE_URL password never reaches the logs, and SIGTERM exits 0.
+ * DATABASE_URL password never reaches the logs, and SIGTERM exits 0. On a
+ * real Redis Cluster: ready with REDIS_CLUSTER=1, not ready (naming the
+ * setting) without it; a REDIS_KEY_PREFIX with a brace exits 78.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import Redis from 'ioredis';
 import type { MigrationSet } from '../migrations';
-import { createTestDatabase, freePort, testRedisUrl, uniqueRedisPrefix, waitFor, type TestDatabase } from './index';
+import { deleteKeysWithPrefix } from '../publisher/redis-scripts';
+import { createTestDatabase, createTestRedis, freePort, testRedisUrl, uniqueRedisPrefix, waitFor, type TestDatabase } from './index';
+import { startRedisCluster, type DedicatedRedisCluster } from './redis-cluster';
 
 export interface AppGatesOptions {
   /** App name, as it prefixes its one-line config errors. */
@@ -44,9 +47,8 @@ export function describeAppGates(options: AppGatesOptions): void {
   });
   afterAll(async () => {
     for (const child of children) child.kill('SIGKILL');
-    const redis = new Redis(testRedisUrl());
-    const keys = await redis.keys(`${keyPrefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
+    const redis = createTestRedis();
+    await deleteKeysWithPrefix(redis, keyPrefix);
     redis.disconnect();
     await testDb.drop();
   });
@@ -117,6 +119,52 @@ export function describeAppGates(options: AppGatesOptions): void {
       // The start line names the database it uses, masked.
       expect(app.output()).toContain('postgres:***@');
       expect(app.output()).not.toContain(PASSWORD);
+    });
+
+    test('REDIS_KEY_PREFIX with a brace (it would split hash tags over cluster slots): exit 78 naming it', async () => {
+      const app = await spawnApp({ DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: 'tenant{a}:' });
+      expect(await app.exited).toBe(78);
+      const lines = app.stderr().trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/REDIS_KEY_PREFIX.*must not contain \{ or \}/);
+    });
+
+    describe('on a Redis Cluster (3 masters + 3 replicas)', () => {
+      let cluster: DedicatedRedisCluster;
+      beforeAll(async () => {
+        cluster = await startRedisCluster();
+      }, 120_000);
+      afterAll(async () => {
+        await cluster?.destroy();
+      });
+
+      test('REDIS_CLUSTER=1 with the seeds: /readyz 200 (CLUSTER INFO ok); SIGTERM exits 0', async () => {
+        const app = await spawnApp({ DATABASE_URL: testDb.url, ...cluster.env });
+        await waitFor(async () => (await get(app.port, '/readyz')).status === 200, {
+          timeoutMs: 20_000,
+          description: `${options.name} /readyz 200 on the cluster (output: ${app.output().slice(0, 400)})`,
+        });
+        app.child.kill('SIGTERM');
+        expect(await app.exited).toBe(0);
+      });
+
+      test('a cluster node as REDIS_URL without REDIS_CLUSTER=1: /readyz 503 saying to set it', async () => {
+        const app = await spawnApp({ DATABASE_URL: testDb.url, REDIS_URL: cluster.url });
+        await waitFor(async () => (await get(app.port, '/healthz')).status === 200, {
+          timeoutMs: 20_000,
+          description: `${options.name} /healthz (output: ${app.output().slice(0, 400)})`,
+        });
+        const body = await waitFor(
+          async () => {
+            const ready = await get(app.port, '/readyz');
+            return ready.status === 503 && ready.body.includes('REDIS_CLUSTER=1') ? ready.body : null;
+          },
+          { timeoutMs: 10_000, description: `${options.name} /readyz 503 naming REDIS_CLUSTER=1` },
+        );
+        expect(JSON.parse(body).checks.redis).toMatchObject({ ok: false, detail: 'REDIS_URL is a Redis Cluster node: set REDIS_CLUSTER=1' });
+        app.child.kill('SIGTERM');
+        await app.exited;
+      });
     });
 
     test('Postgres, Redis and migrations at head: /readyz 200; /healthz and /metrics served; SIGTERM exits 0', async () => {

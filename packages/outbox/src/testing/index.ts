@@ -6,9 +6,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import Redis from 'ioredis';
+import { createRedisClient, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, readRedisConnection, type RedisClient, type RedisConnection } from '@petcover/service-kit';
 import postgres from 'postgres';
-import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from '@petcover/service-kit';
 import { connectDatabase, withDatabaseName, type DatabaseHandle } from '../db';
 import { outboxMigrations, runMigrations, type MigrationSet } from '../migrations';
 import { deleteKeysWithPrefix } from '../publisher/redis-scripts';
@@ -60,7 +59,7 @@ export function uniqueGroupName(name = 'group'): string {
  * remembers it; `deleteAll(redis)` (in afterAll) removes every key written
  * under them, so runs leave Redis clean.
  */
-export function trackedRedisPrefixes(): { next: () => string; deleteAll: (redis: Redis) => Promise<void> } {
+export function trackedRedisPrefixes(): { next: () => string; deleteAll: (redis: RedisClient) => Promise<void> } {
   const used: string[] = [];
   return {
     next: () => {
@@ -154,11 +153,21 @@ export async function dropTestDatabase(url: string): Promise<void> {
   }
 }
 
-/** A Redis client for tests, on TEST_REDIS_URL / REDIS_URL / the default. */
-export function createTestRedis(url = testRedisUrl()): Redis {
-  return new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: false });
+/**
+ * Where tests find Redis: testRedisUrl(), a cluster seed when REDIS_CLUSTER=1
+ * (more seeds in REDIS_CLUSTER_SEEDS), as the apps read it.
+ */
+export function testRedisConnection(): RedisConnection {
+  return readRedisConnection({ ...process.env, REDIS_URL: testRedisUrl() });
 }
 
+/** A Redis client for tests (default: testRedisConnection()), made by the apps' client factory. */
+export function createTestRedis(connection: RedisConnection | string = testRedisConnection()): RedisClient {
+  const target = typeof connection === 'string' ? { url: connection, cluster: false } : connection;
+  return createRedisClient(target, { maxRetriesPerRequest: 1 });
+}
 
 export { freePort, startDedicatedPostgres, startDedicatedRedis } from './servers';
 export type { DedicatedPostgres, DedicatedRedis } from './servers';
+export { startRedisCluster } from './redis-cluster';
+export type { ClusterNodeInfo, DedicatedRedisCluster, RedisClusterOptions } from './redis-cluster';

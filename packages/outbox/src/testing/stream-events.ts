@@ -2,7 +2,7 @@
  * Puts events on a Redis stream directly, as the publisher would, so consumer
  * tests do not depend on the publisher.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { newEventId } from '../event-id';
 import { encodeEntry, type StreamEvent } from '../streams';
 
@@ -24,7 +24,7 @@ export function testStreamEvent(event: Partial<StreamEvent> & { type: string; pa
  * XADDs each event (encoded with encodeEntry) to `key`, in order, in one
  * MULTI. Returns the entry ids.
  */
-export async function appendTestEvents(redis: Redis, key: string, events: readonly StreamEvent[]): Promise<string[]> {
+export async function appendTestEvents(redis: RedisClient, key: string, events: readonly StreamEvent[]): Promise<string[]> {
   // MULTI, so a reader blocked on the stream sees all of them in one read.
   const transaction = redis.multi();
   for (const event of events) transaction.xadd(key, '*', ...encodeEntry(event));
@@ -36,6 +36,6 @@ export async function appendTestEvents(redis: Redis, key: string, events: readon
 }
 
 /** XADDs raw field/value pairs (e.g. an entry missing fields) and returns the entry id. */
-export async function appendRawEntry(redis: Redis, key: string, fields: Record<string, string>): Promise<string> {
+export async function appendRawEntry(redis: RedisClient, key: string, fields: Record<string, string>): Promise<string> {
   return (await redis.xadd(key, '*', ...Object.entries(fields).flat())) as string;
 }

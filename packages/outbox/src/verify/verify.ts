@@ -11,7 +11,7 @@
  * Read-only: it never writes. Outbox rows pruned by the publisher's retention
  * are invisible to it, so keep the window inside the retention period.
  */
-import type Redis from 'ioredis';
+import { scanKeys, type RedisClient } from '@petcover/service-kit';
 import type { Sql } from '../db';
 import { handledLogExists } from './handled-log';
 
@@ -138,7 +138,7 @@ export function logicalStreamName(partitionStream: string): string {
  * Reconciles outbox and consumers; see the file header. Read-only; runs a
  * handful of queries over the window, each bounded by the window's size.
  */
-export async function verifyPipeline(sql: Sql, redis: Redis | null | undefined, options: VerifyOptions = {}): Promise<VerifyReport> {
+export async function verifyPipeline(sql: Sql, redis: RedisClient | null | undefined, options: VerifyOptions = {}): Promise<VerifyReport> {
   const since = options.since ? options.since.toISOString() : null;
   const until = options.until ? options.until.toISOString() : null;
   const limit = options.exampleLimit ?? DEFAULT_EXAMPLE_LIMIT;
@@ -355,7 +355,7 @@ export async function verifyPipeline(sql: Sql, redis: Redis | null | undefined, 
  */
 export async function discoverSubscriptions(
   sql: Sql,
-  redis: Redis | null,
+  redis: RedisClient | null,
   streams: readonly string[],
   keyPrefix: string,
   window: { since?: Date; until?: Date } = {},
@@ -405,17 +405,12 @@ export async function discoverSubscriptions(
   return [...found.values()].sort((a, b) => a.group.localeCompare(b.group) || a.stream.localeCompare(b.stream));
 }
 
-/** Redis keys of a logical stream and its partitions (`<prefix><stream>`, `<prefix><stream>:p<N>`). */
-async function streamKeys(redis: Redis, stream: string, keyPrefix: string): Promise<string[]> {
+/** Redis keys of a logical stream and its partitions (`<prefix><stream>`, `<prefix><stream>:p<N>`), on every master of a cluster. */
+async function streamKeys(redis: RedisClient, stream: string, keyPrefix: string): Promise<string[]> {
   const base = `${keyPrefix}${stream}`;
   const pattern = `${base.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}:p*`;
   const keys = new Set<string>();
   if ((await redis.exists(base)) === 1) keys.add(base);
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    for (const key of batch) if (/:p[0-9]+$/.test(key)) keys.add(key);
-  } while (cursor !== '0');
+  for await (const { keys: batch } of scanKeys(redis, pattern)) for (const key of batch) if (/:p[0-9]+$/.test(key)) keys.add(key);
   return [...keys];
 }
