@@ -4,7 +4,8 @@
  *
  * Every run contains at least one fault of each kind (a SIGKILL of a publisher
  * and of a consumer, a zombie publisher and consumer, a Redis restart that
- * loses data, a Postgres restart, poison events); longer runs add more,
+ * loses data — on a Redis Cluster, a master SIGKILLed and failed over —, a
+ * Postgres restart, poison events); longer runs add more,
  * drawn at random. Transient handler failures are not scheduled: the handler
  * fails a seeded fraction of first attempts all along.
  */
@@ -19,12 +20,19 @@ export type Fault =
   | { kind: 'zombie'; atMs: number; role: AppRole; replica: number; stoppedMs: number }
   /** Restart Redis without persistence: every stream, group and key is gone. */
   | { kind: 'redis-restart'; atMs: number }
+  /**
+   * Redis Cluster: SIGKILL the master serving one chaos partition stream; its
+   * replica is promoted (possibly missing the last writes); the killed node
+   * restarts `downMs` after the failover and rejoins as a replica.
+   */
+  | { kind: 'redis-master-kill'; atMs: number; downMs: number }
   /** `pg_ctl stop -m fast` then start: every connection drops, committed data stays. */
   | { kind: 'postgres-restart'; atMs: number }
   /** Produce an event whose payload fails the handler's schema: it must end as a dead letter. */
   | { kind: 'poison'; atMs: number };
 
 export type FaultKind = Fault['kind'];
+/** The kinds drawn for extra faults; `redis-restart` becomes `redis-master-kill` on a cluster. */
 export const FAULT_KINDS: readonly FaultKind[] = ['sigkill', 'zombie', 'redis-restart', 'postgres-restart', 'poison'];
 
 export interface FaultPlanOptions {
@@ -33,6 +41,8 @@ export interface FaultPlanOptions {
   replicas: number;
   /** Lease TTL of the app processes; a zombie stays stopped longer than this. */
   leaseTtlMs: number;
+  /** Redis topology of the run; default single (one server). */
+  redis?: 'single' | 'cluster';
 }
 
 /** Quiet time at the start (apps warm up) and end (the last fault heals before the drain). */
@@ -53,12 +63,14 @@ export function planFaults(options: FaultPlanOptions): Fault[] {
     replica: replica(),
     stoppedMs: options.leaseTtlMs + random.int(1_000, 3_000),
   });
+  const redisFault = (): Template =>
+    options.redis === 'cluster' ? { kind: 'redis-master-kill', downMs: random.int(1_000, 4_000) } : { kind: 'redis-restart' };
   const mandatory: Template[] = [
     sigkill('publisher'),
     sigkill('consumer'),
     zombie('publisher'),
     zombie('consumer'),
-    { kind: 'redis-restart' },
+    redisFault(),
     { kind: 'postgres-restart' },
     { kind: 'poison' },
     { kind: 'poison' },
@@ -70,6 +82,7 @@ export function planFaults(options: FaultPlanOptions): Fault[] {
     const role = random.pick<AppRole>(['publisher', 'consumer']);
     if (kind === 'sigkill') return sigkill(role);
     if (kind === 'zombie') return zombie(role);
+    if (kind === 'redis-restart') return redisFault();
     return { kind } as Template;
   });
   const templates = random.shuffle([...mandatory, ...extras]);
@@ -88,6 +101,8 @@ export function describeFault(fault: Fault): string {
       return `SIGSTOP ${fault.role}#${fault.replica} ${at} for ${(fault.stoppedMs / 1000).toFixed(1)} s, then SIGCONT`;
     case 'redis-restart':
       return `Redis restart without persistence ${at}`;
+    case 'redis-master-kill':
+      return `SIGKILL of a Redis Cluster master ${at}, failover to its replica (node back after ${(fault.downMs / 1000).toFixed(1)} s)`;
     case 'postgres-restart':
       return `Postgres fast restart ${at}`;
     case 'poison':

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `pnpm chaos [--duration <s>] [--seed <n>]`: exit 0 only when nothing was
+ * `pnpm chaos [--duration <s>] [--seed <n>] [--redis single|cluster]`: exit 0 only when nothing was
  * lost, doubled or reordered and exactly the poison events were dead-lettered.
  * Exit 1 on a failed verdict or a run that could not complete, 64 on bad usage.
  */
@@ -41,7 +41,7 @@ async function main(): Promise<number> {
   });
 
   const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 23)}] ${line}`);
-  log(`chaos: seed ${args.seed} (repeat with --seed ${args.seed}), duration ${args.durationSec} s, ${args.rate} events/s`);
+  log(`chaos: seed ${args.seed} (repeat with --seed ${args.seed}), duration ${args.durationSec} s, ${args.rate} events/s, Redis ${args.redis}`);
   const summary = await runChaos({
     ...DEFAULT_CHAOS_OPTIONS,
     durationSec: args.durationSec,
@@ -50,6 +50,7 @@ async function main(): Promise<number> {
     failFraction: args.failFraction,
     drainTimeoutSec: args.drainTimeoutSec,
     keepLogsDir: args.keepLogsDir,
+    redis: args.redis,
     log,
     signal: controller.signal,
   });

@@ -1,9 +1,9 @@
-/** Command line of `pnpm chaos`: `[--duration <s>] [--seed <n>] [--rate <events/s>] [--fail-fraction <0..1>]`. */
+/** Command line of `pnpm chaos`: `[--duration <s>] [--seed <n>] [--rate <events/s>] [--fail-fraction <0..1>] [--redis single|cluster]`. */
 import { randomInt } from 'node:crypto';
 import { DEFAULT_CHAOS_OPTIONS } from './run';
 
 export const CHAOS_USAGE =
-  'usage: pnpm chaos [--duration <seconds>] [--seed <integer>] [--rate <events/s>] [--fail-fraction <0..1>] [--drain-timeout <seconds>] [--keep-logs <dir>]';
+  'usage: pnpm chaos [--duration <seconds>] [--seed <integer>] [--rate <events/s>] [--fail-fraction <0..1>] [--drain-timeout <seconds>] [--keep-logs <dir>] [--redis single|cluster]';
 
 export class ChaosUsageError extends Error {
   constructor(message: string) {
@@ -19,6 +19,8 @@ export interface ChaosArgs {
   failFraction: number;
   drainTimeoutSec: number;
   keepLogsDir?: string;
+  /** `cluster`: a local 3-master Redis Cluster, with master kills instead of Redis restarts. */
+  redis: 'single' | 'cluster';
 }
 
 function numberArg(flag: string, value: string | undefined, check: (n: number) => boolean, expected: string): number {
@@ -36,6 +38,7 @@ export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
     rate: DEFAULT_CHAOS_OPTIONS.rate,
     failFraction: DEFAULT_CHAOS_OPTIONS.failFraction,
     drainTimeoutSec: DEFAULT_CHAOS_OPTIONS.drainTimeoutSec,
+    redis: 'single',
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i] as string;
@@ -57,6 +60,10 @@ export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
         break;
       case '--drain-timeout':
         args.drainTimeoutSec = numberArg(flag, value, (n) => n >= 5, 'at least 5 seconds');
+        break;
+      case '--redis':
+        if (value !== 'single' && value !== 'cluster') throw new ChaosUsageError(`--redis must be single or cluster (got ${JSON.stringify(value ?? '')})`);
+        args.redis = value;
         break;
       case '--keep-logs':
         if (value === undefined || value.startsWith('--')) throw new ChaosUsageError(`${flag} needs a directory`);

@@ -1,5 +1,6 @@
 /**
- * One chaos run: dedicated Redis and Postgres, two publishers and two
+ * One chaos run: dedicated Redis (one server, or a 3-master cluster with
+ * `redis: 'cluster'`) and Postgres, two publishers and two
  * consumers (real processes of the built apps), a steady producer, the fault
  * schedule of the seed, then drain, verify and a summary.
  *
@@ -21,7 +22,17 @@ import {
   type DatabaseHandle,
   type VerifyReport,
 } from '@petcover/outbox';
-import { freePort, startDedicatedPostgres, startDedicatedRedis, type DedicatedPostgres, type DedicatedRedis } from '@petcover/outbox/testing';
+import {
+  freePort,
+  startDedicatedPostgres,
+  startDedicatedRedis,
+  startRedisCluster,
+  type DedicatedPostgres,
+  type DedicatedRedis,
+  type DedicatedRedisCluster,
+} from '@petcover/outbox/testing';
+import { partitionStreamNames } from '@petcover/outbox';
+import { createRedisClient, redisConnectionEnv } from '@petcover/service-kit';
 import { AppProcess } from './app-process';
 import { CHAOS_GROUP, CHAOS_STREAMS, streamPartitionsEnv } from './chaos-streams';
 import { describeFault, planFaults, type AppRole, type Fault } from './fault-plan';
@@ -45,6 +56,8 @@ export interface ChaosOptions {
   signal?: AbortSignal;
   /** Copy the app logs here before the temp directory is removed (kept for a failed run's post-mortem). */
   keepLogsDir?: string;
+  /** `cluster`: every process on a local Redis Cluster (3 masters + 3 replicas); Redis faults are master kills. */
+  redis?: 'single' | 'cluster';
 }
 
 export const DEFAULT_CHAOS_OPTIONS = {
@@ -91,6 +104,7 @@ export interface ChaosSummary {
 interface Services {
   tempDir: string;
   redis?: DedicatedRedis;
+  cluster?: DedicatedRedisCluster;
   postgres?: DedicatedPostgres;
   monitor?: DatabaseHandle;
   producer?: ChaosProducer;
@@ -138,22 +152,30 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   const { log, signal } = options;
   const random = seededRandom(options.seed);
   const leaseTtlMs = options.leaseTtlSec * 1000;
-  const plan = planFaults({ seed: options.seed, durationMs: options.durationSec * 1000, replicas: options.replicas, leaseTtlMs });
+  const onCluster = options.redis === 'cluster';
+  const plan = planFaults({ seed: options.seed, durationMs: options.durationSec * 1000, replicas: options.replicas, leaseTtlMs, redis: options.redis });
 
-  services.redis = await startDedicatedRedis();
+  let redisEnv: Record<string, string>;
+  if (onCluster) {
+    services.cluster = await startRedisCluster();
+    redisEnv = services.cluster.env;
+  } else {
+    services.redis = await startDedicatedRedis();
+    redisEnv = redisConnectionEnv({ url: services.redis.url, cluster: false });
+  }
   services.postgres = await startDedicatedPostgres();
   const databaseUrl = withDatabaseName(services.postgres.url, 'chaos');
   await createDatabaseIfMissing(databaseUrl);
   await runMigrations(databaseUrl, [outboxMigrations]);
   services.monitor = connectDatabase(databaseUrl, { max: 2, applicationName: 'chaos-monitor', connectTimeoutSeconds: 2 });
   await ensureHandledLogTable(services.monitor.sql);
-  log(`chaos: Redis ${services.redis.url}, Postgres ${databaseUrl}, logs in ${services.tempDir}`);
+  log(`chaos: Redis ${onCluster ? `Cluster ${services.cluster?.seeds.join(',')}` : services.redis?.url}, Postgres ${databaseUrl}, logs in ${services.tempDir}`);
 
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     NODE_ENV: 'development',
     DATABASE_URL: databaseUrl,
-    REDIS_URL: services.redis.url,
+    ...redisEnv,
     REDIS_KEY_PREFIX: '',
     STREAM_PARTITIONS: streamPartitionsEnv(),
     CONSUMER_GROUP: CHAOS_GROUP,
@@ -208,6 +230,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     }
   }, 500));
 
+  const chaosPartitionKeys = CHAOS_STREAMS.flatMap((s) => partitionStreamNames(s.name, s.partitions));
   const faults: Record<string, number> = {};
   let skippedFaults = 0;
   const count = (label: string) => (faults[label] = (faults[label] ?? 0) + 1);
@@ -239,6 +262,16 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
         await services.redis?.restart();
         count('Redis restart (data lost)');
         return;
+      case 'redis-master-kill': {
+        const cluster = services.cluster as DedicatedRedisCluster;
+        const { killed, promoted } = await cluster.killMaster({ slot: await slotOf(cluster, chaosPartitionKeys[fault.atMs % chaosPartitionKeys.length] as string) });
+        count('Redis Cluster master SIGKILL + failover');
+        log(`chaos: Redis master on port ${killed} killed; replica on port ${promoted} promoted`);
+        await sleep(fault.downMs, undefined, { signal });
+        await cluster.restartNode(killed);
+        log(`chaos: Redis node on port ${killed} back as a replica`);
+        return;
+      }
       case 'postgres-restart':
         await services.postgres?.restart();
         count('Postgres restart');
@@ -332,6 +365,17 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   }
 }
 
+/** Hash slot of `key` (CLUSTER KEYSLOT), asked through a short-lived cluster client. */
+async function slotOf(cluster: DedicatedRedisCluster, key: string): Promise<number> {
+  const client = createRedisClient(cluster.connection, { maxRetriesPerRequest: 1 });
+  client.on('error', () => undefined);
+  try {
+    return Number(await client.call('CLUSTER', 'KEYSLOT', key));
+  } finally {
+    client.disconnect();
+  }
+}
+
 /** The publisher logs one line per recovery from Redis data loss, with the rows it re-sent. */
 function countRedisRecoveries(publishers: readonly AppProcess[]): { recoveries: number; republishedRows: number } {
   let recoveries = 0;
@@ -380,6 +424,7 @@ async function tearDown(services: Services, log: (line: string) => void): Promis
   await step('app processes', () => Promise.all(services.apps.map((app) => app.stop(10_000))));
   await step('monitor connection', () => services.monitor?.close(2));
   await step('Redis', () => services.redis?.destroy());
+  await step('Redis Cluster', () => services.cluster?.destroy());
   await step('Postgres', () => services.postgres?.destroy());
   await step('temp directory', () => fs.rmSync(services.tempDir, { recursive: true, force: true }));
 }

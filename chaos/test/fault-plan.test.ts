@@ -26,6 +26,14 @@ describe('fault plan', () => {
     }
   });
 
+  test.each([1, 42])('seed %i on a Redis Cluster: master kills take the place of Redis restarts', (seed) => {
+    const plan = planFaults({ ...base, seed, redis: 'cluster' });
+    const kinds = new Set(plan.map((f) => f.kind));
+    expect(kinds.has('redis-master-kill')).toBe(true);
+    expect(kinds.has('redis-restart')).toBe(false);
+    expect(kinds.size).toBe(FAULT_KINDS.length);
+  });
+
   test('longer runs get more faults', () => {
     expect(planFaults({ ...base, seed: 1, durationMs: 600_000 }).length).toBeGreaterThan(planFaults({ ...base, seed: 1 }).length + 50);
   });
@@ -58,5 +66,8 @@ describe('pnpm chaos arguments', () => {
     expect(() => parseChaosArgs(['--duration', 'soon'])).toThrow('--duration must be a number of seconds between 20 and 86400 (got "soon")');
     expect(() => parseChaosArgs(['--seed'])).toThrow('--seed needs a value');
     expect(() => parseChaosArgs(['--wat', '1'])).toThrow('unknown argument "--wat"');
+    expect(parseChaosArgs([]).redis).toBe('single');
+    expect(parseChaosArgs(['--redis', 'cluster']).redis).toBe('cluster');
+    expect(() => parseChaosArgs(['--redis', 'sentinel'])).toThrow('--redis must be single or cluster (got "sentinel")');
   });
 });
