@@ -96,7 +96,7 @@ export async function unpublishedCount(db: TestDatabase, streams: readonly strin
  * Asserts the Redis stream `key` holds exactly the outbox rows of `stream`,
  * each once, in id order. Returns the number of entries.
  */
-export async function expectExactlyOnceInOrder(db: TestDatabase, redis: Redis, stream: string, key: string): Promise<number> {
+export async function expectExactlyOnceInOrder(db: TestDatabase, redis: RedisClient, stream: string, key: string): Promise<number> {
   const entries = await redis.xrange(key, '-', '+');
   const ids = entries.map(([, flat]) => BigInt(flat[flat.indexOf('outbox_id') + 1]!));
   for (let i = 1; i < ids.length; i++) {

@@ -9,7 +9,8 @@
  */
 import Redis, { Cluster, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
-import { DEFAULT_REDIS_URL, parseEnv, type Env } from './config';
+import { parseEnv, type Env } from './config';
+import { DEFAULT_REDIS_URL } from './connection-urls';
 
 /** A single-node client or a cluster client; both speak the same commands. */
 export type RedisClient = Redis | Cluster;
