@@ -212,6 +212,8 @@ test('10,000 events over 4 streams (2 with 4 partitions) are handled exactly onc
   ).toEqual(s.streams.map((d) => ({ stream: d.name, partitions: d.partitions, entries: 2_500, publisherLeaseExpired: false })).sort(byName));
   for (const st of mine) expect(st.groups.find((g) => g.group === s.group)).toMatchObject({ lag: 0, pending: 0 });
 
+  // Stopped first: a running consumer would re-create its groups (MKSTREAM) and membership key.
+  await Promise.all(stops.splice(0).map((stop) => stop()));
   await deleteKeysWithPrefix(redis, s.prefix);
   const left: string[] = [];
   for await (const { keys } of scanKeys(redis, `*${s.prefix}*`)) left.push(...keys);
