@@ -4,13 +4,13 @@
  * dead within one heartbeat interval (not "alive" for 0.75 × TTL), and the
  * fix it names must hand the stream over at once.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { collectEventsStatus, NODE_HEARTBEAT_DEFAULTS, releaseLeasesOfDeadOwners } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, trackedRedisPrefixes, uniqueStreamName, testRedisUrl, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { fillOutbox, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 let db: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const processes: PublisherProcess[] = [];
 const prefixes = trackedRedisPrefixes();
 

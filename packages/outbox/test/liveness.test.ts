@@ -6,13 +6,13 @@
  */
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { collectEventsStatus, connectDatabase, createNodeHeartbeat, createPublisher, enqueue, listNodes } from '../src';
 import { runEventsCli } from '../src/cli/events';
 import { createTestDatabase, createTestRedis, testRedisUrl, trackedRedisPrefixes, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const prefixes = trackedRedisPrefixes();
 const logger = pino({ level: 'silent' });
 
