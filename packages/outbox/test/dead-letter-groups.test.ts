@@ -5,13 +5,13 @@
  * `events lookup`, the console and the admin JSON routes.
  */
 import { randomUUID } from 'node:crypto';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { fingerprintOf, listDeadLetterGroups, lookupEvents, resolveDeadLetters } from '../src';
 import { runEventsCli } from '../src/cli/events';
 import { createTestDatabase, createTestRedis, testRedisUrl, trackedRedisPrefixes, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const prefixes = trackedRedisPrefixes();
 
 beforeAll(async () => {
