@@ -86,7 +86,7 @@ EXPOSE 9101
 # --max-semi-space-size=4 (MiB) caps V8's young generation: at tens of
 # thousands of events/s the default lets it grow by ~30 MiB of RSS for no
 # measurable throughput (pnpm bench, drain: peak RSS 148 → 121 MiB).
-CMD ["node", "--max-semi-space-size=4", "dist/main.js"]
+CMD ["node", "--max-semi-space-size=4", "dist/main.js", "start"]
 
 FROM runtime AS events-consumer
 COPY --from=build --chown=1000:1000 /out/events-consumer/package.json /app/
@@ -94,4 +94,4 @@ COPY --from=build --chown=1000:1000 /out/events-consumer/dist/ /app/dist/
 COPY --from=build --chown=1000:1000 /out/events-consumer/node_modules/ /app/node_modules/
 ENV HEALTH_PORT=9102
 EXPOSE 9102
-CMD ["node", "--max-semi-space-size=4", "dist/main.js"]
+CMD ["node", "--max-semi-space-size=4", "dist/main.js", "start"]

@@ -62,10 +62,17 @@ afterAll(() => {
   for (const dir of scratchDirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** Every process a test started, killed at the end if still running. */
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
 /** Runs `sh -c script` in `cwd`; resolves with the exit code and the output's tail. */
 function runShell(script: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn('sh', ['-c', script], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
     let output = '';
     const keep = (chunk: Buffer) => {
       output = (output + chunk.toString()).slice(-8_000);
@@ -147,7 +154,6 @@ describe("each app stage, assembled from the build stage's `pnpm deploy` output"
   const images = new Map<string, string>();
   const databaseUrl = withDatabaseName(testDatabaseBaseUrl(), `petcover_infra_${randomBytes(4).toString('hex')}`);
   const redisPrefix = uniqueRedisPrefix();
-  const children: ChildProcess[] = [];
 
   beforeAll(async () => {
     // The build stage's deploy RUN, verbatim, with /out in a scratch directory.
@@ -169,10 +175,10 @@ describe("each app stage, assembled from the build stage's `pnpm deploy` output"
       }
       images.set(app.target, image);
     }
-  });
+    // Three `pnpm deploy`s resolve ~700 packages each: minutes on a loaded machine.
+  }, 900_000);
 
   afterAll(async () => {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await dropTestDatabase(databaseUrl);
     const redis = createTestRedis();
     await deleteKeysWithPrefix(redis, redisPrefix);
@@ -223,15 +229,15 @@ describe("each app stage, assembled from the build stage's `pnpm deploy` output"
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4_000)));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}: ${stderr}`);
-        return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
-      },
-      { timeoutMs: 90_000, intervalMs: 250, description: `${app.dir} /readyz 200` },
-    ).catch((error: Error) => {
+    const stopped = () => child.exitCode !== null || child.signalCode !== null;
+    await waitFor(async () => stopped() || (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, {
+      timeoutMs: 90_000,
+      intervalMs: 250,
+      description: `${app.dir} /readyz 200`,
+    }).catch((error: Error) => {
       throw new Error(`${error.message}\n${stderr}`);
     });
+    if (stopped()) throw new Error(`${app.dir} exited ${child.exitCode ?? child.signalCode} before it was ready:\n${stderr}`);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
   });

@@ -198,7 +198,7 @@ describe('Secrets', () => {
     expect(create).not.toBeNull();
     expect(create![1]).toBe(find(docs, 'Namespace')[0].metadata.name);
     expect(create![2]).toBe('petcover-secrets');
-    const documented = [...create![3].matchAll(/--from-literal=([A-Z_]+)=/g)].map((m) => m[1]!);
+    const documented = [...create![3]!.matchAll(/--from-literal=([A-Z_]+)=/g)].map((m) => m[1]!);
     const tableKeys = [...readme.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]!);
     expect(tableKeys).toEqual(documented);
     for (const key of refs.get('petcover-secrets')!) expect([key, documented.includes(key)]).toEqual([key, true]);
