@@ -10,21 +10,19 @@
  */
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { ConsumerModule, EventHandler, HandlerRegistry, Transaction } from '@petcover/outbox';
+import { parseStreamPartitions, type ConsumerModule, type EventHandler, type HandlerRegistry, type Transaction } from '@petcover/outbox';
 import { BENCH_EVENT_TYPE } from './bench-event';
 
 const benchPayload = z.object({ seq: z.number().int().nonnegative() });
 
-/** `stream:a:b=4,stream:c:d` → [{name, partitions}]. */
+/** `stream:a:b=4,stream:c:d=1` → [{name, partitions}]. */
 export function parseBenchStreams(value: string | undefined): Array<{ name: string; partitions: number }> {
   if (!value) throw new Error('BENCH_STREAMS is not set: the bench consumer module needs the streams to read');
-  return value.split(',').map((item) => {
-    const at = item.lastIndexOf('=');
-    const name = at > 0 ? item.slice(0, at) : item;
-    const partitions = at > 0 ? Number(item.slice(at + 1)) : 1;
-    if (!Number.isInteger(partitions) || partitions < 1) throw new Error(`BENCH_STREAMS: bad partition count in ${JSON.stringify(item)}`);
-    return { name, partitions };
-  });
+  try {
+    return Object.entries(parseStreamPartitions(value)).map(([name, partitions]) => ({ name, partitions }));
+  } catch (error) {
+    throw new Error(`BENCH_STREAMS: ${(error as Error).message}`);
+  }
 }
 
 /** seq values → one `bench.handled` row each, in one statement. */

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { formatStreamPartitions } from '@petcover/outbox';
 import { redisConnectionEnv, type RedisConnection } from '@petcover/service-kit';
 import type { BenchHandlerMode } from './handler-module';
 import { freePort, startProcess, type ManagedProcess } from './processes';
@@ -27,12 +28,6 @@ export interface AppsContext {
 }
 
 /** `{a: 4, b: 1}` → `a=4,b=1`, the STREAM_PARTITIONS format. */
-export function formatPartitions(partitions: Record<string, number>): string {
-  return Object.entries(partitions)
-    .map(([stream, count]) => `${stream}=${count}`)
-    .join(',');
-}
-
 export interface PublisherOptions {
   name: string;
   redisPrefix: string;
@@ -57,7 +52,7 @@ async function startApp(
       ...redisConnectionEnv(ctx.redis),
       HEALTH_PORT: String(healthPort),
       REDIS_KEY_PREFIX: app.redisPrefix,
-      STREAM_PARTITIONS: formatPartitions(app.partitions),
+      STREAM_PARTITIONS: formatStreamPartitions(app.partitions),
       LOG_LEVEL: 'warn',
       ...app.env,
     },
@@ -107,7 +102,7 @@ export function startConsumer(ctx: AppsContext, options: ConsumerOptions): Promi
     partitions: options.partitions,
     env: {
       CONSUMER_GROUP: options.group,
-      BENCH_STREAMS: formatPartitions(options.partitions),
+      BENCH_STREAMS: formatStreamPartitions(options.partitions),
       BENCH_HANDLER: options.handler ?? 'batch',
     },
   });

@@ -3,6 +3,7 @@
  * partitioned stream (order is kept per partition key across partitions
  * handled by different replicas) and two single-partition streams.
  */
+import { formatStreamPartitions } from '@petcover/outbox';
 import { z } from 'zod';
 
 export interface ChaosStream {
@@ -22,10 +23,7 @@ export const CHAOS_GROUP = 'chaos';
 
 /** `STREAM_PARTITIONS` value for publisher and consumer processes. */
 export function streamPartitionsEnv(streams: readonly ChaosStream[] = CHAOS_STREAMS): string {
-  return streams
-    .filter((s) => s.partitions > 1)
-    .map((s) => `${s.name}=${s.partitions}`)
-    .join(',');
+  return formatStreamPartitions(Object.fromEntries(streams.filter((s) => s.partitions > 1).map((s) => [s.name, s.partitions])));
 }
 
 /**

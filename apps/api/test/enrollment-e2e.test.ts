@@ -97,9 +97,7 @@ describe('enrollment end to end with real processes', () => {
     for (const app of apps) if (app.child.exitCode === null) app.child.kill('SIGTERM');
     await Promise.all(apps.map((app) => app.exited));
     const redis = createTestRedis();
-    // Streams are `<prefix><stream>`; the publisher's side keys are `{<prefix><stream>}:meta|dedupe`.
-    await deleteKeysWithPrefix(redis, prefix);
-    await deleteKeysWithPrefix(redis, `{${prefix}`);
+    await deleteKeysWithPrefix(redis, prefix); // the streams and the publisher's side keys
     redis.disconnect();
     await database?.drop();
     if (storeDir) fs.rmSync(storeDir, { recursive: true, force: true });

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
+import { partitionStreamName, redisStreamKey } from '@petcover/outbox';
 import type { RedisClient } from '@petcover/service-kit';
 import {
   appendTestEvents,
@@ -120,7 +121,7 @@ describe('events-consumer process', () => {
     const stream = uniqueStreamName();
     const prefix = usePrefix();
     const group = uniqueGroupName();
-    const key = `${prefix}${stream}:p0`;
+    const key = redisStreamKey(partitionStreamName(stream, 0, 2), prefix);
     const events = Array.from({ length: 40 }, (_, seq) => testStreamEvent({ type: 'Recorded', partitionKey: 'k', payload: { seq } }));
     const fixtureEnv = { FIXTURE_STREAM: stream, FIXTURE_PARTITIONS: '2', REDIS_KEY_PREFIX: prefix, FIXTURE_SLOW_MS: '50' };
     const first = await spawnConsumer(startArgs(group, ['--batch-size', '5']), fixtureEnv);

@@ -27,19 +27,26 @@ export {
   decodeEntry,
   encodeEntry,
   ENTRY_FIELDS,
+  formatStreamPartitions,
   keyPrefixSchema,
+  logicalStreamOf,
   MalformedEntryError,
   MAX_PARTITIONS,
+  PARTITION_STREAM_NAME_PATTERN,
+  parsePartitionStreamName,
   parseStreamPartitions,
   partitionCount,
   partitionFor,
   partitionStreamName,
   partitionStreamNames,
   redisStreamKey,
+  redisStreamKeys,
   STREAM_NAME_PATTERN,
+  streamDedupeKey,
+  streamMetaKey,
   streamPartitionsSchema,
 } from './streams';
-export type { StreamEvent, StreamPartitions } from './streams';
+export type { ParsedPartitionStream, StreamEvent, StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
 export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
@@ -48,7 +55,6 @@ export {
   ensureHandledLogTable,
   formatVerifyReport,
   handledLogExists,
-  logicalStreamName,
   recordHandled,
   verifyPipeline,
   HANDLED_LOG_TABLE,
@@ -57,7 +63,7 @@ export type { GroupTally, HandledRecord, Subscription, VerifyOptions, VerifyRepo
 export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
 export type { PublisherMetrics } from './publisher/metrics';
-export { appendBatch, deleteKeysWithPrefix, stampFence, streamDedupeKey, streamMetaKey, trimStream } from './publisher/redis-scripts';
+export { appendBatch, deleteKeysWithPrefix, stampFence, trimStream } from './publisher/redis-scripts';
 export type { AppendResult, OutboxRowForAppend, StampResult, StreamWriter } from './publisher/redis-scripts';
 export { databaseIdentity } from './publisher/statements';
 export { collectEventsStatus, collectNodesAndLeases } from './diagnostics/status';
@@ -98,7 +104,6 @@ export {
   discardDeadLetter,
   getDeadLetter,
   listDeadLetters,
-  logicalStreamOf,
   replayDeadLetter,
 } from './consumer/dead-letters';
 export type { DeadLetterFilter, DeadLetterRow } from './consumer/dead-letters';

@@ -1,12 +1,28 @@
 /**
- * Stream naming, partitioning and the Redis entry format. The publisher writes
- * entries with `encodeEntry`; the consumer reads them with `decodeEntry`.
+ * Stream names in all their forms, and the Redis entry format. The publisher
+ * writes entries with `encodeEntry`; the consumer reads them with `decodeEntry`.
+ *
+ * One stream has four kinds of name; every conversion between them is here:
+ * - logical stream  `stream:<context>:<name>`: what `enqueue` takes, the
+ *   `stream_name` of outbox rows and of the publisher's lease;
+ * - partition stream `stream:<context>:<name>:p<N>` (or the logical name when
+ *   the stream has one partition): the `stream_name` of consumer leases and
+ *   dead letters;
+ * - Redis stream key `<REDIS_KEY_PREFIX><partition stream>`;
+ * - the publisher's side keys `{<Redis stream key>}:meta|dedupe`, hash-tagged
+ *   with the whole stream key so they share its Redis Cluster slot.
+ * A logical name has exactly three `:`-separated parts (its name part cannot
+ * contain `:`), so `stream:orders:p1` is a logical stream called `p1`, never a
+ * partition of `stream:orders` (which is not a stream name at all).
  */
 import { z } from 'zod';
 import { InvalidKeyPrefixError, OutboxValidationError } from './errors';
 
 /** `stream:<context>:<name>`, e.g. `stream:contracting:contract_changes`. */
 export const STREAM_NAME_PATTERN = /^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$/;
+
+/** A partition stream: the logical name, optionally followed by `:p<N>`. */
+export const PARTITION_STREAM_NAME_PATTERN = /^(stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+)(?::p(0|[1-9][0-9]*))?$/;
 
 export function assertStreamName(name: unknown, field = 'stream'): asserts name is string {
   if (typeof name !== 'string' || !STREAM_NAME_PATTERN.test(name)) {
@@ -38,6 +54,13 @@ export function parseStreamPartitions(text: string | undefined): StreamPartition
     result[stream] = count;
   }
   return result;
+}
+
+/** The inverse of parseStreamPartitions: `{ 'stream:a:b': 4 }` → `stream:a:b=4`. */
+export function formatStreamPartitions(partitions: StreamPartitions): string {
+  return Object.entries(partitions)
+    .map(([stream, count]) => `${stream}=${count}`)
+    .join(',');
 }
 
 /** zod schema of STREAM_PARTITIONS for the apps' env.ts. */
@@ -108,9 +131,87 @@ export const keyPrefixSchema = z
     }
   });
 
-/** The Redis key of a partition stream; `keyPrefix` isolates tests and benchmarks. */
+
+export interface ParsedPartitionStream {
+  /** The logical stream. */
+  stream: string;
+  /** The partition index; null for the stream's own name (a stream with one partition). */
+  partition: number | null;
+}
+
+/**
+ * `stream:a:b` → {stream: `stream:a:b`, partition: null};
+ * `stream:a:b:p3` → {stream: `stream:a:b`, partition: 3};
+ * anything else (no prefix allowed) → null.
+ */
+export function parsePartitionStreamName(name: string): ParsedPartitionStream | null {
+  const match = PARTITION_STREAM_NAME_PATTERN.exec(name);
+  if (!match) return null;
+  return { stream: match[1] as string, partition: match[2] === undefined ? null : Number(match[2]) };
+}
+
+/**
+ * The logical stream of a partition stream (`stream:a:b:p2` → `stream:a:b`);
+ * a logical name is returned as is. Throws OutboxValidationError on anything
+ * that is neither, e.g. a lease row edited by hand.
+ */
+export function logicalStreamOf(partitionStream: string): string {
+  const parsed = parsePartitionStreamName(partitionStream);
+  if (!parsed) {
+    throw new OutboxValidationError('stream', `must match stream:<context>:<name>[:p<N>] (got ${JSON.stringify(partitionStream)})`);
+  }
+  return parsed.stream;
+}
+
+/** The Redis key of a partition stream; `keyPrefix` (REDIS_KEY_PREFIX) isolates tests and benchmarks. */
 export function redisStreamKey(partitionStream: string, keyPrefix = ''): string {
   return `${keyPrefix}${partitionStream}`;
+}
+
+/** Redis keys of every partition of a logical stream, in partition order. */
+export function redisStreamKeys(stream: string, count: number, keyPrefix = ''): string[] {
+  return partitionStreamNames(stream, count).map((name) => redisStreamKey(name, keyPrefix));
+}
+
+/**
+ * The partition stream a Redis key holds: the key without `keyPrefix`, when
+ * that is a partition stream name; null for any other key (another prefix,
+ * the publisher's side keys, unrelated data).
+ */
+export function partitionStreamOfKey(key: string, keyPrefix = ''): string | null {
+  if (!key.startsWith(keyPrefix)) return null;
+  const name = key.slice(keyPrefix.length);
+  return parsePartitionStreamName(name) ? name : null;
+}
+
+/** Meta hash of a partition stream (fencing token, database identity); same slot as the stream key. */
+export function streamMetaKey(streamKey: string): string {
+  return `{${streamKey}}:meta`;
+}
+
+/** Dedupe sorted set of a partition stream (outbox ids appended); same slot as the stream key. */
+export function streamDedupeKey(streamKey: string): string {
+  return `{${streamKey}}:dedupe`;
+}
+
+/** `text` with Redis glob characters escaped, for SCAN MATCH on a literal prefix. */
+export function escapeRedisGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/**
+ * SCAN MATCH patterns of every key under `keyPrefix`: the streams
+ * (`<prefix>…`) and the publisher's side keys (`{<prefix>…}:meta|dedupe`,
+ * which begin with the hash tag's `{`).
+ */
+export function redisKeyPatterns(keyPrefix: string): [streams: string, sideKeys: string] {
+  const escaped = escapeRedisGlob(keyPrefix);
+  return [`${escaped}*`, `{${escaped}*`];
+}
+
+/** SCAN MATCH pattern of the stream keys under `keyPrefix` (partition suffix or not). */
+export function redisStreamKeyPattern(keyPrefix: string): string {
+  return `${escapeRedisGlob(keyPrefix)}stream:*`;
 }
 
 /** Fields of one Redis stream entry, all strings, as the publisher writes them. */

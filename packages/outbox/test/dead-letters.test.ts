@@ -51,9 +51,8 @@ afterAll(async () => {
 });
 
 /** A one-partition stream with a handler that refuses seq 2 until `fixed` is set. */
-async function consumeWithBrokenHandler() {
+async function consumeWithBrokenHandler(stream = uniqueStreamName('payments')) {
   const state = { fixed: false };
-  const stream = uniqueStreamName('payments');
   const prefix = usePrefix();
   const group = uniqueGroupName();
   const key = redisStreamKey(stream, prefix);
@@ -129,6 +128,16 @@ describe('dead letters', () => {
     const rows = await testDb.sql`SELECT id::text AS id, published_at FROM events.outbox_event WHERE event_id = ${events[1]!.eventId}`;
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ id: replayed.outboxId, published_at: null });
+  });
+
+  test('a stream whose name part looks like a partition suffix (stream:<ctx>:p1) replays to itself', async () => {
+    // An older parser stripped `:p1` and replayed into `stream:<ctx>`, which enqueue refuses.
+    const stream = uniqueStreamName('p1');
+    const { letter } = await consumeWithBrokenHandler(stream);
+    expect(letter.streamName).toBe(stream);
+    const replayed = await replayDeadLetter(testDb.db, letter.id, { by: 'ops' });
+    const [row] = await testDb.sql`SELECT stream_name FROM events.outbox_event WHERE id = ${replayed.outboxId}`;
+    expect(row).toEqual({ stream_name: stream });
   });
 
   test('discard marks the letter discarded and is refused the second time; unknown ids are NotFound', async () => {

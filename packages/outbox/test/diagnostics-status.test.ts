@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '@petcover/service-kit';
-import { acquireLease, collectEventsStatus, encodeEntry, formatEventsStatus, type EventsStatus } from '../src';
+import { acquireLease, collectEventsStatus, encodeEntry, formatEventsStatus, partitionStreamName, redisStreamKey, type EventsStatus } from '../src';
 import { runEventsCli } from '../src/cli/events';
 import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
 
@@ -248,7 +248,7 @@ describe('events status', () => {
 
   test('partitions are inferred from consumer leases and Redis keys, and listed per group', async () => {
     const stream = uniqueStreamName();
-    await redis.xgroup('CREATE', `${keyPrefix}${stream}:p3`, 'g', '0', 'MKSTREAM');
+    await redis.xgroup('CREATE', redisStreamKey(partitionStreamName(stream, 3, 4), keyPrefix), 'g', '0', 'MKSTREAM');
     await leaseOfLiveOwner({ streamName: `${stream}:p1`, role: 'consumer:g', ownerId: 'c:1:x', ttlMs: 30_000 });
     const report = await status(stream);
     const s = report.streams[0]!;

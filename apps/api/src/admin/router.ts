@@ -23,6 +23,7 @@ import {
   DeadLetterStateError,
   discardDeadLetter,
   forceReleaseLease,
+  PARTITION_STREAM_NAME_PATTERN,
   replayDeadLetter,
   STREAM_NAME_PATTERN,
   type Database,
@@ -54,9 +55,8 @@ function sameKey(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-const PARTITION_STREAM = /^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+(:p[0-9]+)?$/;
 const leaseReleaseBody = z.object({
-  stream: z.string().regex(PARTITION_STREAM, 'must look like stream:<context>:<name>[:p<N>]'),
+  stream: z.string().regex(PARTITION_STREAM_NAME_PATTERN, 'must look like stream:<context>:<name>[:p<N>]'),
   role: z.string().regex(/^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$/, 'must be publisher, maintenance or consumer:<group>'),
 }).strict();
 

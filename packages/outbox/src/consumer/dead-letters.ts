@@ -10,6 +10,7 @@
 import { sql as drizzleSql } from 'drizzle-orm';
 import type { Database, Sql, Transaction } from '../db';
 import { enqueue } from '../enqueue';
+import { logicalStreamOf } from '../streams';
 import type { DeadLetterStatus } from '../schema';
 
 export class DeadLetterNotFoundError extends Error {
@@ -80,13 +81,6 @@ export async function recordDeadLetter(tx: Transaction, letter: NewDeadLetter): 
     ON CONFLICT (group_name, stream_name, redis_entry_id) DO NOTHING
     RETURNING id`);
   return rows.length > 0;
-}
-
-const PARTITION_SUFFIX = /:p\d+$/;
-
-/** `stream:a:b:p2` → `stream:a:b`; a logical stream name is returned as is. */
-export function logicalStreamOf(partitionStream: string): string {
-  return partitionStream.replace(PARTITION_SUFFIX, '');
 }
 
 function normaliseId(id: string | bigint): string {

@@ -4,15 +4,7 @@
  * Ages are computed on the Redis clock (`TIME`), since entry ids carry it.
  */
 import { scanKeys, type RedisClient } from '@petcover/service-kit';
-import { STREAM_NAME_PATTERN } from '../streams';
-
-/** `stream:<ctx>:<name>` or `stream:<ctx>:<name>:p<N>` → logical stream and partition index. */
-export function parsePartitionStreamName(name: string): { stream: string; partition: number | null } | null {
-  if (STREAM_NAME_PATTERN.test(name)) return { stream: name, partition: null };
-  const match = /^(.*):p(\d+)$/.exec(name);
-  if (match && STREAM_NAME_PATTERN.test(match[1] as string)) return { stream: match[1] as string, partition: Number(match[2]) };
-  return null;
-}
+import { partitionStreamOfKey, redisStreamKeyPattern } from '../streams';
 
 /** Milliseconds encoded in a stream entry id (`<ms>-<seq>`). */
 export function entryIdMs(id: string): number {
@@ -41,10 +33,6 @@ export async function redisNowMs(redis: RedisClient): Promise<number> {
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 }
 
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
-
 /**
  * Partition stream names (without the key prefix) of every Redis stream key
  * under `keyPrefix` that looks like an outbox stream, on every master of a
@@ -52,10 +40,10 @@ function escapeGlob(text: string): string {
  */
 export async function scanStreamKeys(redis: RedisClient, keyPrefix: string): Promise<string[]> {
   const found = new Set<string>();
-  for await (const { keys } of scanKeys(redis, `${escapeGlob(keyPrefix)}stream:*`, { type: 'stream' })) {
+  for await (const { keys } of scanKeys(redis, redisStreamKeyPattern(keyPrefix), { type: 'stream' })) {
     for (const key of keys) {
-      const name = key.slice(keyPrefix.length);
-      if (parsePartitionStreamName(name)) found.add(name);
+      const name = partitionStreamOfKey(key, keyPrefix);
+      if (name) found.add(name);
     }
   }
   return [...found].sort();

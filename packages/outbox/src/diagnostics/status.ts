@@ -7,7 +7,7 @@
 import type { RedisClient } from '@petcover/service-kit';
 import type { Sql } from '../db';
 import { maskUrlPassword } from '@petcover/service-kit';
-import { partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
+import { parsePartitionStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
 import { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS, type DiagnosisThresholds, type StatusProblem } from './diagnosis';
 import {
   eventsSchemaExists,
@@ -18,7 +18,7 @@ import {
   type LeaseRow,
 } from './queries';
 import { listNodes, relayNodeTableExists, type NodeStatus } from '../liveness/nodes';
-import { inspectStream, parsePartitionStreamName, redisNowMs, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
+import { inspectStream, redisNowMs, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
 
 export interface LeaseStatus {
   ownerId: string;
@@ -256,7 +256,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
   for (const [stream, count] of [...partitionCounts.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const outboxRow = outboxRows.find((r) => r.stream_name === stream);
     const publisherRow = leaseRows.find((r) => r.stream_name === stream && r.role === 'publisher');
-    const partitionNames = Array.from({ length: count }, (_, p) => partitionStreamName(stream, p, count));
+    const partitionNames = partitionStreamNames(stream, count);
     const streamStatus: StreamStatus = {
       stream,
       partitionCount: count,

@@ -19,10 +19,10 @@ import type { Sql } from '../db';
 import { OUTBOX_NOTIFY_CHANNEL } from '../enqueue';
 import { acquireLease, makeOwnerId, releaseLease, type LeaseGrant } from '../lease/lease';
 import { createNodeHeartbeat } from '../liveness/node-heartbeat';
-import { assertKeyPrefix, partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
+import { assertKeyPrefix, partitionCount, partitionFor, redisStreamKeys, streamMetaKey, type StreamPartitions } from '../streams';
 import { FailureLog, sleep, Wakeup } from '../backoff';
 import { createPublisherMetrics, type PublisherMetrics } from './metrics';
-import { appendBatch, stampFence, streamMetaKey, trimStream, type AppendResult, type StreamWriter } from './redis-scripts';
+import { appendBatch, stampFence, trimStream, type AppendResult, type StreamWriter } from './redis-scripts';
 import {
   databaseIdentity,
   leaseHolder,
@@ -189,7 +189,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
 
   const partitionKeysOf = (stream: string): string[] => {
     const count = partitionCount(stream, options.partitions);
-    return Array.from({ length: count }, (_, p) => redisStreamKey(partitionStreamName(stream, p, count), keyPrefix));
+    return redisStreamKeys(stream, count, keyPrefix);
   };
 
   /** Set before any stream is taken: the lease loop reads the identity before its first round. */

@@ -7,16 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { scanKeys, type RedisClient } from '@petcover/service-kit';
-
-/** Meta hash of a partition stream (fencing token, database identity); same slot as the stream key. */
-export function streamMetaKey(streamKey: string): string {
-  return `{${streamKey}}:meta`;
-}
-
-/** Dedupe sorted set of a partition stream (outbox ids appended); same slot as the stream key. */
-export function streamDedupeKey(streamKey: string): string {
-  return `{${streamKey}}:dedupe`;
-}
+import { redisKeyPatterns, streamDedupeKey, streamMetaKey } from '../streams';
 
 /**
  * Deletes every key under a key prefix (`REDIS_KEY_PREFIX`): the streams, and
@@ -26,9 +17,8 @@ export function streamDedupeKey(streamKey: string): string {
  */
 export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): Promise<number> {
   if (!prefix) throw new Error('deleteKeysWithPrefix needs a non-empty prefix');
-  const escaped = prefix.replace(/[*?[\]\\]/g, '\\$&');
   let deleted = 0;
-  for (const pattern of [`${escaped}*`, `{${escaped}*`]) {
+  for (const pattern of redisKeyPatterns(prefix)) {
     for await (const { node, keys } of scanKeys(redis, pattern, { count: 500 })) {
       // One key per UNLINK: a batch from a cluster node spans slots. UNLINK
       // frees in the background, so a long stream does not block Redis.

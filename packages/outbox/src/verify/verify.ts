@@ -13,6 +13,7 @@
  */
 import { scanKeys, type RedisClient } from '@petcover/service-kit';
 import type { Sql } from '../db';
+import { escapeRedisGlob, parsePartitionStreamName, partitionStreamOfKey, redisStreamKey } from '../streams';
 import { handledLogExists } from './handled-log';
 
 /** One consumer group reading one logical stream, and how we learnt it. */
@@ -128,11 +129,6 @@ export interface VerifyReport {
 }
 
 const DEFAULT_EXAMPLE_LIMIT = 10;
-
-/** Strips the partition suffix of a partition stream name (`stream:a:b:p3` → `stream:a:b`). */
-export function logicalStreamName(partitionStream: string): string {
-  return partitionStream.replace(/:p[0-9]+$/, '');
-}
 
 /**
  * Reconciles outbox and consumers; see the file header. Read-only; runs a
@@ -363,7 +359,8 @@ export async function discoverSubscriptions(
   const since = window.since ? window.since.toISOString() : null;
   const until = window.until ? window.until.toISOString() : null;
   const found = new Map<string, Subscription>();
-  const add = (group: string, stream: string, source: SubscriptionSource) => {
+  const add = (group: string, stream: string | undefined, source: SubscriptionSource) => {
+    if (stream === undefined) return; // a hand-edited lease or dead-letter row naming no stream
     const key = `${group}\u0000${stream}`;
     if (!found.has(key)) found.set(key, { group, stream, source });
   };
@@ -371,7 +368,7 @@ export async function discoverSubscriptions(
   const leases = await sql<{ group_name: string; stream_name: string }[]>`
     SELECT DISTINCT substr(role, length('consumer:') + 1) AS group_name, stream_name
     FROM events.stream_lease WHERE role LIKE 'consumer:%'`;
-  for (const r of leases) add(r.group_name, logicalStreamName(r.stream_name), 'consumer-lease');
+  for (const r of leases) add(r.group_name, parsePartitionStreamName(r.stream_name)?.stream, 'consumer-lease');
 
   if (redis) {
     for (const stream of streams) {
@@ -400,17 +397,25 @@ export async function discoverSubscriptions(
 
   const dead = await sql<{ group_name: string; stream_name: string }[]>`
     SELECT DISTINCT group_name, stream_name FROM events.dead_letter`;
-  for (const r of dead) add(r.group_name, logicalStreamName(r.stream_name), 'dead-letter');
+  for (const r of dead) add(r.group_name, parsePartitionStreamName(r.stream_name)?.stream, 'dead-letter');
 
   return [...found.values()].sort((a, b) => a.group.localeCompare(b.group) || a.stream.localeCompare(b.stream));
 }
 
-/** Redis keys of a logical stream and its partitions (`<prefix><stream>`, `<prefix><stream>:p<N>`), on every master of a cluster. */
+/**
+ * Redis keys of a logical stream and its partitions (`<prefix><stream>`,
+ * `<prefix><stream>:p<N>`), on every master of a cluster; verify does not
+ * know the partition counts.
+ */
 async function streamKeys(redis: RedisClient, stream: string, keyPrefix: string): Promise<string[]> {
-  const base = `${keyPrefix}${stream}`;
-  const pattern = `${base.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}:p*`;
+  const base = redisStreamKey(stream, keyPrefix);
   const keys = new Set<string>();
   if ((await redis.exists(base)) === 1) keys.add(base);
-  for await (const { keys: batch } of scanKeys(redis, pattern)) for (const key of batch) if (/:p[0-9]+$/.test(key)) keys.add(key);
+  for await (const { keys: batch } of scanKeys(redis, `${escapeRedisGlob(base)}:p*`)) {
+    for (const key of batch) {
+      const name = partitionStreamOfKey(key, keyPrefix);
+      if (name !== null && parsePartitionStreamName(name)?.stream === stream) keys.add(key);
+    }
+  }
   return [...keys];
 }
