@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
 import { connectDatabase, migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
-import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONFIG, LOG_LEVELS, maskUrlPassword, redisConnectionOf, type LogLevel } from '@petcover/service-kit';
+import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONFIG, installLastResortHandlers, LOG_LEVELS, maskUrlPassword, redisConnectionOf, type LogLevel } from '@petcover/service-kit';
 import { createAdminRouter } from './admin/router';
 import { createApp } from './app';
 import { readApiEnv, type ApiEnv } from './env';
@@ -50,6 +50,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger({ name: 'api', level: env.LOG_LEVEL });
+  installLastResortHandlers(logger);
   const database = connectDatabase(env.DATABASE_URL, { applicationName: 'petcover-api' });
   // Only /readyz uses Redis; fail fast instead of queueing commands while it is down.
   const redis = createRedisClient(redisConnectionOf(env), { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });

@@ -22,6 +22,7 @@ import {
   createRedisClient,
   createShutdown,
   EXIT_CONFIG,
+  installLastResortHandlers,
   maskUrlPassword,
   parseEnv,
   readAppVersion,
@@ -44,6 +45,7 @@ function redisRetryDelay(times: number): number {
 
 async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
   const logger = createLogger({ name: 'events-consumer', level: options.logLevel ?? env.LOG_LEVEL });
+  installLastResortHandlers(logger);
   let module: ConsumerModule;
   const registry = createHandlerRegistry();
   try {

@@ -20,6 +20,7 @@ import {
   createRedisClient,
   createShutdown,
   EXIT_CONFIG,
+  installLastResortHandlers,
   maskUrlPassword,
   parseEnv,
   readAppVersion,
@@ -60,6 +61,7 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   const logger = createLogger({ name: 'events-publisher', level: cli.logLevel ?? env.LOG_LEVEL });
+  installLastResortHandlers(logger);
   const database = connectDatabase(env.DATABASE_URL, { max: 10, applicationName: 'events-publisher' });
   const redis = connectRedis(redisConnectionOf(env), logger);
   const registry = new Registry();

@@ -8,6 +8,8 @@ export { baseEnvSchema, ConfigError, EXIT_CONFIG, isStrict, parseEnv } from './c
 export type { Env } from './config';
 export { DEFAULT_CHECK_TIMEOUT_MS, runReadinessChecks, startHealthServer } from './health';
 export type { CheckResult, HealthServer, HealthServerOptions, ReadinessCheck, ReadinessReport } from './health';
+export { installLastResortHandlers } from './process-errors';
+export type { LastResortOptions } from './process-errors';
 export { createShutdown } from './shutdown';
 export type { CleanupStep } from './shutdown';
 export { readAppVersion } from './app-version';
