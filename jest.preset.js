@@ -15,6 +15,7 @@ module.exports = {
     '^@petcover/outbox$': path.join(root, 'packages/outbox/src/index.ts'),
     '^@petcover/outbox/testing$': path.join(root, 'packages/outbox/src/testing/index.ts'),
     '^@petcover/outbox/testing/app-gates$': path.join(root, 'packages/outbox/src/testing/app-gates.ts'),
+    '^@petcover/outbox/verify$': path.join(root, 'packages/outbox/src/verify/index.ts'),
     '^@petcover/domain$': path.join(root, 'packages/domain/src/index.ts'),
     '^@petcover/domain/testing$': path.join(root, 'packages/domain/src/testing/index.ts'),
     '^@petcover/service-kit$': path.join(root, 'packages/service-kit/src/index.ts'),

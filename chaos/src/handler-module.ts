@@ -7,7 +7,8 @@
  *
  * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1).
  */
-import { recordHandled, type EventHandler, type HandledEvent, type HandlerContext, type HandlerRegistry } from '@petcover/outbox';
+import type { EventHandler, HandledEvent, HandlerContext, HandlerRegistry } from '@petcover/outbox';
+import { recordHandled } from '@petcover/outbox/verify';
 import { CHAOS_STREAMS, chaosPayloadSchema, type ChaosPayload } from './chaos-streams';
 import { seededFraction } from './seeded-random';
 

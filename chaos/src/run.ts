@@ -14,14 +14,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   connectDatabase,
   createDatabaseIfMissing,
-  ensureHandledLogTable,
   outboxMigrations,
   runMigrations,
-  verifyPipeline,
   withDatabaseName,
   type DatabaseHandle,
-  type VerifyReport,
 } from '@petcover/outbox';
+import { ensureHandledLogTable, verifyPipeline, type VerifyReport } from '@petcover/outbox/verify';
 import {
   freePort,
   startDedicatedPostgres,

@@ -1,5 +1,5 @@
 /** The closing summary a chaos run prints: the figures a skeptical reader checks. */
-import { formatVerifyReport } from '@petcover/outbox';
+import { formatVerifyReport } from '@petcover/outbox/verify';
 import type { ChaosSummary } from './run';
 
 export function formatChaosSummary(summary: ChaosSummary, replicas: number): string {

@@ -48,12 +48,22 @@ export interface EnqueuedEvent {
   stream: string;
 }
 
-const EVENT_TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
+/** What an event type may look like (enqueue refuses anything else). */
+export const EVENT_TYPE_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
 
 /**
  * Adds one event to the outbox inside `tx`. Transactional: nothing is visible
  * until the caller commits, and a rollback removes it with the domain change.
  * Throws OutboxValidationError / DuplicateEventIdError before writing anything.
+ *
+ * Ordering: the event gets its outbox id at this INSERT, and consumers see a
+ * partition key's events in outbox-id order only if those ids are also the
+ * order in which their transactions commit. Two concurrent transactions on one
+ * entity can commit in the other order (id 5 commits after id 6 was already
+ * published); the publisher then appends 5 after 6, and `events verify`
+ * reports it as out of order. A producer that needs id order must serialise
+ * the writes of one entity: lock its row (`SELECT … FOR UPDATE`) before
+ * enqueueing, as the domain services do.
  */
 export async function enqueue(tx: Transaction, event: OutboxEventInput, options?: EnqueueOptions): Promise<EnqueuedEvent> {
   const [enqueued] = await enqueueMany(tx, [event], options);

@@ -1,7 +1,10 @@
 /**
  * @petcover/outbox — the transactional-outbox pipeline. Knows nothing about pets.
+ * What applications use; `events verify`'s reconciliation is behind the
+ * `./verify` subpath and the test kit behind `./testing`. Internals (Lua
+ * script wrappers, entry codec, lease bookkeeping) are imported by path.
  */
-export { connectDatabase, withDatabaseName, databaseNameOf } from './db';
+export { connectDatabase, withDatabaseName } from './db';
 export type { Database, DatabaseHandle, DatabaseOptions, Sql, Transaction } from './db';
 export { OutboxError, OutboxValidationError, DuplicateEventIdError, InvalidKeyPrefixError } from './errors';
 export { newEventId } from './event-id';
@@ -9,29 +12,17 @@ export { enqueue, enqueueMany, MAX_PAYLOAD_BYTES, MAX_TEXT_LENGTH, OUTBOX_NOTIFY
 export type { EnqueueOptions, EnqueuedEvent, OutboxEventInput } from './enqueue';
 export { defineEvent } from './define-event';
 export type { EventDefinition } from './define-event';
-export {
-  createDatabaseIfMissing,
-  isAtHead,
-  migrationStatus,
-  outboxMigrations,
-  runMigrations,
-} from './migrations';
-export type { MigrationSet, MigrationStatus } from './migrations';
-export { acquireLease, consumerRole, forceReleaseLease, makeOwnerId, releaseLease } from './lease/lease';
-export type { LeaseGrant, LeaseRole } from './lease/lease';
+export { createDatabaseIfMissing, outboxMigrations, runMigrations } from './migrations';
+export type { MigrationSet } from './migrations';
+export { acquireLease, forceReleaseLease } from './lease/lease';
 export { deadLetter, eventsSchema, outboxEvent, processedEvent, relayNode, streamLease, DEAD_LETTER_STATUSES } from './schema';
 export type { DeadLetterStatus } from './schema';
 export {
   assertKeyPrefix,
   assertStreamName,
-  decodeEntry,
-  encodeEntry,
-  ENTRY_FIELDS,
   formatStreamPartitions,
   keyPrefixSchema,
   logicalStreamOf,
-  MalformedEntryError,
-  MAX_PARTITIONS,
   PARTITION_STREAM_NAME_PATTERN,
   parsePartitionStreamName,
   parseStreamPartitions,
@@ -40,32 +31,16 @@ export {
   partitionStreamName,
   partitionStreamNames,
   redisStreamKey,
-  redisStreamKeys,
   STREAM_NAME_PATTERN,
-  streamDedupeKey,
-  streamMetaKey,
   streamPartitionsSchema,
 } from './streams';
-export type { ParsedPartitionStream, StreamEvent, StreamPartitions } from './streams';
+export type { StreamPartitions } from './streams';
 export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
-export type { EventHandler, HandledEvent, HandlerContext, RegisteredHandler } from './consumer/registry';
+export type { EventHandler, HandledEvent, HandlerContext } from './consumer/registry';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
-export {
-  discoverSubscriptions,
-  ensureHandledLogTable,
-  formatVerifyReport,
-  handledLogExists,
-  recordHandled,
-  verifyPipeline,
-  HANDLED_LOG_TABLE,
-} from './verify';
-export type { GroupTally, HandledRecord, Subscription, VerifyOptions, VerifyReport } from './verify';
-export { createPublisher, MAINTENANCE_LEASE_STREAM, PUBLISHER_DEFAULTS } from './publisher/publisher';
+export { createPublisher, PUBLISHER_DEFAULTS } from './publisher/publisher';
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
-export type { PublisherMetrics } from './publisher/metrics';
-export { appendBatch, deleteKeysWithPrefix, stampFence, trimStream } from './publisher/redis-scripts';
-export type { AppendResult, OutboxRowForAppend, StampResult, StreamWriter } from './publisher/redis-scripts';
-export { databaseIdentity } from './publisher/statements';
+export { deleteKeysWithPrefix } from './publisher/redis-scripts';
 export { collectEventsStatus, collectNodesAndLeases } from './diagnostics/status';
 export { createNodeHeartbeat, NODE_HEARTBEAT_DEFAULTS } from './liveness/node-heartbeat';
 export type { NodeHeartbeat, NodeHeartbeatOptions } from './liveness/node-heartbeat';
@@ -95,7 +70,6 @@ export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/mo
 export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';
 export { createConsumer, CONSUMER_DEFAULTS, InvalidConsumerOptionsError } from './consumer/consumer';
 export type { Consumer, ConsumerOptions, ConsumerStatus } from './consumer/consumer';
-export type { ConsumerMetrics } from './consumer/metrics';
 export { PartitionLeaseLostError } from './consumer/inbox';
 export { PayloadSchemaError } from './consumer/settle-entries';
 export {

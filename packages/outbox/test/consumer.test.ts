@@ -5,7 +5,6 @@ import { z } from 'zod';
 import {
   createConsumer,
   createHandlerRegistry,
-  encodeEntry,
   partitionFor,
   partitionStreamName,
   PermanentError,
@@ -16,6 +15,7 @@ import {
   type HandlerContext,
   type HandlerRegistry,
 } from '../src';
+import { encodeEntry } from '../src/streams';
 import {
   appendRawEntry,
   appendTestEvents,

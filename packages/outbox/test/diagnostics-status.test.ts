@@ -4,7 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '@petcover/service-kit';
-import { acquireLease, collectEventsStatus, encodeEntry, formatEventsStatus, partitionStreamName, redisStreamKey, type EventsStatus } from '../src';
+import { acquireLease, collectEventsStatus, formatEventsStatus, partitionStreamName, redisStreamKey, type EventsStatus } from '../src';
+import { encodeEntry } from '../src/streams';
 import { runEventsCli } from '../src/cli/events';
 import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
 

@@ -1,4 +1,5 @@
-import { acquireLease, consumerRole, forceReleaseLease, makeOwnerId, releaseLease } from '../src';
+import { acquireLease, forceReleaseLease } from '../src';
+import { consumerRole, makeOwnerId, releaseLease } from '../src/lease/lease';
 import { createTestDatabase, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;

@@ -1,12 +1,11 @@
 import postgres from 'postgres';
 import {
   createDatabaseIfMissing,
-  isAtHead,
-  migrationStatus,
   outboxMigrations,
   runMigrations,
   withDatabaseName,
 } from '../src';
+import { isAtHead, migrationStatus } from '../src/migrations';
 import { dropTestDatabase, randomSuffix, testDatabaseBaseUrl } from '../src/testing';
 
 /** The three queries of SPEC §1, exactly as the runbook gives them. */

@@ -7,7 +7,9 @@
  */
 import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
-import { createPublisher, databaseIdentity, streamMetaKey, type Publisher } from '../src/index';
+import { createPublisher, type Publisher } from '../src';
+import { databaseIdentity } from '../src/publisher/statements';
+import { streamMetaKey } from '../src/streams';
 import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
 import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 

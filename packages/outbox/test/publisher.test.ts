@@ -6,18 +6,14 @@
 import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
 import {
-  appendBatch,
   enqueueMany,
   createPublisher,
   partitionFor,
   partitionStreamName,
-  stampFence,
-  trimStream,
-  type OutboxRowForAppend,
   type Publisher,
   type PublisherOptions,
-  type StreamWriter,
-} from '../src/index';
+} from '../src';
+import { appendBatch, stampFence, trimStream, type OutboxRowForAppend, type StreamWriter } from '../src/publisher/redis-scripts';
 import { createTestDatabase, createTestRedis, trackedRedisPrefixes, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
 import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 

@@ -17,15 +17,13 @@ import {
   createHandlerRegistry,
   createPublisher,
   enqueueMany,
-  ensureHandledLogTable,
   partitionFor,
   partitionStreamName,
-  recordHandled,
   redisStreamKey,
-  verifyPipeline,
   type Consumer,
   type Publisher,
 } from '../src';
+import { ensureHandledLogTable, recordHandled, verifyPipeline } from '../src/verify';
 import {
   createTestDatabase,
   startDedicatedRedis,

@@ -28,6 +28,8 @@ describe('events verify', () => {
     [['--since', '1h', '--until', '2h'], '--until must be after --since'],
     [['--group', 'a b'], '--group must hold only letters, digits and _.- (got a b)'],
     [['--bogus'], "Unknown option '--bogus'"],
+    [['--handles', 'ThingChanged'], '--handles must look like <group>=<EventType>[,<EventType>...] (got ThingChanged)'],
+    [['--handles', 'g=Thing Changed'], '--handles must look like <group>=<EventType>[,<EventType>...] (got g=Thing Changed)'],
   ])('%j is refused with exit 2 and a precise message', async (argv, message) => {
     const result = await cli(argv);
     expect(result.code).toBe(2);
@@ -56,5 +58,21 @@ describe('events verify', () => {
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain('Redis unreachable');
     expect(JSON.parse(failed.stdout)).toMatchObject({ ok: false, missing: 1 });
+  });
+
+  test('--handles says which types a group handles: the others are skipped', async () => {
+    const stream = uniqueStreamName();
+    const group = uniqueGroupName();
+    await testDb.db.transaction(async (tx) => {
+      const handled = await enqueue(tx, { stream, type: 'ThingChanged', partitionKey: 'k', payload: {} });
+      await enqueue(tx, { stream, type: 'ThingAudited', partitionKey: 'k', payload: {} });
+      await tx.execute(drizzleSql`INSERT INTO events.processed_event (group_name, event_id) VALUES (${group}, ${handled.eventId})`);
+    });
+    const told = await cli(['--group', group, '--since', '10m', '--handles', `${group}=ThingChanged`, '--json']);
+    expect(told.code).toBe(0);
+    expect(JSON.parse(told.stdout)).toMatchObject({ ok: true, skipped: 1, missing: 0 });
+    const both = await cli(['--group', group, '--since', '10m', '--handles', `${group}=ThingChanged`, '--handles', `${group}=ThingAudited`]);
+    expect(both.code).toBe(1);
+    expect(both.stdout).toContain('missing 1');
   });
 });

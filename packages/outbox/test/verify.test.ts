@@ -5,14 +5,8 @@
  * verify passes on it, then plants one defect and checks verify names it.
  */
 import { sql as drizzleSql } from 'drizzle-orm';
-import {
-  ensureHandledLogTable,
-  enqueue,
-  formatVerifyReport,
-  recordHandled,
-  verifyPipeline,
-  type EnqueuedEvent,
-} from '../src';
+import { enqueue, type EnqueuedEvent } from '../src';
+import { ensureHandledLogTable, formatVerifyReport, recordHandled, verifyPipeline } from '../src/verify';
 import { createTestDatabase, uniqueGroupName, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
@@ -55,7 +49,7 @@ async function cleanRun(): Promise<{ group: string; stream: string; events: Prod
   return { group, stream, events };
 }
 
-const verify = (subs: Array<{ group: string; stream: string }>, extra: Parameters<typeof verifyPipeline>[2] = {}) =>
+const verify = (subs: Array<{ group: string; stream: string; eventTypes?: string[] }>, extra: Parameters<typeof verifyPipeline>[2] = {}) =>
   verifyPipeline(testDb.sql, null, { subscriptions: subs, ...extra });
 
 describe('verifyPipeline', () => {
@@ -155,11 +149,45 @@ describe('verifyPipeline', () => {
     const report = await verifyPipeline(testDb.sql, null, {});
     expect(report.subscriptions).toEqual(
       expect.arrayContaining([
-        { group, stream, source: 'processed-event' },
-        { group: silent, stream, source: 'consumer-lease' },
+        { group, stream, source: 'processed-event', eventTypes: ['ThingChanged'], eventTypesSource: 'inferred' },
+        { group: silent, stream, source: 'consumer-lease', eventTypes: null, eventTypesSource: 'all' },
       ]),
     );
     expect(report).toMatchObject({ ok: false, missing: 12 });
+  });
+
+  test('events of a type the group has no handler for are skipped, not missing', async () => {
+    const { group, stream } = await cleanRun();
+    for (const partitionKey of ['k1', 'k2', 'k3']) {
+      await testDb.db.transaction((tx) => enqueue(tx, { stream, type: 'ThingAudited', partitionKey, payload: {} }));
+    }
+    await testDb.sql`UPDATE events.outbox_event SET published_at = now() WHERE stream_name = ${stream}`;
+
+    // Discovered: the types it handles are inferred from what it processed.
+    const inferred = await verifyPipeline(testDb.sql, null, { group });
+    expect(inferred).toMatchObject({ ok: true, events: 15, expected: 12, processed: 12, missing: 0, skipped: 3 });
+    expect(inferred.groups).toEqual([expect.objectContaining({ group, skipped: 3, skippedTypes: [{ type: 'ThingAudited', events: 3 }] })]);
+    expect(formatVerifyReport(inferred)).toContain('skipped, types it never handled in this window (pass --handles to say which it does): ThingAudited 3');
+
+    // Told: per subscription, or per group (the handler registry's types).
+    expect(await verify([{ group, stream, eventTypes: ['ThingChanged'] }])).toMatchObject({ ok: true, skipped: 3, missing: 0 });
+    expect(await verifyPipeline(testDb.sql, null, { group, handledTypes: { [group]: ['ThingChanged', 'ThingAudited'] } })).toMatchObject({
+      ok: false,
+      skipped: 0,
+      missing: 3,
+    });
+    // A subscription given without types expects every type.
+    expect(await verify([{ group, stream }])).toMatchObject({ ok: false, skipped: 0, missing: 3 });
+  });
+
+  test('a group that handled nothing is expected to handle every type (a stuck group is missing, not skipped)', async () => {
+    const stream = uniqueStreamName('things');
+    const stuck = uniqueGroupName('stuck');
+    await produce(stream, ['k1'], 2);
+    await testDb.sql`
+      INSERT INTO events.stream_lease (stream_name, role, owner_id, lease_until, fencing_token)
+      VALUES (${stream}, ${`consumer:${stuck}`}, 'host:1:abc', now(), 1)`;
+    expect(await verifyPipeline(testDb.sql, null, { group: stuck })).toMatchObject({ ok: false, missing: 2, skipped: 0 });
   });
 
   test('--since leaves older events out of the window', async () => {

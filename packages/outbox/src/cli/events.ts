@@ -12,7 +12,7 @@
  *   events dlq replay <id> | --all --group <g> | --fingerprint <fp>
  *   events dlq discard <id> | --fingerprint <fp>
  *   events outbox replay --stream <name> --since <time> [--until <time>]
- *   events verify [--since <time>] [--until <time>] [--group <g>] [--json]
+ *   events verify [--since <time>] [--until <time>] [--group <g>] [--handles <g>=<Type,...>]... [--json]
  *
  * Exit codes: 0 healthy / done, 1 problem found / action refused, 2 usage error.
  * Env: DATABASE_URL, REDIS_URL, REDIS_CLUSTER, REDIS_CLUSTER_SEEDS, REDIS_KEY_PREFIX, STREAM_PARTITIONS.
@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { discardDeadLetter, getDeadLetter, listDeadLetters, replayDeadLetter } from '../consumer/dead-letters';
 import { maskUrlPassword } from '@petcover/service-kit';
 import { connectDatabase, type DatabaseHandle } from '../db';
+import { EVENT_TYPE_PATTERN } from '../enqueue';
 import { forceReleaseLease } from '../lease/lease';
 import { DEAD_LETTER_STATUSES, type DeadLetterStatus } from '../schema';
 import { parsePartitionStreamName, STREAM_NAME_PATTERN } from '../streams';
@@ -54,7 +55,7 @@ export const USAGE = `usage: events <command>
   dlq discard <id> | --fingerprint <fp>
   outbox replay --stream <name> --since <time> [--until <time>]
                                                re-publish rows published since <time> (ISO-8601, or 30m / 2h / 1d ago)
-  verify [--since <time>] [--until <time>] [--group <g>] [--json]
+  verify [--since <time>] [--until <time>] [--group <g>] [--handles <g>=<Type,...>]... [--json]
                                                every event handled exactly once, in order, per group (exit 1 if not)
 exit codes: 0 healthy or done, 1 problem found or action refused, 2 usage error
 env: DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX, STREAM_PARTITIONS`;
@@ -99,7 +100,7 @@ const COMMANDS: Record<string, Command> = {
   verify: verifyCommand,
 };
 
-function parseCommandArgs<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], spec: T, positionals = 0) {
+function parseCommandArgs<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], spec: T, positionals = 0) {
   let parsed;
   try {
     parsed = parseArgs({ args, options: spec, allowPositionals: true, strict: true });
@@ -348,6 +349,7 @@ async function verifyCommand(ctx: CommandContext): Promise<number> {
     since: { type: 'string' },
     until: { type: 'string' },
     group: { type: 'string' },
+    handles: { type: 'string', multiple: true },
     json: { type: 'boolean' },
   });
   const since = values.since === undefined ? undefined : parseTimeArgument(values.since, '--since');
@@ -363,10 +365,26 @@ async function verifyCommand(ctx: CommandContext): Promise<number> {
     since,
     until,
     group: values.group,
+    handledTypes: parseHandledTypes(values.handles ?? []),
     json: values.json ?? false,
     stdout: ctx.io.stdout,
     stderr: ctx.io.stderr,
   });
+}
+
+/** `--handles billing=InvoiceIssued,InvoicePaid` (repeatable) → { billing: [InvoiceIssued, InvoicePaid] }. */
+function parseHandledTypes(items: readonly string[]): Record<string, string[]> | undefined {
+  if (items.length === 0) return undefined;
+  const result: Record<string, string[]> = {};
+  for (const item of items) {
+    const match = /^([A-Za-z0-9_.-]+)=(.+)$/.exec(item);
+    const types = match ? (match[2] as string).split(',').map((t) => t.trim()) : [];
+    if (!match || types.some((t) => !EVENT_TYPE_PATTERN.test(t))) {
+      throw new UsageError(`--handles must look like <group>=<EventType>[,<EventType>...] (got ${item})`);
+    }
+    result[match[1] as string] = [...(result[match[1] as string] ?? []), ...types];
+  }
+  return result;
 }
 
 /** `cli:<user>@<host>`: recorded on the dead letters this command resolves. */

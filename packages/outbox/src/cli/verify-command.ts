@@ -1,5 +1,5 @@
 /**
- * `events verify [--since <time>] [--until <time>] [--group <g>] [--json]`:
+ * `events verify [--since <time>] [--until <time>] [--group <g>] [--handles <g>=<Type,...>]... [--json]`:
  * reconciles the outbox with what consumer groups handled (verifyPipeline)
  * and exits 0 only when nothing is missing, doubled or out of order.
  * Argument parsing is the events CLI's (cli/events.ts); this is the action.
@@ -18,6 +18,8 @@ export interface VerifyCommandInput {
   since?: Date;
   until?: Date;
   group?: string;
+  /** Event types each group handles (`--handles`); see VerifyOptions.handledTypes. */
+  handledTypes?: Readonly<Record<string, readonly string[]>>;
   json: boolean;
   stdout: (text: string) => void;
   stderr: (text: string) => void;
@@ -36,6 +38,7 @@ export async function runVerify(input: VerifyCommandInput): Promise<number> {
       since: input.since,
       until: input.until,
       group: input.group,
+      handledTypes: input.handledTypes,
       keyPrefix: input.keyPrefix,
     });
     input.stdout(input.json ? JSON.stringify(report, null, 2) : formatVerifyReport(report));

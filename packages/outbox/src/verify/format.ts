@@ -17,7 +17,7 @@ export function formatVerifyReport(report: VerifyReport): string {
   lines.push(`verify: ${report.ok ? 'OK' : 'FAILED'} (${window})`);
   lines.push(
     `  events ${report.events} (unpublished ${report.unpublished}, on streams no group reads ${report.unsubscribed})` +
-      ` | expected deliveries ${report.expected}, processed ${report.processed}`,
+      ` | expected deliveries ${report.expected}, processed ${report.processed}, skipped (type not handled) ${report.skipped}`,
   );
   lines.push(
     `  missing ${report.missing} | doubled ${report.doubled} | out-of-order ${report.outOfOrder}` +
@@ -33,8 +33,14 @@ export function formatVerifyReport(report: VerifyReport): string {
   for (const g of report.groups) {
     lines.push(
       `  group ${g.group} [${g.streams.join(', ')}]: expected ${g.expected}, processed ${g.processed}, missing ${g.missing},` +
-        ` doubled ${g.doubled}, out-of-order ${g.outOfOrder}, dead-lettered ${g.deadLettered}, discarded ${g.discarded}`,
+        ` doubled ${g.doubled}, out-of-order ${g.outOfOrder}, dead-lettered ${g.deadLettered}, discarded ${g.discarded}, skipped ${g.skipped}`,
     );
+    if (g.skippedTypes.length > 0) {
+      const how = report.subscriptions.some((s) => s.group === g.group && s.eventTypesSource === 'inferred')
+        ? 'types it never handled in this window (pass --handles to say which it does)'
+        : 'types it does not handle';
+      lines.push(`    skipped, ${how}: ${g.skippedTypes.map((s) => `${s.type} ${s.events}`).join(', ')}`);
+    }
   }
   for (const m of report.examples.missing) {
     lines.push(

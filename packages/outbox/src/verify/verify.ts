@@ -2,11 +2,23 @@
  * `verifyPipeline`: reconciles the outbox with the consumer side.
  *
  * For every outbox event in the window and every consumer group that
- * subscribes to its stream, the event must be either handled exactly once
- * (`events.processed_event`) or accounted for as a dead letter. When the
- * handled-order log (`chaos.handled`, see handled-log.ts) is present, it also
- * checks that no effect was applied twice and that the events of one
- * partition key were handled in outbox order.
+ * subscribes to its stream AND handles its type, the event must be either
+ * handled exactly once (`events.processed_event`) or accounted for as a dead
+ * letter. A group acknowledges events of types it has no handler for without
+ * recording them; those are counted as skipped, never as missing. Which types
+ * a group handles it is told (`subscriptions[].eventTypes`, `handledTypes`,
+ * `events verify --handles`), or verify infers them from what the group
+ * processed in the window or dead-lettered.
+ *
+ * When the handled-order log (`chaos.handled`, see handled-log.ts) is present,
+ * it also checks that no effect was applied twice and that the events of one
+ * stream and partition key were handled in OUTBOX-ID order. That is the order
+ * the pipeline keeps when producers serialise the writes of one entity (lock
+ * its row before `enqueue`, as every domain service does): then a key's id
+ * order is its commit order. A producer that does not, and commits a lower id
+ * after a higher one was published, gets that event delivered after the
+ * higher one, and verify reports it as out of order: the producer broke
+ * `enqueue`'s ordering contract.
  *
  * Read-only: it never writes. Outbox rows pruned by the publisher's retention
  * are invisible to it, so keep the window inside the retention period.
@@ -21,6 +33,10 @@ export interface Subscription {
   group: string;
   stream: string;
   source: SubscriptionSource;
+  /** Event types of the stream the group handles, sorted; null: every type. */
+  eventTypes: string[] | null;
+  /** How `eventTypes` was learnt: told by the caller, inferred from what the group handled, or none (every type). */
+  eventTypesSource: 'told' | 'inferred' | 'all';
 }
 
 export type SubscriptionSource = 'option' | 'consumer-lease' | 'redis-group' | 'processed-event' | 'dead-letter';
@@ -38,7 +54,15 @@ export interface VerifyOptions {
    * groups of the Redis streams (when `redis` is passed), processed events
    * and dead letters.
    */
-  subscriptions?: ReadonlyArray<{ group: string; stream: string }>;
+  subscriptions?: ReadonlyArray<{ group: string; stream: string; eventTypes?: readonly string[] }>;
+  /**
+   * Event types each group handles (e.g. its handler registry's types), for
+   * every stream it reads. Events of other types are skipped, not missing.
+   * Groups not listed: a subscription's own `eventTypes`; else, for
+   * discovered subscriptions, the types the group processed in the window or
+   * dead-lettered (every type when it handled none); else every type.
+   */
+  handledTypes?: Readonly<Record<string, readonly string[]>>;
   /** Redis key prefix of the streams (for discovery of groups in Redis). */
   keyPrefix?: string;
   /** How many examples of each defect to return; default 10. */
@@ -90,6 +114,10 @@ export interface GroupTally {
   deadLettered: number;
   /** Distinct events whose dead letter was discarded by an operator. */
   discarded: number;
+  /** Events of its streams whose type the group does not handle (acknowledged, not handled, not missing). */
+  skipped: number;
+  /** Skipped events per type, most first. */
+  skippedTypes: Array<{ type: string; events: number }>;
 }
 
 export interface VerifyReport {
@@ -104,6 +132,8 @@ export interface VerifyReport {
   unsubscribed: number;
   /** Sum over groups of events to handle. */
   expected: number;
+  /** Sum over groups of events of types the group does not handle. */
+  skipped: number;
   processed: number;
   /** Neither processed nor dead-lettered by a subscribing group. */
   missing: number;
@@ -146,13 +176,28 @@ export async function verifyPipeline(sql: Sql, redis: RedisClient | null | undef
         AND (${until}::timestamptz IS NULL OR created_at <= ${until}::timestamptz)`
   ).map((r) => r.stream_name);
 
-  let subscriptions = options.subscriptions
-    ? options.subscriptions.map((s) => ({ group: s.group, stream: s.stream, source: 'option' as const }))
+  let subscriptions: Subscription[] = options.subscriptions
+    ? options.subscriptions.map((s) => ({
+        group: s.group,
+        stream: s.stream,
+        source: 'option' as const,
+        eventTypes: s.eventTypes ? [...new Set(s.eventTypes)].sort() : null,
+        eventTypesSource: s.eventTypes ? ('told' as const) : ('all' as const),
+      }))
     : await discoverSubscriptions(sql, redis ?? null, windowStreams, options.keyPrefix ?? '', { since: options.since, until: options.until });
   if (options.group !== undefined) subscriptions = subscriptions.filter((s) => s.group === options.group);
+  subscriptions = await withHandledTypes(sql, subscriptions, options.handledTypes ?? {}, !options.subscriptions, { since, until });
 
-  const groupsArray = sql.array(subscriptions.map((s) => s.group));
-  const streamsArray = sql.array(subscriptions.map((s) => s.stream));
+  // One row per (group, stream, handled type); '' stands for "every type".
+  const typeRows = subscriptions.flatMap((s) => (s.eventTypes ?? ['']).map((type) => ({ group: s.group, stream: s.stream, type })));
+  const groupsArray = sql.array(typeRows.map((r) => r.group));
+  const streamsArray = sql.array(typeRows.map((r) => r.stream));
+  const typesArray = sql.array(typeRows.map((r) => r.type));
+  const subsCte = sql`
+    subs AS (
+      SELECT DISTINCT group_name, stream_name, NULLIF(event_type, '') AS event_type
+      FROM unnest(${groupsArray}::text[], ${streamsArray}::text[], ${typesArray}::text[]) AS s(group_name, stream_name, event_type)
+    )`;
 
   const [totals] = await sql<{ events: string; unpublished: string; unsubscribed: string }[]>`
     SELECT count(*) AS events,
@@ -162,19 +207,36 @@ export async function verifyPipeline(sql: Sql, redis: RedisClient | null | undef
     WHERE (${since}::timestamptz IS NULL OR o.created_at >= ${since}::timestamptz)
       AND (${until}::timestamptz IS NULL OR o.created_at <= ${until}::timestamptz)`;
 
-  // One row per (subscribing group, in-window event) with what became of it.
+  // One row per (subscribing group, in-window event of a type it handles) with what became of it.
   const expectedCte = sql`
-    WITH subs AS (
-      SELECT DISTINCT group_name, stream_name FROM unnest(${groupsArray}::text[], ${streamsArray}::text[]) AS s(group_name, stream_name)
-    ), expected AS (
+    WITH ${subsCte}, expected AS (
       SELECT s.group_name, o.id, o.event_id, o.stream_name, o.partition_key, o.event_type, o.published_at,
              EXISTS (SELECT 1 FROM events.processed_event p WHERE p.group_name = s.group_name AND p.event_id = o.event_id) AS processed,
              EXISTS (SELECT 1 FROM events.dead_letter d WHERE d.group_name = s.group_name AND d.event_id = o.event_id AND d.status = 'dead') AS dead,
              EXISTS (SELECT 1 FROM events.dead_letter d WHERE d.group_name = s.group_name AND d.event_id = o.event_id AND d.status = 'discarded') AS discarded
-      FROM events.outbox_event o JOIN subs s ON s.stream_name = o.stream_name
+      FROM events.outbox_event o
+      JOIN subs s ON s.stream_name = o.stream_name AND (s.event_type IS NULL OR s.event_type = o.event_type)
       WHERE (${since}::timestamptz IS NULL OR o.created_at >= ${since}::timestamptz)
         AND (${until}::timestamptz IS NULL OR o.created_at <= ${until}::timestamptz)
     )`;
+
+  // In-window events of a group's streams whose type it does not handle.
+  const skippedRows = await sql<{ group_name: string; event_type: string; events: number }[]>`
+    WITH ${subsCte}, subscribed AS (SELECT DISTINCT group_name, stream_name FROM subs)
+    SELECT st.group_name, o.event_type, count(*)::int AS events
+    FROM events.outbox_event o JOIN subscribed st ON st.stream_name = o.stream_name
+    WHERE (${since}::timestamptz IS NULL OR o.created_at >= ${since}::timestamptz)
+      AND (${until}::timestamptz IS NULL OR o.created_at <= ${until}::timestamptz)
+      AND NOT EXISTS (SELECT 1 FROM subs s WHERE s.group_name = st.group_name AND s.stream_name = o.stream_name
+                                              AND (s.event_type IS NULL OR s.event_type = o.event_type))
+    GROUP BY st.group_name, o.event_type
+    ORDER BY st.group_name, count(*) DESC, o.event_type`;
+  const skippedByGroup = new Map<string, Array<{ type: string; events: number }>>();
+  for (const r of skippedRows) {
+    const list = skippedByGroup.get(r.group_name) ?? [];
+    list.push({ type: r.event_type, events: r.events });
+    skippedByGroup.set(r.group_name, list);
+  }
 
   const tallies = await sql<
     { group_name: string; expected: string; processed: string; missing: string; dead: string; discarded: string; dead_and_processed: string }[]
@@ -290,6 +352,8 @@ export async function verifyPipeline(sql: Sql, redis: RedisClient | null | undef
       outOfOrder: outOfOrderByGroup.get(group) ?? 0,
       deadLettered: Number(t?.dead ?? 0),
       discarded: Number(t?.discarded ?? 0),
+      skipped: (skippedByGroup.get(group) ?? []).reduce((acc, s) => acc + s.events, 0),
+      skippedTypes: skippedByGroup.get(group) ?? [],
     };
   });
   const sum = (pick: (g: GroupTally) => number) => groups.reduce((acc, g) => acc + pick(g), 0);
@@ -305,6 +369,7 @@ export async function verifyPipeline(sql: Sql, redis: RedisClient | null | undef
     unpublished: Number(totals?.unpublished ?? 0),
     unsubscribed: Number(totals?.unsubscribed ?? 0),
     expected: sum((g) => g.expected),
+    skipped: sum((g) => g.skipped),
     processed: sum((g) => g.processed),
     missing,
     doubled,
@@ -343,6 +408,53 @@ export async function verifyPipeline(sql: Sql, redis: RedisClient | null | undef
 }
 
 /**
+ * Fills in the event types each subscription's group handles: `handledTypes`
+ * of its group when given; else its own told types; else, when `infer` (the
+ * subscriptions were discovered), the types the group processed in the window
+ * or ever dead-lettered, on any stream (a group has one handler registry for
+ * all its streams). A group that handled nothing keeps "every type", so a
+ * group that is stuck shows its events as missing, not as skipped. (Inference
+ * cannot tell a type the group handles but lost every event of from a type it
+ * does not handle: tell verify when that matters.)
+ */
+async function withHandledTypes(
+  sql: Sql,
+  subscriptions: Subscription[],
+  handledTypes: Readonly<Record<string, readonly string[]>>,
+  infer: boolean,
+  window: { since: string | null; until: string | null },
+): Promise<Subscription[]> {
+  const inferred = new Map<string, Set<string>>();
+  const toInfer = infer ? subscriptions.filter((s) => handledTypes[s.group] === undefined && s.eventTypesSource === 'all') : [];
+  if (toInfer.length > 0) {
+    const groups = sql.array([...new Set(toInfer.map((s) => s.group))]);
+    const note = (group: string, type: string | null) => {
+      if (!type) return;
+      const set = inferred.get(group) ?? new Set<string>();
+      set.add(type);
+      inferred.set(group, set);
+    };
+    const processed = await sql<{ group_name: string; event_type: string }[]>`
+      SELECT DISTINCT p.group_name, o.event_type
+      FROM events.processed_event p JOIN events.outbox_event o ON o.event_id = p.event_id
+      WHERE p.group_name = ANY(${groups}::text[])
+        AND (${window.since}::timestamptz IS NULL OR o.created_at >= ${window.since}::timestamptz)
+        AND (${window.until}::timestamptz IS NULL OR o.created_at <= ${window.until}::timestamptz)`;
+    for (const r of processed) note(r.group_name, r.event_type);
+    const dead = await sql<{ group_name: string; event_type: string | null }[]>`
+      SELECT DISTINCT group_name, event_type FROM events.dead_letter WHERE group_name = ANY(${groups}::text[])`;
+    for (const r of dead) note(r.group_name, r.event_type);
+  }
+  return subscriptions.map((s): Subscription => {
+    const told = handledTypes[s.group];
+    if (told !== undefined) return { ...s, eventTypes: [...new Set(told)].sort(), eventTypesSource: 'told' };
+    const seen = inferred.get(s.group);
+    if (s.eventTypesSource === 'all' && seen && seen.size > 0) return { ...s, eventTypes: [...seen].sort(), eventTypesSource: 'inferred' };
+    return s;
+  });
+}
+
+/**
  * Which groups read which streams, from every trace a group leaves: its
  * partition leases, its Redis consumer groups, its processed events and its
  * dead letters (processed events only within the window, so the join stays
@@ -362,7 +474,7 @@ export async function discoverSubscriptions(
   const add = (group: string, stream: string | undefined, source: SubscriptionSource) => {
     if (stream === undefined) return; // a hand-edited lease or dead-letter row naming no stream
     const key = `${group}\u0000${stream}`;
-    if (!found.has(key)) found.set(key, { group, stream, source });
+    if (!found.has(key)) found.set(key, { group, stream, source, eventTypes: null, eventTypesSource: 'all' });
   };
 
   const leases = await sql<{ group_name: string; stream_name: string }[]>`
