@@ -3,7 +3,7 @@
  * what an on-call engineer would conclude from it, and the fix. Each rule
  * matches one row of the runbook's "diagnosing silence" table.
  */
-import { logicalStreamOf } from '../consumer/dead-letters';
+import { parsePartitionStreamName } from '../streams';
 import type { EventsStatus, LeaseStatus, StreamStatus } from './status';
 
 export type ProblemKind =
@@ -99,7 +99,7 @@ function deadOwnerProblems(status: EventsStatus): StatusProblem[] {
         : node?.deadReason === 'session_gone'
           ? 'whose process is gone (its Postgres session ended: killed or crashed)'
           : `which stopped heartbeating ${node?.secondsSinceHeartbeat ?? '?'}s ago`;
-    const logical = logicalStreamOf(lease.stream);
+    const logical = parsePartitionStreamName(lease.stream)?.stream ?? lease.stream; // a hand-edited row is still reported
     problems.push({
       kind: 'lease_owner_dead',
       stream: logical,
