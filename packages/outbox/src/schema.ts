@@ -18,11 +18,12 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import { STREAM_NAME_PATTERN } from './streams';
 
 export const eventsSchema = pgSchema('events');
 
-/** `stream:<context>:<name>`; kept in sync with STREAM_NAME_PATTERN in streams.ts. */
-const STREAM_NAME_SQL = '^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+$';
+/** `stream:<context>:<name>`: the stream-name module's pattern, as a Postgres regex (same syntax). */
+const STREAM_NAME_SQL = STREAM_NAME_PATTERN.source;
 /** A logical stream, or one of its partitions (`stream:<context>:<name>:p<N>`). */
 const LEASED_STREAM_SQL = '^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+(:p[0-9]+)?$';
 
