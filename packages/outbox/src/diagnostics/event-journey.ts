@@ -8,8 +8,8 @@
  */
 import type { RedisClient } from '@petcover/service-kit';
 import type { Sql } from '../db';
-import { partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
-import { parsePartitionStreamName, scanStreamKeys } from './redis-inspect';
+import { parsePartitionStreamName, partitionCount, partitionFor, partitionStreamName, redisStreamKey, type StreamPartitions } from '../streams';
+import { scanStreamKeys } from './redis-inspect';
 
 export type LookupQueryKind = 'event_id' | 'outbox_id' | 'redis_entry_id' | 'partition_key';
 
