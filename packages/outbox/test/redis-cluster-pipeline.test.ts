@@ -17,16 +17,13 @@ import {
   createHandlerRegistry,
   createPublisher,
   enqueueMany,
-  ensureHandledLogTable,
-  recordHandled,
   redisCheck,
-  verifyPipeline,
   type EventsStatus,
   type HandledEvent,
   type HandlerContext,
   type OutboxEventInput,
-  type VerifyReport,
 } from '../src';
+import { ensureHandledLogTable, recordHandled, verifyPipeline, type VerifyReport } from '../src/verify';
 import { runEventsCli } from '../src/cli/events';
 import {
   createTestDatabase,

@@ -8,7 +8,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RedisClient } from '@petcover/service-kit';
-import { assertKeyPrefix, createPublisher, InvalidKeyPrefixError, keyPrefixSchema, redisStreamKey, streamDedupeKey, streamMetaKey } from '../src';
+import {
+  assertKeyPrefix,
+  createPublisher,
+  InvalidKeyPrefixError,
+  keyPrefixSchema,
+  redisStreamKey,
+} from '../src';
+import { streamDedupeKey, streamMetaKey } from '../src/streams';
 import { heartbeatMembership, membersKey } from '../src/consumer/membership';
 import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 import { ensureGroup, readGroup } from '../src/consumer/redis-group';
