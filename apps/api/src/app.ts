@@ -12,6 +12,7 @@ import { errorHandler, notFoundHandler } from './http/api-errors';
 import { instrumentRequests } from './http/http-metrics';
 import { createPlanRouter } from './routes/plan-routes';
 import { createSignatureWebhookRouter } from './routes/signature-webhook-routes';
+import { ASSETS_PATH, pageAssetsRouter } from './pages/render';
 import { createWizardRouter } from './routes/wizard-routes';
 
 export interface AppDeps {
@@ -61,6 +62,8 @@ export function createApp(deps: AppDeps): Express {
       bodyLimit: deps.bodyLimit,
     }),
   );
+  // Static files of the HTML pages (stylesheet, htmx).
+  app.use(ASSETS_PATH, pageAssetsRouter());
   for (const [path, router] of Object.entries(deps.extraRouters ?? {})) app.use(path, router);
   // Last: it authenticates every request that reaches it.
   app.use('/v1', createWizardRouter({ wizard: deps.wizard, authSecret: deps.authSecret }));

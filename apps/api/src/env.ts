@@ -37,6 +37,10 @@ export const envSchema = baseEnvSchema({ healthPort: 3000 }).extend({
   DOCUMENT_STORE_DIR: z.string().min(1).default(path.join(os.tmpdir(), 'petcover-documents')),
   /** Key of the admin routes (`X-Admin-Key`); unset turns them off (503). */
   ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** A second key that signs in to the console read-only. */
+  ADMIN_READ_ONLY_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** 1: the console hides and refuses every action, whatever the key. */
+  CONSOLE_READ_ONLY: flag('0'),
   /** Largest JSON body accepted (express/bytes syntax); larger → 413. */
   /** Health ports `petcover-dev` gives the publisher and consumer it starts. */
   DEV_PUBLISHER_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).default(9101),

@@ -9,6 +9,7 @@ import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
 import { connectDatabase, migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
 import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONFIG, installLastResortHandlers, LOG_LEVELS, maskUrlPassword, redisConnectionOf, type LogLevel } from '@petcover/service-kit';
 import { createAdminRouter } from './admin/router';
+import { createConsoleRouter } from './console/router';
 import { createApp } from './app';
 import { readApiEnv, type ApiEnv } from './env';
 import { signatureProviderFromEnv } from './signature-provider';
@@ -87,6 +88,16 @@ async function main(): Promise<void> {
     metricsRegistry,
     extraRouters: {
       '/v1/admin': createAdminRouter({ adminKey: env.ADMIN_API_KEY, db: database.db, sql: database.sql, redis, keyPrefix: env.REDIS_KEY_PREFIX, logger }),
+      '/console': createConsoleRouter({
+        adminKey: env.ADMIN_API_KEY,
+        readOnlyKey: env.ADMIN_READ_ONLY_KEY,
+        readOnly: env.CONSOLE_READ_ONLY,
+        db: database.db,
+        sql: database.sql,
+        redis,
+        keyPrefix: env.REDIS_KEY_PREFIX,
+        logger,
+      }),
     },
   });
 

@@ -6,19 +6,30 @@
  *   POST /dead-letters/:id/replay        re-enqueue through the outbox with the original event_id
  *   POST /dead-letters/:id/discard
  *   POST /leases/release                 body {"stream": "...", "role": "publisher" | "maintenance" | "consumer:<group>"}
+ *   POST /leases/release-dead            every lease whose owner is dead or never registered
+ *   GET  /nodes                          registered processes and every lease with its owner's liveness
+ *   GET  /events/lookup?q=               journeys of the events matching an event id, outbox id, Redis entry id or partition key
+ *   GET  /dead-letters/groups            dead letters grouped by fingerprint
+ *   POST /dead-letters/groups/:fingerprint/replay|discard   the whole group, or body {"ids": [...]} (a selection within it)
  *
  * Every route needs `X-Admin-Key` equal to ADMIN_API_KEY (compared in
  * constant time): 401 without it or when wrong, 503 when no key is configured
  * (the admin API is then off). 400 bad input, 404 unknown id or lease,
  * 409 dead letter not in status `dead`. Every action is logged with who and what.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { RedisClient } from '@petcover/service-kit';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { sameKey } from './admin-key';
 import {
   collectEventsStatus,
+  collectNodesAndLeases,
+  deadLettersOfFingerprint,
+  listDeadLetterGroups,
+  lookupEvents,
+  releaseLeasesOfDeadOwners,
+  resolveDeadLetters,
   DeadLetterNotFoundError,
   DeadLetterStateError,
   discardDeadLetter,
@@ -48,12 +59,6 @@ export const ADMIN_KEY_HEADER = 'x-admin-key';
 /** Optional free-text name of the person acting, recorded with each action. */
 export const ADMIN_ACTOR_HEADER = 'x-admin-actor';
 
-/** Hashing first makes both sides the same length, so the comparison leaks neither content nor length. */
-function sameKey(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
 
 const leaseReleaseBody = z.object({
   stream: z.string().regex(PARTITION_STREAM_NAME_PATTERN, 'must look like stream:<context>:<name>[:p<N>]'),
@@ -149,6 +154,58 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
     }
     res.json({ stream, role, released: true });
   });
+
+  router.post('/leases/release-dead', async (req, res) => {
+    const by = actorOf(req);
+    const released = await releaseLeasesOfDeadOwners(deps.sql);
+    log.info({ action: 'lease.release_dead', by, released: released.length }, 'admin released the leases of dead owners');
+    res.json({ released });
+  });
+
+  router.get('/nodes', async (_req, res) => {
+    res.json(await collectNodesAndLeases(deps.sql));
+  });
+
+  router.get('/events/lookup', async (req, res) => {
+    const q = req.query.q;
+    if (typeof q !== 'string' || q.trim() === '' || q.length > 500) {
+      sendError(res, 400, 'bad_request', 'q must be an event id, outbox id, Redis entry id or partition key (1-500 characters)');
+      return;
+    }
+    const result = await lookupEvents({ sql: deps.sql, redis: deps.redis, keyPrefix: deps.keyPrefix, partitions: deps.partitions }, q);
+    res.status(result.events.length > 0 ? 200 : 404).json(result);
+  });
+
+  router.get('/dead-letters/groups', async (_req, res) => {
+    res.json({ groups: await listDeadLetterGroups(deps.sql) });
+  });
+
+  const groupActionBody = z.object({ ids: z.array(z.string().regex(/^\d{1,19}$/, 'must be a dead letter id')).min(1).max(10_000).optional() }).strict();
+  for (const verb of ['replay', 'discard'] as const) {
+    router.post(`/dead-letters/groups/:fingerprint/${verb}`, async (req, res) => {
+      const fingerprint = String(req.params.fingerprint);
+      if (!/^[0-9a-f]{12}$/.test(fingerprint)) {
+        sendError(res, 400, 'bad_request', 'fingerprint must be 12 hex characters (see GET /dead-letters/groups)');
+        return;
+      }
+      const parsed = groupActionBody.safeParse(req.body ?? {});
+      if (!parsed.success) {
+        sendError(res, 400, 'bad_request', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+        return;
+      }
+      const inGroup = (await deadLettersOfFingerprint(deps.sql, fingerprint)).map((l) => l.id);
+      const chosen = parsed.data.ids;
+      const outside = chosen?.filter((id) => !inGroup.includes(id)) ?? [];
+      if (inGroup.length === 0 || outside.length > 0) {
+        sendError(res, 404, 'not_found', inGroup.length === 0 ? `no dead letter with status dead has fingerprint ${fingerprint}` : `not dead letters of this group: ${outside.join(', ')}`);
+        return;
+      }
+      const by = actorOf(req);
+      const outcomes = await resolveDeadLetters(deps.db, verb, chosen ? inGroup.filter((id) => chosen.includes(id)) : inGroup, { by });
+      log.info({ action: `dead_letter.${verb}`, fingerprint, by, done: outcomes.filter((o) => o.ok).length, total: outcomes.length }, `admin ${verb} of a dead-letter group`);
+      res.json({ fingerprint, outcomes });
+    });
+  }
 
   // Typed refusals become precise statuses; body-parser errors keep theirs (400 malformed JSON, 413 too large).
   router.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -20,7 +20,7 @@ export interface SignatureWebhookDeps {
 
 /** Reads a multipart body with the platform's own parser (undici), no extra dependency. */
 async function multipartFields(req: express.Request): Promise<Record<string, string>> {
-  const form = await new Response(req.body as Buffer, { headers: { 'content-type': req.get('content-type') ?? '' } }).formData();
+  const form = await new Response(new Uint8Array(req.body as Buffer), { headers: { 'content-type': req.get('content-type') ?? '' } }).formData();
   const fields: Record<string, string> = {};
   form.forEach((value, key) => {
     if (typeof value === 'string') fields[key] = value;

@@ -34,7 +34,7 @@ export function createDropboxSignProvider(options: DropboxSignOptions): Signatur
       form.set('metadata[approval_request_id]', request.approvalRequestId);
       form.set('test_mode', options.testMode === false ? '0' : '1');
       request.documents.forEach((document, index) => {
-        form.set(`files[${index}]`, new Blob([document.pdf], { type: 'application/pdf' }), document.fileName);
+        form.set(`files[${index}]`, new Blob([new Uint8Array(document.pdf)], { type: 'application/pdf' }), document.fileName);
       });
 
       let response: Response;
