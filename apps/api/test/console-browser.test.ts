@@ -139,7 +139,9 @@ test('sign in, see the stuck stream flagged, replay a dead-letter group, find th
   await page.locator('.banner.ok', { hasText: '2 of 2 dead letter(s) replayed' }).waitFor();
 
   // Event lookup by id: the journey ends in "handled" for the group once the consumer has it.
-  await waitFor(async () => (await testDb.sql`SELECT 1 FROM events.processed_event WHERE group_name = ${group} AND event_id = ${failed[0]!}`).length === 1, {
+  await waitFor(async () => (await testDb.sql`
+    SELECT 1 FROM events.processed_event p JOIN events.dead_letter d ON d.event_id = p.event_id AND d.group_name = p.group_name
+    WHERE p.group_name = ${group} AND p.event_id = ${failed[0]!} AND p.processed_at > d.dead_lettered_at`).length === 1, {
     timeoutMs: 30_000,
     description: 'replayed event handled',
   });

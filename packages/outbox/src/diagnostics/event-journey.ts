@@ -221,7 +221,9 @@ async function journeyOf(
     const deadLetter = letter
       ? { id: letter.id, status: letter.status, attempts: Number(letter.attempts), errorMessage: letter.error_message, deadLetteredAt: iso(letter.dead_ms) }
       : null;
-    if (processed && !(letter && letter.status === 'replayed')) return { group, state: 'handled', handledAt: iso(processed.processed_ms), deadLetter };
+    // An inbox row written with the dead letter (same transaction) is not a success; one after it is the replay's.
+    const handledAfterLetter = processed && (!letter || Number(processed.processed_ms) > Number(letter.dead_ms));
+    if (processed && handledAfterLetter) return { group, state: 'handled', handledAt: iso(processed.processed_ms), deadLetter };
     const delivered = lastDelivered.get(group);
     const read = redisEntryId !== null && delivered !== undefined && compareEntryIds(redisEntryId, delivered) <= 0;
     return { group, state: read ? 'delivered' : 'waiting', handledAt: null, deadLetter };
