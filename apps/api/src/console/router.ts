@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import type { Logger } from 'pino';
 import {
   collectEventsStatus,
@@ -59,7 +59,7 @@ export interface ConsoleRouterDeps {
   readOnly: boolean;
   db: Database;
   sql: Sql;
-  redis: Redis;
+  redis: RedisClient;
   logger: Logger;
   keyPrefix?: string;
   partitions?: StreamPartitions;
