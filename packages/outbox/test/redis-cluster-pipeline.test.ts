@@ -38,7 +38,8 @@ import {
   type TestDatabase,
 } from '../src/testing';
 
-jest.setTimeout(300_000);
+// Generous: CI runs every package's tests at once on 2 cores; these bound a hang, not speed.
+jest.setTimeout(480_000);
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 let cluster: DedicatedRedisCluster;
@@ -172,7 +173,7 @@ test('10,000 events over 4 streams (2 with 4 partitions) are handled exactly onc
   await enqueue(s, 0, 10_000);
   startPipeline(s);
 
-  const report = await waitDrained(s, 10_000, 150_000);
+  const report = await waitDrained(s, 10_000, 300_000);
   expect({ events: report.events, missing: report.missing, doubled: report.doubled, outOfOrder: report.outOfOrder }).toEqual({
     events: 10_000,
     missing: 0,
@@ -254,7 +255,7 @@ test('a master SIGKILLed mid-run: its replica is promoted and nothing is lost, d
   expect(promoted).not.toBe(killed);
   await producer;
 
-  const report = await waitDrained(s, total, 150_000);
+  const report = await waitDrained(s, total, 300_000);
   expect({ events: report.events, missing: report.missing, doubled: report.doubled, outOfOrder: report.outOfOrder }).toEqual({
     events: total,
     missing: 0,
