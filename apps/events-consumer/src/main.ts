@@ -6,6 +6,7 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
+  backoffDelay,
   connectDatabase,
   createConsumer,
   createHandlerRegistry,
@@ -13,6 +14,7 @@ import {
   outboxMigrations,
   postgresCheck,
   redisCheck,
+  RECONNECT_BACKOFF,
   type Consumer,
   type ConsumerModule,
 } from '@petcover/outbox';
@@ -38,9 +40,9 @@ function exitWith(code: number, message: string): never {
   process.exit(code);
 }
 
-/** Reconnect quickly at first, then every few seconds, with jitter so replicas spread out. */
+/** Reconnect quickly at first, then every two seconds at most, with jitter so replicas spread out. */
 function redisRetryDelay(times: number): number {
-  return Math.round(Math.min(times * 200, 5_000) * (0.5 + Math.random() / 2));
+  return backoffDelay(times, RECONNECT_BACKOFF);
 }
 
 async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {

@@ -6,12 +6,14 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
+  backoffDelay,
   connectDatabase,
   createPublisher,
   migrationsCheck,
   outboxMigrations,
   postgresCheck,
   redisCheck,
+  RECONNECT_BACKOFF,
   type PublisherHooks,
 } from '@petcover/outbox';
 import {
@@ -127,7 +129,7 @@ function connectRedis(connection: RedisConnection, logger: Logger): RedisClient 
   const url = connection.url;
   const redis = createRedisClient(connection, {
     maxRetriesPerRequest: 1,
-    retryStrategy: (attempt) => Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()),
+    retryStrategy: (attempt) => backoffDelay(attempt, RECONNECT_BACKOFF),
   });
   let down = false;
   redis.on('error', (error: Error) => {

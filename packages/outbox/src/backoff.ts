@@ -31,6 +31,12 @@ export interface BackoffPolicy {
 export const DEFAULT_BACKOFF: BackoffPolicy = { baseDelayMs: 100, maxDelayMs: 5_000 };
 
 /**
+ * Reconnecting a client (ioredis `retryStrategy`): quick at first, capped at
+ * 2 s so a restarted Redis is back in use within about two seconds.
+ */
+export const RECONNECT_BACKOFF: BackoffPolicy = { baseDelayMs: 100, maxDelayMs: 2_000 };
+
+/**
  * Exponential backoff with "equal jitter": half the delay is fixed, half is
  * random, so replicas failing together spread out without ever retrying at once.
  * `failures` is how many attempts have failed so far (1 → about the base delay).

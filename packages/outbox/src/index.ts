@@ -8,6 +8,8 @@ export { connectDatabase, withDatabaseName } from './db';
 export type { Database, DatabaseHandle, DatabaseOptions, Sql, Transaction } from './db';
 export { OutboxError, OutboxValidationError, DuplicateEventIdError, InvalidKeyPrefixError } from './errors';
 export { newEventId } from './event-id';
+export { backoffDelay, RECONNECT_BACKOFF } from './backoff';
+export type { BackoffPolicy } from './backoff';
 export { enqueue, enqueueMany, MAX_PAYLOAD_BYTES, MAX_TEXT_LENGTH, OUTBOX_NOTIFY_CHANNEL } from './enqueue';
 export type { EnqueueOptions, EnqueuedEvent, OutboxEventInput } from './enqueue';
 export { defineEvent } from './define-event';
