@@ -8,7 +8,7 @@
  * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1).
  */
 import type { EventHandler, HandledEvent, HandlerContext, HandlerRegistry } from '@petcover/outbox';
-import { recordHandled } from '@petcover/outbox/verify';
+import { handledRecordOf, recordHandled } from '@petcover/outbox/verify';
 import { CHAOS_STREAMS, chaosPayloadSchema, type ChaosPayload } from './chaos-streams';
 import { seededFraction } from './seeded-random';
 
@@ -42,15 +42,7 @@ export const BATCH_HANDLED_TYPES: ReadonlySet<string> = new Set(['OrderChanged']
 export function createChaosModule(options: ChaosHandlerOptions): ChaosConsumerModule {
   const record = (event: HandledEvent<ChaosPayload>, ctx: HandlerContext) => {
     if (ctx.attempt === 1 && failsFirstAttempt(event.eventId, options)) throw new ChaosTransientFailure(event.eventId);
-    return {
-      group: ctx.group,
-      eventId: event.eventId,
-      stream: event.stream,
-      partitionKey: event.partitionKey,
-      outboxId: event.outboxId,
-      seq: event.payload.seq,
-      attempt: ctx.attempt,
-    };
+    return handledRecordOf(event, ctx, event.payload.seq);
   };
   const handler: EventHandler<ChaosPayload> = {
     schema: chaosPayloadSchema,

@@ -23,7 +23,7 @@ import {
   type HandlerContext,
   type OutboxEventInput,
 } from '../src';
-import { ensureHandledLogTable, recordHandled, verifyPipeline, type VerifyReport } from '../src/verify';
+import { ensureHandledLogTable, handledRecordOf, recordHandled, verifyPipeline, type VerifyReport } from '../src/verify';
 import { runEventsCli } from '../src/cli/events';
 import {
   createTestDatabase,
@@ -98,15 +98,7 @@ async function enqueue(s: Scenario, from: number, count: number): Promise<void> 
 
 /** Each run of events is one INSERT into the handled-order log, in the consumer's transaction. */
 function registryFor(): ReturnType<typeof createHandlerRegistry> {
-  const record = (event: HandledEvent<{ seq: number }>, ctx: HandlerContext) => ({
-    group: ctx.group,
-    eventId: event.eventId,
-    stream: event.stream,
-    partitionKey: event.partitionKey,
-    outboxId: event.outboxId,
-    seq: event.payload.seq,
-    attempt: ctx.attempt,
-  });
+  const record = (event: HandledEvent<{ seq: number }>, ctx: HandlerContext) => handledRecordOf(event, ctx, event.payload.seq);
   return createHandlerRegistry().register('ClusterChecked', {
     schema: payloadSchema,
     handle: async (event, ctx) => recordHandled(ctx.tx, record(event, ctx)),

@@ -23,7 +23,7 @@ import {
   type Consumer,
   type Publisher,
 } from '../src';
-import { ensureHandledLogTable, recordHandled, verifyPipeline } from '../src/verify';
+import { ensureHandledLogTable, handledRecordOf, recordHandled, verifyPipeline } from '../src/verify';
 import {
   createTestDatabase,
   startDedicatedRedis,
@@ -98,15 +98,7 @@ function startConsumer(p: Pipeline): Consumer {
   const registry = createHandlerRegistry().register('Happened', {
     schema: z.object({ seq: z.number().int() }),
     async handle(event, ctx) {
-      await recordHandled(ctx.tx, {
-        group: ctx.group,
-        eventId: event.eventId,
-        stream: event.stream,
-        partitionKey: event.partitionKey,
-        outboxId: event.outboxId,
-        seq: event.payload.seq,
-        attempt: ctx.attempt,
-      });
+      await recordHandled(ctx.tx, handledRecordOf(event, ctx, event.payload.seq));
     },
   });
   const consumer = createConsumer({

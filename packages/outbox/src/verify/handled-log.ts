@@ -21,6 +21,7 @@
  *   handled_at   clock_timestamp() of the insert
  */
 import { sql as drizzleSql } from 'drizzle-orm';
+import type { HandledEvent, HandlerContext } from '../consumer/registry';
 import type { Sql, Transaction } from '../db';
 
 export const HANDLED_LOG_SCHEMA = 'chaos';
@@ -62,6 +63,19 @@ export interface HandledRecord {
   seq?: number | null;
   /** The attempt that succeeded (HandlerContext.attempt); default 1. */
   attempt?: number;
+}
+
+/** The record of `event` handled in `ctx` (group, ids, stream, key, attempt), with the producer's `seq` if it has one. */
+export function handledRecordOf(event: HandledEvent<unknown>, ctx: HandlerContext, seq?: number | null): HandledRecord {
+  return {
+    group: ctx.group,
+    eventId: event.eventId,
+    stream: event.stream,
+    partitionKey: event.partitionKey,
+    outboxId: event.outboxId,
+    seq: seq ?? null,
+    attempt: ctx.attempt,
+  };
 }
 
 /**

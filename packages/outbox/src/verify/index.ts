@@ -4,7 +4,7 @@
  * handlers may write for it. A proving tool, not something applications
  * need, hence its own subpath.
  */
-export { ensureHandledLogTable, handledLogExists, recordHandled, HANDLED_LOG_SCHEMA, HANDLED_LOG_TABLE } from './handled-log';
+export { ensureHandledLogTable, handledLogExists, handledRecordOf, recordHandled, HANDLED_LOG_SCHEMA, HANDLED_LOG_TABLE } from './handled-log';
 export type { HandledRecord } from './handled-log';
 export { discoverSubscriptions, verifyPipeline } from './verify';
 export type {
