@@ -29,8 +29,12 @@ export class UnknownPlanError extends DomainError {
 /** The request is valid but the entity is not in a state that allows it. */
 export class StateConflictError extends DomainError {}
 
-/** The signature provider refused or did not answer a dispatch. */
-export class SignatureDispatchError extends DomainError {
+/**
+ * The signature provider refused or did not answer. The message is for logs
+ * (it may name the provider's URL and its error text); clients get a fixed
+ * one.
+ */
+export class SignatureProviderError extends DomainError {
   constructor(
     message: string,
     readonly providerStatus?: number,
@@ -38,3 +42,6 @@ export class SignatureDispatchError extends DomainError {
     super(message);
   }
 }
+
+/** The provider refused or did not answer a dispatch; confirming again retries it. */
+export class SignatureDispatchError extends SignatureProviderError {}

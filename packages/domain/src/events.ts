@@ -15,9 +15,18 @@ export const CONTRACT_CHANGES_STREAM = 'stream:contracting:contract_changes';
 /** Pet enrollment outcomes, ordered per pet. */
 export const PET_CHANGES_STREAM = 'stream:enrollment:pet_changes';
 
-/** Dropbox Sign callback event types the chain reacts to. */
-export const SIGNATURE_EVENT_TYPES = ['signature_request_sent', 'signature_request_signed', 'signature_request_all_signed'] as const;
+/** Dropbox Sign callback event types the chain reacts to: progress, then the terminal ones. */
+export const SIGNATURE_EVENT_TYPES = [
+  'signature_request_sent',
+  'signature_request_signed',
+  'signature_request_all_signed',
+  'signature_request_declined',
+  'signature_request_canceled',
+  'signature_request_expired',
+] as const;
 export type SignatureEventType = (typeof SIGNATURE_EVENT_TYPES)[number];
+/** The callbacks that simulate and the happy path send, in order. */
+export const SIGNING_EVENT_TYPES = ['signature_request_sent', 'signature_request_signed', 'signature_request_all_signed'] as const satisfies readonly SignatureEventType[];
 
 const isoTimestamp = z.string().datetime({ offset: true });
 
@@ -43,6 +52,20 @@ export const LegalDocumentsSigned = defineEvent({
     petId: z.string().uuid(),
     documentIds: z.array(z.string().uuid()),
     signedAt: isoTimestamp,
+  }),
+  partitionKey: (p) => p.packageId,
+});
+
+/** The owner declined, we or the provider canceled, or the request expired: the package will never be signed. */
+export const ApprovalRequestClosed = defineEvent({
+  type: 'ApprovalRequestClosed',
+  stream: PACKAGE_CHANGES_STREAM,
+  schema: z.object({
+    approvalRequestId: z.string().uuid(),
+    packageId: z.string().uuid(),
+    petId: z.string().uuid(),
+    outcome: z.enum(['declined', 'canceled', 'expired']),
+    closedAt: isoTimestamp,
   }),
   partitionKey: (p) => p.packageId,
 });

@@ -14,12 +14,15 @@ export {
   petProfile,
   signatureCallback,
   signedDocument,
+  APPROVAL_STATUSES,
   SPECIES,
+  TERMINAL_APPROVAL_STATUSES,
   WIZARD_STEPS,
 } from './schema';
-export type { Species, WizardStep } from './schema';
+export type { ApprovalStatus, Species, WizardStep } from './schema';
 export { domainMigrations } from './migrations';
 export {
+  ApprovalRequestClosed,
   ContractCreated,
   ContractingPackageCreated,
   CONTRACT_CHANGES_STREAM,
@@ -31,25 +34,33 @@ export {
   PlanChosen,
   SIGNATURE_EVENT_TYPES,
   SIGNATURE_EVENTS_STREAM,
+  SIGNING_EVENT_TYPES,
   SignatureReceived,
 } from './events';
 export type { SignatureEventType } from './events';
-export { DomainError, NotFoundError, SignatureDispatchError, StateConflictError, UnknownPlanError } from './errors';
+export { DomainError, NotFoundError, SignatureDispatchError, SignatureProviderError, StateConflictError, UnknownPlanError } from './errors';
 export { createLocalDocumentStore, DEFAULT_DOCUMENT_STORE_DIR, DocumentNotFoundError, sha256Hex } from './documents/document-store';
 export type { DocumentStore, StoredDocument } from './documents/document-store';
 export { PACKAGE_V2_DOCUMENT_KINDS, renderPackageDocuments } from './documents/render-package-documents';
 export { createManualSignatureProvider } from './signature/provider';
-export type { SignatureDispatch, SignatureProvider } from './signature/provider';
+export type { ProviderRequestState, SignatureDispatch, SignatureProvider } from './signature/provider';
 export { createDropboxSignProvider, DEFAULT_DROPBOX_SIGN_BASE_URL } from './signature/dropbox-sign';
 export type { DropboxSignOptions } from './signature/dropbox-sign';
-export { buildSignatureCallback, CALLBACK_ACKNOWLEDGEMENT, CallbackRejectedError, computeEventHash, verifySignatureCallback } from './signature/callback';
-export type { SignatureCallback } from './signature/callback';
+export {
+  buildSignatureCallback,
+  CALLBACK_ACKNOWLEDGEMENT,
+  CallbackRejectedError,
+  computeEventHash,
+  DEFAULT_CALLBACK_FRESHNESS,
+  verifySignatureCallback,
+} from './signature/callback';
+export type { CallbackFreshness, SignatureCallback } from './signature/callback';
 export { findPlan, listPlans } from './services/plans';
 export type { InsurancePlan } from './services/plans';
-export { addPet, choosePlan, confirmDraft, getDraft, getPet } from './services/wizard';
+export { addPet, choosePlan, confirmDraft, DISPATCH_CLAIM_STALE_AFTER_SECONDS, getDraft, getPet } from './services/wizard';
 export type { ConfirmationResult, DraftView, NewPet, WizardDeps } from './services/wizard';
 export { receiveSignatureCallback } from './services/signature-callbacks';
-export type { CallbackOutcome } from './services/signature-callbacks';
+export type { CallbackOutcome, ReceiveCallbackOptions } from './services/signature-callbacks';
 export {
   applySignatureReceived,
   approvePackageAndCreateContract,

@@ -4,7 +4,7 @@
  * generated from this file by drizzle-kit into ../drizzle.
  */
 import { sql } from 'drizzle-orm';
-import { bigserial, check, date, index, integer, jsonb, pgSchema, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigserial, check, date, index, integer, pgSchema, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 export const enrollmentSchema = pgSchema('enrollment');
 
@@ -21,11 +21,33 @@ export type PetStatus = (typeof PET_STATUSES)[number];
 export const WIZARD_STEPS = ['profile', 'plan', 'confirmation', 'legal_docs_signing', 'success'] as const;
 export type WizardStep = (typeof WIZARD_STEPS)[number];
 
-export const PACKAGE_STATUSES = ['pending_signatures', 'signed', 'approved'] as const;
+/** `closed`: its approval request was declined, canceled or expired; nothing more happens to it. */
+export const PACKAGE_STATUSES = ['pending_signatures', 'signed', 'approved', 'closed'] as const;
 export type PackageStatus = (typeof PACKAGE_STATUSES)[number];
 
-export const APPROVAL_STATUSES = ['created', 'sent', 'signed', 'all_signed'] as const;
+/**
+ * `dispatching`: committed, the provider call is in flight (or its process
+ * died; a later confirmation takes it over once stale). `dispatch_failed`:
+ * the provider refused or did not answer; confirming again retries.
+ * `dispatched`: the provider took it. `created` is what rows made before the
+ * two-step dispatch carry. Then the callbacks: sent → signed → all_signed,
+ * or one of the terminal `declined`, `canceled`, `expired`.
+ */
+export const APPROVAL_STATUSES = [
+  'created',
+  'dispatching',
+  'dispatch_failed',
+  'dispatched',
+  'sent',
+  'signed',
+  'all_signed',
+  'declined',
+  'canceled',
+  'expired',
+] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
+/** A request in one of these states never changes again. */
+export const TERMINAL_APPROVAL_STATUSES = ['all_signed', 'declined', 'canceled', 'expired'] as const satisfies readonly ApprovalStatus[];
 
 export const CONTRACT_STATUSES = ['created', 'active'] as const;
 export type ContractStatus = (typeof CONTRACT_STATUSES)[number];
@@ -131,6 +153,10 @@ export const approvalRequest = enrollmentSchema.table(
     status: text('status').$type<ApprovalStatus>().notNull(),
     signerName: text('signer_name').notNull(),
     signerEmail: text('signer_email').notNull(),
+    /** Bumped by each claim of the dispatch; the claimer's number fences the result it records. */
+    dispatchAttempt: integer('dispatch_attempt').notNull().default(0),
+    /** When the current dispatch claim was taken (database clock); a stale claim may be taken over. */
+    dispatchClaimedAt: timestamp('dispatch_claimed_at', { withTimezone: true }),
     dispatchedAt: timestamp('dispatched_at', { withTimezone: true }),
     completedAt: timestamp('completed_at', { withTimezone: true }),
     createdAt: createdAt(),
@@ -140,10 +166,12 @@ export const approvalRequest = enrollmentSchema.table(
 );
 
 /**
- * Every verified provider callback, once: the unique dedupe key makes a
- * repeated callback a no-op. No foreign key on purpose: a callback naming an
- * unknown approval request is still recorded, and its SignatureReceived is
- * dead-lettered by the handler with a message naming the id.
+ * Every accepted provider callback, once: the unique dedupe key (what the
+ * provider signs, event_time + event_type, plus the signature request id)
+ * makes a repeated callback a no-op, whatever unsigned fields were edited.
+ * Only what the chain and a debugging human need is kept: no event_hash, no
+ * raw body (a stored valid hash could be replayed; the body carries
+ * signer details).
  */
 export const signatureCallback = enrollmentSchema.table(
   'signature_callback',
@@ -154,7 +182,8 @@ export const signatureCallback = enrollmentSchema.table(
     provider: text('provider').notNull(),
     eventType: text('event_type').notNull(),
     eventTime: timestamp('event_time', { withTimezone: true }).notNull(),
-    payload: jsonb('payload').notNull(),
+    providerRequestId: text('provider_request_id'),
+    relatedSignatureId: text('related_signature_id'),
     receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex('signature_callback_dedupe_uq').on(t.dedupeKey)],

@@ -60,12 +60,44 @@ test('callbacks are verified by event_hash, as JSON or as the json form field', 
   const time = '1700000000';
   const hash = createHmac('sha256', fake.apiKey).update(`${time}signature_request_signed`).digest('hex');
   const event = { event: { event_time: time, event_type: 'signature_request_signed', event_hash: hash }, signature_request: { signature_request_id: 'abc' } };
-  expect(verifySignatureCallback(event, fake.apiKey).event.event_type).toBe('signature_request_signed');
-  expect(verifySignatureCallback({ json: JSON.stringify(event) }, fake.apiKey).signature_request?.signature_request_id).toBe('abc');
+  const now = new Date(Number(time) * 1000 + 10_000);
+  expect(verifySignatureCallback(event, fake.apiKey, { now }).event.event_type).toBe('signature_request_signed');
+  expect(verifySignatureCallback({ json: JSON.stringify(event) }, fake.apiKey, { now }).signature_request?.signature_request_id).toBe('abc');
 
   const tampered = { ...event, event: { ...event.event, event_type: 'signature_request_all_signed' } };
-  expect(() => verifySignatureCallback(tampered, fake.apiKey)).toThrow(expect.objectContaining({ status: 401 }));
-  expect(() => verifySignatureCallback(event, 'another-key')).toThrow(CallbackRejectedError);
+  expect(() => verifySignatureCallback(tampered, fake.apiKey, { now })).toThrow(expect.objectContaining({ status: 401 }));
+  expect(() => verifySignatureCallback(event, 'another-key', { now })).toThrow(CallbackRejectedError);
   expect(() => verifySignatureCallback({ json: '{not json' }, fake.apiKey)).toThrow(expect.objectContaining({ status: 400 }));
   expect(() => verifySignatureCallback({ event: { event_type: 'x' } }, fake.apiKey)).toThrow(expect.objectContaining({ status: 400 }));
+});
+
+test('event_time outside the freshness window is refused (401) although the hash is valid; the window is configurable', () => {
+  const signedAt = (t: number, type = 'signature_request_all_signed') => ({
+    event: { event_time: String(t), event_type: type, event_hash: createHmac('sha256', fake.apiKey).update(`${t}${type}`).digest('hex') },
+  });
+  const now = new Date('2026-06-01T12:00:00Z');
+  const nowSeconds = now.getTime() / 1000;
+  expect(() => verifySignatureCallback(signedAt(nowSeconds - 3599), fake.apiKey, { now })).not.toThrow();
+  expect(() => verifySignatureCallback(signedAt(nowSeconds - 3601), fake.apiKey, { now })).toThrow(expect.objectContaining({ status: 401, message: expect.stringContaining('outside the accepted window') }));
+  expect(() => verifySignatureCallback(signedAt(nowSeconds + 299), fake.apiKey, { now })).not.toThrow();
+  expect(() => verifySignatureCallback(signedAt(nowSeconds + 301), fake.apiKey, { now })).toThrow(expect.objectContaining({ status: 401 }));
+  // A 13-digit (millisecond) or 12-digit time is far in the future: 401, not a crash.
+  expect(() => verifySignatureCallback(signedAt(now.getTime()), fake.apiKey, { now })).toThrow(expect.objectContaining({ status: 400 }));
+  expect(() => verifySignatureCallback(signedAt(999_999_999_999), fake.apiKey, { now })).toThrow(expect.objectContaining({ status: 401 }));
+  const wide = { maxAgeSeconds: 7200, maxFutureSkewSeconds: 10 };
+  expect(() => verifySignatureCallback(signedAt(nowSeconds - 7000), fake.apiKey, { now, freshness: wide })).not.toThrow();
+  expect(() => verifySignatureCallback(signedAt(nowSeconds + 60), fake.apiKey, { now, freshness: wide })).toThrow(expect.objectContaining({ status: 401 }));
+});
+
+test('fetchRequestState reads is_complete and our metadata from GET /signature_request/{id}', async () => {
+  const provider = createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl });
+  const approvalRequestId = randomUUID();
+  const { providerRequestId } = await provider.dispatch(dispatch(approvalRequestId));
+  await expect(provider.fetchRequestState(providerRequestId)).resolves.toEqual({ allSigned: false, approvalRequestId });
+  fake.markAllSigned(providerRequestId);
+  await expect(provider.fetchRequestState(providerRequestId)).resolves.toEqual({ allSigned: true, approvalRequestId });
+  expect(fake.stateReads.filter((id) => id === providerRequestId)).toHaveLength(2);
+  await expect(provider.fetchRequestState('0123abcd')).rejects.toMatchObject({ name: 'SignatureProviderError', providerStatus: 404 });
+  const wrongKey = createDropboxSignProvider({ apiKey: 'wrong', baseUrl: fake.baseUrl });
+  await expect(wrongKey.fetchRequestState(providerRequestId)).rejects.toMatchObject({ providerStatus: 401 });
 });

@@ -35,7 +35,7 @@ import {
   petProfile,
   receiveSignatureCallback,
   sha256Hex,
-  SIGNATURE_EVENT_TYPES,
+  SIGNING_EVENT_TYPES,
   signatureCallback,
   SignatureReceived,
   type WizardDeps,
@@ -43,6 +43,7 @@ import {
 import { runHandlersInline } from '@petcover/domain/testing';
 
 const API_KEY = 'chain-test-api-key';
+const manual = createManualSignatureProvider();
 let database: TestDatabase;
 let storeDir: string;
 let registry: HandlerRegistry;
@@ -88,9 +89,9 @@ test('three signed callbacks run through the handlers to a contract and an enrol
   expect(confirmation.view.pendingDocumentCount).toBe(2);
 
   const before = await lastOutboxId();
-  for (const eventType of SIGNATURE_EVENT_TYPES) {
+  for (const eventType of SIGNING_EVENT_TYPES) {
     const body = buildSignatureCallback({ apiKey: API_KEY, eventType, signatureRequestId: request.providerRequestId!, approvalRequestId: request.id });
-    await expect(receiveSignatureCallback(database.db, body, { apiKey: API_KEY, provider: 'manual' })).resolves.toMatchObject({ outcome: 'recorded' });
+    await expect(receiveSignatureCallback(database.db, body, { apiKey: API_KEY, provider: manual })).resolves.toMatchObject({ outcome: 'recorded' });
   }
   await runHandlersInline(database.db, registry, { afterId: before });
 
@@ -152,15 +153,15 @@ test('a callback with a bad hash is refused and writes nothing; the same callbac
   const callbacksBefore = await countRows(signatureCallback);
   const outboxBefore = await countRows(outboxEvent);
   const forged = buildSignatureCallback({ apiKey: 'not-our-key', eventType: 'signature_request_all_signed', signatureRequestId: request.providerRequestId!, approvalRequestId: request.id });
-  const refusal = receiveSignatureCallback(database.db, forged, { apiKey: API_KEY, provider: 'manual' });
+  const refusal = receiveSignatureCallback(database.db, forged, { apiKey: API_KEY, provider: manual });
   await expect(refusal).rejects.toBeInstanceOf(CallbackRejectedError);
   await expect(refusal).rejects.toMatchObject({ status: 401 });
   expect(await countRows(signatureCallback)).toBe(callbacksBefore);
   expect(await countRows(outboxEvent)).toBe(outboxBefore);
 
   const genuine = buildSignatureCallback({ apiKey: API_KEY, eventType: 'signature_request_signed', signatureRequestId: request.providerRequestId!, approvalRequestId: request.id });
-  await expect(receiveSignatureCallback(database.db, genuine, { apiKey: API_KEY, provider: 'manual' })).resolves.toMatchObject({ outcome: 'recorded' });
-  await expect(receiveSignatureCallback(database.db, genuine, { apiKey: API_KEY, provider: 'manual' })).resolves.toMatchObject({ outcome: 'duplicate' });
+  await expect(receiveSignatureCallback(database.db, genuine, { apiKey: API_KEY, provider: manual })).resolves.toMatchObject({ outcome: 'recorded' });
+  await expect(receiveSignatureCallback(database.db, genuine, { apiKey: API_KEY, provider: manual })).resolves.toMatchObject({ outcome: 'duplicate' });
   expect(await countRows(signatureCallback, eq(signatureCallback.approvalRequestId, request.id))).toBe(1);
   expect(await countRows(outboxEvent)).toBe(outboxBefore + 1);
 });

@@ -19,6 +19,8 @@ export interface DocumentStore {
   put(key: string, bytes: Buffer): Promise<StoredDocument>;
   /** Reads a document back; throws DocumentNotFoundError when absent. */
   get(key: string): Promise<Buffer>;
+  /** Removes a document; idempotent (absent is fine). */
+  delete(key: string): Promise<void>;
 }
 
 export class DocumentNotFoundError extends Error {
@@ -62,6 +64,9 @@ export function createLocalDocumentStore(root: string = DEFAULT_DOCUMENT_STORE_D
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new DocumentNotFoundError(key);
         throw error;
       }
+    },
+    async delete(key) {
+      await fs.rm(fileOf(key), { force: true });
     },
   };
 }

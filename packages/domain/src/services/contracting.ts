@@ -10,7 +10,7 @@
  */
 import { and, eq, sql } from 'drizzle-orm';
 import { enqueue, PermanentError, type Transaction } from '@petcover/outbox';
-import { ContractCreated, LegalDocumentsSigned, PetEnrolled, type SignatureEventType } from '../events';
+import { ApprovalRequestClosed, ContractCreated, LegalDocumentsSigned, PetEnrolled, type SignatureEventType } from '../events';
 import {
   approvalRequest,
   contract,
@@ -25,12 +25,30 @@ import {
   type ApprovalStatus,
 } from '../schema';
 
-/** Statuses only move forward; a late `sent` after `all_signed` changes nothing. */
-const APPROVAL_RANK: Record<ApprovalStatus, number> = { created: 0, sent: 1, signed: 2, all_signed: 3 };
+/**
+ * Statuses only move forward; a late `sent` after `all_signed` changes
+ * nothing, and a terminal status (all_signed, declined, canceled, expired)
+ * never changes again.
+ */
+const APPROVAL_RANK: Record<ApprovalStatus, number> = {
+  created: 0,
+  dispatching: 0,
+  dispatch_failed: 0,
+  dispatched: 0,
+  sent: 1,
+  signed: 2,
+  all_signed: 3,
+  declined: 3,
+  canceled: 3,
+  expired: 3,
+};
 const CALLBACK_STATUS: Record<SignatureEventType, ApprovalStatus> = {
   signature_request_sent: 'sent',
   signature_request_signed: 'signed',
   signature_request_all_signed: 'all_signed',
+  signature_request_declined: 'declined',
+  signature_request_canceled: 'canceled',
+  signature_request_expired: 'expired',
 };
 
 export type ContractRow = typeof contract.$inferSelect;
@@ -45,7 +63,9 @@ export interface SignatureReceivedInput {
 /**
  * Applies one provider callback to its approval request. On
  * `signature_request_all_signed` every document of the package is recorded as
- * signed and LegalDocumentsSigned is enqueued (once).
+ * signed and LegalDocumentsSigned is enqueued (once). On declined, canceled
+ * or expired the request and its package are closed and
+ * ApprovalRequestClosed is enqueued (once).
  * Throws PermanentError when the approval request does not exist.
  */
 export async function applySignatureReceived(tx: Transaction, input: SignatureReceivedInput): Promise<{ legalDocumentsSigned: boolean }> {
@@ -61,13 +81,26 @@ export async function applySignatureReceived(tx: Transaction, input: SignatureRe
     .set({
       status: target,
       dispatchedAt: request.dispatchedAt ?? eventTime,
-      completedAt: target === 'all_signed' ? eventTime : request.completedAt,
+      completedAt: APPROVAL_RANK[target] === 3 ? eventTime : request.completedAt,
       updatedAt: sql`now()`,
     })
     .where(eq(approvalRequest.id, request.id));
+  if (target === 'declined' || target === 'canceled' || target === 'expired') {
+    await closePackage(tx, request.packageId, request.id, target, eventTime);
+    return { legalDocumentsSigned: false };
+  }
   if (target !== 'all_signed') return { legalDocumentsSigned: false };
 
   return { legalDocumentsSigned: await markPackageSigned(tx, request.packageId, request.id, eventTime) };
+}
+
+/** Closes a package whose request ended unsigned; a signed or approved package is left alone. */
+async function closePackage(tx: Transaction, packageId: string, approvalRequestId: string, outcome: 'declined' | 'canceled' | 'expired', closedAt: Date): Promise<void> {
+  const [pkg] = await tx.select().from(contractingPackage).where(eq(contractingPackage.id, packageId)).for('update');
+  if (!pkg) throw new PermanentError(`ApprovalRequest ${approvalRequestId} references missing ContractingPackage ${packageId}`);
+  if (pkg.status !== 'pending_signatures') return;
+  await tx.update(contractingPackage).set({ status: 'closed', updatedAt: sql`now()` }).where(eq(contractingPackage.id, packageId));
+  await enqueue(tx, ApprovalRequestClosed.build({ approvalRequestId, packageId, petId: pkg.petId, outcome, closedAt: closedAt.toISOString() }));
 }
 
 /**

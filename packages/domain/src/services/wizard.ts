@@ -5,7 +5,7 @@
  * Every change and the event it emits commit in one transaction.
  */
 import { randomUUID } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import { enqueue, type Database, type Transaction } from '@petcover/outbox';
 import { ContractingPackageCreated, PetProfileCreated, PlanChosen } from '../events';
 import { renderPackageDocuments } from '../documents/render-package-documents';
@@ -134,13 +134,38 @@ export interface ConfirmationResult {
 }
 
 /**
- * Confirmation step: creates the contracting package (version 2), renders its
- * documents to the document store (sha256 recorded), creates the approval
- * request and dispatches it to the signature provider. Idempotent and safe
- * under concurrency: the draft row is locked, so concurrent confirmations of
- * one draft make one package (and, with autoEnroll, one contract).
- * Throws NotFoundError, StateConflictError (no plan yet), SignatureDispatchError
- * (the package is kept; confirming again retries the dispatch).
+ * How long a `dispatching` claim is trusted before another confirmation may
+ * take it over: well above the provider call's own timeout (10 s), so a
+ * live dispatcher is never doubled, yet an owner whose api died mid-call
+ * can retry within a minute.
+ */
+export const DISPATCH_CLAIM_STALE_AFTER_SECONDS = 60;
+
+/**
+ * Confirmation step, in steps so that no transaction, row lock or pooled
+ * connection is held while rendering files or waiting on the provider:
+ *
+ * 1. render the documents and write them to the document store (no
+ *    transaction yet; their keys carry a fresh package id);
+ * 2. one transaction creates the package, its documents and its approval
+ *    request in status `dispatching` (claim 1) — or, with autoEnroll,
+ *    approves and enrolls inline. If it fails, or a concurrent confirmation
+ *    made the package first, the files of step 1 are deleted;
+ * 3. the provider call, outside any transaction;
+ * 4. one UPDATE records the result (`dispatched` + provider id, or
+ *    `dispatch_failed`), fenced by the claim number, so a slow first
+ *    dispatcher cannot overwrite a takeover.
+ *
+ * Recovery: a confirmation that finds the request `dispatch_failed`, or
+ * `dispatching` with a claim older than DISPATCH_CLAIM_STALE_AFTER_SECONDS
+ * (its process died between 2 and 4), claims it again and dispatches. A
+ * provider request orphaned that way is never bound: its callbacks name a
+ * signature_request_id we did not record, and are refused.
+ *
+ * Idempotent and safe under concurrency: one package per draft, one
+ * dispatch in flight per request. Throws NotFoundError, StateConflictError
+ * (no plan yet), SignatureDispatchError (recorded as dispatch_failed;
+ * confirming again retries).
  */
 export async function confirmDraft(
   deps: WizardDeps,
@@ -148,15 +173,14 @@ export async function confirmDraft(
   draftId: string,
   signer?: { name: string; email: string },
 ): Promise<ConfirmationResult> {
-  await deps.db.transaction(async (tx) => {
-    const draft = await lockDraft(tx, owner, draftId);
-    const [existing] = await tx.select().from(contractingPackage).where(eq(contractingPackage.draftId, draftId));
-    if (existing) return;
-    if (!draft.planCode) throw new StateConflictError(`draft ${draftId} has no plan yet; choose one before confirming`);
-    await createPackage(tx, deps, draft, draft.planCode, signer ?? defaultSigner(owner));
-  });
+  const before = await getDraft(deps.db, owner, draftId);
+  let created = false;
+  if (!before.package) {
+    if (!before.draft.planCode) throw new StateConflictError(`draft ${draftId} has no plan yet; choose one before confirming`);
+    created = await createPackage(deps, before.draft, before.draft.planCode, signer ?? defaultSigner(owner));
+  }
 
-  if (!deps.autoEnroll) await dispatchApprovalRequest(deps, owner, draftId);
+  if (!deps.autoEnroll) await dispatchApprovalRequest(deps, owner, draftId, created);
   const view = await getDraft(deps.db, owner, draftId);
   const [contractRow] = view.package ? await deps.db.select().from(contract).where(eq(contract.packageId, view.package.id)) : [];
   const [enrollmentRow] = contractRow ? await deps.db.select().from(enrollment).where(eq(enrollment.contractId, contractRow.id)) : [];
@@ -172,16 +196,15 @@ function defaultSigner(owner: string): { name: string; email: string } {
   return { name: 'Pet owner', email: `owner-${owner}@owners.petcover.invalid` };
 }
 
-async function createPackage(
-  tx: Transaction,
-  deps: WizardDeps,
-  draft: DraftRow,
-  planCode: string,
-  signer: { name: string; email: string },
-): Promise<string> {
-  const plan = await findPlan(tx, planCode);
+/**
+ * Steps 1 and 2 of confirmDraft. Resolves true when this call made the
+ * package (and so holds dispatch claim 1), false when a concurrent one did.
+ * Leaves no file behind when it does not commit.
+ */
+async function createPackage(deps: WizardDeps, draft: DraftRow, planCode: string, signer: { name: string; email: string }): Promise<boolean> {
+  const plan = await findPlan(deps.db, planCode);
   if (!plan) throw new UnknownPlanError(planCode);
-  const [pet] = await tx.select().from(petProfile).where(eq(petProfile.id, draft.petId));
+  const [pet] = await deps.db.select().from(petProfile).where(eq(petProfile.id, draft.petId));
   if (!pet) throw new NotFoundError('pet', draft.petId);
 
   const packageId = randomUUID();
@@ -195,7 +218,42 @@ async function createPackage(
     signer,
     issuedOn,
   });
+  const stored: Array<{ kind: string; title: string; key: string; sha256: string; byteSize: number }> = [];
+  let committed = false;
+  try {
+    for (const document of rendered) {
+      const file = await deps.documentStore.put(`packages/${packageId}/${document.kind}.pdf`, document.pdf);
+      stored.push({ kind: document.kind, title: document.title, ...file });
+    }
+    committed = await deps.db.transaction(async (tx) => {
+      const locked = await lockDraft(tx, draft.ownerGlobalUserId, draft.id);
+      const [existing] = await tx.select({ id: contractingPackage.id }).from(contractingPackage).where(eq(contractingPackage.draftId, draft.id));
+      // A concurrent confirmation won; ours is dropped with its files.
+      if (existing) return false;
+      if (locked.planCode !== planCode) throw new StateConflictError(`draft ${draft.id} changed its plan during confirmation; confirm again`);
+      await insertPackageRows(tx, deps, { draft, pet, plan, packageId, approvalRequestId, signer, stored });
+      return true;
+    });
+  } finally {
+    if (!committed) await Promise.allSettled(stored.map((d) => deps.documentStore.delete(d.key)));
+  }
+  return committed;
+}
 
+async function insertPackageRows(
+  tx: Transaction,
+  deps: WizardDeps,
+  input: {
+    draft: DraftRow;
+    pet: PetRow;
+    plan: { code: string };
+    packageId: string;
+    approvalRequestId: string;
+    signer: { name: string; email: string };
+    stored: Array<{ kind: string; title: string; key: string; sha256: string; byteSize: number }>;
+  },
+): Promise<void> {
+  const { draft, pet, plan, packageId, approvalRequestId, signer } = input;
   await tx.insert(contractingPackage).values({
     id: packageId,
     draftId: draft.id,
@@ -205,25 +263,19 @@ async function createPackage(
     version: 2,
     status: 'pending_signatures',
   });
-  // Files are written before the rows commit: a row never names a missing
-  // file; a rolled-back confirmation leaves an unreferenced file behind, which is harmless.
-  const documents: PackageDocumentRow[] = [];
-  for (const document of rendered) {
-    const stored = await deps.documentStore.put(`packages/${packageId}/${document.kind}.pdf`, document.pdf);
-    const [row] = await tx
-      .insert(packageDocument)
-      .values({ packageId, kind: document.kind, title: document.title, storageKey: stored.key, sha256: stored.sha256, byteSize: stored.byteSize })
-      .returning();
-    documents.push(row as PackageDocumentRow);
-  }
-  const provider = deps.autoEnroll ? 'manual' : deps.signatureProvider.name;
+  const documents = await tx
+    .insert(packageDocument)
+    .values(input.stored.map((d) => ({ packageId, kind: d.kind, title: d.title, storageKey: d.key, sha256: d.sha256, byteSize: d.byteSize })))
+    .returning();
   await tx.insert(approvalRequest).values({
     id: approvalRequestId,
     packageId,
-    provider,
     // Auto-enroll approves inline: nothing goes to a provider.
+    provider: deps.autoEnroll ? 'manual' : deps.signatureProvider.name,
     providerRequestId: deps.autoEnroll ? `manual-${approvalRequestId}` : null,
-    status: deps.autoEnroll ? 'all_signed' : 'created',
+    status: deps.autoEnroll ? 'all_signed' : 'dispatching',
+    dispatchAttempt: deps.autoEnroll ? 0 : 1,
+    dispatchClaimedAt: deps.autoEnroll ? null : sql`now()`,
     signerName: signer.name,
     signerEmail: signer.email,
     dispatchedAt: deps.autoEnroll ? sql`now()` : null,
@@ -249,40 +301,63 @@ async function createPackage(
   } else {
     await tx.update(dependentDraft).set({ step: 'legal_docs_signing', updatedAt: sql`now()` }).where(eq(dependentDraft.id, draft.id));
   }
-  return packageId;
 }
 
 /**
- * Sends the approval request of a confirmed draft to the provider unless it
- * was sent already. The approval request row stays locked during the call, so
- * concurrent confirmations dispatch once.
+ * Takes the dispatch of the draft's approval request: the claim made by
+ * createPackage in this call, or a failed or stale one. Resolves with the
+ * claim number, or undefined when there is nothing to send (already sent,
+ * or another live dispatcher holds it). One statement on the database clock.
  */
-async function dispatchApprovalRequest(deps: WizardDeps, owner: string, draftId: string): Promise<void> {
-  await deps.db.transaction(async (tx) => {
-    const [pkg] = await tx
-      .select()
-      .from(contractingPackage)
-      .where(and(eq(contractingPackage.draftId, draftId), eq(contractingPackage.ownerGlobalUserId, owner)));
-    if (!pkg) return;
-    const [request] = await tx.select().from(approvalRequest).where(eq(approvalRequest.packageId, pkg.id)).for('update');
-    if (!request || request.providerRequestId !== null) return;
-    const [pet] = await tx.select().from(petProfile).where(eq(petProfile.id, pkg.petId));
-    const row = { pkg, request, pet: pet as PetRow };
-    const documents = await tx.select().from(packageDocument).where(eq(packageDocument.packageId, row.pkg.id));
-    const files = await Promise.all(
-      documents.map(async (d) => ({ fileName: `${d.kind}.pdf`, pdf: await deps.documentStore.get(d.storageKey) })),
-    );
-    const { providerRequestId } = await deps.signatureProvider.dispatch({
-      approvalRequestId: row.request.id,
-      title: `PetCover enrollment of ${row.pet.name}`,
-      subject: `Please sign the insurance documents for ${row.pet.name}`,
+async function claimDispatch(db: Database, packageId: string): Promise<{ id: string; attempt: number } | undefined> {
+  const rows = await db.execute<{ id: string; dispatch_attempt: number }>(sql`
+    UPDATE enrollment.approval_request
+       SET dispatch_attempt = dispatch_attempt + 1, status = 'dispatching', dispatch_claimed_at = now(), updated_at = now()
+     WHERE package_id = ${packageId}
+       AND provider_request_id IS NULL
+       AND (status = 'dispatch_failed'
+            OR status = 'created'
+            OR (status = 'dispatching' AND (dispatch_claimed_at IS NULL
+                  OR dispatch_claimed_at < now() - make_interval(secs => ${DISPATCH_CLAIM_STALE_AFTER_SECONDS}))))
+    RETURNING id, dispatch_attempt`);
+  const [row] = rows;
+  return row ? { id: row.id, attempt: Number(row.dispatch_attempt) } : undefined;
+}
+
+/** Steps 3 and 4 of confirmDraft; `createdByUs`: this call holds claim 1. */
+async function dispatchApprovalRequest(deps: WizardDeps, owner: string, draftId: string, createdByUs: boolean): Promise<void> {
+  const [found] = await deps.db
+    .select({ pkg: contractingPackage, request: approvalRequest, pet: petProfile })
+    .from(contractingPackage)
+    .innerJoin(approvalRequest, eq(approvalRequest.packageId, contractingPackage.id))
+    .innerJoin(petProfile, eq(petProfile.id, contractingPackage.petId))
+    .where(and(eq(contractingPackage.draftId, draftId), eq(contractingPackage.ownerGlobalUserId, owner)));
+  if (!found || found.request.providerRequestId !== null || found.pkg.status !== 'pending_signatures') return;
+  // The claim createPackage just made is ours; any other must be failed or stale.
+  const claim = createdByUs ? { id: found.request.id, attempt: 1 } : await claimDispatch(deps.db, found.pkg.id);
+  if (!claim) return;
+
+  const documents = await deps.db.select().from(packageDocument).where(eq(packageDocument.packageId, found.pkg.id));
+  let providerRequestId: string;
+  try {
+    const files = await Promise.all(documents.map(async (d) => ({ fileName: `${d.kind}.pdf`, pdf: await deps.documentStore.get(d.storageKey) })));
+    ({ providerRequestId } = await deps.signatureProvider.dispatch({
+      approvalRequestId: claim.id,
+      title: `PetCover enrollment of ${found.pet.name}`,
+      subject: `Please sign the insurance documents for ${found.pet.name}`,
       message: 'These documents complete the enrollment of your pet.',
-      signer: { name: row.request.signerName, email: row.request.signerEmail },
+      signer: { name: found.request.signerName, email: found.request.signerEmail },
       documents: files,
-    });
-    await tx
+    }));
+  } catch (error) {
+    await deps.db
       .update(approvalRequest)
-      .set({ providerRequestId, provider: deps.signatureProvider.name, updatedAt: sql`now()` })
-      .where(eq(approvalRequest.id, row.request.id));
-  });
+      .set({ status: 'dispatch_failed', updatedAt: sql`now()` })
+      .where(and(eq(approvalRequest.id, claim.id), eq(approvalRequest.dispatchAttempt, claim.attempt), eq(approvalRequest.status, 'dispatching')));
+    throw error;
+  }
+  await deps.db
+    .update(approvalRequest)
+    .set({ providerRequestId, provider: deps.signatureProvider.name, status: 'dispatched', dispatchedAt: sql`now()`, updatedAt: sql`now()` })
+    .where(and(eq(approvalRequest.id, claim.id), eq(approvalRequest.dispatchAttempt, claim.attempt), isNull(approvalRequest.providerRequestId)));
 }

@@ -11,30 +11,50 @@ import { z } from 'zod';
 /** What the endpoint must answer for the provider to consider a callback delivered. */
 export const CALLBACK_ACKNOWLEDGEMENT = 'Hello API Event Received';
 
+/** How far an event_time may lie in the past or the future before a callback is refused (401). */
+export interface CallbackFreshness {
+  maxAgeSeconds: number;
+  maxFutureSkewSeconds: number;
+}
+
+/**
+ * Dropbox Sign retries a failed delivery for a few hours at most; an hour
+ * covers retries and queueing without letting an old captured callback be
+ * replayed later. Five minutes ahead covers clock skew between us and them.
+ */
+export const DEFAULT_CALLBACK_FRESHNESS: CallbackFreshness = { maxAgeSeconds: 3600, maxFutureSkewSeconds: 300 };
+
+const bounded = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((v) => !v.includes('\u0000'), 'must not contain NUL characters');
+
+// Only the fields we read are kept (zod strips the rest), so an arbitrarily
+// nested or oversized unsigned field is never stored or walked again.
 const callbackSchema = z.object({
   event: z.object({
-    event_type: z.string().min(1).max(100),
-    event_time: z.string().regex(/^\d{1,13}$/, 'must be a unix timestamp in seconds'),
+    event_type: bounded(100),
+    event_time: z.string().regex(/^\d{1,12}$/, 'must be a unix timestamp in seconds'),
     event_hash: z.string().min(1).max(200),
-    event_metadata: z
-      .object({
-        related_signature_id: z.string().nullish(),
-      })
-      .passthrough()
-      .nullish(),
+    event_metadata: z.object({ related_signature_id: bounded(200).nullish() }).nullish(),
   }),
   signature_request: z
     .object({
-      signature_request_id: z.string().min(1).max(200),
-      metadata: z.record(z.string(), z.unknown()).nullish(),
+      signature_request_id: bounded(200),
+      metadata: z.object({ approval_request_id: bounded(100).nullish() }).nullish(),
     })
-    .passthrough()
     .nullish(),
 });
 
 export type SignatureCallback = z.output<typeof callbackSchema>;
 
-/** Why a callback is refused; `status` is the HTTP answer (400 malformed, 401 bad hash). */
+/**
+ * Why a callback is refused; `status` is the HTTP answer: 400 malformed, 401
+ * not ours (bad hash, stale, bound to another request, not confirmed by the
+ * provider). Nothing was written.
+ */
 export class CallbackRejectedError extends Error {
   constructor(
     readonly status: 400 | 401,
@@ -51,11 +71,16 @@ export function computeEventHash(apiKey: string, eventTime: string, eventType: s
 }
 
 /**
- * Parses and authenticates a callback body. `body` is the parsed JSON object,
- * or a form object whose `json` field is the JSON text. Throws
- * CallbackRejectedError (400 / 401); pure, writes nothing.
+ * Parses and authenticates a callback body: the event_hash must match and
+ * the event_time must lie inside `freshness` around `now`. `body` is the
+ * parsed JSON object, or a form object whose `json` field is the JSON text.
+ * Throws CallbackRejectedError (400 / 401); pure, writes nothing.
  */
-export function verifySignatureCallback(body: unknown, apiKey: string): SignatureCallback {
+export function verifySignatureCallback(
+  body: unknown,
+  apiKey: string,
+  options: { freshness?: CallbackFreshness; now?: Date } = {},
+): SignatureCallback {
   let candidate = body;
   if (candidate && typeof candidate === 'object' && typeof (candidate as { json?: unknown }).json === 'string') {
     try {
@@ -75,6 +100,16 @@ export function verifySignatureCallback(body: unknown, apiKey: string): Signatur
   // timingSafeEqual needs equal lengths; comparing against itself keeps the time constant.
   const matches = given.length === expected.length ? timingSafeEqual(given, expected) : !timingSafeEqual(expected, expected);
   if (!matches) throw new CallbackRejectedError(401, 'event_hash does not match: callback not signed with our API key');
+  // The hash covers event_time, but a captured callback stays valid forever
+  // unless its age is bounded.
+  const freshness = options.freshness ?? DEFAULT_CALLBACK_FRESHNESS;
+  const ageSeconds = (options.now ?? new Date()).getTime() / 1000 - Number(event_time);
+  if (ageSeconds > freshness.maxAgeSeconds || -ageSeconds > freshness.maxFutureSkewSeconds) {
+    throw new CallbackRejectedError(
+      401,
+      `event_time is outside the accepted window (${freshness.maxAgeSeconds} s past, ${freshness.maxFutureSkewSeconds} s ahead): callback refused as stale or forged`,
+    );
+  }
   return parsed.data;
 }
 

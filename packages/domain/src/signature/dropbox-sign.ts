@@ -1,11 +1,12 @@
 /**
- * Dropbox Sign adapter: dispatches signature requests over its HTTP API
- * (`POST {baseUrl}/signature_request/send`, HTTP basic auth with the API key
- * as user name, multipart form). The approval request id travels in the
- * request metadata and comes back in every callback.
+ * Dropbox Sign adapter over its HTTP API (HTTP basic auth with the API key
+ * as user name): `POST {baseUrl}/signature_request/send` (multipart form)
+ * dispatches, `GET {baseUrl}/signature_request/{id}` reads a request's
+ * state. The approval request id travels in the request metadata and comes
+ * back in every callback and every state read.
  */
-import { SignatureDispatchError } from '../errors';
-import type { SignatureProvider } from './provider';
+import { SignatureDispatchError, SignatureProviderError } from '../errors';
+import type { ProviderRequestState, SignatureProvider } from './provider';
 
 export const DEFAULT_DROPBOX_SIGN_BASE_URL = 'https://api.hellosign.com/v3';
 /** A dispatch that takes longer is reported as failed; confirm can be retried. */
@@ -19,9 +20,48 @@ export interface DropboxSignOptions {
   timeoutMs?: number;
 }
 
+interface DropboxSignRequestBody {
+  signature_request?: {
+    signature_request_id?: unknown;
+    is_complete?: unknown;
+    metadata?: { approval_request_id?: unknown } | null;
+  };
+  error?: { error_msg?: string };
+}
+
 export function createDropboxSignProvider(options: DropboxSignOptions): SignatureProvider {
   const baseUrl = (options.baseUrl ?? DEFAULT_DROPBOX_SIGN_BASE_URL).replace(/\/+$/, '');
   const authorization = `Basic ${Buffer.from(`${options.apiKey}:`).toString('base64')}`;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS;
+
+  /** One API call; errors name the provider's answer for the logs (never sent to clients). */
+  async function call(
+    what: string,
+    path: string,
+    init: RequestInit,
+    makeError: (message: string, status?: number) => SignatureProviderError,
+  ): Promise<DropboxSignRequestBody> {
+    let response: Response;
+    try {
+      response = await fetch(`${baseUrl}${path}`, { ...init, headers: { authorization }, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (error) {
+      throw makeError(`Dropbox Sign unreachable for ${what}: ${(error as Error).message}`);
+    }
+    const text = await response.text();
+    let body: DropboxSignRequestBody | undefined;
+    try {
+      body = JSON.parse(text) as DropboxSignRequestBody;
+    } catch {
+      body = undefined;
+    }
+    if (!response.ok) {
+      const providerMessage = body?.error?.error_msg ?? text.slice(0, 200);
+      throw makeError(`Dropbox Sign refused ${what} (HTTP ${response.status}): ${providerMessage}`, response.status);
+    }
+    if (!body) throw makeError(`Dropbox Sign answered ${what} with a body that is not JSON`, response.status);
+    return body;
+  }
+
   return {
     name: 'dropbox_sign',
     async dispatch(request) {
@@ -36,34 +76,26 @@ export function createDropboxSignProvider(options: DropboxSignOptions): Signatur
       request.documents.forEach((document, index) => {
         form.set(`files[${index}]`, new Blob([new Uint8Array(document.pdf)], { type: 'application/pdf' }), document.fileName);
       });
-
-      let response: Response;
-      try {
-        response = await fetch(`${baseUrl}/signature_request/send`, {
-          method: 'POST',
-          headers: { authorization },
-          body: form,
-          signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS),
-        });
-      } catch (error) {
-        throw new SignatureDispatchError(`Dropbox Sign at ${baseUrl} unreachable: ${(error as Error).message}`);
-      }
-      const text = await response.text();
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
-      if (!response.ok) {
-        const providerMessage = (body as { error?: { error_msg?: string } } | undefined)?.error?.error_msg ?? text.slice(0, 200);
-        throw new SignatureDispatchError(`Dropbox Sign refused the signature request (HTTP ${response.status}): ${providerMessage}`, response.status);
-      }
-      const id = (body as { signature_request?: { signature_request_id?: unknown } } | undefined)?.signature_request?.signature_request_id;
+      const body = await call('the signature request', '/signature_request/send', { method: 'POST', body: form }, (m, s) => new SignatureDispatchError(m, s));
+      const id = body.signature_request?.signature_request_id;
       if (typeof id !== 'string' || id.length === 0) {
-        throw new SignatureDispatchError('Dropbox Sign answered without signature_request.signature_request_id', response.status);
+        throw new SignatureDispatchError('Dropbox Sign answered without signature_request.signature_request_id');
       }
       return { providerRequestId: id };
+    },
+    async fetchRequestState(providerRequestId): Promise<ProviderRequestState> {
+      const body = await call(
+        'the state read',
+        `/signature_request/${encodeURIComponent(providerRequestId)}`,
+        { method: 'GET' },
+        (m, s) => new SignatureProviderError(m, s),
+      );
+      const request = body.signature_request;
+      if (!request || request.signature_request_id !== providerRequestId) {
+        throw new SignatureProviderError('Dropbox Sign answered the state read for another signature request');
+      }
+      const approvalRequestId = request.metadata?.approval_request_id;
+      return { allSigned: request.is_complete === true, approvalRequestId: typeof approvalRequestId === 'string' ? approvalRequestId : undefined };
     },
   };
 }

@@ -1,9 +1,12 @@
 /**
  * A local stand-in for Dropbox Sign speaking the same protocol, on real HTTP
  * (127.0.0.1, random port): `POST /v3/signature_request/send` with HTTP basic
- * auth and a multipart form, answering `{ signature_request: {...} }`; and
- * `sendCallback` posts an event to a callback URL the way Dropbox Sign does
- * (multipart form, `json` field, event_hash computed here independently).
+ * auth and a multipart form, answering `{ signature_request: {...} }`;
+ * `GET /v3/signature_request/{id}` answering its state (`is_complete` once
+ * every signer signed, i.e. after `markAllSigned` or an all_signed
+ * `sendCallback`); and `sendCallback` posts an event to a callback URL the
+ * way Dropbox Sign does (multipart form, `json` field, event_hash computed
+ * here independently).
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -22,6 +25,13 @@ export interface FakeDropboxSign {
   requests: ReceivedSignatureRequest[];
   /** Makes the next dispatches answer this HTTP status with a Dropbox Sign error body. */
   failNextWith(status: number, message: string): void;
+  /** Holds every dispatch unanswered until `release()` (a slow provider); `heldDispatches` counts them. */
+  holdDispatches(): { release(): void };
+  readonly heldDispatches: number;
+  /** Records that every signer of the request signed: its state reads answer `is_complete: true`. */
+  markAllSigned(signatureRequestId: string): void;
+  /** State reads (`GET /signature_request/{id}`) answered, by request id. */
+  stateReads: string[];
   /** Posts a callback as Dropbox Sign would; returns status and body text. */
   sendCallback(
     url: string,
@@ -33,6 +43,8 @@ export interface FakeDropboxSign {
       encoding?: 'multipart' | 'json' | 'urlencoded';
       /** Unix seconds; default now. A provider's retry of one event carries the same event_time. */
       eventTime?: number;
+      /** For signature_request_all_signed: mark the request signed first, as the real provider does (default true). */
+      markComplete?: boolean;
     },
   ): Promise<{ status: number; text: string }>;
   close(): Promise<void>;
@@ -40,7 +52,11 @@ export interface FakeDropboxSign {
 
 export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).toString('hex')}`): Promise<FakeDropboxSign> {
   const requests: ReceivedSignatureRequest[] = [];
+  const completed = new Set<string>();
+  const stateReads: string[] = [];
   let failure: { status: number; message: string } | undefined;
+  let hold: Promise<void> | undefined;
+  let heldDispatches = 0;
   const expectedAuth = `Basic ${Buffer.from(`${apiKey}:`).toString('base64')}`;
 
   const server = http.createServer((req, res) => {
@@ -52,8 +68,31 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
           res.writeHead(status, { 'content-type': 'application/json' });
           res.end(JSON.stringify(body));
         };
-        if (req.method !== 'POST' || req.url !== '/v3/signature_request/send') return reply(404, { error: { error_msg: 'Not found', error_name: 'not_found' } });
+        const notFound = () => reply(404, { error: { error_msg: 'Not found', error_name: 'not_found' } });
         if (req.headers.authorization !== expectedAuth) return reply(401, { error: { error_msg: 'Unauthorized api key', error_name: 'unauthorized' } });
+        const stateRead = req.method === 'GET' ? /^\/v3\/signature_request\/([0-9a-f]+)$/.exec(req.url ?? '') : null;
+        if (stateRead) {
+          const id = stateRead[1] as string;
+          const sent = requests.find((r) => r.signatureRequestId === id);
+          if (!sent) return notFound();
+          stateReads.push(id);
+          const complete = completed.has(id);
+          return reply(200, {
+            signature_request: {
+              signature_request_id: id,
+              is_complete: complete,
+              is_declined: false,
+              metadata: { approval_request_id: sent.fields['metadata[approval_request_id]'] },
+              signatures: [{ signer_email_address: sent.fields['signers[0][email_address]'], status_code: complete ? 'signed' : 'awaiting_signature' }],
+            },
+          });
+        }
+        if (req.method !== 'POST' || req.url !== '/v3/signature_request/send') return notFound();
+        if (hold) {
+          heldDispatches += 1;
+          await hold;
+          heldDispatches -= 1;
+        }
         if (failure) {
           const { status, message } = failure;
           failure = undefined;
@@ -89,7 +128,25 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
     failNextWith(status, message) {
       failure = { status, message };
     },
+    holdDispatches() {
+      let release!: () => void;
+      hold = new Promise<void>((resolve) => (release = resolve));
+      return {
+        release() {
+          hold = undefined;
+          release();
+        },
+      };
+    },
+    get heldDispatches() {
+      return heldDispatches;
+    },
+    markAllSigned(signatureRequestId) {
+      completed.add(signatureRequestId);
+    },
+    stateReads,
     async sendCallback(url, options) {
+      if (options.eventType === 'signature_request_all_signed' && options.markComplete !== false) completed.add(options.signatureRequestId);
       const eventTime = String(options.eventTime ?? Math.floor(Date.now() / 1000));
       const eventHash = createHmac('sha256', options.apiKey ?? apiKey).update(eventTime + options.eventType).digest('hex');
       const event = {
