@@ -11,7 +11,8 @@ import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONF
 import { createAdminRouter } from './admin/router';
 import { createConsoleRouter } from './console/router';
 import { createApp } from './app';
-import { readApiEnv, type ApiEnv } from './env';
+import { ownerTokenConfigOf, readApiEnv, type ApiEnv } from './env';
+import { listenHttp } from './http/http-server';
 import { signatureProviderFromEnv } from './signature-provider';
 
 const USAGE = 'usage: api [--port <n>] [--log-level <level>]';
@@ -53,11 +54,15 @@ async function main(): Promise<void> {
   const logger = createLogger({ name: 'api', level: env.LOG_LEVEL });
   installLastResortHandlers(logger);
   const database = connectDatabase(env.DATABASE_URL, { applicationName: 'petcover-api' });
-  // Only /readyz uses Redis; fail fast instead of queueing commands while it is down.
+  // Readiness has its own connection: a busy request pool must not make the
+  // api look dead, and a probe must not queue behind owners' requests.
+  const readinessDatabase = connectDatabase(env.DATABASE_URL, { max: 1, applicationName: 'petcover-api-readiness' });
+  // Redis serves the rate limiter (which falls back to memory), the admin
+  // routes and /readyz; fail fast instead of queueing commands while it is down.
   const redis = createRedisClient(redisConnectionOf(env), { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
   let redisDown = false;
   redis.on('error', (error) => {
-    if (!redisDown) logger.warn({ err: error }, 'redis unreachable; /readyz reports it');
+    if (!redisDown) logger.warn({ err: error }, 'redis unreachable; owners are still served, /readyz reports it');
     redisDown = true;
   });
   redis.on('ready', () => {
@@ -76,15 +81,17 @@ async function main(): Promise<void> {
       signatureProvider,
       autoEnroll: env.DEV_AUTO_ENROLL_PET,
     },
-    authSecret: env.AUTH_SECRET,
+    ownerTokens: ownerTokenConfigOf(env),
     signatureApiKey: env.SIGNATURE_API_KEY,
-    signatureProviderName: signatureProvider.name,
+    callbackFreshness: { maxAgeSeconds: env.CALLBACK_MAX_AGE_SECONDS, maxFutureSkewSeconds: env.CALLBACK_MAX_FUTURE_SKEW_SECONDS },
     bodyLimit: env.BODY_LIMIT,
     readinessChecks: {
-      db: postgresCheck(database.sql),
-      redis: redisCheck(redis),
-      migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),
+      db: postgresCheck(readinessDatabase.sql),
+      migrations: migrationsCheck(readinessDatabase.sql, [outboxMigrations, domainMigrations]),
     },
+    nonBlockingReadinessChecks: { redis: redisCheck(redis) },
+    rateLimitRedis: redis,
+    ownerWritesPerMinute: env.RATE_LIMIT_OWNER_WRITES_PER_MINUTE,
     metricsRegistry,
     extraRouters: {
       '/v1/admin': createAdminRouter({ adminKey: env.ADMIN_API_KEY, db: database.db, sql: database.sql, redis, keyPrefix: env.REDIS_KEY_PREFIX, logger }),
@@ -101,10 +108,9 @@ async function main(): Promise<void> {
     },
   });
 
-  const server = app.listen(env.PORT);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
+  const server = await listenHttp(app, {
+    port: env.PORT,
+    timeouts: { requestTimeoutMs: env.REQUEST_TIMEOUT_MS, headersTimeoutMs: env.HEADERS_TIMEOUT_MS },
   });
   logger.info(
     {
@@ -119,6 +125,7 @@ async function main(): Promise<void> {
   const shutdown = createShutdown(logger, [
     { name: 'http server', run: () => new Promise<void>((resolve) => server.close(() => resolve())) },
     { name: 'postgres', run: () => database.close() },
+    { name: 'postgres (readiness)', run: () => readinessDatabase.close() },
     { name: 'redis', run: () => redis.quit().catch(() => redis.disconnect()) },
   ]);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -14,8 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { and, eq } from 'drizzle-orm';
-import { buildSignatureCallback, domainMigrations, enrollmentAuditEntry } from '@petcover/domain';
-import { deadLetter, outboxMigrations, processedEvent, outboxEvent } from '@petcover/outbox';
+import { domainMigrations, enrollmentAuditEntry, SignatureReceived } from '@petcover/domain';
+import { deadLetter, enqueue, outboxMigrations, processedEvent, outboxEvent } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { signOwnerToken } from '../src/auth/owner-token';
 
@@ -113,7 +113,7 @@ describe('enrollment end to end with real processes', () => {
     expect(checked.stdout).toContain('RESULT: ENROLLED');
     expect(checked.stdout).toContain(`contract_id: ${printed.contract_id}`);
 
-    const enrollment = await fetch(`${apiUrl}/v1/pets/${printed.pet_id}/enrollment`, { headers: { authorization: `Bearer ${signOwnerToken(owner, AUTH_SECRET)}` } });
+    const enrollment = await fetch(`${apiUrl}/v1/pets/${printed.pet_id}/enrollment`, { headers: { authorization: `Bearer ${await signOwnerToken({ secret: AUTH_SECRET }, owner)}` } });
     expect(await enrollment.json()).toMatchObject({ status: 'enrolled', enrollment: { contractId: printed.contract_id } });
 
     const [petEnrolled] = await database.db.select().from(outboxEvent).where(and(eq(outboxEvent.eventType, 'PetEnrolled'), eq(outboxEvent.partitionKey, printed.pet_id!)));
@@ -137,7 +137,7 @@ describe('enrollment end to end with real processes', () => {
     const unknownPet = randomUUID();
     expect(await check(['--pet-id', unknownPet, '--owner', owner])).toEqual({ code: 64, out: expect.stringContaining(`no pet ${unknownPet} for owner ${owner}`) });
 
-    const token = signOwnerToken(owner, AUTH_SECRET);
+    const token = await signOwnerToken({ secret: AUTH_SECRET }, owner);
     const added = await fetch(`${apiUrl}/v1/pets`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
@@ -147,11 +147,22 @@ describe('enrollment end to end with real processes', () => {
     expect(await check(['--pet-id', pet.id, '--owner', owner])).toEqual({ code: 1, out: expect.stringContaining('RESULT: NOT_ENROLLED') });
   });
 
-  test('a callback naming an unknown approval request ends as a dead letter whose error names it', async () => {
+  test('a SignatureReceived naming an unknown approval request ends as a dead letter whose error names it', async () => {
+    // The webhook no longer records callbacks for requests we never sent (401),
+    // so the event is enqueued as a corrupted or replayed one would arrive.
     const unknown = randomUUID();
-    const body = buildSignatureCallback({ apiKey: SIGNATURE_API_KEY, eventType: 'signature_request_all_signed', signatureRequestId: 'never-sent', approvalRequestId: unknown });
-    const answer = await fetch(`${apiUrl}/v1/webhooks/signature`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    expect(await answer.text()).toBe('Hello API Event Received');
+    await database.db.transaction((tx) =>
+      enqueue(
+        tx,
+        SignatureReceived.build({
+          approvalRequestId: unknown,
+          provider: 'manual',
+          providerRequestId: 'never-sent',
+          callbackEventType: 'signature_request_all_signed',
+          callbackEventTime: new Date().toISOString(),
+        }),
+      ),
+    );
     const letter = await waitFor(
       async () => (await database.db.select().from(deadLetter).where(and(eq(deadLetter.groupName, domainGroup), eq(deadLetter.partitionKey, unknown))))[0],
       { timeoutMs: 30_000, intervalMs: 200, description: 'dead letter for the unknown approval request' },

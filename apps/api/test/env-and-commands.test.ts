@@ -4,11 +4,12 @@
 import { ConfigError } from '@petcover/service-kit';
 import { parseFlags, requireUuid, UsageError } from '../src/commands/command-line';
 import { formatLogLine } from '../src/commands/log-lines';
-import { DEV_AUTH_SECRET, readApiEnv } from '../src/env';
+import { DEV_AUTH_SECRET, DEV_SIGNATURE_API_KEY, readApiEnv } from '../src/env';
 
 test('defaults suit local development; strict mode requires URLs and AUTH_SECRET', () => {
   const env = readApiEnv({});
   expect(env).toMatchObject({ PORT: 3000, AUTH_SECRET: DEV_AUTH_SECRET, DEV_AUTO_ENROLL_PET: false, SIGNATURE_PROVIDER: 'manual', BODY_LIMIT: '100kb' });
+  expect(env).toMatchObject({ CALLBACK_MAX_AGE_SECONDS: 3600, CALLBACK_MAX_FUTURE_SKEW_SECONDS: 300, REQUEST_TIMEOUT_MS: 30_000, HEADERS_TIMEOUT_MS: 10_000 });
   expect(readApiEnv({ DEV_AUTO_ENROLL_PET: '1', PORT: '3100' })).toMatchObject({ DEV_AUTO_ENROLL_PET: true, PORT: 3100 });
 
   const urls = { DATABASE_URL: 'postgresql://db/petcover', REDIS_URL: 'redis://cache:6379/0' };
@@ -36,4 +37,41 @@ test('pino lines become readable lines; other lines pass unchanged', () => {
   expect(formatLogLine(line)).toBe('03:04:05 INFO  api listening port=3000');
   expect(formatLogLine('RESULT: ENROLLED')).toBe('RESULT: ENROLLED');
   expect(formatLogLine('{not json')).toBe('{not json');
+});
+
+test('strict mode refuses the manual provider, DEV_AUTO_ENROLL_PET and every published development secret, in one line', () => {
+  const safe = {
+    NODE_ENV: 'production',
+    DATABASE_URL: 'postgresql://petcover:s3cr3t-from-vault@db/petcover',
+    REDIS_URL: 'redis://cache:6379/0',
+    AUTH_SECRET: 'a'.repeat(40),
+    SIGNATURE_PROVIDER: 'dropbox_sign',
+    SIGNATURE_API_KEY: 'b'.repeat(40),
+    ADMIN_API_KEY: 'c'.repeat(40),
+  };
+  expect(readApiEnv(safe)).toMatchObject({ SIGNATURE_PROVIDER: 'dropbox_sign', DEV_AUTO_ENROLL_PET: false });
+  const refusal = (env: Record<string, string | undefined>) => {
+    try {
+      readApiEnv(env);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).not.toContain('\n');
+      return (error as Error).message;
+    }
+    throw new Error('accepted');
+  };
+  expect(refusal({ ...safe, SIGNATURE_PROVIDER: undefined })).toMatch(/refusing to start in strict mode.*SIGNATURE_PROVIDER is manual \(the default\)/);
+  expect(refusal({ ...safe, CI_STRICT: '1', NODE_ENV: undefined, SIGNATURE_PROVIDER: 'manual' })).toMatch(/SIGNATURE_PROVIDER is manual;/);
+  expect(refusal({ ...safe, DEV_AUTO_ENROLL_PET: '1' })).toMatch(/DEV_AUTO_ENROLL_PET enrolls without any signature/);
+  expect(refusal({ ...safe, SIGNATURE_API_KEY: DEV_SIGNATURE_API_KEY })).toMatch(/SIGNATURE_API_KEY is a development value/);
+  expect(refusal({ ...safe, AUTH_SECRET: DEV_AUTH_SECRET })).toMatch(/AUTH_SECRET is a development value/);
+  expect(refusal({ ...safe, ADMIN_API_KEY: 'petcover-compose-dev-only-admin-key' })).toMatch(/ADMIN_API_KEY is a development value/);
+  expect(refusal({ ...safe, AUTH_SECRET: 'REPLACE_ME_REPLACE_ME' })).toMatch(/AUTH_SECRET is a development value/);
+  expect(refusal({ ...safe, DATABASE_URL: 'postgresql://petcover:petcover-dev-only@postgres:5432/petcover' })).toMatch(/the DATABASE_URL password is a development value/);
+  // Several at once: all named, still one line.
+  expect(refusal({ ...safe, SIGNATURE_PROVIDER: 'manual', DEV_AUTO_ENROLL_PET: 'true', AUTH_SECRET: DEV_AUTH_SECRET })).toMatch(
+    /SIGNATURE_PROVIDER is manual.*DEV_AUTO_ENROLL_PET.*AUTH_SECRET is a development value/,
+  );
+  // Outside strict mode the same values are the development defaults.
+  expect(readApiEnv({ SIGNATURE_PROVIDER: 'manual', DEV_AUTO_ENROLL_PET: '1' })).toMatchObject({ SIGNATURE_PROVIDER: 'manual', SIGNATURE_API_KEY: DEV_SIGNATURE_API_KEY });
 });

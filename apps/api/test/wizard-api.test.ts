@@ -45,15 +45,15 @@ async function startApi(options: { autoEnroll: boolean; provider: SignatureProvi
   const app = createApp({
     logger: pino({ level: 'silent' }),
     wizard: { db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: options.provider, autoEnroll: options.autoEnroll },
-    authSecret: AUTH_SECRET,
+    ownerTokens: { secret: AUTH_SECRET },
     signatureApiKey: options.apiKey,
-    signatureProviderName: options.provider.name,
     bodyLimit: '16kb',
     readinessChecks: {
       db: postgresCheck(database.sql),
-      redis: redisCheck(redis),
       migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),
     },
+    nonBlockingReadinessChecks: { redis: redisCheck(redis) },
+    ownerWritesPerMinute: 1000,
     metricsRegistry: new Registry(),
   });
   const server = app.listen(0, '127.0.0.1');
@@ -90,7 +90,7 @@ interface Answer {
 
 async function call(base: string, method: string, route: string, options: { owner?: string; json?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
   const headers: Record<string, string> = { ...options.headers };
-  if (options.owner) headers.authorization = `Bearer ${signOwnerToken(options.owner, AUTH_SECRET)}`;
+  if (options.owner) headers.authorization = `Bearer ${await signOwnerToken({ secret: AUTH_SECRET }, options.owner)}`;
   let body: string | undefined;
   if (options.json !== undefined) {
     headers['content-type'] = 'application/json';
@@ -202,16 +202,17 @@ test('a callback with a bad hash answers 401 and writes nothing; a malformed one
   expect(await countRows(outboxEvent)).toBe(events);
 });
 
-test('a callback for an unknown approval request is recorded; its event is left for the handler to dead-letter', async () => {
+test('a validly signed callback for a signature request we never sent answers 401 and writes nothing', async () => {
   const unknown = randomUUID();
+  const callbacks = await countRows(signatureCallback);
   const answer = await fake.sendCallback(`${signingApi}/v1/webhooks/signature`, {
     eventType: 'signature_request_all_signed',
     signatureRequestId: 'never-dispatched',
     metadata: { approval_request_id: unknown },
   });
-  expect(answer.status).toBe(200);
-  const [event] = await database.db.select().from(outboxEvent).where(eq(outboxEvent.partitionKey, unknown));
-  expect(event).toMatchObject({ eventType: 'SignatureReceived', payload: { approvalRequestId: unknown } });
+  expect(answer.status).toBe(401);
+  expect(await countRows(outboxEvent, eq(outboxEvent.partitionKey, unknown))).toBe(0);
+  expect(await countRows(signatureCallback)).toBe(callbacks);
 });
 
 test('owner A cannot read or change owner B’s pet or draft (404); no token or a bad token is 401', async () => {
@@ -236,9 +237,8 @@ test('owner A cannot read or change owner B’s pet or draft (404); no token or 
 
   const badTokens = [
     'not-a-jwt',
-    signOwnerToken(ownerA, 'another-secret-0123456789'),
-    signOwnerToken(ownerA, AUTH_SECRET, -10),
-    signOwnerToken('not-a-uuid', AUTH_SECRET),
+    await signOwnerToken({ secret: 'another-secret-0123456789' }, ownerA),
+    await signOwnerToken({ secret: AUTH_SECRET }, ownerA, { now: new Date(Date.now() - 2 * 3600_000) }),
   ];
   for (const token of badTokens) {
     const answer = await call(autoApi, 'GET', `/v1/pets/${petId}`, { headers: { authorization: `Bearer ${token}` } });

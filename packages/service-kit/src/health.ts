@@ -13,6 +13,8 @@ export interface CheckResult {
   ok: boolean;
   detail?: string;
   ms: number;
+  /** Present (false) on a check that is reported but does not decide readiness. */
+  blocking?: false;
 }
 
 export interface ReadinessReport {
@@ -23,10 +25,19 @@ export interface ReadinessReport {
 /** Each check gets this long before it counts as failed (SPEC §5: about 1 s). */
 export const DEFAULT_CHECK_TIMEOUT_MS = 1_000;
 
+/**
+ * Runs every check in parallel, each bounded by `timeoutMs`. The report is
+ * `ok` when every check passes, except those named in `nonBlocking`: they
+ * are reported (e.g. the api serves owners without Redis, so Redis down
+ * shows in the body but keeps it ready).
+ */
 export async function runReadinessChecks(
   checks: Record<string, ReadinessCheck>,
   timeoutMs = DEFAULT_CHECK_TIMEOUT_MS,
+  options: { nonBlocking?: readonly string[] } = {},
 ): Promise<ReadinessReport> {
+  const nonBlocking = new Set(options.nonBlocking ?? []);
+  const flagOf = (name: string): { blocking?: false } => (nonBlocking.has(name) ? { blocking: false } : {});
   const entries = await Promise.all(
     Object.entries(checks).map(async ([name, check]): Promise<[string, CheckResult]> => {
       const started = Date.now();
@@ -38,16 +49,16 @@ export async function runReadinessChecks(
             timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
           }),
         ]);
-        return [name, { ok: true, ms: Date.now() - started }];
+        return [name, { ok: true, ms: Date.now() - started, ...flagOf(name) }];
       } catch (error) {
-        return [name, { ok: false, detail: maskUrlPassword((error as Error).message || String(error)), ms: Date.now() - started }];
+        return [name, { ok: false, detail: maskUrlPassword((error as Error).message || String(error)), ms: Date.now() - started, ...flagOf(name) }];
       } finally {
         clearTimeout(timer);
       }
     }),
   );
   const results = Object.fromEntries(entries);
-  return { status: entries.every(([, r]) => r.ok) ? 'ok' : 'fail', checks: results };
+  return { status: entries.every(([name, r]) => r.ok || nonBlocking.has(name)) ? 'ok' : 'fail', checks: results };
 }
 
 export interface HealthServerOptions {

@@ -65,6 +65,11 @@ const leaseReleaseBody = z.object({
   role: z.string().regex(/^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$/, 'must be publisher, maintenance or consumer:<group>'),
 }).strict();
 
+/** The path without its query string: a key someone put in `?key=` must never reach the logs. */
+function pathOf(req: Request): string {
+  return `${req.baseUrl}${req.path}`;
+}
+
 function sendError(res: Response, status: number, error: string, message: string): void {
   res.status(status).json({ error, message });
 }
@@ -76,10 +81,13 @@ function actorOf(req: Request): string {
   return `admin:${name}@${req.ip ?? 'unknown'}`;
 }
 
+/** dead_letter.id is a bigint: larger ids cannot exist (and made Postgres answer 500). */
+const MAX_BIGINT = 9223372036854775807n;
+
 function deadLetterId(req: Request, res: Response): string | null {
   const id = String(req.params.id);
-  if (!/^\d{1,19}$/.test(id)) {
-    sendError(res, 400, 'bad_request', `dead letter id must be a positive integer (got ${JSON.stringify(id)})`);
+  if (!/^\d{1,19}$/.test(id) || BigInt(id) < 1n || BigInt(id) > MAX_BIGINT) {
+    sendError(res, 400, 'bad_request', `dead letter id must be an integer from 1 to ${MAX_BIGINT} (got ${JSON.stringify(id.slice(0, 40))})`);
     return null;
   }
   return id;
@@ -96,7 +104,7 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
     }
     const given = req.get(ADMIN_KEY_HEADER);
     if (!given || !sameKey(given, deps.adminKey)) {
-      log.warn({ method: req.method, path: req.originalUrl, ip: req.ip, keyGiven: Boolean(given) }, 'admin request refused: missing or wrong X-Admin-Key');
+      log.warn({ method: req.method, path: pathOf(req), ip: req.ip, keyGiven: Boolean(given) }, 'admin request refused: missing or wrong X-Admin-Key');
       sendError(res, 401, 'unauthorized', given ? 'wrong X-Admin-Key' : 'X-Admin-Key header required');
       return;
     }
@@ -218,7 +226,7 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return sendError(res, status, status === 413 ? 'payload_too_large' : 'bad_request', (error as Error).message);
     }
-    log.error({ err: error, method: req.method, path: req.originalUrl }, 'admin request failed');
+    log.error({ err: error, method: req.method, path: pathOf(req) }, 'admin request failed');
     sendError(res, 500, 'internal', 'admin request failed; see the api logs');
   });
 

@@ -23,7 +23,7 @@ import {
   createLocalDocumentStore,
   createManualSignatureProvider,
   receiveSignatureCallback,
-  SIGNATURE_EVENT_TYPES,
+  SIGNING_EVENT_TYPES,
 } from '@petcover/domain';
 import { connectDatabase, outboxEvent } from '@petcover/outbox';
 import { ConfigError, EXIT_CONFIG } from '@petcover/service-kit';
@@ -42,10 +42,12 @@ async function main(): Promise<number> {
 
   const database = connectDatabase(env.DATABASE_URL, { max: 2, applicationName: 'petcover-simulate' });
   try {
+    // The manual provider (development only; readApiEnv refused strict mode above) confirms every request.
+    const signatureProvider = createManualSignatureProvider();
     const wizard = {
       db: database.db,
       documentStore: createLocalDocumentStore(env.DOCUMENT_STORE_DIR),
-      signatureProvider: createManualSignatureProvider(),
+      signatureProvider,
       autoEnroll: false,
     };
     const { pet, draft } = await addPet(database.db, owner, { name: 'Simulated Pet', species: 'dog', breed: 'Beagle', birthDate: '2021-05-04' });
@@ -57,14 +59,14 @@ async function main(): Promise<number> {
     console.log(`draft_id: ${draft.id}`);
     console.log(`approval_request_id: ${request.id}`);
 
-    for (const eventType of SIGNATURE_EVENT_TYPES) {
+    for (const eventType of SIGNING_EVENT_TYPES) {
       const body = buildSignatureCallback({
         apiKey: env.SIGNATURE_API_KEY,
         eventType,
         signatureRequestId: request.providerRequestId,
         approvalRequestId: request.id,
       });
-      const outcome = await receiveSignatureCallback(database.db, body, { apiKey: env.SIGNATURE_API_KEY, provider: request.provider });
+      const outcome = await receiveSignatureCallback(database.db, body, { apiKey: env.SIGNATURE_API_KEY, provider: signatureProvider });
       console.log(`callback ${eventType}: ${outcome.outcome}`);
     }
     if (flags.get('no-wait')) return 0;

@@ -5,7 +5,7 @@
  */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { CallbackRejectedError, NotFoundError, SignatureDispatchError, StateConflictError, UnknownPlanError } from '@petcover/domain';
+import { CallbackRejectedError, NotFoundError, SignatureProviderError, StateConflictError, UnknownPlanError } from '@petcover/domain';
 import type { z } from 'zod';
 
 export interface FieldError {
@@ -29,6 +29,24 @@ export class UnauthenticatedError extends Error {
     this.name = 'UnauthenticatedError';
   }
 }
+
+/** The body is not of a type the route reads: 415. */
+export class UnsupportedMediaTypeError extends Error {
+  constructor(readonly accepted: string) {
+    super(`request body must be ${accepted}`);
+    this.name = 'UnsupportedMediaTypeError';
+  }
+}
+
+/** A request that carries a body must carry JSON (415 otherwise); no body at all is fine. */
+export const requireJsonBody: RequestHandler = (req, _res, next) => {
+  // `req.is` is null without a body, false with a body of another type; an empty body is no body.
+  const empty = req.get('content-length') === '0';
+  next(!empty && req.is('application/json') === false ? new UnsupportedMediaTypeError('application/json') : undefined);
+};
+
+/** What clients see when the signature provider fails; its details (URLs, provider text) stay in the logs. */
+export const SIGNATURE_PROVIDER_FAILED_MESSAGE = 'the signature provider could not take the request; nothing is lost, try again in a minute';
 
 /** Parses `value` with `schema`, prefixing field paths with `where` (body, params, query). */
 export function parseRequestPart<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
@@ -57,7 +75,8 @@ function answerFor(error: unknown): ErrorAnswer | undefined {
   if (error instanceof NotFoundError) return { status: 404, error: 'not_found', message: error.message };
   if (error instanceof UnknownPlanError) return { status: 422, error: 'unknown_plan', message: error.message };
   if (error instanceof StateConflictError) return { status: 409, error: 'conflict', message: error.message };
-  if (error instanceof SignatureDispatchError) return { status: 502, error: 'signature_provider_failed', message: error.message };
+  if (error instanceof SignatureProviderError) return { status: 502, error: 'signature_provider_failed', message: SIGNATURE_PROVIDER_FAILED_MESSAGE };
+  if (error instanceof UnsupportedMediaTypeError) return { status: 415, error: 'unsupported_media_type', message: error.message };
   if (error instanceof CallbackRejectedError) {
     return error.status === 401
       ? { status: 401, error: 'invalid_event_hash', message: error.message }
@@ -76,16 +95,35 @@ function answerFor(error: unknown): ErrorAnswer | undefined {
   return undefined;
 }
 
+/**
+ * What a failure's log line may carry: its type, code and message, where a
+ * query error's message is the database's own (drizzle's "Failed query"
+ * message lists the bound parameters: names, e-mail addresses). No PII.
+ */
+export function loggableError(error: unknown): { type: string; code?: string; message: string; providerStatus?: number } {
+  const err = error as Error & { cause?: unknown; code?: unknown; providerStatus?: number };
+  const cause = err?.cause as (Error & { code?: unknown }) | undefined;
+  const databaseError = err?.name === 'DrizzleQueryError' && cause instanceof Error;
+  const source = databaseError ? cause : err;
+  return {
+    type: err?.name ?? typeof error,
+    ...(typeof source?.code === 'string' ? { code: source.code } : {}),
+    // A provider may echo the signer's address in its error text.
+    message: String(source?.message ?? error).replace(/[^\s@"'<>(),;:]+@[^\s@"'<>(),;:]+\.[a-z]{2,}/gi, '<email>'),
+    ...(typeof err?.providerStatus === 'number' ? { providerStatus: err.providerStatus } : {}),
+  };
+}
+
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, next) => {
     if (res.headersSent) return next(error);
     const answer = answerFor(error);
     if (!answer) {
-      logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
+      logger.error({ failure: loggableError(error), method: req.method, path: req.path }, 'request failed');
       res.status(500).json({ error: 'internal', message: 'internal error; see the api logs' });
       return;
     }
-    if (answer.status >= 500) logger.warn({ err: error, method: req.method, path: req.path }, 'upstream failure');
+    if (answer.status >= 500) logger.warn({ failure: loggableError(error), method: req.method, path: req.path }, 'upstream failure');
     const { status, ...body } = answer;
     res.status(status).json(body);
   };

@@ -10,29 +10,43 @@
  *   POST /drafts/:draftId/confirm  Confirmation → 202 while signatures are pending,
  *                                  201 when enrolled at once (DEV_AUTO_ENROLL_PET=1)
  */
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import { addPet, choosePlan, confirmDraft, findEnrollmentOfPet, getDraft, getPet, NotFoundError, SPECIES, type DraftView, type WizardDeps } from '@petcover/domain';
 import { z } from 'zod';
-import { parseRequestPart } from '../http/api-errors';
+import type { OwnerTokenConfig } from '../auth/owner-token';
+import { parseRequestPart, requireJsonBody } from '../http/api-errors';
 import { ownerOf, requireOwner } from '../http/owner-auth';
 
 const petIdParams = z.object({ petId: z.string().uuid('must be a UUID') });
 const draftIdParams = z.object({ draftId: z.string().uuid('must be a UUID') });
 
+/** Text that Postgres can store: it refuses NUL in text columns (which used to answer 500). */
+const text = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine((v) => !v.includes('\u0000'), 'must not contain NUL characters');
+
+/** No pet insured today was born before this; it also keeps year 0000 (which Postgres refuses) out. */
+const EARLIEST_BIRTH_DATE = '1980-01-01';
+
 const newPetBody = z
   .object({
-    name: z.string().trim().min(1).max(100),
+    name: text(100),
     species: z.enum(SPECIES),
-    breed: z.string().trim().min(1).max(100),
-    birthDate: z.iso.date('must be a date YYYY-MM-DD').refine((d) => d <= new Date().toISOString().slice(0, 10), 'must not be in the future'),
+    breed: text(100),
+    birthDate: z.iso
+      .date('must be a date YYYY-MM-DD')
+      .refine((d) => d >= EARLIEST_BIRTH_DATE, `must not be before ${EARLIEST_BIRTH_DATE}`)
+      .refine((d) => d <= new Date().toISOString().slice(0, 10), 'must not be in the future'),
   })
   .strict();
 
-const choosePlanBody = z.object({ planCode: z.string().trim().min(1).max(64) }).strict();
+const choosePlanBody = z.object({ planCode: text(64) }).strict();
 
-const confirmBody = z
-  .object({ signer: z.object({ name: z.string().trim().min(1).max(200), email: z.email() }).strict().optional() })
-  .strict();
+const confirmBody = z.object({ signer: z.object({ name: text(200), email: z.email() }).strict().optional() }).strict();
 
 function draftJson(view: DraftView) {
   return {
@@ -52,13 +66,15 @@ function draftJson(view: DraftView) {
   };
 }
 
-export function createWizardRouter(deps: { wizard: WizardDeps; authSecret: string }): Router {
+export function createWizardRouter(deps: { wizard: WizardDeps; ownerTokens: OwnerTokenConfig; rateLimit: RequestHandler }): Router {
   const { wizard } = deps;
   const router = Router();
   // Per route, not router.use: an unknown path under /v1 must stay a 404, not a 401.
-  const owner = requireOwner(deps.authSecret);
+  const owner = requireOwner(deps.ownerTokens);
+  // Writes: authenticated, JSON (415 otherwise), within the owner's budget (429).
+  const write = [owner, requireJsonBody, deps.rateLimit];
 
-  router.post('/pets', owner, async (req, res) => {
+  router.post('/pets', ...write, async (req, res) => {
     const body = parseRequestPart(newPetBody, req.body ?? {}, 'body');
     const { pet, draft } = await addPet(wizard.db, ownerOf(res), body);
     res.status(201).location(`/v1/pets/${pet.id}`).json({ pet, draft: { id: draft.id, step: draft.step } });
@@ -82,14 +98,14 @@ export function createWizardRouter(deps: { wizard: WizardDeps; authSecret: strin
     res.json({ draft: draftJson(await getDraft(wizard.db, ownerOf(res), draftId)) });
   });
 
-  router.put('/drafts/:draftId/plan', owner, async (req, res) => {
+  router.put('/drafts/:draftId/plan', ...write, async (req, res) => {
     const { draftId } = parseRequestPart(draftIdParams, req.params, 'params');
     const { planCode } = parseRequestPart(choosePlanBody, req.body ?? {}, 'body');
     await choosePlan(wizard.db, ownerOf(res), draftId, planCode);
     res.json({ draft: draftJson(await getDraft(wizard.db, ownerOf(res), draftId)) });
   });
 
-  router.post('/drafts/:draftId/confirm', owner, async (req, res) => {
+  router.post('/drafts/:draftId/confirm', ...write, async (req, res) => {
     const { draftId } = parseRequestPart(draftIdParams, req.params, 'params');
     const { signer } = parseRequestPart(confirmBody, req.body ?? {}, 'body');
     const result = await confirmDraft(wizard, ownerOf(res), draftId, signer);
