@@ -20,6 +20,7 @@ import { startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/tes
 import { outboxMigrations } from '@petcover/outbox';
 import { createTestDatabase, freePort, testRedisUrl, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { EXIT_CONFIG } from '@petcover/service-kit';
+import { signOwnerToken } from '../src/auth/owner-token';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const API_MAIN = path.join(ROOT, 'apps/api/dist/main.js');
@@ -28,6 +29,10 @@ const AUTH_SECRET = 'process-test-auth-secret-0123456789';
 const run = promisify(execFile);
 
 if (!fs.existsSync(API_MAIN)) throw new Error(`build the api first (pnpm build): missing ${API_MAIN}`);
+
+// Each test starts node processes; on a loaded CI machine one start-up alone can take tens of seconds.
+jest.setTimeout(300_000);
+const START_TIMEOUT_MS = 120_000;
 
 type Env = Record<string, string>;
 
@@ -61,7 +66,7 @@ async function startOrRefuse(env: Env): Promise<{ exitCode: number | null; stder
         .find((l) => l.includes('"api listening"'));
       return line ? { listening: JSON.parse(line) as Record<string, unknown> } : undefined;
     },
-    { timeoutMs: 30_000, intervalMs: 50, description: 'the api to start or refuse' },
+    { timeoutMs: START_TIMEOUT_MS, intervalMs: 50, description: 'the api to start or refuse' },
   );
 }
 
@@ -210,18 +215,23 @@ describe('a running api against a slow provider and slow clients', () => {
     base = `http://127.0.0.1:${port}`;
   });
 
-  beforeEach(async () => {
-    const api = startApi(env);
+  let api: ApiRun;
+  beforeAll(async () => {
+    api = startApi(env);
+    // This one lives for the whole describe, not one test.
+    running.splice(running.indexOf(api), 1);
     await waitFor(
       async () => {
         if (api.child.exitCode !== null) throw new Error(`api exited: ${api.output.join('').slice(-2000)}`);
         return (await fetch(`${base}/readyz`)).ok;
       },
-      { timeoutMs: 30_000, intervalMs: 200, description: 'api ready' },
+      { timeoutMs: START_TIMEOUT_MS, intervalMs: 200, description: 'api ready' },
     );
   });
 
   afterAll(async () => {
+    if (api && api.child.exitCode === null) api.child.kill('SIGTERM');
+    await api?.exited;
     await fake?.close();
     await database?.drop();
     if (storeDir) fs.rmSync(storeDir, { recursive: true, force: true });
@@ -245,7 +255,7 @@ describe('a running api against a slow provider and slow clients', () => {
     const owners = Array.from({ length: 12 }, () => randomUUID());
     const drafts = await Promise.all(
       owners.map(async (owner) => {
-        const bearer = await token(owner);
+        const bearer = await signOwnerToken({ secret: AUTH_SECRET }, owner);
         const added = (await (await post('/v1/pets', bearer, { name: 'Rex', species: 'dog', breed: 'Boxer', birthDate: '2020-01-01' })).json()) as { draft: { id: string } };
         expect((await post(`/v1/drafts/${added.draft.id}/plan`, bearer, { planCode: 'basic' })).status).toBe(200);
         return { bearer, draftId: added.draft.id };
@@ -255,7 +265,7 @@ describe('a running api against a slow provider and slow clients', () => {
     let confirmations: Promise<number[]> | undefined;
     try {
       confirmations = Promise.all(drafts.map(async (d) => (await post(`/v1/drafts/${d.draftId}/confirm`, d.bearer)).status));
-      await waitFor(() => fake.heldDispatches === 12, { timeoutMs: 30_000, description: '12 dispatches waiting at the provider' });
+      await waitFor(() => fake.heldDispatches === 12, { timeoutMs: START_TIMEOUT_MS, description: '12 dispatches waiting at the provider' });
       const plans = await fetch(`${base}/v1/plans`);
       const ready = await fetch(`${base}/readyz`);
       expect([plans.status, ready.status]).toEqual([200, 200]);
@@ -283,7 +293,7 @@ describe('a running api against a slow provider and slow clients', () => {
         if (stillOpen) socket.write(' ');
         return !stillOpen;
       },
-      { timeoutMs: 15_000, intervalMs: 200, description: 'the api to close the slow connection' },
+      { timeoutMs: 30_000, intervalMs: 200, description: 'the api to close the slow connection' },
     );
     expect(Buffer.concat(received).toString()).toMatch(/^HTTP\/1\.1 408/);
   });
