@@ -35,11 +35,12 @@ import { createAdminRouter } from '../src/admin/router';
 import { createApp, type AppDeps } from '../src/app';
 import { signOwnerToken, verifyOwnerToken } from '../src/auth/owner-token';
 import { SIGNATURE_PROVIDER_FAILED_MESSAGE } from '../src/http/api-errors';
+import type { RedisClient } from '@petcover/service-kit';
 
 const AUTH_SECRET = 'attacks-test-secret-0123456789abcdef';
 const ADMIN_KEY = 'attacks-admin-key-0123456789';
 let database: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 let deadRedis: Redis;
 let fake: FakeDropboxSign;
 let storeDir: string;
