@@ -30,10 +30,14 @@ Options:
   --max-attempts <n>      attempts before an event is dead-lettered (default ${CONSUMER_DEFAULTS.maxAttempts})
   --retry-delay <ms>      first retry delay, doubling each attempt (default ${CONSUMER_DEFAULTS.retryBaseDelayMs})
   --block <ms>            XREADGROUP BLOCK bound (default ${CONSUMER_DEFAULTS.blockMs})
+  --handler-timeout <s>   deadline of one handler call, in seconds (env HANDLER_TIMEOUT_S, default ${CONSUMER_DEFAULTS.handlerTimeoutMs / 1000})
+  --read-max-bytes <n>    bytes per read, at least one entry (env READ_MAX_BYTES, default ${CONSUMER_DEFAULTS.readMaxBytes})
   --log-level <level>     ${LOG_LEVELS.join('|')} (env LOG_LEVEL, default info)
   -h, --help              show this help
 
-Environment: DATABASE_URL, REDIS_URL, CONSUMER_GROUP, HEALTH_PORT (9102), REDIS_KEY_PREFIX, STREAM_PARTITIONS, LOG_LEVEL.
+Environment: DATABASE_URL, REDIS_URL, CONSUMER_GROUP, HEALTH_PORT (9102), REDIS_KEY_PREFIX, STREAM_PARTITIONS, LOG_LEVEL,
+HANDLER_TIMEOUT_S, READ_MAX_BYTES, INBOX_RETENTION_DAYS (default 8: longer than the outbox's 7).
+Memory: concurrency × read-max-bytes × ~4 + ~80 MB must fit the pod's limit (README, "Memory").
 SIGTERM/SIGINT: finish the batch in hand, acknowledge it, release leases, exit 0.`;
 
 export interface StartOptions {
@@ -46,6 +50,8 @@ export interface StartOptions {
   maxAttempts?: number;
   retryBaseDelayMs?: number;
   blockMs?: number;
+  handlerTimeoutMs?: number;
+  readMaxBytes?: number;
   logLevel?: LogLevel;
 }
 
@@ -75,6 +81,8 @@ export function parseCli(argv: readonly string[]): Command {
         'max-attempts': { type: 'string' },
         'retry-delay': { type: 'string' },
         block: { type: 'string' },
+        'handler-timeout': { type: 'string' },
+        'read-max-bytes': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -104,6 +112,16 @@ export function parseCli(argv: readonly string[]): Command {
     }
   }
   const leaseTtlSeconds = positiveInteger('lease-ttl', values['lease-ttl']);
+  let handlerTimeoutMs: number | undefined;
+  if (values['handler-timeout'] !== undefined) {
+    const seconds = Number(values['handler-timeout']);
+    if (values['handler-timeout'].trim() === '' || !Number.isFinite(seconds) || seconds < 0.01 || seconds > 3_600) {
+      throw new UsageError(`--handler-timeout must be a number of seconds from 0.01 to 3600 (got ${JSON.stringify(values['handler-timeout'])})`);
+    }
+    handlerTimeoutMs = Math.round(seconds * 1000);
+  }
+  const readMaxBytes = positiveInteger('read-max-bytes', values['read-max-bytes']);
+  if (readMaxBytes !== undefined && readMaxBytes < 1024) throw new UsageError(`--read-max-bytes must be at least 1024 (got ${readMaxBytes})`);
   return {
     command: 'start',
     options: {
@@ -116,6 +134,8 @@ export function parseCli(argv: readonly string[]): Command {
       maxAttempts: positiveInteger('max-attempts', values['max-attempts']),
       retryBaseDelayMs: positiveInteger('retry-delay', values['retry-delay']),
       blockMs: positiveInteger('block', values.block),
+      handlerTimeoutMs,
+      readMaxBytes,
       logLevel: logLevel as LogLevel | undefined,
     },
   };

@@ -87,6 +87,9 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
       leaseTtlMs: options.leaseTtlMs,
       maxAttempts: options.maxAttempts,
       retryBaseDelayMs: options.retryBaseDelayMs,
+      handlerTimeoutMs: options.handlerTimeoutMs ?? (env.HANDLER_TIMEOUT_S === undefined ? undefined : Math.round(env.HANDLER_TIMEOUT_S * 1000)),
+      readMaxBytes: options.readMaxBytes ?? env.READ_MAX_BYTES,
+      inboxRetentionMs: env.INBOX_RETENTION_DAYS === undefined ? undefined : Math.round(env.INBOX_RETENTION_DAYS * 24 * 3_600_000),
       logger,
       metricsRegistry,
       version: readAppVersion(__dirname),
@@ -118,6 +121,12 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
     },
     'events-consumer started',
   );
+
+  // Last resort: every promise the consumer starts is awaited or handled; if one ever
+  // slips through, say so loudly and keep running (a dead process heals nothing).
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason }, 'BUG: unhandled promise rejection (the consumer keeps running)');
+  });
 
   const shutdown = createShutdown(
     logger,

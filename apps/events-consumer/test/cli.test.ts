@@ -11,12 +11,14 @@ describe('parseCli', () => {
       parseCli([
         'start', '--group', 'billing', '--concurrency', '8', '--module', './m.js', '--partitions', 'stream:a:b=4,stream:c:d=2',
         '--batch-size', '50', '--lease-ttl', '3', '--max-attempts', '7', '--retry-delay', '20', '--block', '500', '--log-level', 'debug',
+        '--handler-timeout', '2.5', '--read-max-bytes', '65536',
       ]),
     ).toEqual({
       command: 'start',
       options: {
         group: 'billing', concurrency: 8, module: './m.js', partitions: { 'stream:a:b': 4, 'stream:c:d': 2 }, batchSize: 50,
         leaseTtlMs: 3000, maxAttempts: 7, retryBaseDelayMs: 20, blockMs: 500, logLevel: 'debug',
+        handlerTimeoutMs: 2500, readMaxBytes: 65536,
       },
     });
   });
@@ -33,6 +35,9 @@ describe('parseCli', () => {
       [['start', '--partitions', 'stream:a:b=zero'], /--partitions: "stream:a:b=zero": partition count must be an integer from 1 to 1024/],
       [['start', '--module', ' '], /--module needs a path/],
       [['start', '--nope'], /Unknown option '--nope'/],
+      [['start', '--handler-timeout', '0'], /--handler-timeout must be a number of seconds from 0.01 to 3600 \(got "0"\)/],
+      [['start', '--handler-timeout', 'soon'], /--handler-timeout must be a number of seconds/],
+      [['start', '--read-max-bytes', '100'], /--read-max-bytes must be at least 1024 \(got 100\)/],
     ];
     for (const [argv, message] of cases) {
       expect(() => parseCli(argv)).toThrow(UsageError);

@@ -140,7 +140,7 @@ test('SignatureReceived for an unknown approval request is a PermanentError nami
   const attempt = database.db.transaction((tx) =>
     handler.handle(
       { eventId: randomUUID(), type: 'SignatureReceived', stream: SignatureReceived.stream, partitionKey: missing, payload, headers: {}, createdAt: '', outboxId: '1', entryId: '1-0' },
-      { tx, attempt: 1, group: 'test', logger: pino({ level: 'silent' }) },
+      { tx, attempt: 1, group: 'test', logger: pino({ level: 'silent' }), signal: new AbortController().signal },
     ),
   );
   await expect(attempt).rejects.toBeInstanceOf(PermanentError);

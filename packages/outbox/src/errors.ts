@@ -28,3 +28,20 @@ export class DuplicateEventIdError extends OutboxError {
 
 /** A Redis key prefix (REDIS_KEY_PREFIX, `keyPrefix`) that would break the streams' hash tags. */
 export class InvalidKeyPrefixError extends OutboxError {}
+
+/**
+ * The error Postgres itself raised: drizzle wraps driver errors ("Failed
+ * query: <sql> params: ...") with the PostgresError as `cause`. Returns the
+ * innermost error of the cause chain that carries a `code`, else `error`.
+ * Use its `code` to branch and its `message` in logs (the wrapper's message
+ * quotes the parameters, payloads included).
+ */
+export function databaseErrorOf(error: unknown): unknown {
+  let current: unknown = error;
+  let found: unknown = undefined;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if ((current as { code?: unknown }).code !== undefined) found = current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return found ?? error;
+}

@@ -37,8 +37,10 @@ export {
   streamPartitionsSchema,
 } from './streams';
 export type { StreamPartitions } from './streams';
-export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, PermanentError } from './consumer/registry';
-export type { EventHandler, HandledEvent, HandlerContext } from './consumer/registry';
+export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, InvalidHandlerOptionsError, PermanentError } from './consumer/registry';
+export type { EventHandler, HandledEvent, HandlerContext, HandlerOptions } from './consumer/registry';
+export { HandlerTimeoutError } from './consumer/handler-timeout';
+export { INBOX_MAINTENANCE_STREAM, INBOX_RETENTION_DEFAULTS } from './consumer/inbox-retention';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
 export { createPublisher, PUBLISHER_DEFAULTS } from './publisher/publisher';
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';

@@ -46,7 +46,7 @@ export async function runHandlersInline(db: Database, registry: HandlerRegistry,
             outboxId: String(row.id),
             entryId: '0-0',
           },
-          { tx, attempt: 1, group: options.group ?? 'inline-test', logger },
+          { tx, attempt: 1, group: options.group ?? 'inline-test', logger, signal: new AbortController().signal },
         );
       });
       handled.push(row.id);

@@ -11,13 +11,15 @@ import type { Database, Sql } from '../db';
 import { acquireLease, consumerRole, makeOwnerId, releaseLease, type LeaseRole } from '../lease/lease';
 import { createNodeHeartbeat } from '../liveness/node-heartbeat';
 import { assertKeyPrefix, assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
-import { sleep } from '../backoff';
+import { backoffDelay, sleep } from '../backoff';
 import { heartbeatMembership, leaveMembership, membersKey } from './membership';
 import { createConsumerMetrics, type ConsumerMetrics } from './metrics';
 import type { ConsumerStreamDeclaration } from './module';
-import { ConcurrencyLimit, PartitionWorker } from './partition-worker';
+import { INBOX_RETENTION_DEFAULTS, startInboxPruner } from './inbox-retention';
+import { ConcurrencyLimit, PartitionWorker, partitionErrorCause } from './partition-worker';
 import { ensureGroup, groupBacklog } from './redis-group';
 import type { HandlerRegistry } from './registry';
+import { stuckPartitionsKey } from './stuck-partitions';
 
 /** Defaults of every consumer option; the app's flags fall back to these. */
 export const CONSUMER_DEFAULTS = {
@@ -34,6 +36,22 @@ export const CONSUMER_DEFAULTS = {
   /** 200 ms doubling to 3.2 s: five attempts span ~3 s, enough for a short blip. */
   retryBaseDelayMs: 200,
   retryMaxDelayMs: 10_000,
+  /**
+   * Deadline of one handler call (and statement_timeout of its transaction).
+   * Long enough for any sane handler, short enough that a hung one frees its
+   * partition within a minute (deadline + lease TTL, the watchdog's bound).
+   */
+  handlerTimeoutMs: 30_000,
+  /**
+   * Bytes of one read (fields and values; the first entry always comes). At
+   * most `concurrency` reads are in hand at once, each held about four times
+   * over (Redis reply, strings, parsed payload, handler's copy): the default
+   * 4 × 4 MiB × 4 ≈ 64 MB next to Node's own ~80 MB stays well under the
+   * 384Mi pod limit (README, "Memory"). Raise both together.
+   */
+  readMaxBytes: 4 * 1024 * 1024,
+  inboxRetentionMs: INBOX_RETENTION_DEFAULTS.retentionMs,
+  inboxPruneIntervalMs: INBOX_RETENTION_DEFAULTS.intervalMs,
 } as const;
 
 export class InvalidConsumerOptionsError extends Error {
@@ -68,6 +86,11 @@ export interface ConsumerOptions {
   maxAttempts?: number;
   retryBaseDelayMs?: number;
   retryMaxDelayMs?: number;
+  handlerTimeoutMs?: number;
+  readMaxBytes?: number;
+  /** processed_event rows are kept this long (and while the outbox holds the event); see inbox-retention.ts. */
+  inboxRetentionMs?: number;
+  inboxPruneIntervalMs?: number;
   logger: Logger;
   /** Registration in events.relay_node: heartbeat interval (default NODE_HEARTBEAT_DEFAULTS) and the app version shown. */
   heartbeatIntervalMs?: number;
@@ -84,6 +107,8 @@ export interface ConsumerStatus {
   /** Every partition stream of the declared streams. */
   partitions: string[];
   redisReachable: boolean;
+  /** Partitions this process cannot use now (e.g. WRONGTYPE on the key), with the cause. */
+  faulty: { partition: string; cause: string; message: string }[];
 }
 
 export interface Consumer {
@@ -130,6 +155,10 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     maxAttempts: positiveInteger('maxAttempts', options.maxAttempts ?? CONSUMER_DEFAULTS.maxAttempts),
     retryBaseDelayMs: positiveInteger('retryBaseDelayMs', options.retryBaseDelayMs ?? CONSUMER_DEFAULTS.retryBaseDelayMs),
     retryMaxDelayMs: positiveInteger('retryMaxDelayMs', options.retryMaxDelayMs ?? CONSUMER_DEFAULTS.retryMaxDelayMs),
+    handlerTimeoutMs: positiveInteger('handlerTimeoutMs', options.handlerTimeoutMs ?? CONSUMER_DEFAULTS.handlerTimeoutMs),
+    readMaxBytes: positiveInteger('readMaxBytes', options.readMaxBytes ?? CONSUMER_DEFAULTS.readMaxBytes),
+    inboxRetentionMs: positiveInteger('inboxRetentionMs', options.inboxRetentionMs ?? CONSUMER_DEFAULTS.inboxRetentionMs),
+    inboxPruneIntervalMs: positiveInteger('inboxPruneIntervalMs', options.inboxPruneIntervalMs ?? CONSUMER_DEFAULTS.inboxPruneIntervalMs),
   };
   const partitions: Partition[] = [];
   for (const declared of options.streams) {
@@ -160,9 +189,19 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   const tickMs = Math.max(50, Math.floor(settings.leaseTtlMs / 5));
   // Start the scan for free partitions at a per-owner offset so replicas starting together collide less.
   const scanOffset = [...ownerId].reduce((sum, c) => sum + c.charCodeAt(0), 0) % Math.max(1, partitions.length);
+  const stuckKey = stuckPartitionsKey(keyPrefix, group);
+  // The watchdog's bound: a partition busy for this long with no handler call ending is given up.
+  const watchdogMs = options.registry.longestTimeoutMs(settings.handlerTimeoutMs) + settings.leaseTtlMs;
+  // Workers the watchdog gave up on, until their loop ends: their partition is not re-leased meanwhile.
+  const abandoned = new Map<string, PartitionWorker>();
+  // And not for one watchdog period after it either, so another replica takes it first.
+  const cooldownUntil = new Map<string, number>();
   let loop: Promise<void> | undefined;
+  let pruner: { stop(): Promise<void> } | undefined;
   let stopping: Promise<void> | undefined;
-  let groupsReady = false;
+  // Per partition, so one bad key (WRONGTYPE) neither stops the others nor reads as "redis unreachable".
+  const groupReady = new Set<string>();
+  const partitionFaults = new Map<string, { cause: string; message: string; failures: number; retryAt: number }>();
   let redisReachable = true;
   let databaseReachable = true;
 
@@ -182,10 +221,13 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         partitionStream: p.partitionStream,
         maxAttempts: settings.maxAttempts,
         backoff: { baseDelayMs: settings.retryBaseDelayMs, maxDelayMs: settings.retryMaxDelayMs },
+        handlerTimeoutMs: settings.handlerTimeoutMs,
       },
       redis: options.redis.duplicate(),
       key: p.key,
       batchSize: settings.batchSize,
+      readMaxBytes: settings.readMaxBytes,
+      stuckKey,
       blockMs: settings.blockMs,
       reclaimEveryMs: settings.leaseTtlMs,
       limit,
@@ -208,9 +250,81 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     if (release) await releaseLease(options.sql, lease(p));
   }
 
+  /** A Redis error reply about one key (WRONGTYPE...), as opposed to a lost connection. */
+  function isReplyError(error: unknown): boolean {
+    return (error as Error)?.name === 'ReplyError';
+  }
+
+  /**
+   * Creates the group on every partition not done yet. An error reply on one
+   * partition is that partition's fault: logged once per cause with the
+   * stream, counted, retried with its own backoff, the partition left
+   * unleased meanwhile; the others go on. A lost connection is thrown.
+   */
   async function ensureGroups(): Promise<void> {
-    for (const p of partitions) await ensureGroup(options.redis, p.key, group);
-    groupsReady = true;
+    const now = Date.now();
+    for (const p of partitions) {
+      if (groupReady.has(p.partitionStream)) continue;
+      const fault = partitionFaults.get(p.partitionStream);
+      if (fault && fault.retryAt > now) continue;
+      try {
+        await ensureGroup(options.redis, p.key, group);
+        groupReady.add(p.partitionStream);
+        if (fault) {
+          partitionFaults.delete(p.partitionStream);
+          logger.info({ stream: p.partitionStream, key: p.key }, 'consumer group created on the partition; it is consumed again');
+        }
+      } catch (error) {
+        if (!isReplyError(error)) throw error;
+        const cause = partitionErrorCause(error);
+        const failures = (fault?.failures ?? 0) + 1;
+        metrics.partitionErrors.inc({ group, stream: p.partitionStream, cause });
+        if (fault?.cause !== cause) {
+          logger.error({ stream: p.partitionStream, key: p.key, cause, err: error }, 'cannot create the consumer group on this partition; it is skipped and retried with backoff, the others go on');
+        }
+        const message = (error as Error).message;
+        partitionFaults.set(p.partitionStream, { cause, message, failures, retryAt: now + backoffDelay(failures, { baseDelayMs: 1_000, maxDelayMs: 30_000 }) });
+      }
+    }
+  }
+
+  /** The watchdog: gives up partitions whose worker is stuck on a call that neither ends nor times out. */
+  async function releaseStalledPartitions(): Promise<void> {
+    const now = Date.now();
+    for (const p of partitions) {
+      const worker = workers.get(p.partitionStream);
+      if (!worker) continue;
+      const stalledMs = worker.stalledMs(now);
+      if (stalledMs <= watchdogMs) continue;
+      logger.error(
+        { stream: p.partitionStream, stalledMs, watchdogMs, inHand: worker.entryInHand },
+        'partition made no progress for longer than the handler deadline plus the lease TTL; giving its lease up so another replica takes over',
+      );
+      metrics.watchdogReleases.inc({ group, stream: p.partitionStream });
+      workers.delete(p.partitionStream);
+      metrics.leasesHeld.set({ group }, workers.size);
+      abandoned.set(p.partitionStream, worker);
+      cooldownUntil.set(p.partitionStream, now + watchdogMs);
+      const pid = worker.transactionBackendPid;
+      worker.abandon();
+      void worker.ended.then(() => {
+        if (abandoned.get(p.partitionStream) === worker) abandoned.delete(p.partitionStream);
+      });
+      try {
+        await releaseLease(options.sql, lease(p));
+      } catch {
+        // Not renewed any more: it expires within the TTL anyway.
+      }
+      if (pid !== null) {
+        // Its transaction may hold inbox row locks the next owner needs: end it (rolled back).
+        try {
+          await options.sql`SELECT pg_terminate_backend(${pid}) WHERE ${pid}::int <> pg_backend_pid()`;
+          logger.warn({ stream: p.partitionStream, backendPid: pid }, 'terminated the stalled partition\'s Postgres backend; its transaction rolls back');
+        } catch (error) {
+          logger.warn({ stream: p.partitionStream, backendPid: pid, err: error }, 'could not terminate the stalled partition\'s Postgres backend');
+        }
+      }
+    }
   }
 
   function noteRedis(reachable: boolean, error?: unknown): void {
@@ -229,6 +343,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
 
   /** One coordination round: renew, shed extras, take free partitions up to the fair share. */
   async function tick(): Promise<void> {
+    await releaseStalledPartitions();
     // Renew first and on Postgres only, so a slow or absent Redis never lets our leases lapse.
     const held = partitions.filter((p) => workers.has(p.partitionStream));
     try {
@@ -249,7 +364,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
 
     let liveMembers: number | null = null;
     try {
-      if (!groupsReady) await ensureGroups();
+      await ensureGroups();
       liveMembers = await heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
       noteRedis(true);
     } catch (error) {
@@ -258,7 +373,9 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     // Without a membership count (Redis down) keep what we hold: no rebalancing blind.
     if (liveMembers === null || abort.signal.aborted) return;
 
-    const target = Math.ceil(partitions.length / Math.max(1, liveMembers));
+    // Partitions nobody can use now (faulty keys) are not shared out.
+    const usable = partitions.filter((p) => groupReady.has(p.partitionStream)).length;
+    const target = Math.ceil(usable / Math.max(1, liveMembers));
     const holding = partitions.filter((p) => workers.has(p.partitionStream));
     for (const extra of holding.slice(target)) {
       logger.info({ stream: extra.partitionStream, target, liveMembers }, 'handing a partition over to rebalance');
@@ -267,7 +384,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     let count = Math.min(holding.length, target);
     for (let i = 0; i < partitions.length && count < target && !abort.signal.aborted; i++) {
       const p = partitions[(i + scanOffset) % partitions.length] as Partition;
-      if (workers.has(p.partitionStream)) continue;
+      if (workers.has(p.partitionStream) || abandoned.has(p.partitionStream) || !groupReady.has(p.partitionStream)) continue;
+      if ((cooldownUntil.get(p.partitionStream) ?? 0) > Date.now()) continue;
       const grant = await acquireLease(options.sql, { ...lease(p), ttlMs: settings.leaseTtlMs });
       if (!grant) continue;
       logger.info({ stream: p.partitionStream, fencingToken: grant.fencingToken }, 'partition leased');
@@ -320,13 +438,23 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     metrics,
     metricsRegistry,
     start() {
-      if (stopping) return;
-      loop ??= run();
+      if (stopping || loop) return;
+      loop = run();
+      pruner = startInboxPruner({
+        sql: options.sql,
+        ownerId,
+        logger,
+        metrics,
+        retentionMs: settings.inboxRetentionMs,
+        intervalMs: settings.inboxPruneIntervalMs,
+        batchSize: INBOX_RETENTION_DEFAULTS.batchSize,
+      });
     },
     stop() {
       stopping ??= (async () => {
         abort.abort();
         await loop;
+        await pruner?.stop();
         const held = partitions.filter((p) => workers.has(p.partitionStream));
         const results = await Promise.allSettled(held.map((p) => stopWorker(p, true)));
         for (const result of results) if (result.status === 'rejected') logger.error({ err: result.reason }, 'releasing a partition lease failed; it expires by itself');
@@ -351,6 +479,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         leased: partitions.filter((p) => workers.has(p.partitionStream)).map((p) => p.partitionStream),
         partitions: partitions.map((p) => p.partitionStream),
         redisReachable,
+        faulty: [...partitionFaults].map(([partition, fault]) => ({ partition, cause: fault.cause, message: fault.message })),
       };
     },
   };

@@ -11,6 +11,7 @@ import { sql as drizzleSql } from 'drizzle-orm';
 import type { Database, Sql, Transaction } from '../db';
 import { enqueue } from '../enqueue';
 import { logicalStreamOf } from '../streams';
+import { databaseErrorOf } from '../errors';
 import type { DeadLetterStatus } from '../schema';
 
 export class DeadLetterNotFoundError extends Error {
@@ -81,6 +82,82 @@ export async function recordDeadLetter(tx: Transaction, letter: NewDeadLetter): 
     ON CONFLICT (group_name, stream_name, redis_entry_id) DO NOTHING
     RETURNING id`);
   return rows.length > 0;
+}
+
+/** Even the minimal dead letter was refused: the entry stays pending and its partition is stuck on it. */
+export class DeadLetterRefusedError extends Error {
+  constructor(
+    readonly partitionStream: string,
+    readonly entryId: string,
+    cause: unknown,
+  ) {
+    super(`dead letter for entry ${entryId} of ${partitionStream} was refused, also in its minimal form: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'DeadLetterRefusedError';
+  }
+}
+
+/** Postgres text and jsonb refuse NUL (U+0000); written as the six characters `\u0000` instead. */
+function withoutNul(text: string): string {
+  return text.includes('\u0000') ? text.split('\u0000').join('\\u0000') : text;
+}
+
+/**
+ * Where a dead letter went: `full` row, `minimal` row (the full one was
+ * refused, e.g. a payload with NUL that jsonb rejects), or `exists` (the same
+ * entry was dead-lettered before).
+ */
+export type DeadLetterLanding = 'full' | 'minimal' | 'exists';
+
+/**
+ * A dead letter that always lands (issue 14): the full row first, inside a
+ * savepoint; if Postgres refuses it for its content (anything but a lost
+ * connection), a minimal row: group, stream, entry id, event id, the entry's
+ * fields as escaped JSON text in `raw_entry`, and the error with the reason
+ * the full row was refused. Throws DeadLetterRefusedError if even that is
+ * refused (the caller keeps the entry pending and reports the partition
+ * stuck), and connection errors unchanged.
+ */
+export async function landDeadLetter(
+  tx: Transaction,
+  letter: NewDeadLetter,
+  rawFields: () => Record<string, string>,
+  isConnectionError: (error: unknown) => boolean,
+): Promise<DeadLetterLanding> {
+  let refusal: unknown;
+  try {
+    return (await tx.transaction((savepoint) => recordDeadLetter(savepoint, letter))) ? 'full' : 'exists';
+  } catch (error) {
+    if (isConnectionError(error)) throw error;
+    refusal = error;
+  }
+  const eventId = letter.eventId !== null && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(letter.eventId) ? letter.eventId : null;
+  const refused = databaseErrorOf(refusal) as Error;
+  const reason = `the full dead letter was refused (${withoutNul(refused?.message ?? String(refused))}); raw_entry holds the entry as escaped text`;
+  const minimal: NewDeadLetter = {
+    ...letter,
+    eventId,
+    eventType: letter.eventType === null ? null : withoutNul(letter.eventType),
+    partitionKey: letter.partitionKey === null ? null : withoutNul(letter.partitionKey),
+    payload: null,
+    headers: null,
+    // JSON text of the fields: a NUL in them is already the six characters \u0000 there.
+    rawEntry: { escaped: JSON.stringify(rawFields()) },
+    errorMessage: `${withoutNul(letter.errorMessage)}; ${reason}`,
+    errorStack: letter.errorStack === null ? null : withoutNul(letter.errorStack),
+  };
+  try {
+    return (await tx.transaction((savepoint) => recordDeadLetter(savepoint, minimal))) ? 'minimal' : 'exists';
+  } catch (error) {
+    if (isConnectionError(error)) throw error;
+    throw new DeadLetterRefusedError(letter.streamName, letter.redisEntryId, databaseErrorOf(error));
+  }
+}
+
+const PARTITION_SUFFIX = /:p\d+$/;
+
+/** `stream:a:b:p2` → `stream:a:b`; a logical stream name is returned as is. */
+export function logicalStreamOf(partitionStream: string): string {
+  return partitionStream.replace(PARTITION_SUFFIX, '');
 }
 
 function normaliseId(id: string | bigint): string {
@@ -178,13 +255,24 @@ async function lockDeadLetter(tx: Transaction, id: string): Promise<DeadLetterDb
   return row;
 }
 
+/** Header of a replayed dead letter naming the one group it is re-delivered to. */
+export const REPLAY_FOR_GROUP_HEADER = 'replayForGroup';
+
 /**
  * Re-enqueues a dead letter through the outbox with its ORIGINAL event_id,
- * stream, type, partition key, payload and headers (plus header
- * `replayOfDeadLetter`), so it passes the same ordering and fencing path as
- * any event; then marks it `replayed`. One transaction: the dead letter is
- * locked, the old outbox row with that event_id (if not pruned yet) is deleted
- * so event_id stays unique, and nothing changes if any step fails.
+ * stream, type, partition key, payload and headers (plus headers
+ * `replayOfDeadLetter` and `replayForGroup`), so it passes the same ordering
+ * and fencing path as any event; then marks it `replayed`. One transaction:
+ * the dead letter is locked, the old outbox row with that event_id (if not
+ * pruned yet) is deleted so event_id stays unique, and nothing changes if
+ * any step fails.
+ *
+ * It re-delivers to the letter's group only: that group's inbox row for the
+ * event (written when it was dead-lettered) is deleted in the same
+ * transaction, so the group handles it again; every other group still has
+ * its own inbox row (it handled or dead-lettered the event) and acknowledges
+ * the entry as a duplicate, and a group without one skips it because
+ * `replayForGroup` names another group.
  *
  * Refuses (DeadLetterStateError) unless the status is `dead`, and for letters
  * of entries too malformed to rebuild an event from; DeadLetterNotFoundError
@@ -208,12 +296,14 @@ export async function replayDeadLetter(
       );
     }
     await tx.execute(drizzleSql`DELETE FROM events.outbox_event WHERE event_id = ${letter.event_id}::uuid`);
+    await tx.execute(drizzleSql`
+      DELETE FROM events.processed_event WHERE group_name = ${letter.group_name} AND event_id = ${letter.event_id}::uuid`);
     const enqueued = await enqueue(tx, {
       stream: logicalStreamOf(letter.stream_name),
       type: letter.event_type,
       partitionKey: letter.partition_key,
       payload: letter.payload as Record<string, unknown>,
-      headers: { ...(letter.headers ?? {}), replayOfDeadLetter: key },
+      headers: { ...(letter.headers ?? {}), replayOfDeadLetter: key, [REPLAY_FOR_GROUP_HEADER]: letter.group_name },
       eventId: letter.event_id,
     });
     await tx.execute(drizzleSql`

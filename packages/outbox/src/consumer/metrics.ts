@@ -11,6 +11,14 @@ export interface ConsumerMetrics {
   retried: Counter<'group' | 'stream' | 'event_type'>;
   deadLettered: Counter<'group' | 'stream' | 'event_type' | 'reason'>;
   skipped: Counter<'group' | 'stream' | 'event_type'>;
+  timedOut: Counter<'group' | 'stream' | 'event_type'>;
+  /** Errors of one partition (group creation, reads, claims, settling), by cause. */
+  partitionErrors: Counter<'group' | 'stream' | 'cause'>;
+  /** Entries whose dead letter Postgres refused even in minimal form (each distinct entry once). */
+  stuckEntries: Counter<'group' | 'stream'>;
+  /** Partitions the watchdog gave up because they made no progress. */
+  watchdogReleases: Counter<'group' | 'stream'>;
+  inboxPruned: Counter;
   handlerSeconds: Histogram<'group' | 'event_type'>;
   lag: Gauge<'group' | 'stream'>;
   pending: Gauge<'group' | 'stream'>;
@@ -44,6 +52,35 @@ export function createConsumerMetrics(registry: Registry): ConsumerMetrics {
       name: 'petcover_consumer_skipped_total',
       help: 'Entries of an event type this group has no handler for (acknowledged)',
       labelNames: eventLabels,
+      registers,
+    }),
+    timedOut: new Counter({
+      name: 'petcover_consumer_handler_timeouts_total',
+      help: 'Handler calls abandoned at their deadline (each also counts as failed)',
+      labelNames: eventLabels,
+      registers,
+    }),
+    partitionErrors: new Counter({
+      name: 'petcover_consumer_partition_errors_total',
+      help: 'Errors confined to one partition (group creation, read, claim, settle), by cause',
+      labelNames: ['group', 'stream', 'cause'],
+      registers,
+    }),
+    stuckEntries: new Counter({
+      name: 'petcover_consumer_stuck_entries_total',
+      help: 'Distinct entries that block their partition because even a minimal dead letter was refused',
+      labelNames: ['group', 'stream'],
+      registers,
+    }),
+    watchdogReleases: new Counter({
+      name: 'petcover_consumer_watchdog_releases_total',
+      help: 'Partition leases given up because the partition made no progress for longer than the handler deadline plus the lease TTL',
+      labelNames: ['group', 'stream'],
+      registers,
+    }),
+    inboxPruned: new Counter({
+      name: 'petcover_consumer_inbox_pruned_total',
+      help: 'processed_event rows deleted by inbox retention (counted by the replica that pruned)',
       registers,
     }),
     handlerSeconds: new Histogram({

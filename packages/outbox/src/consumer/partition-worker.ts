@@ -1,17 +1,26 @@
 /**
  * The loop that owns one leased partition: reclaim what a previous owner left
- * pending, then read new entries with a bounded BLOCK, settle them strictly in
- * order, acknowledge. One worker per leased partition, each on its own Redis
- * connection (a blocking read holds its connection).
+ * pending, then read entries (bounded in count and bytes), settle them
+ * strictly in order, acknowledge. One worker per leased partition, each on
+ * its own Redis connection (a blocking read holds its connection).
+ *
+ * Memory: a worker reads and settles only while holding a concurrency slot,
+ * so at most `concurrency` batches of at most `readMaxBytes` are in hand;
+ * an idle worker waits for new entries outside its slot with a read of ONE
+ * entry, and a retrying one sleeps its backoff outside its slot holding
+ * nothing (the failing entry stays pending and is re-read after the wait).
  */
 import type { RedisClient } from '@petcover/service-kit';
+import { databaseErrorOf } from '../errors';
 import { backoffDelay, sleep } from '../backoff';
+import { DeadLetterRefusedError } from './dead-letters';
 import { PartitionLeaseLostError } from './inbox';
 import { pruneIdleConsumers } from './prune-idle-consumers';
-import { acknowledge, claimAllPending, ensureGroup, isNoGroupError, pendingCountOf, readGroup } from './redis-group';
-import { settleEntries, type PartitionContext } from './settle-entries';
+import { acknowledge, claimAllPending, ensureGroup, isNoGroupError, pendingCountOf, readGroup, waitForEntry, type ReadResult } from './redis-group';
+import { settleEntries, type PartitionContext, type PendingRetry } from './settle-entries';
+import { clearStuckPartition, reportStuckPartition } from './stuck-partitions';
 
-/** Limits how many partitions settle a batch at the same time (`--concurrency`). */
+/** Limits how many partitions read and settle a batch at the same time (`--concurrency`). */
 export class ConcurrencyLimit {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
@@ -31,12 +40,27 @@ export class ConcurrencyLimit {
   }
 }
 
+/** A short name for what went wrong on one partition, for the metric label and the log. */
+export function partitionErrorCause(error: unknown): string {
+  const message = String((error as Error)?.message ?? error);
+  if (message.startsWith('WRONGTYPE')) return 'wrong_key_type';
+  if (error instanceof DeadLetterRefusedError) return 'dead_letter_refused';
+  if (/ECONNREFUSED|ECONNRESET|Connection is closed|ETIMEDOUT|Stream isn't writeable/i.test(message)) return 'redis_unreachable';
+  const code = String((databaseErrorOf(error) as { code?: unknown })?.code ?? '');
+  if (code === '57014') return 'statement_timeout';
+  if (code === '55P03') return 'lock_timeout';
+  if (code.startsWith('08') || code.startsWith('57P') || /CONNECTION_|ECONN/.test(code)) return 'postgres_unreachable';
+  return 'error';
+}
+
 export interface PartitionWorkerOptions {
-  context: Omit<PartitionContext, 'signal'>;
+  context: Omit<PartitionContext, 'signal' | 'progress' | 'inTransaction'>;
   /** Dedicated connection; the worker disconnects it when it ends. */
   redis: RedisClient;
   key: string;
   batchSize: number;
+  /** Byte budget of one read (fields and values; the first entry always comes). */
+  readMaxBytes: number;
   blockMs: number;
   /**
    * How often the owner sweeps the partition's pending list again. A replica
@@ -45,6 +69,8 @@ export interface PartitionWorkerOptions {
    */
   reclaimEveryMs: number;
   limit: ConcurrencyLimit;
+  /** Redis hash of the group's stuck partitions (see stuck-partitions.ts). */
+  stuckKey: string;
   /** Called once when the loop ends by itself (lease lost), not on stop(). */
   onLeaseLost(): void;
 }
@@ -53,6 +79,13 @@ export class PartitionWorker {
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
+  /** When the worker started working on entries it has not finished; null while idle or waiting. */
+  private busySince: number | null = null;
+  private lastProgress = Date.now();
+  /** What the worker has in hand, for the watchdog's log line. */
+  private inHand: { entryId: string; entries: number } | null = null;
+  /** Backend pid of the batch transaction in flight. */
+  private backendPid: number | null = null;
 
   constructor(private readonly options: PartitionWorkerOptions) {}
 
@@ -62,6 +95,39 @@ export class PartitionWorker {
 
   start(): void {
     this.loop ??= this.run();
+  }
+
+  /** Resolves when the loop has ended (for whatever reason). */
+  get ended(): Promise<void> {
+    return this.loop ?? Promise.resolve();
+  }
+
+  /**
+   * How long the worker has been working on entries in hand without any
+   * handler call ending or any batch committing (0 while idle or waiting
+   * for its concurrency slot, a retry delay or new entries).
+   */
+  stalledMs(now = Date.now()): number {
+    if (this.busySince === null) return 0;
+    return now - Math.max(this.busySince, this.lastProgress);
+  }
+
+  get entryInHand(): { entryId: string; entries: number } | null {
+    return this.inHand;
+  }
+
+  /** Backend pid of the batch transaction in flight, if any (the watchdog terminates it). */
+  get transactionBackendPid(): number | null {
+    return this.backendPid;
+  }
+
+  /**
+   * Watchdog exit: ends the loop without waiting for it (it is stuck in a
+   * call that does not return). Whatever it still commits is refused by the
+   * lease fence once the lease is gone; its connection closes when it ends.
+   */
+  abandon(): void {
+    this.abort.abort();
   }
 
   /**
@@ -86,18 +152,30 @@ export class PartitionWorker {
   }
 
   private async run(): Promise<void> {
-    const { context, redis, key, batchSize, blockMs, reclaimEveryMs } = this.options;
+    const { context, redis, key, batchSize, readMaxBytes, blockMs, reclaimEveryMs } = this.options;
     const signal = this.abort.signal;
-    const ctx: PartitionContext = { ...context, signal };
+    const ctx: PartitionContext = {
+      ...context,
+      signal,
+      progress: () => (this.lastProgress = Date.now()),
+      inTransaction: (pid) => (this.backendPid = pid),
+    };
     const logContext = { group: ctx.group, stream: ctx.partitionStream, key };
     let from = '0-0';
     let reclaim = true;
     let failures = 0;
+    let failingCause: string | null = null;
     let leaseLost = false;
     let lastReclaim = 0;
+    let retry: PendingRetry | undefined;
+    // Entries the first XREADGROUP of the bounded read asks for: a guess from the last read's sizes.
+    let firstChunk = 1;
+    const stuckLogged = new Set<string>();
+    let stuckReported = false;
     // Settled (committed) but not yet acknowledged: sent with the next read, or flushed when the loop ends.
     let unacked: string[] = [];
     while (!signal.aborted) {
+      let release: (() => void) | undefined;
       try {
         if (reclaim || (from === '>' && Date.now() - lastReclaim >= reclaimEveryMs)) {
           await ensureGroup(redis, key, ctx.group);
@@ -109,33 +187,62 @@ export class PartitionWorker {
           lastReclaim = Date.now();
           from = '0-0';
         }
-        const { entries, olderPending } = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, blockMs, ackFirst: unacked });
+        release = await this.options.limit.acquire();
+        if (signal.aborted) break;
+        let read: ReadResult = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, maxBytes: readMaxBytes, firstChunk, ackFirst: unacked });
         unacked = [];
-        if (entries.length === 0) {
-          // Own pending list drained: switch to new entries.
-          from = '>';
-          continue;
+        if (read.entries.length === 0) {
+          if (from !== '>') {
+            // Own pending list drained: switch to new entries.
+            from = '>';
+            continue;
+          }
+          // Nothing new: wait for the next entry outside the slot, holding at most that one.
+          release();
+          release = undefined;
+          read = await waitForEntry(redis, { key, group: ctx.group, consumer: ctx.ownerId, blockMs });
+          if (read.entries.length === 0) continue;
+          release = await this.options.limit.acquire();
         }
-        if (olderPending) {
+        firstChunk = Math.min(batchSize, Math.max(1, Math.floor(readMaxBytes / Math.max(1, read.bytes / read.entries.length))));
+        if (read.olderPending) {
           // Older entries are pending (under a replica that lost this partition,
           // or ours): claim them, then re-read our pending list, oldest first.
           // The entries just read are in that list too, so nothing is skipped.
           reclaim = true;
           continue;
         }
-        const release = await this.options.limit.acquire();
-        let settled: string[];
-        try {
-          settled = await settleEntries(ctx, entries);
-        } finally {
-          release();
-        }
+        this.busySince = Date.now();
+        this.inHand = { entryId: read.entries[0]!.id, entries: read.entries.length };
+        const result = await settleEntries(ctx, read.entries, retry);
+        this.busySince = null;
+        this.inHand = null;
+        const { settled } = result;
+        retry = result.retry;
         unacked = settled;
-        if (from !== '>' && settled.length > 0) from = settled[settled.length - 1] as string;
-        if (failures > 0) ctx.logger.info(logContext, 'partition consuming again');
+        const last = settled[settled.length - 1];
+        // Entries delivered but not settled (a retry, or cut by the byte budget) are in our
+        // pending list, after the last settled one: read them from there before anything new.
+        if (from !== '>') from = last ?? from;
+        else if (retry || read.more || settled.length < read.entries.length) from = last ?? '0-0';
+        if (failures > 0 || stuckReported) {
+          ctx.logger.info(logContext, 'partition consuming again');
+          if (stuckReported) await clearStuckPartition(redis, this.options.stuckKey, ctx.partitionStream);
+          stuckReported = false;
+        }
         failures = 0;
-        if (settled.length < entries.length) break; // stop requested during a retry wait
+        failingCause = null;
+        if (retry) {
+          // Back off without the slot and without the batch: the entry stays pending and is re-read.
+          release();
+          release = undefined;
+          if (!(await sleep(retry.delayMs, signal))) break;
+        }
       } catch (error) {
+        this.busySince = null;
+        this.inHand = null;
+        release?.();
+        release = undefined;
         if (error instanceof PartitionLeaseLostError) {
           ctx.logger.warn(logContext, 'partition lease lost; leaving the partition to its new owner');
           leaseLost = true;
@@ -150,10 +257,39 @@ export class PartitionWorker {
           continue;
         }
         failures++;
-        if (failures === 1) ctx.logger.error({ ...logContext, err: error }, 'partition loop failing; backing off and retrying');
+        const cause = partitionErrorCause(error);
+        ctx.metrics.partitionErrors.inc({ group: ctx.group, stream: ctx.partitionStream, cause });
+        if (error instanceof DeadLetterRefusedError) {
+          // Logged for every distinct stuck entry, not once per process; events status names it.
+          if (!stuckLogged.has(error.entryId)) {
+            stuckLogged.add(error.entryId);
+            ctx.metrics.stuckEntries.inc({ group: ctx.group, stream: ctx.partitionStream });
+            ctx.logger.error(
+              { ...logContext, entryId: error.entryId, err: error.cause },
+              'partition stuck: even a minimal dead letter was refused for this entry; it stays pending and is retried with backoff (see events status)',
+            );
+          }
+          try {
+            await reportStuckPartition(redis, this.options.stuckKey, {
+              partitionStream: ctx.partitionStream,
+              entryId: error.entryId,
+              cause: String((error.cause as Error)?.message ?? error.cause).slice(0, 500),
+              ownerId: ctx.ownerId,
+              since: new Date().toISOString(),
+            });
+            stuckReported = true;
+          } catch {
+            // Redis trouble shows in the read that follows.
+          }
+        } else if (cause !== failingCause) {
+          failingCause = cause;
+          ctx.logger.error({ ...logContext, cause, err: error }, 'partition loop failing; backing off this partition alone and retrying');
+        }
         // Whatever we read but did not acknowledge is in our pending list: re-read it first.
         from = '0-0';
         await sleep(backoffDelay(failures), signal);
+      } finally {
+        release?.();
       }
     }
     if (unacked.length > 0) {

@@ -2,6 +2,8 @@
  * Consumer-group commands on one partition stream: create the group, take
  * over what a previous owner left pending, read, acknowledge.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { RedisClient } from '@petcover/service-kit';
 
 /**
@@ -57,43 +59,96 @@ export interface ReadResult {
    * newer, or per-key order breaks.
    */
   olderPending: boolean;
+  /**
+   * The byte budget cut the read short: entries after the last one returned
+   * were delivered to this consumer (pending under its name) and are read
+   * next from its pending list, before any `>` read.
+   */
+  more: boolean;
+  /** Bytes of the entries returned (fields and values). */
+  bytes: number;
+}
+
+export interface ReadOptions {
+  key: string;
+  group: string;
+  consumer: string;
+  /** `>` for new entries, or an id: this consumer's pending entries after it. */
+  from: string;
+  count: number;
+  /** Byte budget of one read (the first entry is always returned). */
+  maxBytes: number;
+  /** Entries the script reads in its first XREADGROUP (a guess of what fits; see read-bounded.lua). */
+  firstChunk: number;
+  /** XACKed just before the read, in the same pipeline. */
+  ackFirst?: readonly string[];
+}
+
+interface ConsumerScripts {
+  petcoverReadBounded(key: string, group: string, consumer: string, from: string, count: string, maxBytes: string, firstChunk: string): Promise<[[string, string[] | null][], number]>;
+}
+
+const installed = new WeakSet<RedisClient>();
+function withScripts(redis: RedisClient): RedisClient & ConsumerScripts {
+  if (!installed.has(redis)) {
+    redis.defineCommand('petcoverReadBounded', { numberOfKeys: 1, lua: fs.readFileSync(path.join(__dirname, 'scripts', 'read-bounded.lua'), 'utf8') });
+    installed.add(redis);
+  }
+  return redis as RedisClient & ConsumerScripts;
 }
 
 /**
- * XREADGROUP of one stream. `from` is `>` for new entries, or an id to re-read
- * this consumer's own pending entries after it. BLOCK applies only to `>`.
- * `ackFirst`: ids acknowledged (XACK) just before the read, in the same pipeline.
- *
- * A `>` read is followed in the same pipeline by `XPENDING key group - + 1`
- * (the group's oldest pending entry; the entries just read are pending too).
- * An oldest id below the first id read means older entries are pending. The
- * set of pending ids below the first one read can only shrink after the read
- * (new deliveries are always newer), so checking right after the read is as
- * safe as a separate round trip later, and saves that round trip per batch.
+ * Reads entries of one partition for `consumer`, bounded in entries and
+ * bytes (read-bounded.lua, never blocking), XACKing `ackFirst` in the same
+ * pipeline. A `>` read is followed in the same pipeline by
+ * `XPENDING key group - + 1` (the group's oldest pending entry; the entries
+ * just read are pending too): an oldest id below the first id read means
+ * older entries are pending. The set of pending ids below the first one read
+ * can only shrink after the read (new deliveries are always newer), so
+ * checking right after the read is as safe as a separate round trip later.
  */
-export async function readGroup(
-  redis: RedisClient,
-  options: { key: string; group: string; consumer: string; from: string; count: number; blockMs: number; ackFirst?: readonly string[] },
-): Promise<ReadResult> {
-  const args: (string | number)[] = ['GROUP', options.group, options.consumer, 'COUNT', options.count];
+export async function readGroup(redis: RedisClient, options: ReadOptions): Promise<ReadResult> {
   const readingNew = options.from === '>';
-  if (readingNew) args.push('BLOCK', options.blockMs);
-  args.push('STREAMS', options.key, options.from);
-  const pipeline = redis.pipeline();
+  const pipeline = withScripts(redis).pipeline() as ReturnType<RedisClient['pipeline']> & { petcoverReadBounded(...args: string[]): unknown };
   const acking = options.ackFirst !== undefined && options.ackFirst.length > 0;
-  // XACK of the previous batch, the read and the pending check in one round trip.
   if (acking) pipeline.xack(options.key, options.group, ...(options.ackFirst as string[]));
-  pipeline.call('XREADGROUP', ...args);
+  pipeline.petcoverReadBounded(options.key, options.group, options.consumer, options.from, String(options.count), String(options.maxBytes), String(options.firstChunk));
   // XPENDING <key> <group> - + 1 → [[id, consumer, idle, deliveries]] or [].
   if (readingNew) pipeline.call('XPENDING', options.key, options.group, '-', '+', '1');
   const results = (await pipeline.exec()) ?? [];
   for (const [error] of results) if (error) throw error;
-  const reply = results[acking ? 1 : 0]?.[1] as [string, [string, string[] | null][]][] | null;
-  if (!reply || reply.length === 0) return { entries: [], olderPending: false };
-  const entries = (reply[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
-  if (!readingNew || entries.length === 0) return { entries, olderPending: false };
-  const oldest = (results[acking ? 2 : 1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0];
-  return { entries, olderPending: oldest !== undefined && compareEntryIds(oldest, (entries[0] as RawEntry).id) < 0 };
+  const [raw, more] = results[acking ? 1 : 0]?.[1] as [[string, string[] | null][], number];
+  const entries = raw.map(([id, fields]) => ({ id, fields }));
+  let bytes = 0;
+  for (const entry of entries) if (entry.fields) for (const field of entry.fields) bytes += Buffer.byteLength(field);
+  const oldest = readingNew && entries.length > 0 ? (results[acking ? 2 : 1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0] : undefined;
+  return {
+    entries,
+    olderPending: oldest !== undefined && compareEntryIds(oldest, (entries[0] as RawEntry).id) < 0,
+    more: more === 1,
+    bytes,
+  };
+}
+
+/**
+ * Waits (XREADGROUP BLOCK) for the next new entry of the partition and
+ * delivers at most ONE, so an idle partition waiting outside its concurrency
+ * slot holds at most one entry in memory. The bounded read takes over once
+ * entries flow. Same pending check as readGroup.
+ */
+export async function waitForEntry(redis: RedisClient, options: { key: string; group: string; consumer: string; blockMs: number }): Promise<ReadResult> {
+  const pipeline = redis.pipeline();
+  pipeline.call('XREADGROUP', 'GROUP', options.group, options.consumer, 'COUNT', 1, 'BLOCK', options.blockMs, 'STREAMS', options.key, '>');
+  pipeline.call('XPENDING', options.key, options.group, '-', '+', '1');
+  const results = (await pipeline.exec()) ?? [];
+  for (const [error] of results) if (error) throw error;
+  const reply = results[0]?.[1] as [string, [string, string[] | null][]][] | null;
+  const entries = (reply?.[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
+  if (entries.length === 0) return { entries, olderPending: false, more: false, bytes: 0 };
+  let bytes = 0;
+  for (const field of entries[0]!.fields ?? []) bytes += Buffer.byteLength(field);
+  const oldest = (results[1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0];
+  return { entries, olderPending: oldest !== undefined && compareEntryIds(oldest, entries[0]!.id) < 0, more: false, bytes };
 }
 
 /** Orders two stream entry ids (`ms-seq`) numerically. */

@@ -52,6 +52,19 @@ export interface HandlerContext {
   attempt: number;
   group: string;
   logger: Logger;
+  /**
+   * Aborted at the handler's deadline: pass it to anything that takes one
+   * (fetch, timers). The consumer stops waiting at the deadline anyway and
+   * rolls the transaction back; a handler that ignores the signal only keeps
+   * running detached.
+   */
+  signal: AbortSignal;
+}
+
+/** Options of one registration. */
+export interface HandlerOptions {
+  /** Deadline of one call of this handler in ms; default the consumer's (`--handler-timeout`, 30 s). */
+  timeoutMs?: number;
 }
 
 export interface EventHandler<P> {
@@ -71,6 +84,8 @@ export interface EventHandler<P> {
    * letters still concern the one event that fails.
    */
   handleBatch?(events: HandledEvent<P>[], ctx: HandlerContext): Promise<void>;
+  /** Deadline of one call in ms; default the consumer's. */
+  timeoutMs?: number;
 }
 
 export interface RegisteredHandler {
@@ -78,6 +93,14 @@ export interface RegisteredHandler {
   schema: z.ZodType<unknown>;
   handle(event: HandledEvent<unknown>, ctx: HandlerContext): Promise<void>;
   handleBatch?(events: HandledEvent<unknown>[], ctx: HandlerContext): Promise<void>;
+  timeoutMs?: number;
+}
+
+export class InvalidHandlerOptionsError extends Error {
+  constructor(eventType: string, reason: string) {
+    super(`handler of ${eventType}: ${reason}`);
+    this.name = 'InvalidHandlerOptionsError';
+  }
 }
 
 export class HandlerRegistry {
@@ -88,10 +111,12 @@ export class HandlerRegistry {
   register<S extends z.ZodType<Record<string, unknown>>>(
     definition: EventDefinition<S>,
     handle: EventHandler<z.output<S>>['handle'],
+    options?: HandlerOptions,
   ): this;
   register(
     typeOrDefinition: string | EventDefinition<z.ZodType<Record<string, unknown>>>,
     handler: EventHandler<unknown> | EventHandler<unknown>['handle'],
+    options: HandlerOptions = {},
   ): this {
     const eventType = typeof typeOrDefinition === 'string' ? typeOrDefinition : typeOrDefinition.type;
     if (this.handlers.has(eventType)) throw new DuplicateHandlerError(eventType);
@@ -99,8 +124,20 @@ export class HandlerRegistry {
       typeof handler === 'function'
         ? { eventType, schema: (typeOrDefinition as EventDefinition<z.ZodType<Record<string, unknown>>>).schema, handle: handler }
         : { eventType, schema: handler.schema, handle: handler.handle, ...(handler.handleBatch ? { handleBatch: handler.handleBatch } : {}) };
+    const timeoutMs = options.timeoutMs ?? (typeof handler === 'function' ? undefined : handler.timeoutMs);
+    if (timeoutMs !== undefined) {
+      if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new InvalidHandlerOptionsError(eventType, `timeoutMs must be a positive integer (got ${timeoutMs})`);
+      entry.timeoutMs = timeoutMs;
+    }
     this.handlers.set(eventType, entry);
     return this;
+  }
+
+  /** The longest deadline any handler registered, or `fallback` when none overrides a longer one. */
+  longestTimeoutMs(fallback: number): number {
+    let longest = fallback;
+    for (const handler of this.handlers.values()) if (handler.timeoutMs !== undefined) longest = Math.max(longest, handler.timeoutMs);
+    return longest;
   }
 
   get(eventType: string): RegisteredHandler | undefined {

@@ -6,19 +6,30 @@
  * Fast path: the whole batch in ONE transaction (one processed_event insert
  * for all event ids, handlers run in order, a batch handler once per run of
  * consecutive entries of its type, lease fence, commit). When a handler
- * throws, the transaction rolls back; the entries before it are committed
- * again as a smaller batch, then the failing entry is retried alone with
- * backoff until it succeeds or is dead-lettered, then the rest continues
- * (a failed batch handler's run is first re-run one entry per call, to find
- * the failing entry). Each entry's effect stays atomic and order is kept.
+ * throws (or runs past its deadline), the transaction rolls back; the
+ * entries before it are committed again as a smaller batch, then the
+ * failing entry is either dead-lettered (permanent, or out of attempts) or
+ * handed back to the partition worker as a PendingRetry: the worker waits
+ * out the backoff WITHOUT holding a concurrency slot or the batch, re-reads
+ * the partition's pending entries and calls settleEntries again with it, and
+ * the entry is attempted alone (a failed batch handler's run is first re-run
+ * one entry per call, to find the failing entry). Each entry's effect stays
+ * atomic and order is kept.
+ *
+ * The parts: classify (decode, schema, replay target), runBatch (one
+ * transaction bounded by the deadline), callHandler (one handler call under
+ * withDeadline), attemptRetry (the failing entry alone), and
+ * deadLetterHandlerFailure (letter + inbox row in one transaction).
  */
 import type { Logger } from 'pino';
 import type { Database, Transaction } from '../db';
+import { databaseErrorOf } from '../errors';
 import { UUID_PATTERN } from '../event-id';
 import type { LeaseRole } from '../lease/lease';
 import { decodeEntry, MalformedEntryError, type StreamEvent } from '../streams';
-import { backoffDelay, sleep, type BackoffPolicy } from '../backoff';
-import { recordDeadLetter, type NewDeadLetter } from './dead-letters';
+import { backoffDelay, type BackoffPolicy } from '../backoff';
+import { landDeadLetter, REPLAY_FOR_GROUP_HEADER, type DeadLetterLanding, type NewDeadLetter } from './dead-letters';
+import { boundTransaction, HandlerTimeoutError, withDeadline } from './handler-timeout';
 import { assertPartitionLease, markProcessed } from './inbox';
 import type { ConsumerMetrics } from './metrics';
 import type { RawEntry } from './redis-group';
@@ -38,8 +49,34 @@ export interface PartitionContext {
   partitionStream: string;
   maxAttempts: number;
   backoff: BackoffPolicy;
-  /** Aborted on stop: cuts retry waits short (the entry stays pending for the next owner). */
+  /** Deadline of a handler call unless its registration overrides it. */
+  handlerTimeoutMs: number;
+  /** Called whenever the partition moves (a handler call ends, a batch commits): the watchdog's pulse. */
+  progress(): void;
+  /** Backend pid of the batch transaction in flight (null after it ends), for the watchdog. */
+  inTransaction(pid: number | null): void;
+  /** Aborted on stop. */
   signal: AbortSignal;
+}
+
+/**
+ * An entry that failed and waits for its next attempt. The worker sleeps
+ * `delayMs` outside its concurrency slot, then passes it back to
+ * settleEntries with the re-read entries (it is then the first of them).
+ */
+export interface PendingRetry {
+  entryId: string;
+  /** Attempts that failed so far. */
+  failures: number;
+  firstFailedAt: Date;
+  error: Error;
+  delayMs: number;
+}
+
+/** What settleEntries did: the ids that may be acknowledged (a prefix of the entries) and, if any, the entry to retry. */
+export interface SettleResult {
+  settled: string[];
+  retry?: PendingRetry;
 }
 
 /** A payload that fails the handler's schema; dead-lettered at once. */
@@ -56,12 +93,7 @@ type Item =
   | { kind: 'gone'; entryId: string }
   | { kind: 'reject'; entryId: string; event: StreamEvent | null; fields: Record<string, string>; error: Error; reason: string };
 
-interface FailureState {
-  entryId: string;
-  failures: number;
-  firstFailedAt: Date;
-  error: Error;
-}
+type FailureState = Omit<PendingRetry, 'delayMs'>;
 
 /** Thrown inside the batch transaction to roll it back and say which item failed. */
 class HandlerFailure extends Error {
@@ -93,6 +125,9 @@ function classify(ctx: PartitionContext, raw: RawEntry): Item {
   } catch (error) {
     return { kind: 'reject', entryId: raw.id, event: null, fields: fieldsOf(raw.fields), error: error as Error, reason: 'malformed_entry' };
   }
+  // A replayed dead letter is re-delivered to its own group only (see replayDeadLetter).
+  const replayFor = event.headers[REPLAY_FOR_GROUP_HEADER];
+  if (replayFor !== undefined && replayFor !== ctx.group) return { kind: 'skip', entryId: raw.id, event };
   const handler = ctx.registry.get(event.type);
   if (!handler) return { kind: 'skip', entryId: raw.id, event };
   const parsed = handler.schema.safeParse(event.payload);
@@ -121,7 +156,7 @@ const CONNECTION_ERROR_CODES = new Set([
   'CONNECT_TIMEOUT', '57P01', '57P02', '57P03',
 ]);
 export function isDatabaseUnavailableError(error: unknown): boolean {
-  const code = String((error as { code?: unknown })?.code ?? '');
+  const code = String((databaseErrorOf(error) as { code?: unknown })?.code ?? '');
   return CONNECTION_ERROR_CODES.has(code) || code.startsWith('08');
 }
 
@@ -151,7 +186,7 @@ function deadLetterOf(ctx: PartitionContext, item: Item & { kind: 'handle' | 're
 interface BatchCounts {
   handled: Item[];
   duplicates: Item[];
-  rejected: (Item & { kind: 'reject' })[];
+  rejected: { item: Item & { kind: 'reject' }; landing: DeadLetterLanding }[];
   latencies: { type: string; seconds: number }[];
 }
 
@@ -166,24 +201,41 @@ interface HandlerRun {
 
 type BatchOutcome = { ok: true; counts: BatchCounts } | { ok: false; index: number; error: Error; batched: boolean };
 
+/** The deadline of a handler call: its registration's override, else the consumer's. */
+function timeoutOf(ctx: PartitionContext, handler: RegisteredHandler): number {
+  return handler.timeoutMs ?? ctx.handlerTimeoutMs;
+}
+
 /**
  * Runs `items` in one transaction. Resolves {ok:true} after commit, or
- * {ok:false, index, error, batched} when a handler threw (nothing committed).
- * Consecutive fresh entries of a type with a batch handler go to it in one
- * call, unless `oneByOne`. Infrastructure errors (database down, lease lost)
- * are thrown.
+ * {ok:false, index, error, batched} when a handler threw or ran past its
+ * deadline (nothing committed). Consecutive fresh entries of a type with a
+ * batch handler go to it in one call, unless `oneByOne`. Rejected entries
+ * (malformed, schema) are dead-lettered in the same transaction with their
+ * inbox row; one already in the inbox was dead-lettered (or handled) before
+ * and is a duplicate. Infrastructure errors (database down, lease lost,
+ * DeadLetterRefusedError) are thrown.
  */
 async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: number, oneByOne: boolean): Promise<BatchOutcome> {
   const counts: BatchCounts = { handled: [], duplicates: [], rejected: [], latencies: [] };
+  // The longest deadline of the handlers this transaction runs (the default when it runs none).
+  let deadlineMs = 0;
+  for (const item of items) if (item.kind === 'handle') deadlineMs = Math.max(deadlineMs, timeoutOf(ctx, item.handler));
+  if (deadlineMs === 0) deadlineMs = ctx.handlerTimeoutMs;
   try {
     await ctx.db.transaction(async (tx: Transaction) => {
+      ctx.inTransaction(await boundTransaction(tx, deadlineMs));
+      const withEventId = items.filter((i): i is HandleItem | RejectWithEvent => i.kind === 'handle' || (i.kind === 'reject' && i.event !== null));
+      const fresh = await markProcessed(tx, ctx.group, withEventId.map((i) => i.event.eventId));
       for (const item of items) {
         if (item.kind !== 'reject') continue;
-        await recordDeadLetter(tx, deadLetterOf(ctx, item, item.error, 1, null));
-        counts.rejected.push(item);
+        if (item.event && !fresh.delete(item.event.eventId)) {
+          counts.duplicates.push(item);
+          continue;
+        }
+        const landing = await landDeadLetter(tx, deadLetterOf(ctx, item, item.error, 1, null), () => rawFieldsOf(item), isDatabaseUnavailableError);
+        counts.rejected.push({ item, landing });
       }
-      const toHandle = items.filter((i): i is HandleItem => i.kind === 'handle');
-      const fresh = await markProcessed(tx, ctx.group, toHandle.map((i) => i.event.eventId));
       let run: HandlerRun | undefined;
       for (let index = 0; index < items.length; index++) {
         const item = items[index] as Item;
@@ -211,8 +263,28 @@ async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: 
   } catch (error) {
     if (error instanceof HandlerFailure) return { ok: false, index: error.index, error: error.failure, batched: error.batched };
     throw error;
+  } finally {
+    ctx.inTransaction(null);
   }
+  ctx.progress();
   return { ok: true, counts };
+}
+
+type RejectWithEvent = Item & { kind: 'reject'; event: StreamEvent };
+
+/** The entry's fields as received, for the minimal dead letter. */
+function rawFieldsOf(item: Item & { kind: 'handle' | 'reject' }): Record<string, string> {
+  if (item.kind === 'reject' && !item.event) return item.fields;
+  const event = item.event as StreamEvent;
+  return {
+    event_id: event.eventId,
+    type: event.type,
+    partition_key: event.partitionKey,
+    outbox_id: event.outboxId,
+    created_at: event.createdAt,
+    payload: JSON.stringify(event.payload),
+    headers: JSON.stringify(event.headers),
+  };
 }
 
 function partitionLease(ctx: PartitionContext) {
@@ -225,14 +297,16 @@ async function callHandler(ctx: PartitionContext, tx: Transaction, attempt: numb
   const handler = first.handler;
   const started = process.hrtime.bigint();
   try {
-    if (run.items.length > 1 && handler.handleBatch) {
-      await handler.handleBatch(run.items.map((item) => handledEvent(ctx, item)), handlerContext(ctx, tx, attempt, run.items));
-    } else {
-      await handler.handle(handledEvent(ctx, first), handlerContext(ctx, tx, attempt, run.items));
-    }
+    await withDeadline(first.event.type, timeoutOf(ctx, handler), (signal) =>
+      run.items.length > 1 && handler.handleBatch
+        ? handler.handleBatch(run.items.map((item) => handledEvent(ctx, item)), handlerContext(ctx, tx, attempt, run.items, signal))
+        : handler.handle(handledEvent(ctx, first), handlerContext(ctx, tx, attempt, run.items, signal)),
+    );
   } catch (error) {
     if (isDatabaseUnavailableError(error)) throw error;
     throw new HandlerFailure(run.index, asError(error), run.items.length > 1);
+  } finally {
+    ctx.progress();
   }
   counts.latencies.push({ type: first.event.type, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
   counts.handled.push(...run.items);
@@ -255,7 +329,7 @@ function handledEvent(ctx: PartitionContext, item: HandleItem): HandledEvent<unk
 }
 
 /** The handler's context; its child logger is built only if the handler logs (a child per event costs throughput). */
-function handlerContext(ctx: PartitionContext, tx: Transaction, attempt: number, items: readonly HandleItem[]): HandlerContext {
+function handlerContext(ctx: PartitionContext, tx: Transaction, attempt: number, items: readonly HandleItem[], signal: AbortSignal): HandlerContext {
   let logger: Logger | undefined;
   const first = items[0]!;
   const last = items[items.length - 1]!;
@@ -263,6 +337,7 @@ function handlerContext(ctx: PartitionContext, tx: Transaction, attempt: number,
     tx,
     attempt,
     group: ctx.group,
+    signal,
     get logger() {
       logger ??= ctx.logger.child(
         items.length === 1
@@ -289,40 +364,62 @@ function recordCommitted(ctx: PartitionContext, counts: BatchCounts): void {
   for (const [type, n] of countByType(counts.handled)) ctx.metrics.handled.inc(labels(ctx, type), n);
   for (const [type, n] of countByType(counts.duplicates)) ctx.metrics.duplicates.inc(labels(ctx, type), n);
   for (const { type, seconds } of counts.latencies) ctx.metrics.handlerSeconds.observe({ group: ctx.group, event_type: type }, seconds);
-  for (const item of counts.rejected) {
+  for (const { item, landing } of counts.rejected) {
     ctx.metrics.deadLettered.inc({ ...labels(ctx, item.event?.type ?? 'unknown'), reason: item.reason });
     ctx.logger.error(
-      { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event?.eventId, eventType: item.event?.type, reason: item.reason, err: item.error },
-      'entry dead-lettered at once',
+      { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event?.eventId, eventType: item.event?.type, reason: item.reason, landing, err: item.error },
+      landing === 'minimal' ? 'entry dead-lettered at once (minimal row: the full one was refused)' : 'entry dead-lettered at once',
     );
   }
 }
 
 /**
  * Settles `entries` (in order) and returns the ids that may now be
- * acknowledged: a prefix of `entries`, all of them unless stop was requested
- * while an entry was waiting for a retry (that entry and the rest stay
- * pending for whoever owns the partition next).
- * Throws on infrastructure errors (database down, PartitionLeaseLostError).
+ * acknowledged (a prefix of `entries`) and, when an entry failed and may be
+ * retried, that entry as a PendingRetry (it and the rest stay pending).
+ * `retry`: the PendingRetry of the previous call, whose backoff the worker
+ * has waited out; if it is the first entry it is attempted alone at once.
+ * Throws on infrastructure errors (database down, PartitionLeaseLostError,
+ * DeadLetterRefusedError).
  */
-export async function settleEntries(ctx: PartitionContext, entries: readonly RawEntry[]): Promise<string[]> {
+export async function settleEntries(ctx: PartitionContext, entries: readonly RawEntry[], retry?: PendingRetry): Promise<SettleResult> {
   let queue = entries.map((raw) => classify(ctx, raw));
   const settled: string[] = [];
   for (const item of queue) {
     if (item.kind === 'skip') ctx.metrics.skipped.inc(labels(ctx, item.event.type));
     if (item.kind === 'gone') ctx.logger.warn({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId }, 'pending entry no longer in the stream (trimmed); acknowledging');
   }
-  let failing: FailureState | undefined;
+  const head = queue[0];
+  let failing: FailureState | undefined =
+    retry && head?.kind === 'handle' && head.entryId === retry.entryId
+      ? { entryId: retry.entryId, failures: retry.failures, firstFailedAt: retry.firstFailedAt, error: retry.error }
+      : undefined;
+  let attemptNow = failing !== undefined;
   let limit = queue.length;
   // After a batch handler failed, the rest of this read is handled one entry per call.
   let oneByOne = false;
   while (queue.length > 0) {
-    if (failing && failing.entryId === (queue[0] as Item).entryId) {
-      const done = await retryAlone(ctx, queue[0] as HandleItem, failing);
-      if (!done) return settled;
-      settled.push((queue[0] as Item).entryId);
-      queue = queue.slice(1);
+    const first = queue[0] as Item;
+    if (failing && failing.entryId === first.entryId) {
+      const item = first as HandleItem;
+      if (attemptNow) {
+        attemptNow = false;
+        if (await attemptRetry(ctx, item, failing)) {
+          failing = undefined;
+          settled.push(item.entryId);
+          queue = queue.slice(1);
+          limit = queue.length;
+          continue;
+        }
+      }
+      const permanent = isPermanentError(failing.error);
+      if (!permanent && failing.failures < ctx.maxAttempts) {
+        return { settled, retry: { ...failing, delayMs: backoffDelay(failing.failures, ctx.backoff) } };
+      }
+      await deadLetterHandlerFailure(ctx, item, failing, permanent);
       failing = undefined;
+      settled.push(item.entryId);
+      queue = queue.slice(1);
       limit = queue.length;
       continue;
     }
@@ -350,54 +447,63 @@ export async function settleEntries(ctx: PartitionContext, entries: readonly Raw
     const item = batch[outcome.index] as HandleItem;
     noteFailure(ctx, item, 1, outcome.error);
     failing = { entryId: item.entryId, failures: 1, firstFailedAt: new Date(), error: outcome.error };
-    // Commit what came before it first (order), then retry it alone.
+    // Commit what came before it first (order), then retry or dead-letter it.
     limit = outcome.index;
   }
-  return settled;
+  return { settled };
 }
 
 function noteFailure(ctx: PartitionContext, item: HandleItem, attempt: number, error: Error): void {
   ctx.metrics.failed.inc(labels(ctx, item.event.type));
+  const timedOut = error instanceof HandlerTimeoutError;
+  if (timedOut) ctx.metrics.timedOut.inc(labels(ctx, item.event.type));
   const context = { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempt, err: error };
-  if (attempt === 1) ctx.logger.warn(context, 'handler failed; will retry unless permanent');
+  if (attempt === 1) ctx.logger.warn(context, timedOut ? 'handler ran past its deadline; rolled back, will retry unless out of attempts' : 'handler failed; will retry unless permanent');
   else ctx.logger.debug(context, 'handler failed again');
 }
 
-/**
- * Retries one failing entry with backoff in its own transactions until it
- * commits or is dead-lettered. Returns false when stop cut a wait short.
- */
-async function retryAlone(ctx: PartitionContext, item: HandleItem, state: FailureState): Promise<boolean> {
-  for (;;) {
-    const permanent = isPermanentError(state.error);
-    if (permanent || state.failures >= ctx.maxAttempts) {
-      await deadLetterHandlerFailure(ctx, item, state, permanent);
-      return true;
-    }
-    if (!(await sleep(backoffDelay(state.failures, ctx.backoff), ctx.signal))) return false;
-    ctx.metrics.retried.inc(labels(ctx, item.event.type));
-    const attempt = state.failures + 1;
-    const outcome = await runBatch(ctx, [item], attempt, true);
-    if (outcome.ok) {
-      recordCommitted(ctx, outcome.counts);
-      ctx.logger.info({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempt }, 'handler succeeded after retrying');
-      return true;
-    }
-    state.failures = attempt;
-    state.error = outcome.error;
-    noteFailure(ctx, item, attempt, outcome.error);
+/** One more attempt of the failing entry alone, in its own transaction; true when it committed. */
+async function attemptRetry(ctx: PartitionContext, item: HandleItem, state: FailureState): Promise<boolean> {
+  ctx.metrics.retried.inc(labels(ctx, item.event.type));
+  const attempt = state.failures + 1;
+  const outcome = await runBatch(ctx, [item], attempt, true);
+  if (outcome.ok) {
+    recordCommitted(ctx, outcome.counts);
+    ctx.logger.info({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempt }, 'handler succeeded after retrying');
+    return true;
   }
+  state.failures = attempt;
+  state.error = outcome.error;
+  noteFailure(ctx, item, attempt, outcome.error);
+  return false;
 }
 
+/**
+ * Dead-letters a handler failure: the letter (full, or minimal if refused)
+ * and the event's inbox row in ONE transaction, so a crash before XACK
+ * neither runs the handler again nor writes a second letter, and a later
+ * re-delivery (Redis data loss, outbox replay) is acknowledged as a
+ * duplicate while the letter stands. Replay removes the inbox row.
+ */
 async function deadLetterHandlerFailure(ctx: PartitionContext, item: HandleItem, state: FailureState, permanent: boolean): Promise<void> {
+  let landing: DeadLetterLanding | 'duplicate' = 'duplicate';
   await ctx.db.transaction(async (tx) => {
-    await recordDeadLetter(tx, deadLetterOf(ctx, item, state.error, state.failures, state.firstFailedAt));
+    landing = 'duplicate';
+    const fresh = await markProcessed(tx, ctx.group, [item.event.eventId]);
+    if (fresh.size > 0) {
+      landing = await landDeadLetter(tx, deadLetterOf(ctx, item, state.error, state.failures, state.firstFailedAt), () => rawFieldsOf(item), isDatabaseUnavailableError);
+    }
     await assertPartitionLease(tx, partitionLease(ctx));
   });
-  const reason = permanent ? 'permanent_error' : 'retries_exhausted';
+  ctx.progress();
+  if (landing === 'duplicate') {
+    ctx.metrics.duplicates.inc(labels(ctx, item.event.type));
+    return;
+  }
+  const reason = permanent ? 'permanent_error' : state.error instanceof HandlerTimeoutError ? 'timeout' : 'retries_exhausted';
   ctx.metrics.deadLettered.inc({ ...labels(ctx, item.event.type), reason });
   ctx.logger.error(
-    { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempts: state.failures, reason, err: state.error },
-    'entry dead-lettered',
+    { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempts: state.failures, reason, landing, err: state.error },
+    landing === 'minimal' ? 'entry dead-lettered (minimal row: the full one was refused)' : 'entry dead-lettered',
   );
 }
