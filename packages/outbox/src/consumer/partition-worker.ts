@@ -203,6 +203,14 @@ export class PartitionWorker {
           read = await waitForEntry(redis, { key, group: ctx.group, consumer: ctx.ownerId, blockMs });
           if (read.entries.length === 0) continue;
           release = await this.options.limit.acquire();
+          if (!read.olderPending && batchSize > 1 && read.bytes < readMaxBytes) {
+            // Woken by one entry: take what arrived with it too, so a burst is still one batch.
+            const waited = read;
+            const rest = await readGroup(redis, {
+              key, group: ctx.group, consumer: ctx.ownerId, from: '>', count: batchSize - 1, maxBytes: readMaxBytes - waited.bytes, firstChunk, continuing: waited.entries[0]!.id,
+            });
+            read = { entries: [...waited.entries, ...rest.entries], olderPending: rest.olderPending, more: rest.more, bytes: waited.bytes + rest.bytes };
+          }
         }
         firstChunk = Math.min(batchSize, Math.max(1, Math.floor(readMaxBytes / Math.max(1, read.bytes / read.entries.length))));
         if (read.olderPending) {

@@ -82,6 +82,12 @@ export interface ReadOptions {
   firstChunk: number;
   /** XACKed just before the read, in the same pipeline. */
   ackFirst?: readonly string[];
+  /**
+   * For a `>` read that continues one already in hand (waitForEntry's entry):
+   * olderPending compares the group's oldest pending entry with this id
+   * instead of the first one read.
+   */
+  continuing?: string;
 }
 
 interface ConsumerScripts {
@@ -124,7 +130,7 @@ export async function readGroup(redis: RedisClient, options: ReadOptions): Promi
   const oldest = readingNew && entries.length > 0 ? (results[acking ? 2 : 1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0] : undefined;
   return {
     entries,
-    olderPending: oldest !== undefined && compareEntryIds(oldest, (entries[0] as RawEntry).id) < 0,
+    olderPending: oldest !== undefined && compareEntryIds(oldest, options.continuing ?? (entries[0] as RawEntry).id) < 0,
     more: more === 1,
     bytes,
   };
