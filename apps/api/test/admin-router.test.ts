@@ -125,6 +125,42 @@ describe('admin routes', () => {
     expect(count).toBe(1);
   });
 
+  test('GET /dead-letters: newest first by numeric id, filtered, paginated; GET /dead-letters/:id; bad input 400, unknown 404, key required', async () => {
+    // Twelve letters of one group, so ids cross a digit boundary somewhere (text order would put 9 after 10).
+    await testDb.sql`ALTER SEQUENCE events.dead_letter_id_seq RESTART WITH 95`;
+    const group = `list-${Date.now()}`;
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const [row] = await testDb.sql<{ id: string }[]>`
+        INSERT INTO events.dead_letter (group_name, stream_name, redis_entry_id, event_id, event_type, partition_key, payload, error_message, attempts, first_failed_at, status)
+        VALUES (${group}, 'stream:a:b', ${`1-${i}`}, ${randomUUID()}, ${i % 2 ? 'Odd' : 'Even'}, 'k', '{}'::jsonb, 'boom', 1, now(), ${i === 0 ? 'discarded' : 'dead'})
+        RETURNING id::text`;
+      ids.push(row!.id);
+    }
+    const newestFirst = [...ids].reverse();
+    const page1 = await call('GET', `/dead-letters?group=${group}&limit=5`);
+    expect(page1.status).toBe(200);
+    expect((page1.body.items as { id: string }[]).map((l) => l.id)).toEqual(newestFirst.slice(0, 5));
+    expect(page1.body.next).toBe(newestFirst[4]);
+    const page3 = await call('GET', `/dead-letters?group=${group}&limit=5&before=${newestFirst[9]}`);
+    expect((page3.body.items as { id: string }[]).map((l) => l.id)).toEqual(newestFirst.slice(10));
+    expect(page3.body.next).toBeNull();
+    const odd = await call('GET', `/dead-letters?group=${group}&type=Odd&status=dead`);
+    expect((odd.body.items as { id: string; eventType: string }[]).map((l) => l.id)).toEqual(newestFirst.filter((_, i) => i % 2 === 0));
+    const discarded = await call('GET', `/dead-letters?group=${group}&status=discarded`);
+    expect((discarded.body.items as { id: string }[]).map((l) => l.id)).toEqual([ids[0]]);
+
+    const one = await call('GET', `/dead-letters/${ids[3]}`);
+    expect(one).toMatchObject({ status: 200, body: { id: ids[3], groupName: group, eventType: 'Odd', errorMessage: 'boom', status: 'dead' } });
+    expect(await call('GET', '/dead-letters/987654321')).toMatchObject({ status: 404, body: { error: 'not_found' } });
+    expect(await call('GET', '/dead-letters/x1')).toMatchObject({ status: 400 });
+    for (const query of ['status=gone', 'limit=0', 'limit=5000', 'before=abc', 'group=a%20b', 'colour=red']) {
+      expect(await call('GET', `/dead-letters?${query}`)).toMatchObject({ status: 400, body: { error: 'bad_request' } });
+    }
+    expect(await call('GET', '/dead-letters', { key: null })).toMatchObject({ status: 401 });
+    expect(await call('GET', `/dead-letters/${ids[3]}`, { key: 'wrong' })).toMatchObject({ status: 401 });
+  });
+
   test('discard: 200 once, then 409 for discard and replay; unknown id 404', async () => {
     const letter = await insertDeadLetter();
     expect(await call('POST', `/dead-letters/${letter.id}/discard`)).toMatchObject({ status: 200, body: { status: 'discarded' } });

@@ -3,6 +3,9 @@
  * as the `events` command, for people without a shell on the cluster.
  *
  *   GET  /events/status[?stream=]        EventsStatus JSON (same as `events status --json`)
+ *   GET  /dead-letters[?group=&status=&type=&limit=&before=]
+ *                                        newest first by id; {items, next} where `next` is the `before` of the next page
+ *   GET  /dead-letters/:id               one dead letter, payload and error included
  *   POST /dead-letters/:id/replay        re-enqueue through the outbox with the original event_id
  *   POST /dead-letters/:id/discard
  *   POST /leases/release                 body {"stream": "...", "role": "publisher" | "maintenance" | "consumer:<group>"}
@@ -31,9 +34,12 @@ import {
   releaseLeasesOfDeadOwners,
   resolveDeadLetters,
   DeadLetterNotFoundError,
+  DEAD_LETTER_STATUSES,
   DeadLetterStateError,
   discardDeadLetter,
   forceReleaseLease,
+  getDeadLetter,
+  listDeadLetters,
   PARTITION_STREAM_NAME_PATTERN,
   replayDeadLetter,
   STREAM_NAME_PATTERN,
@@ -69,6 +75,16 @@ const leaseReleaseBody = z.object({
 function pathOf(req: Request): string {
   return `${req.baseUrl}${req.path}`;
 }
+
+const deadLetterQuery = z
+  .object({
+    group: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must hold only letters, digits and _.-').optional(),
+    status: z.enum(DEAD_LETTER_STATUSES).optional(),
+    type: z.string().min(1).max(200).optional(),
+    limit: z.string().regex(/^\d{1,4}$/, 'must be an integer from 1 to 1000').transform(Number).refine((n) => n >= 1 && n <= 1_000, 'must be an integer from 1 to 1000').optional(),
+    before: z.string().regex(/^\d{1,19}$/, 'must be a dead letter id').optional(),
+  })
+  .strict();
 
 function sendError(res: Response, status: number, error: string, message: string): void {
   res.status(status).json({ error, message });
@@ -126,6 +142,29 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
       stream,
     });
     res.json(status);
+  });
+
+  router.get('/dead-letters', async (req, res) => {
+    const parsed = deadLetterQuery.safeParse(req.query);
+    if (!parsed.success) {
+      sendError(res, 400, 'bad_request', parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '));
+      return;
+    }
+    const { group, status, type, before } = parsed.data;
+    const limit = parsed.data.limit ?? 50;
+    const items = await listDeadLetters(deps.sql, { group, status, type, limit, after: before });
+    res.json({ items, next: items.length === limit ? items[items.length - 1]!.id : null });
+  });
+
+  router.get('/dead-letters/:id', async (req, res) => {
+    const id = deadLetterId(req, res);
+    if (id === null) return;
+    const letter = await getDeadLetter(deps.sql, id);
+    if (!letter) {
+      sendError(res, 404, 'not_found', `dead letter ${id} does not exist`);
+      return;
+    }
+    res.json(letter);
   });
 
   router.post('/dead-letters/:id/replay', async (req, res) => {

@@ -272,7 +272,14 @@ async function dlqResolveCommand(ctx: CommandContext, action: 'replay' | 'discar
     if (positionals.length > 0) throw new UsageError('give either a dead letter id or --all --group <g>, not both');
     if (!flags.group) throw new UsageError('--all needs --group <g>, so one command never replays every group at once');
     // Oldest first, so replayed events keep their original relative order.
-    ids = (await listDeadLetters(sql, { group: flags.group, status: 'dead', limit: 10_000 })).reverse().map((l) => l.id);
+    // Dead-letter id order (numeric, oldest first), page by page, so replayed events keep their relative order.
+    ids = [];
+    for (let after: string | undefined; ; ) {
+      const page = await listDeadLetters(sql, { group: flags.group, status: 'dead', limit: 1_000, oldestFirst: true, after });
+      ids.push(...page.map((l) => l.id));
+      if (page.length < 1_000) break;
+      after = page[page.length - 1]!.id;
+    }
     what = `of group ${flags.group}`;
   } else {
     if (flags.group) throw new UsageError('--group goes with --all');

@@ -153,13 +153,6 @@ export async function landDeadLetter(
   }
 }
 
-const PARTITION_SUFFIX = /:p\d+$/;
-
-/** `stream:a:b:p2` → `stream:a:b`; a logical stream name is returned as is. */
-export function logicalStreamOf(partitionStream: string): string {
-  return partitionStream.replace(PARTITION_SUFFIX, '');
-}
-
 function normaliseId(id: string | bigint): string {
   const text = String(id).trim();
   if (!/^\d+$/.test(text)) throw new DeadLetterNotFoundError(text);
@@ -220,17 +213,28 @@ export interface DeadLetterFilter {
   status?: DeadLetterStatus;
   /** Default 100, at most 10,000. */
   limit?: number;
+  /** Page cursor: only letters with a smaller id (newest first) or a larger one (`oldestFirst`). */
+  after?: string;
+  /** Ascending id order (replay order) instead of newest first. */
+  oldestFirst?: boolean;
 }
 
-/** Dead letters matching `filter`, newest first. Read-only. */
+/**
+ * Dead letters matching `filter`, newest first by numeric id (or oldest
+ * first), `limit` at a time from the `after` cursor. Read-only.
+ */
 export async function listDeadLetters(sql: Sql, filter: DeadLetterFilter = {}): Promise<DeadLetterRow[]> {
   const limit = Math.min(Math.max(1, Math.trunc(filter.limit ?? 100)), 10_000);
+  const after = filter.after === undefined ? null : normaliseId(filter.after);
+  const ascending = filter.oldestFirst === true;
+  // `dead_letter.id`, the bigint: a bare `id` would sort the ::text output column (9 before 10).
   const rows = await sql<DeadLetterDbRow[]>`
     SELECT ${sql.unsafe(SELECT_COLUMNS)} FROM events.dead_letter
     WHERE (${filter.group ?? null}::text IS NULL OR group_name = ${filter.group ?? null})
       AND (${filter.type ?? null}::text IS NULL OR event_type = ${filter.type ?? null})
       AND (${filter.status ?? null}::text IS NULL OR status = ${filter.status ?? null})
-    ORDER BY id DESC
+      AND (${after}::bigint IS NULL OR (CASE WHEN ${ascending} THEN dead_letter.id > ${after}::bigint ELSE dead_letter.id < ${after}::bigint END))
+    ORDER BY CASE WHEN ${ascending} THEN dead_letter.id END ASC, dead_letter.id DESC
     LIMIT ${limit}`;
   return rows.map(toRow);
 }
