@@ -125,15 +125,16 @@ describe('events-consumer process', () => {
     const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-consumer-')), 'wedged');
     await appendTestEvents(redis, key, [1, 2, 3, 4].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
     const fixtureEnv = { FIXTURE_STREAM: stream, REDIS_KEY_PREFIX: prefix };
-    // Deadline 1 s + lease TTL 2 s: the watchdog gives the partition up ~3 s after the last progress.
-    const args = startArgs(group, ['--batch-size', '1', '--handler-timeout', '1']);
+    // Deadline 2 s + lease TTL 2 s: the watchdog gives the partition up ~4 s after the last progress.
+    // Attempts are plenty so a slow machine (a healthy handler past 2 s) cannot dead-letter anything.
+    const args = startArgs(group, ['--batch-size', '1', '--handler-timeout', '2', '--max-attempts', '50']);
     const a = await spawnConsumer(args, { ...fixtureEnv, FIXTURE_WEDGE_SEQ: '2', FIXTURE_MARKER: marker });
     await waitFor(() => fs.existsSync(marker), { timeoutMs: 20_000, description: `replica A wedged in the handler of seq 2\n${a.output()}` });
     const b = await spawnConsumer(args, fixtureEnv);
     const rows = await waitFor(async () => {
       const found = await effects(group);
       return found.length >= 4 ? found : null;
-    }, { timeoutMs: 30_000, description: `replica B takes over from the wedged A\n${a.output()}\n${b.output()}` });
+    }, { timeoutMs: 60_000, description: `replica B takes over from the wedged A\n${a.output()}\n${b.output()}` });
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
     expect(rows[0]!.pid).toBe(a.child.pid);
     expect(rows.slice(1).every((r) => r.pid === b.child.pid)).toBe(true);
@@ -141,7 +142,8 @@ describe('events-consumer process', () => {
     // A is alive (not restarted, not crashed): only its partition was given up.
     expect(a.child.exitCode).toBeNull();
     const metrics = await (await fetch(`http://127.0.0.1:${a.healthPort}/metrics`)).text();
-    expect(metrics).toMatch(/petcover_consumer_watchdog_releases_total\{[^}]*\} 1/);
+    // At least once: on a slow machine B may not bid within A's cool-down, A re-takes the partition and wedges again.
+    expect(Number(/petcover_consumer_watchdog_releases_total\{[^}]*\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
   });
 
   test('SIGTERM with entries in flight: exits 0, nothing pending for it, leases released; the rest is handled once later', async () => {
