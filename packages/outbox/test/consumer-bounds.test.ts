@@ -7,7 +7,7 @@
  * Real processes (watchdog takeover, memory) live in apps/events-consumer/test.
  */
 import { sql } from 'drizzle-orm';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { z } from 'zod';
 import {
   createConsumer,
@@ -36,7 +36,7 @@ import {
 import { capturingLogger } from './publisher-helpers';
 
 let testDb: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 const running: Consumer[] = [];
 const prefixes = trackedRedisPrefixes();
 const usePrefix = prefixes.next;

@@ -18,7 +18,7 @@ import {
 import { streamDedupeKey, streamMetaKey } from '../src/streams';
 import { heartbeatMembership, membersKey } from '../src/consumer/membership';
 import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
-import { ensureGroup, readGroup } from '../src/consumer/redis-group';
+import { ensureGroup, readGroup, waitForEntry } from '../src/consumer/redis-group';
 import { appendBatch, stampFence, trimStream, type OutboxRowForAppend } from '../src/publisher/redis-scripts';
 import { createTestRedis, startRedisCluster, type DedicatedRedisCluster } from '../src/testing';
 
@@ -112,9 +112,10 @@ test('the consumer scripts and pipelines run on every master: group, read pipeli
   }
   for (const key of STREAM_KEYS) {
     await ensureGroup(redis, key, 'slot-check');
-    const read = await readGroup(redis, { key, group: 'slot-check', consumer: 'c1', from: '>', count: 10, blockMs: 1 });
-    // XACK, XREADGROUP and XPENDING in one pipeline: one key, one slot.
-    await readGroup(redis, { key, group: 'slot-check', consumer: 'c1', from: '>', count: 10, blockMs: 1, ackFirst: read.entries.map((e) => e.id) });
+    const read = await readGroup(redis, { key, group: 'slot-check', consumer: 'c1', from: '>', count: 10, maxBytes: 65_536, firstChunk: 1 });
+    // XACK, the bounded read (read-bounded.lua) and XPENDING in one pipeline: one key, one slot.
+    await readGroup(redis, { key, group: 'slot-check', consumer: 'c1', from: '>', count: 10, maxBytes: 65_536, firstChunk: 1, ackFirst: read.entries.map((e) => e.id) });
+    await waitForEntry(redis, { key, group: 'slot-check', consumer: 'c1', blockMs: 1 });
     expect(await pruneIdleConsumers(redis, key, 'slot-check', 'c2', 0)).toBeGreaterThanOrEqual(0);
   }
 });
