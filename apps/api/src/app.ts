@@ -17,6 +17,7 @@ import { createPlanRouter } from './routes/plan-routes';
 import { createSignatureWebhookRouter } from './routes/signature-webhook-routes';
 import { ASSETS_PATH, pageAssetsRouter } from './pages/render';
 import { createWizardRouter } from './routes/wizard-routes';
+import { createWizardPagesRouter } from './wizard-pages/router';
 
 export interface AppDeps {
   logger: Logger;
@@ -41,6 +42,8 @@ export interface AppDeps {
   /** Redis key prefix of the rate limiter (tests isolate with their own). */
   rateLimitKeyPrefix?: string;
   metricsRegistry: Registry;
+  /** The wizard's dev sign-in page (`/dev/sign-in`); default off, and off in strict mode. */
+  devSignIn?: boolean;
   /**
    * Extra routers by mount path, e.g. `{ '/v1/admin': createAdminRouter(...) }`.
    * Mounted before the api's JSON parser, so each parses (and limits) its
@@ -95,6 +98,17 @@ export function createApp(deps: AppDeps): Express {
         writesPerMinute: deps.ownerWritesPerMinute ?? DEFAULT_OWNER_WRITES_PER_MINUTE,
         keyPrefix: deps.rateLimitKeyPrefix,
       }),
+    }),
+  );
+
+  // The owner wizard in a browser, at `/` (its own forms, CSRF and error pages).
+  app.use(
+    createWizardPagesRouter({
+      wizard: deps.wizard,
+      ownerTokens: deps.ownerTokens,
+      signatureApiKey: deps.signatureApiKey,
+      devSignIn: deps.devSignIn ?? false,
+      logger: deps.logger,
     }),
   );
 

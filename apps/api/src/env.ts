@@ -73,7 +73,10 @@ export const envSchema = baseEnvSchema({ healthPort: 3000 }).extend({
   HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs),
 });
 
-export type ApiEnv = z.output<typeof envSchema>;
+export type ApiEnv = z.output<typeof envSchema> & {
+  /** NODE_ENV=production or CI_STRICT=1: development conveniences (dev sign-in) are off. */
+  strict: boolean;
+};
 
 function passwordOf(url: string): string {
   try {
@@ -112,8 +115,8 @@ function unsafeInStrictMode(env: Env, parsed: ApiEnv): string[] {
 
 /** Parses `env` (default: the process environment). Throws ConfigError with a one-line reason. */
 export function readApiEnv(env: Env = process.env): ApiEnv {
-  const parsed = parseEnv(envSchema, env);
-  if (isStrict(env)) {
+  const parsed = { ...parseEnv(envSchema, env), strict: isStrict(env) };
+  if (parsed.strict) {
     const reasons = unsafeInStrictMode(env, parsed);
     if (reasons.length > 0) throw new ConfigError(`refusing to start in strict mode (NODE_ENV=production or CI_STRICT=1): ${reasons.join('; ')}`);
   }

@@ -3,11 +3,12 @@
  * `api [--port <n>] [--log-level <level>]`: the HTTP API. Env: see env.ts.
  * SIGINT/SIGTERM: stop accepting, finish requests in flight, close pools.
  */
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
 import { connectDatabase, migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
-import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONFIG, installLastResortHandlers, LOG_LEVELS, maskUrlPassword, redisConnectionOf, type LogLevel } from '@petcover/service-kit';
+import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONFIG, installLastResortHandlers, listenOn, LOG_LEVELS, maskUrlPassword, redisConnectionOf, type LogLevel } from '@petcover/service-kit';
 import { createAdminRouter } from './admin/router';
 import { createConsoleRouter } from './console/router';
 import { createApp } from './app';
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger({ name: 'api', level: env.LOG_LEVEL });
+  const logger = createLogger({ name: 'api', level: env.LOG_LEVEL, format: env.LOG_FORMAT });
   installLastResortHandlers(logger);
   const database = connectDatabase(env.DATABASE_URL, { applicationName: 'petcover-api' });
   // Readiness has its own connection: a busy request pool must not make the
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
     signatureApiKey: env.SIGNATURE_API_KEY,
     callbackFreshness: { maxAgeSeconds: env.CALLBACK_MAX_AGE_SECONDS, maxFutureSkewSeconds: env.CALLBACK_MAX_FUTURE_SKEW_SECONDS },
     bodyLimit: env.BODY_LIMIT,
+    devSignIn: !env.strict,
     readinessChecks: {
       db: postgresCheck(readinessDatabase.sql),
       migrations: migrationsCheck(readinessDatabase.sql, [outboxMigrations, domainMigrations]),
@@ -128,17 +130,17 @@ async function main(): Promise<void> {
     { name: 'postgres (readiness)', run: () => readinessDatabase.close() },
     { name: 'redis', run: () => redis.quit().catch(() => redis.disconnect()) },
   ]);
+  // `on`, not `once`: a second Ctrl-C must not cut requests in flight; shutdown is memoised.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      logger.info({ signal }, 'stopping');
+    process.on(signal, () => {
       // Idle keep-alive connections would hold server.close() open.
       server.closeIdleConnections();
-      void shutdown().then((clean) => process.exit(clean ? 0 : 1));
+      void shutdown({ signal, note: 'finishing requests in flight' }).then((clean) => process.exit(clean ? 0 : 1));
     });
   }
 }
 
 main().catch((error: Error) => {
-  console.error(`api: ${error.message}`);
+  console.error(`api: failed to start: ${error.message}`);
   process.exit(1);
 });

@@ -7,7 +7,7 @@
  * second group; a callback naming an unknown approval request ends as a dead
  * letter whose error names it.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,6 +18,7 @@ import { domainMigrations, enrollmentAuditEntry, SignatureReceived } from '@petc
 import { deadLetter, enqueue, outboxMigrations, processedEvent, outboxEvent } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { signOwnerToken } from '../src/auth/owner-token';
+import { RunningApps } from './support/running-apps';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const API_DIST = path.join(ROOT, 'apps/api/dist');
@@ -32,44 +33,17 @@ const run = promisify(execFile);
 const missingBuilds = [path.join(API_DIST, 'main.js'), PUBLISHER_MAIN, CONSUMER_MAIN, AUDIT_MODULE].filter((file) => !fs.existsSync(file));
 if (missingBuilds.length > 0) throw new Error(`build the apps first (pnpm build): missing ${missingBuilds.join(', ')}`);
 
-interface RunningApp {
-  name: string;
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
-}
-
 describe('enrollment end to end with real processes', () => {
   // Process start-up plus a chain of four events through Redis; generous for a loaded CI machine.
   jest.setTimeout(120_000);
   let database: TestDatabase;
   let storeDir: string;
-  const apps: RunningApp[] = [];
+  let apps: RunningApps;
   const prefix = uniqueRedisPrefix();
   const domainGroup = uniqueGroupName('domain');
   const auditGroup = uniqueGroupName('audit');
   let env: NodeJS.ProcessEnv;
   let apiUrl: string;
-
-  function start(name: string, args: string[], extraEnv: NodeJS.ProcessEnv): RunningApp {
-    const child = spawn(process.execPath, args, { env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const output: string[] = [];
-    child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-    const app = { name, child, output, exited: new Promise<number | null>((resolve) => child.once('exit', resolve)) };
-    apps.push(app);
-    return app;
-  }
-
-  async function waitReady(app: RunningApp, port: number): Promise<void> {
-    await waitFor(
-      async () => {
-        if (app.child.exitCode !== null) throw new Error(`${app.name} exited: ${app.output.join('').slice(-2000)}`);
-        return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
-      },
-      { timeoutMs: 30_000, intervalMs: 200, description: `${app.name} ready on :${port}` },
-    );
-  }
 
   beforeAll(async () => {
     database = await createTestDatabase({ migrations: [outboxMigrations, domainMigrations], poolSize: 2 });
@@ -86,6 +60,9 @@ describe('enrollment end to end with real processes', () => {
       DOCUMENT_STORE_DIR: storeDir,
     };
     apiUrl = `http://127.0.0.1:${apiPort}`;
+    apps = new RunningApps(env);
+    const start = apps.start.bind(apps);
+    const waitReady = apps.waitReady.bind(apps);
     const api = start('api', [path.join(API_DIST, 'main.js')], { PORT: String(apiPort) });
     const publisher = start('publisher', [PUBLISHER_MAIN, 'start', '--poll-interval', '1'], { HEALTH_PORT: String(publisherPort) });
     const consumer = start('consumer', [CONSUMER_MAIN, 'start', '--group', domainGroup], { HEALTH_PORT: String(consumerPort) });
@@ -94,8 +71,7 @@ describe('enrollment end to end with real processes', () => {
   });
 
   afterAll(async () => {
-    for (const app of apps) if (app.child.exitCode === null) app.child.kill('SIGTERM');
-    await Promise.all(apps.map((app) => app.exited));
+    await apps?.stopAll();
     const redis = createTestRedis();
     await deleteKeysWithPrefix(redis, prefix); // the streams and the publisher's side keys
     redis.disconnect();

@@ -48,6 +48,7 @@ async function startApi(options: { autoEnroll: boolean; provider: SignatureProvi
     ownerTokens: { secret: AUTH_SECRET },
     signatureApiKey: options.apiKey,
     bodyLimit: '16kb',
+    devSignIn: false,
     readinessChecks: {
       db: postgresCheck(database.sql),
       migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),

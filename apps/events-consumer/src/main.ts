@@ -46,7 +46,7 @@ function redisRetryDelay(times: number): number {
 }
 
 async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
-  const logger = createLogger({ name: 'events-consumer', level: options.logLevel ?? env.LOG_LEVEL });
+  const logger = createLogger({ name: 'events-consumer', level: options.logLevel ?? env.LOG_LEVEL, format: env.LOG_FORMAT });
   installLastResortHandlers(logger);
   let module: ConsumerModule;
   const registry = createHandlerRegistry();
@@ -139,12 +139,12 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
     ],
     30_000,
   );
+  // `on`, not `once`: a second Ctrl-C must not kill the process mid-batch; shutdown is memoised.
   const onSignal = (signal: NodeJS.Signals) => {
-    logger.info({ signal }, 'stopping: finishing the batch in hand, then releasing leases');
-    void shutdown().then((clean) => process.exit(clean ? 0 : 1));
+    void shutdown({ signal, note: 'finishing the batch in hand, then releasing leases' }).then((clean) => process.exit(clean ? 0 : 1));
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 function main(argv: readonly string[]): void {

@@ -25,6 +25,7 @@ import {
   installLastResortHandlers,
   maskUrlPassword,
   parseEnv,
+  PortInUseError,
   readAppVersion,
   redisConnectionOf,
   startHealthServer,
@@ -62,7 +63,7 @@ async function main(argv: readonly string[]): Promise<void> {
     throw error;
   }
 
-  const logger = createLogger({ name: 'events-publisher', level: cli.logLevel ?? env.LOG_LEVEL });
+  const logger = createLogger({ name: 'events-publisher', level: cli.logLevel ?? env.LOG_LEVEL, format: env.LOG_FORMAT });
   installLastResortHandlers(logger);
   const database = connectDatabase(env.DATABASE_URL, { max: 10, applicationName: 'events-publisher' });
   const redis = connectRedis(redisConnectionOf(env), logger);
@@ -112,12 +113,12 @@ async function main(argv: readonly string[]): Promise<void> {
     { name: 'redis', run: () => redis.disconnect() },
     { name: 'postgres', run: () => database.close(2) },
   ]);
+  // `on`, not `once`: a second Ctrl-C must not kill the process mid-batch; shutdown is memoised.
   const onSignal = (signal: NodeJS.Signals) => {
-    logger.info({ signal }, 'stopping: finishing batches in hand, releasing leases');
-    void shutdown().then((clean) => process.exit(clean ? 0 : 1));
+    void shutdown({ signal, note: 'finishing batches in hand, releasing leases' }).then((clean) => process.exit(clean ? 0 : 1));
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 /**
@@ -175,6 +176,7 @@ function faultHooks(env: PublisherEnv, logger: Logger): PublisherHooks | undefin
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  console.error('events-publisher: fatal', error);
+  if (error instanceof PortInUseError) console.error(`events-publisher: failed to start: ${error.message}`);
+  else console.error('events-publisher: fatal', error);
   process.exit(1);
 });

@@ -57,8 +57,8 @@ export {
 export type { CallbackFreshness, SignatureCallback } from './signature/callback';
 export { findPlan, listPlans } from './services/plans';
 export type { InsurancePlan } from './services/plans';
-export { addPet, choosePlan, confirmDraft, DISPATCH_CLAIM_STALE_AFTER_SECONDS, getDraft, getPet } from './services/wizard';
-export type { ConfirmationResult, DraftView, NewPet, WizardDeps } from './services/wizard';
+export { addPet, choosePlan, confirmDraft, DISPATCH_CLAIM_STALE_AFTER_SECONDS, getDraft, getPet, listPetsOfOwner } from './services/wizard';
+export type { ConfirmationResult, DraftView, NewPet, OwnerPet, WizardDeps } from './services/wizard';
 export { receiveSignatureCallback } from './services/signature-callbacks';
 export type { CallbackOutcome, ReceiveCallbackOptions } from './services/signature-callbacks';
 export {

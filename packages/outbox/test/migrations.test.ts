@@ -6,7 +6,7 @@ import {
   withDatabaseName,
 } from '../src';
 import { isAtHead, migrationStatus } from '../src/migrations';
-import { dropTestDatabase, randomSuffix, testDatabaseBaseUrl } from '../src/testing';
+import { dropTestDatabase, testDatabaseBaseUrl, testDatabaseName } from '../src/testing';
 
 /** The three queries of SPEC §1, exactly as the runbook gives them. */
 const RUNBOOK_QUERIES = [
@@ -22,7 +22,7 @@ FROM events.relay_node n ORDER BY role, owner_id;`,
 ];
 
 describe('migrations', () => {
-  const url = withDatabaseName(testDatabaseBaseUrl(), `petcover_mig_${randomSuffix()}`);
+  const url = withDatabaseName(testDatabaseBaseUrl(), testDatabaseName('mig'));
   let sql: postgres.Sql;
 
   beforeAll(async () => {

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from './connection-urls';
-import { LOG_LEVELS } from './logger';
+import { LOG_FORMATS, LOG_LEVELS } from './logger';
 
 /** Exit code for a configuration error (EX_CONFIG of sysexits.h). */
 export const EXIT_CONFIG = 78;
@@ -23,12 +23,30 @@ export function isStrict(env: Env): boolean {
   return env.NODE_ENV === 'production' || env.CI_STRICT === '1' || env.CI_STRICT === 'true';
 }
 
+const DATABASE_URL_SCHEMES = ['postgres:', 'postgresql:'] as const;
+const REDIS_URL_SCHEMES = ['redis:', 'rediss:'] as const;
+
+/**
+ * A URL whose scheme is one of `schemes`. Checked in every mode: a
+ * `sqlite:///x.db` would otherwise be retried forever as if Postgres were down.
+ */
+function urlWithScheme(schemes: readonly string[]) {
+  return z
+    .string()
+    .url()
+    .refine((value) => schemes.includes(new URL(value).protocol), {
+      message: `must start with ${schemes.map((s) => `${s}//`).join(' or ')}`,
+    });
+}
+
 /** The settings every app reads: database, Redis, logging, health port. */
 export function baseEnvSchema(defaults: { healthPort: number }) {
   return z.object({
-    DATABASE_URL: z.string().url().default(DEFAULT_DATABASE_URL),
-    REDIS_URL: z.string().url().default(DEFAULT_REDIS_URL),
+    DATABASE_URL: urlWithScheme(DATABASE_URL_SCHEMES).default(DEFAULT_DATABASE_URL),
+    REDIS_URL: urlWithScheme(REDIS_URL_SCHEMES).default(DEFAULT_REDIS_URL),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+    /** Default: pretty on a terminal, JSON otherwise. */
+    LOG_FORMAT: z.enum(LOG_FORMATS).optional(),
     HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(defaults.healthPort),
     NODE_ENV: z.string().optional(),
   });

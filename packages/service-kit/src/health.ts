@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { maskUrlPassword } from './connection-urls';
+import { listenOn } from './listen';
 
 export type ReadinessCheck = () => Promise<void>;
 
@@ -79,10 +80,7 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
   const server = http.createServer((req, res) => {
     void handleHealthRequest(req, res, options);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
-  });
+  await listenOn(server, options.port, options.host ?? '0.0.0.0', 'HEALTH_PORT');
   let closing: Promise<void> | undefined;
   return {
     port: (server.address() as AddressInfo).port,

@@ -1,8 +1,9 @@
 /**
  * @petcover/service-kit — process plumbing shared by the three apps.
  */
-export { createLogger, LOG_LEVELS } from './logger';
-export type { Logger, LoggerConfig, LogLevel } from './logger';
+export { createLogger, LOG_FORMATS, LOG_LEVELS } from './logger';
+export type { Logger, LoggerConfig, LogFormat, LogLevel } from './logger';
+export { listenOn, PortInUseError } from './listen';
 export { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, maskUrlPassword } from './connection-urls';
 export { baseEnvSchema, ConfigError, EXIT_CONFIG, isStrict, parseEnv } from './config';
 export type { Env } from './config';
@@ -11,7 +12,7 @@ export type { CheckResult, HealthServer, HealthServerOptions, ReadinessCheck, Re
 export { installLastResortHandlers } from './process-errors';
 export type { LastResortOptions } from './process-errors';
 export { createShutdown } from './shutdown';
-export type { CleanupStep } from './shutdown';
+export type { CleanupStep, ShutdownReason } from './shutdown';
 export { readAppVersion } from './app-version';
 export {
   assertRedisReady,

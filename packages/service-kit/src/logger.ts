@@ -1,8 +1,11 @@
 /**
  * Structured logs (pino) that never carry secrets: known secret keys are
  * redacted, and any `scheme://user:password@` inside any string is masked.
+ * JSON lines, except on a terminal, where pino-pretty makes them readable
+ * (LOG_FORMAT=json keeps JSON there too).
  */
 import pino, { type Logger, type LoggerOptions } from 'pino';
+import pinoPretty from 'pino-pretty';
 import { maskUrlPassword } from './connection-urls';
 
 export type { Logger } from 'pino';
@@ -24,11 +27,33 @@ function maskDeep(value: unknown, depth = 0): unknown {
   return out;
 }
 
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface LoggerConfig {
   name: string;
   level?: LogLevel;
   /** Where to write; default stdout. Tests pass a stream to read lines back. */
   destination?: pino.DestinationStream;
+  /** Default: `pretty` when writing to stdout and stdout is a terminal, else `json`. */
+  format?: LogFormat;
+}
+
+/**
+ * The fields of `object` a child logger already binds with the same value
+ * are dropped: pino would write the key twice (`{"group":"g",...,"group":"g"}`),
+ * which is invalid for many JSON tools. A field whose value differs is kept.
+ */
+function withoutBoundFields(logger: Logger, object: Record<string, unknown>): Record<string, unknown> {
+  const bound = logger.bindings();
+  let result: Record<string, unknown> | undefined;
+  for (const key of Object.keys(object)) {
+    if (key in bound && bound[key] === object[key]) {
+      result ??= { ...object };
+      delete result[key];
+    }
+  }
+  return result ?? object;
 }
 
 export function createLogger(config: LoggerConfig): Logger {
@@ -45,10 +70,18 @@ export function createLogger(config: LoggerConfig): Logger {
     hooks: {
       // Message strings are not passed through `formatters.log`; mask them here.
       logMethod(args, method) {
-        method.apply(this, args.map((a) => (typeof a === 'string' ? maskUrlPassword(a) : a)) as Parameters<typeof method>);
+        const masked = args.map((a) => (typeof a === 'string' ? maskUrlPassword(a) : a));
+        const [first] = masked;
+        if (first !== null && typeof first === 'object' && !(first instanceof Error)) {
+          masked[0] = withoutBoundFields(this, first as Record<string, unknown>);
+        }
+        method.apply(this, masked as Parameters<typeof method>);
       },
     },
     serializers: { err: (err: Error) => maskDeep(err), error: (err: unknown) => maskDeep(err) },
   };
-  return config.destination ? pino(options, config.destination) : pino(options);
+  if (config.destination) return pino(options, config.destination);
+  const format = config.format ?? (process.stdout.isTTY ? 'pretty' : 'json');
+  // Synchronous pretty stream (no worker thread): a log line is on the terminal before the process exits.
+  return format === 'pretty' ? pino(options, pinoPretty({ sync: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' })) : pino(options);
 }

@@ -1,6 +1,7 @@
 /**
  * Ordered, complete cleanup: every step runs even when an earlier one fails,
- * and the whole is memoised so a second SIGTERM does not run it twice.
+ * and the whole is memoised so a second SIGTERM does not run it twice. Logs
+ * one "stopping" line (with the reason, e.g. the signal) and one "stopped".
  */
 import type { Logger } from 'pino';
 
@@ -9,10 +10,18 @@ export interface CleanupStep {
   run: () => Promise<unknown> | unknown;
 }
 
-export function createShutdown(logger: Logger, steps: CleanupStep[], timeoutMs = 10_000): () => Promise<boolean> {
+export interface ShutdownReason {
+  /** What started the stop, e.g. `SIGTERM`. */
+  signal?: string;
+  /** What the component does while stopping, appended to the "stopping" line. */
+  note?: string;
+}
+
+export function createShutdown(logger: Logger, steps: CleanupStep[], timeoutMs = 10_000): (reason?: ShutdownReason) => Promise<boolean> {
   let running: Promise<boolean> | undefined;
-  return () => {
+  return (reason = {}) => {
     running ??= (async () => {
+      logger.info(reason.signal ? { signal: reason.signal } : {}, reason.note ? `stopping: ${reason.note}` : 'stopping');
       let clean = true;
       const deadline = setTimeout(() => {
         logger.error({ timeoutMs }, 'shutdown did not finish in time; exiting anyway');
@@ -28,6 +37,7 @@ export function createShutdown(logger: Logger, steps: CleanupStep[], timeoutMs =
         }
       }
       clearTimeout(deadline);
+      logger.info({ clean }, 'stopped');
       return clean;
     })();
     return running;

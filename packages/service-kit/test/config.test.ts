@@ -22,3 +22,20 @@ describe('parseEnv', () => {
     expect(() => parseEnv(schema.extend({ X: z.enum(['a']) }), { X: 'b' })).toThrow(/X:/);
   });
 });
+
+describe('URL schemes', () => {
+  test.each([{}, { CI_STRICT: '1' }, { NODE_ENV: 'production' }])('%p: a non-postgres DATABASE_URL is refused at once', (mode) => {
+    expect(() => parseEnv(schema, { ...mode, DATABASE_URL: 'sqlite:///x.db', REDIS_URL: 'redis://r:6379/0' })).toThrow(
+      /DATABASE_URL: must start with postgres:\/\/ or postgresql:\/\//,
+    );
+  });
+  test.each([{}, { CI_STRICT: '1' }])('%p: a non-redis REDIS_URL is refused at once', (mode) => {
+    expect(() => parseEnv(schema, { ...mode, DATABASE_URL: 'postgres://db/x', REDIS_URL: 'http://cache:6379' })).toThrow(
+      /REDIS_URL: must start with redis:\/\/ or rediss:\/\//,
+    );
+  });
+  test('accepts postgres://, postgresql://, redis:// and rediss://', () => {
+    expect(() => parseEnv(schema, { DATABASE_URL: 'postgres://db/x', REDIS_URL: 'rediss://:pw@cache:6380/1' })).not.toThrow();
+    expect(() => parseEnv(schema, { DATABASE_URL: 'postgresql://db/x', REDIS_URL: 'redis://cache' })).not.toThrow();
+  });
+});

@@ -31,3 +31,34 @@ describe('logger never shows secrets', () => {
     expect(lines.join('')).not.toMatch(/hunter2|Bearer abc/);
   });
 });
+
+/** Keys of a JSON object line in order, duplicates included (JSON.parse would hide them). */
+function keysOf(line: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  const pattern = /"((?:[^"\\]|\\.)*)"\s*:|[{}]/g;
+  for (const match of line.matchAll(pattern)) {
+    if (match[0] === '{') depth += 1;
+    else if (match[0] === '}') depth -= 1;
+    else if (depth === 1) keys.push(match[1] as string);
+  }
+  return keys;
+}
+
+describe('log lines', () => {
+  test('never repeat a key a child logger already binds', () => {
+    const { lines, logger } = capture();
+    const child = logger.child({ group: 'billing', ownerId: 'host-1' }).child({ eventId: 'e-1' });
+    child.info({ group: 'billing', eventId: 'e-1', petId: 'p-1' }, 'pet enrolled');
+    const keys = keysOf(lines[0] as string);
+    expect(keys.filter((k) => k === 'group')).toHaveLength(1);
+    expect(keys.filter((k) => k === 'eventId')).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ group: 'billing', eventId: 'e-1', petId: 'p-1', msg: 'pet enrolled' });
+  });
+
+  test('are JSON when not written to a terminal', () => {
+    const { lines, logger } = capture();
+    logger.info('hello');
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: 'hello', name: 'test' });
+  });
+});

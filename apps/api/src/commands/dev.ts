@@ -4,7 +4,9 @@
  * api, events-publisher and events-consumer with prefixed readable logs,
  * waits until all three answer /readyz, runs one demo enrollment end to end
  * (simulate-pet-signature-flow, then check-pet-enrollment --wait) and prints
- * its result, then keeps running. SIGINT/SIGTERM stop every child.
+ * its result, then keeps running. SIGINT/SIGTERM (or the parent going away)
+ * stop every child once, then exit 0. The root script `exec`s this process,
+ * so a signal to `pnpm dev` itself reaches it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -12,9 +14,11 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { domainMigrations } from '@petcover/domain';
-import { createDatabaseIfMissing, outboxMigrations, runMigrations } from '@petcover/outbox';
+import { createDatabaseIfMissing, outboxMigrations, runMigrations, withDatabaseName } from '@petcover/outbox';
 import { ConfigError, EXIT_CONFIG, maskUrlPassword } from '@petcover/service-kit';
-import { inheritedEnvironment, readApiEnv } from '../env';
+import Redis from 'ioredis';
+import postgres from 'postgres';
+import { inheritedEnvironment, readApiEnv, type ApiEnv } from '../env';
 import { EXIT_USAGE, parseFlags, UsageError } from './command-line';
 import { formatLogLine } from './log-lines';
 
@@ -22,6 +26,10 @@ const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 /** Start-up budget: migrations are done, so this only covers process boot and connects. */
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
+/** How often to check that the parent process is still there. */
+const PARENT_CHECK_MS = 1_000;
+/** Boot normally takes a few seconds; past this, say which check fails. */
+const EXPLAIN_NOT_READY_AFTER_MS = 8_000;
 const DEMO_WAIT_SECONDS = 60;
 
 const useColour = process.stdout.isTTY;
@@ -40,7 +48,10 @@ interface Child {
 }
 
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Child {
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT });
+  // detached: a process group of its own, so a terminal's Ctrl-C reaches only
+  // this process, which stops each child once (instead of each child getting
+  // SIGINT from the terminal and SIGTERM from here, and logging both).
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO_ROOT, detached: true });
   for (const stream of [child.stdout, child.stderr]) {
     readline.createInterface({ input: stream }).on('line', (line) => {
       onLine?.(line);
@@ -51,9 +62,25 @@ function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, onLine
   return { name, process: child, exited };
 }
 
+/** The failing checks of a /readyz answer, e.g. `redis: connect ECONNREFUSED 127.0.0.1:6379`; undefined when ready. */
+async function failingChecks(url: string): Promise<string | undefined> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    if (response.ok) return undefined;
+    const report = (await response.json()) as { checks?: Record<string, { ok: boolean; detail?: string }> };
+    const failing = Object.entries(report.checks ?? {}).filter(([, check]) => !check.ok);
+    return failing.map(([name, check]) => `${name}: ${check.detail ?? 'failing'}`).join('; ') || `answers ${response.status}`;
+  } catch (error) {
+    return `not answering (${(error as Error).message})`;
+  }
+}
+
 async function waitReady(name: string, url: string, child: Child, deadline: number): Promise<void> {
   let exitedEarly = false;
   void child.exited.then(() => (exitedEarly = true));
+  // Polling /readyz is expected to fail while the app boots; say why only once, if it lasts.
+  const explainAt = Date.now() + EXPLAIN_NOT_READY_AFTER_MS;
+  let explained = false;
   while (Date.now() < deadline) {
     if (exitedEarly) throw new Error(`${name} exited before it was ready (see its log above)`);
     try {
@@ -62,9 +89,53 @@ async function waitReady(name: string, url: string, child: Child, deadline: numb
     } catch {
       // Not listening yet.
     }
+    if (!explained && Date.now() >= explainAt) {
+      const failing = await failingChecks(url);
+      if (failing === undefined) return;
+      explained = true;
+      say('dev', `${name} not ready yet: ${failing}`);
+    }
     await sleep(300);
   }
-  throw new Error(`${name} not ready at ${url} within ${READY_TIMEOUT_MS / 1000} s`);
+  throw new Error(`${name} not ready at ${url} within ${READY_TIMEOUT_MS / 1000} s: ${(await failingChecks(url)) ?? 'ready just now'}`);
+}
+
+/** Bound of each reachability probe, so a missing service is named within seconds. */
+const PROBE_TIMEOUT_S = 3;
+
+/**
+ * Checks that Postgres and Redis answer before anything starts; returns one
+ * line per unreachable service naming it, its URL and the fix.
+ */
+async function findUnreachableServices(env: ApiEnv): Promise<string[]> {
+  const postgresProbe = async (): Promise<string | undefined> => {
+    const sql = postgres(withDatabaseName(env.DATABASE_URL, 'postgres'), { max: 1, connect_timeout: PROBE_TIMEOUT_S, onnotice: () => undefined });
+    try {
+      await sql`SELECT 1`;
+      return undefined;
+    } catch (error) {
+      return `Postgres unreachable at ${maskUrlPassword(env.DATABASE_URL)} (${(error as Error).message}). Start it (docker compose up -d postgres) or set DATABASE_URL.`;
+    } finally {
+      await sql.end({ timeout: 1 }).catch(() => undefined);
+    }
+  };
+  const redisProbe = async (): Promise<string | undefined> => {
+    const redis = new Redis(env.REDIS_URL, { lazyConnect: true, connectTimeout: PROBE_TIMEOUT_S * 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // connect() rejects with a generic "Connection is closed."; the error event has the cause (ECONNREFUSED, ...).
+    let cause: Error | undefined;
+    redis.on('error', (error: Error) => (cause ??= error));
+    try {
+      await redis.connect();
+      await redis.ping();
+      return undefined;
+    } catch (error) {
+      return `Redis unreachable at ${maskUrlPassword(env.REDIS_URL)} (${(cause ?? (error as Error)).message}). Start it (docker compose up -d redis) or set REDIS_URL.`;
+    } finally {
+      redis.disconnect();
+    }
+  };
+  const problems = await Promise.all([postgresProbe(), redisProbe()]);
+  return problems.filter((p): p is string => p !== undefined);
 }
 
 async function runDemo(env: NodeJS.ProcessEnv): Promise<boolean> {
@@ -83,6 +154,12 @@ async function runDemo(env: NodeJS.ProcessEnv): Promise<boolean> {
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2), { values: [], booleans: ['no-demo'] });
   const env = readApiEnv();
+  const unreachable = await findUnreachableServices(env);
+  if (unreachable.length > 0) {
+    for (const problem of unreachable) say('dev', problem);
+    process.exitCode = 1;
+    return;
+  }
   say('dev', `migrating ${maskUrlPassword(env.DATABASE_URL)}`);
   await createDatabaseIfMissing(env.DATABASE_URL);
   await runMigrations(env.DATABASE_URL, [outboxMigrations, domainMigrations]);
@@ -96,10 +173,10 @@ async function main(): Promise<void> {
     startChild('consumer', [path.join(REPO_ROOT, 'apps/events-consumer/dist/main.js'), 'start'], { ...base, HEALTH_PORT: String(consumerHealthPort) }),
   ];
 
-  let stopping = false;
-  const stopAll = async (exitCode: number): Promise<never> => {
-    if (!stopping) {
-      stopping = true;
+  let stopping: Promise<never> | undefined;
+  // Memoised: a second signal or a child exiting meanwhile changes nothing.
+  const stopAll = (exitCode: number): Promise<never> =>
+    (stopping ??= (async () => {
       say('dev', 'stopping all processes');
       for (const child of children) if (child.process.exitCode === null) child.process.kill('SIGTERM');
       const forced = setTimeout(() => {
@@ -107,10 +184,15 @@ async function main(): Promise<void> {
       }, STOP_TIMEOUT_MS);
       await Promise.all(children.map((c) => c.exited));
       clearTimeout(forced);
-    }
-    process.exit(exitCode);
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void stopAll(0));
+      say('dev', 'all stopped');
+      process.exit(exitCode);
+    })());
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stopAll(0));
+  // The parent (pnpm, a terminal) gone without a signal to us, e.g. SIGKILLed: stop too, leaving no orphans.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void stopAll(0);
+  }, PARENT_CHECK_MS).unref();
   for (const child of children) {
     void child.exited.then((code) => {
       if (stopping) return;
@@ -136,6 +218,7 @@ async function main(): Promise<void> {
     const enrolled = await runDemo(base);
     say('dev', enrolled ? 'demo enrollment: ENROLLED end to end' : 'demo enrollment FAILED (see the [demo] lines above)');
   }
+  say('dev', `wizard: http://127.0.0.1:${env.PORT}/  (sign in: open http://127.0.0.1:${env.PORT}/dev/sign-in and press "Sign in")`);
   say('dev', 'running; Ctrl-C stops everything');
 }
 

@@ -15,19 +15,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { and, eq } from 'drizzle-orm';
 import {
   addPet,
-  buildSignatureCallback,
   choosePlan,
   confirmDraft,
   contract,
   ContractCreated,
   createLocalDocumentStore,
   createManualSignatureProvider,
-  receiveSignatureCallback,
-  SIGNING_EVENT_TYPES,
 } from '@petcover/domain';
 import { connectDatabase, outboxEvent } from '@petcover/outbox';
 import { ConfigError, EXIT_CONFIG } from '@petcover/service-kit';
 import { readApiEnv } from '../env';
+import { signManually } from '../manual-signing';
 import { EXIT_USAGE, parseFlags, requireUuid, secondsFlag, UsageError } from './command-line';
 
 const USAGE = 'usage: simulate-pet-signature-flow --owner-global-user-id <uuid> [--plan <code>] [--timeout <seconds>] [--no-wait]';
@@ -59,16 +57,8 @@ async function main(): Promise<number> {
     console.log(`draft_id: ${draft.id}`);
     console.log(`approval_request_id: ${request.id}`);
 
-    for (const eventType of SIGNING_EVENT_TYPES) {
-      const body = buildSignatureCallback({
-        apiKey: env.SIGNATURE_API_KEY,
-        eventType,
-        signatureRequestId: request.providerRequestId,
-        approvalRequestId: request.id,
-      });
-      const outcome = await receiveSignatureCallback(database.db, body, { apiKey: env.SIGNATURE_API_KEY, provider: signatureProvider });
-      console.log(`callback ${eventType}: ${outcome.outcome}`);
-    }
+    const callbacks = await signManually(database.db, { id: request.id, providerRequestId: request.providerRequestId }, { apiKey: env.SIGNATURE_API_KEY, provider: signatureProvider });
+    for (const { eventType, outcome } of callbacks) console.log(`callback ${eventType}: ${outcome.outcome}`);
     if (flags.get('no-wait')) return 0;
 
     const deadline = Date.now() + timeoutSeconds * 1000;

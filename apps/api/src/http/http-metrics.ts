@@ -30,8 +30,9 @@ export function instrumentRequests(registry: Registry, logger: Logger): RequestH
       const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
       requests.inc({ method: req.method, route, status: String(res.statusCode) });
       duration.observe({ method: req.method, route }, seconds);
-      // Probes and scrapes arrive every few seconds; they would drown the request log.
-      const level = res.statusCode >= 500 ? 'error' : PROBE_ROUTES.has(route) ? 'debug' : 'info';
+      // Probes and scrapes arrive every few seconds; they would drown the request log. A 503 from
+      // /readyz is an answer (not ready yet), not a failure of the request: debug too.
+      const level = PROBE_ROUTES.has(route) ? 'debug' : res.statusCode >= 500 ? 'error' : 'info';
       logger[level]({ method: req.method, route, path: req.path, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     });
     next();

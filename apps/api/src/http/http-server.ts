@@ -4,6 +4,7 @@
  * is cut off instead of holding a socket and a parser for minutes.
  */
 import http from 'node:http';
+import { listenOn } from '@petcover/service-kit';
 import type { Express } from 'express';
 
 export interface HttpTimeouts {
@@ -29,12 +30,7 @@ export async function listenHttp(app: Express, options: { port: number; host?: s
     },
     app,
   );
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  // A taken port is one line (PortInUseError), not a stack trace.
+  await listenOn(server, options.port, options.host, 'PORT (or --port)');
   return server;
 }

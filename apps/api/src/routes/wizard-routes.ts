@@ -32,7 +32,8 @@ const text = (max: number) =>
 /** No pet insured today was born before this; it also keeps year 0000 (which Postgres refuses) out. */
 const EARLIEST_BIRTH_DATE = '1980-01-01';
 
-const newPetBody = z
+/** Bodies of the wizard's steps; the wizard pages validate their forms with the same schemas. */
+export const newPetBody = z
   .object({
     name: text(100),
     species: z.enum(SPECIES),
@@ -44,9 +45,9 @@ const newPetBody = z
   })
   .strict();
 
-const choosePlanBody = z.object({ planCode: text(64) }).strict();
+export const choosePlanBody = z.object({ planCode: text(64) }).strict();
 
-const confirmBody = z.object({ signer: z.object({ name: text(200), email: z.email() }).strict().optional() }).strict();
+export const confirmBody = z.object({ signer: z.object({ name: text(200), email: z.email() }).strict().optional() }).strict();
 
 function draftJson(view: DraftView) {
   return {

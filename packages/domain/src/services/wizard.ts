@@ -5,7 +5,7 @@
  * Every change and the event it emits commit in one transaction.
  */
 import { randomUUID } from 'node:crypto';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, sql } from 'drizzle-orm';
 import { enqueue, type Database, type Transaction } from '@petcover/outbox';
 import { ContractingPackageCreated, PetProfileCreated, PlanChosen } from '../events';
 import { renderPackageDocuments } from '../documents/render-package-documents';
@@ -30,6 +30,8 @@ export type DraftRow = typeof dependentDraft.$inferSelect;
 export type PackageRow = typeof contractingPackage.$inferSelect;
 export type ApprovalRequestRow = typeof approvalRequest.$inferSelect;
 export type PackageDocumentRow = typeof packageDocument.$inferSelect;
+export type ContractRow = typeof contract.$inferSelect;
+export type EnrollmentRow = typeof enrollment.$inferSelect;
 
 export interface WizardDeps {
   db: Database;
@@ -69,6 +71,22 @@ export async function getPet(db: Database, owner: string, petId: string): Promis
   return { pet, draft };
 }
 
+export interface OwnerPet {
+  pet: PetRow;
+  draft: DraftRow | undefined;
+}
+
+/** The owner's pets, newest first, each with its draft. Read-only. */
+export async function listPetsOfOwner(db: Database, owner: string): Promise<OwnerPet[]> {
+  const rows = await db
+    .select({ pet: petProfile, draft: dependentDraft })
+    .from(petProfile)
+    .leftJoin(dependentDraft, eq(dependentDraft.petId, petProfile.id))
+    .where(eq(petProfile.ownerGlobalUserId, owner))
+    .orderBy(desc(petProfile.createdAt));
+  return rows.map((row) => ({ pet: row.pet, draft: row.draft ?? undefined }));
+}
+
 export interface DraftView {
   draft: DraftRow;
   package: PackageRow | undefined;
@@ -76,6 +94,10 @@ export interface DraftView {
   documents: PackageDocumentRow[];
   /** Documents of the package not signed yet. */
   pendingDocumentCount: number;
+  /** Created when the package is approved (all signed). */
+  contract: ContractRow | undefined;
+  /** Created when the contract's ContractCreated is handled (or at once with autoEnroll). */
+  enrollment: EnrollmentRow | undefined;
 }
 
 export async function getDraft(db: Database | Transaction, owner: string, draftId: string): Promise<DraftView> {
@@ -85,11 +107,13 @@ export async function getDraft(db: Database | Transaction, owner: string, draftI
     .where(and(eq(dependentDraft.id, draftId), eq(dependentDraft.ownerGlobalUserId, owner)));
   if (!draft) throw new NotFoundError('draft', draftId);
   const [pkg] = await db.select().from(contractingPackage).where(eq(contractingPackage.draftId, draftId));
-  if (!pkg) return { draft, package: undefined, approvalRequest: undefined, documents: [], pendingDocumentCount: 0 };
+  if (!pkg) return { draft, package: undefined, approvalRequest: undefined, documents: [], pendingDocumentCount: 0, contract: undefined, enrollment: undefined };
   const [request] = await db.select().from(approvalRequest).where(eq(approvalRequest.packageId, pkg.id));
   const documents = await db.select().from(packageDocument).where(eq(packageDocument.packageId, pkg.id));
   const pendingDocumentCount = pkg.status === 'pending_signatures' ? documents.length : 0;
-  return { draft, package: pkg, approvalRequest: request, documents, pendingDocumentCount };
+  const [contractRow] = await db.select().from(contract).where(eq(contract.packageId, pkg.id));
+  const [enrollmentRow] = contractRow ? await db.select().from(enrollment).where(eq(enrollment.contractId, contractRow.id)) : [];
+  return { draft, package: pkg, approvalRequest: request, documents, pendingDocumentCount, contract: contractRow, enrollment: enrollmentRow };
 }
 
 async function lockDraft(tx: Transaction, owner: string, draftId: string): Promise<DraftRow> {
@@ -182,13 +206,11 @@ export async function confirmDraft(
 
   if (!deps.autoEnroll) await dispatchApprovalRequest(deps, owner, draftId, created);
   const view = await getDraft(deps.db, owner, draftId);
-  const [contractRow] = view.package ? await deps.db.select().from(contract).where(eq(contract.packageId, view.package.id)) : [];
-  const [enrollmentRow] = contractRow ? await deps.db.select().from(enrollment).where(eq(enrollment.contractId, contractRow.id)) : [];
   return {
-    outcome: enrollmentRow ? 'enrolled' : 'pending_signatures',
+    outcome: view.enrollment ? 'enrolled' : 'pending_signatures',
     view,
-    contract: contractRow,
-    enrollment: enrollmentRow,
+    contract: view.contract,
+    enrollment: view.enrollment,
   };
 }
 

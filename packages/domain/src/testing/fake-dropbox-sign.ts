@@ -98,7 +98,7 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
           failure = undefined;
           return reply(status, { error: { error_msg: message, error_name: 'bad_request' } });
         }
-        const form = await new Response(Buffer.concat(chunks), { headers: { 'content-type': req.headers['content-type'] ?? '' } }).formData();
+        const form = await new Response(new Uint8Array(Buffer.concat(chunks)), { headers: { 'content-type': req.headers['content-type'] ?? '' } }).formData();
         const fields: Record<string, string> = {};
         const files: ReceivedSignatureRequest['files'] = [];
         for (const [key, value] of form.entries()) {

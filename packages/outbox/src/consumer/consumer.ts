@@ -468,7 +468,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         }
         // After the leases: a node that is gone must hold none.
         await node.stop();
-        logger.info('consumer stopped');
+        logger.info('consumer loops ended; partition leases released');
       })();
       return stopping;
     },

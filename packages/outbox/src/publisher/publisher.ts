@@ -617,7 +617,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
         ]);
         // After the leases: a node that is gone must hold none.
         await node.stop();
-        log.info({ released: states.map((s) => s.stream) }, 'publisher stopped');
+        log.info({ released: states.map((s) => s.stream) }, 'publisher loops ended; leases released');
       })();
       return stopping;
     },

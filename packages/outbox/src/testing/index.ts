@@ -77,6 +77,26 @@ export function uniqueRedisPrefix(): string {
   return `test:${randomSuffix()}:`;
 }
 
+/**
+ * Prefix of every database a test creates: TEST_DATABASE_PREFIX, default
+ * `petcover`, so several checkouts or CI jobs can share one Postgres server
+ * and each clean up only its own (`DROP DATABASE` of `<prefix>_%`).
+ * Lower-case letters, digits and `_`, at most 30 characters (names stay
+ * under Postgres's 63-byte limit and need no quoting).
+ */
+export function testDatabasePrefix(): string {
+  const prefix = process.env.TEST_DATABASE_PREFIX || 'petcover';
+  if (!/^[a-z_][a-z0-9_]{0,29}$/.test(prefix)) {
+    throw new Error(`TEST_DATABASE_PREFIX must be lower-case letters, digits and _ (at most 30, not starting with a digit); got ${JSON.stringify(prefix)}`);
+  }
+  return prefix;
+}
+
+/** A new, unique database name for a test: `<prefix>_<kind>_<time>_<random>`. */
+export function testDatabaseName(kind: string): string {
+  return `${testDatabasePrefix()}_${kind}_${Date.now().toString(36)}_${randomSuffix()}`;
+}
+
 export interface TestDatabase extends DatabaseHandle {
   url: string;
   name: string;
@@ -90,7 +110,7 @@ function templateName(sets: readonly MigrationSet[]): string {
     hash.update(set.name);
     for (const file of listFiles(set.folder)) hash.update(file).update(fs.readFileSync(file));
   }
-  return `petcover_tpl_${hash.digest('hex').slice(0, 16)}`;
+  return `${testDatabasePrefix()}_tpl_${hash.digest('hex').slice(0, 16)}`;
 }
 
 function listFiles(dir: string): string[] {
@@ -112,7 +132,7 @@ export async function createTestDatabase(options: { migrations?: readonly Migrat
   const baseUrl = testDatabaseBaseUrl();
   const admin = postgres(withDatabaseName(baseUrl, 'postgres'), { max: 1, onnotice: () => undefined });
   const template = templateName(sets);
-  const name = `petcover_test_${Date.now().toString(36)}_${randomSuffix()}`;
+  const name = testDatabaseName('test');
   try {
     await admin`SELECT pg_advisory_lock(${TEMPLATE_LOCK_KEY})`;
     try {
