@@ -256,6 +256,8 @@ test('the full signature flow with the three real apps reaches Success once the 
     expect((await pdf.body()).subarray(0, 5).toString()).toBe('%PDF-');
     await shots.shoot(page, 'full-signing');
 
+    // The Success page updates itself through htmx: it must have loaded.
+    expect(await page.evaluate(() => typeof (window as unknown as { htmx?: unknown }).htmx)).toBe('object');
     await page.getByRole('button', { name: 'Sign all documents' }).click();
     await page.waitForURL(`${baseUrl}/drafts/${draftId}/success`);
     // No publisher or consumer yet: the page waits, and says what for.

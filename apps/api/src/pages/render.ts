@@ -66,8 +66,10 @@ const STYLESHEET_FILE = path.join(__dirname, 'pages.css');
 export function pageAssetsRouter(): Router {
   const router = Router();
   const stylesheet = fs.readFileSync(STYLESHEET_FILE, 'utf8');
+  // Read once and sent from memory: sendFile refuses pnpm's node_modules/.pnpm/... path (a dot segment).
+  const htmx = fs.readFileSync(HTMX_FILE, 'utf8');
   router.get('/htmx.min.js', (_req, res) => {
-    res.set('cache-control', 'public, max-age=3600').sendFile(HTMX_FILE);
+    res.set('cache-control', 'public, max-age=3600').type('js').send(htmx);
   });
   router.get('/pages.css', (_req, res) => {
     res.set('cache-control', 'public, max-age=3600').type('css').send(stylesheet);
