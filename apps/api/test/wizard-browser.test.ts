@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import pino from 'pino';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { Registry } from 'prom-client';
@@ -51,7 +51,7 @@ if (missingBuilds.length > 0) throw new Error(`build the apps first (pnpm build)
 jest.setTimeout(180_000);
 
 let database: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 let browser: Browser;
 let storeDir: string;
 let shots: Screenshots;
