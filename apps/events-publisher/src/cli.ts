@@ -17,11 +17,10 @@ Options:
   --batch-max-bytes <n>    payload+headers bytes per drain batch, at least one row (default 8388608)
   --lease-ttl <s>          publisher lease time to live in seconds (default 30)
   --partitions <list>      stream:a:b=4,stream:c:d=2 (adds to STREAM_PARTITIONS)
-  --recovery-window <s>    seconds re-published after Redis data loss (default 900)
   -h, --help               show this help
 
 Environment: DATABASE_URL, REDIS_URL, HEALTH_PORT (9101), REDIS_KEY_PREFIX,
-STREAM_PARTITIONS, PUBLISHER_BATCH_MAX_BYTES, PUBLISHER_RECOVERY_WINDOW_S, OUTBOX_RETENTION_DAYS, LOG_LEVEL.`;
+STREAM_PARTITIONS, PUBLISHER_BATCH_MAX_BYTES, OUTBOX_RETENTION_DAYS, LOG_LEVEL.`;
 
 /** A bad command line: the app prints the message and the usage, and exits 64. */
 export class CliUsageError extends Error {
@@ -41,7 +40,6 @@ export type CliCommand =
       batchMaxBytes?: number;
       leaseTtlMs?: number;
       partitions?: StreamPartitions;
-      recoveryWindowMs?: number;
     };
 
 /** Parses argv (without node and script). Throws CliUsageError naming the bad flag. */
@@ -59,7 +57,6 @@ export function parseCli(argv: readonly string[]): CliCommand {
         'batch-max-bytes': { type: 'string' },
         'lease-ttl': { type: 'string' },
         partitions: { type: 'string' },
-        'recovery-window': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -80,7 +77,6 @@ export function parseCli(argv: readonly string[]): CliCommand {
   }
   if (values['poll-interval'] !== undefined) result.pollIntervalMs = seconds('--poll-interval', values['poll-interval'], 0.05, 3_600);
   if (values['lease-ttl'] !== undefined) result.leaseTtlMs = seconds('--lease-ttl', values['lease-ttl'], 0.3, 3_600);
-  if (values['recovery-window'] !== undefined) result.recoveryWindowMs = seconds('--recovery-window', values['recovery-window'], 1, 7 * 24 * 3_600);
   if (values['batch-size'] !== undefined) {
     const text = values['batch-size'];
     const n = Number(text);

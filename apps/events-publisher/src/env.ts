@@ -18,8 +18,6 @@ export const envSchema = baseEnvSchema({ healthPort: DEFAULT_HEALTH_PORT }).exte
   REDIS_KEY_PREFIX: keyPrefixSchema,
   /** `stream:a:b=4,stream:c:d=2`; streams not listed have one partition. */
   STREAM_PARTITIONS: streamPartitionsSchema.default({}),
-  /** Seconds of published rows re-appended when Redis lost data (default 15 min). */
-  PUBLISHER_RECOVERY_WINDOW_S: z.coerce.number().positive().default(15 * 60),
   /** Bytes of payload + headers per drain batch (default: PUBLISHER_DEFAULTS.batchMaxBytes); see the README's memory rule. */
   PUBLISHER_BATCH_MAX_BYTES: z.coerce.number().int().min(1024).optional(),
   /** Days published rows stay in the outbox before pruning (default 7). */

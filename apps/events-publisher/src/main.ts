@@ -81,7 +81,6 @@ async function main(argv: readonly string[]): Promise<void> {
     batchMaxBytes: cli.batchMaxBytes ?? env.PUBLISHER_BATCH_MAX_BYTES,
     pollIntervalMs: cli.pollIntervalMs,
     leaseTtlMs: cli.leaseTtlMs,
-    recoveryWindowMs: cli.recoveryWindowMs ?? env.PUBLISHER_RECOVERY_WINDOW_S * 1000,
     retentionMs: env.OUTBOX_RETENTION_DAYS * 24 * 3_600_000,
     hooks: faultHooks(env, logger),
     version: readAppVersion(__dirname),

@@ -11,8 +11,8 @@ import { MAIN } from './spawn-publisher';
 describe('parseCli', () => {
   test('reads every flag, in seconds where the flag says so', () => {
     expect(
-      parseCli(['start', '--log-level', 'debug', '--poll-interval', '1', '--batch-size', '250', '--batch-max-bytes', '65536', '--lease-ttl', '10', '--partitions', 'stream:a:b=4', '--recovery-window', '60']),
-    ).toEqual({ command: 'start', logLevel: 'debug', pollIntervalMs: 1_000, batchSize: 250, batchMaxBytes: 65_536, leaseTtlMs: 10_000, partitions: { 'stream:a:b': 4 }, recoveryWindowMs: 60_000 });
+      parseCli(['start', '--log-level', 'debug', '--poll-interval', '1', '--batch-size', '250', '--batch-max-bytes', '65536', '--lease-ttl', '10', '--partitions', 'stream:a:b=4']),
+    ).toEqual({ command: 'start', logLevel: 'debug', pollIntervalMs: 1_000, batchSize: 250, batchMaxBytes: 65_536, leaseTtlMs: 10_000, partitions: { 'stream:a:b': 4 } });
     expect(parseCli(['start'])).toEqual({ command: 'start' });
     expect(parseCli(['--help'])).toEqual({ command: 'help' });
   });
@@ -39,7 +39,7 @@ describe('parseCli', () => {
 });
 
 describe('envSchema', () => {
-  test('defaults: SPEC URLs, health port 9101, one partition per stream, 15 min recovery window', () => {
+  test('defaults: SPEC URLs, health port 9101, one partition per stream', () => {
     const env = parseEnv(envSchema, {});
     expect(env).toMatchObject({
       DATABASE_URL: 'postgresql://localhost:5432/petcover',
@@ -47,7 +47,6 @@ describe('envSchema', () => {
       HEALTH_PORT: 9101,
       REDIS_KEY_PREFIX: '',
       STREAM_PARTITIONS: {},
-      PUBLISHER_RECOVERY_WINDOW_S: 900,
       OUTBOX_RETENTION_DAYS: 7,
     });
     expect(env.PETCOVER_FAULT).toBeUndefined();

@@ -52,14 +52,14 @@ test(`Postgres stopped with -m fast mid-drain ${RESTARTS} times: the publisher n
   const prefix = prefixes.next();
   const stream = uniqueStreamName('faststop');
   // Small batches: a drain is almost always between a select, an append and an overlapped UPDATE.
-  publisher = await spawnPublisher({ databaseUrl: url, redisUrl: testRedisUrl(), keyPrefix: prefix, args: ['--poll-interval', '0.2', '--lease-ttl', '3', '--batch-size', '5'] });
+  publisher = await spawnPublisher({ databaseUrl: url, redisUrl: testRedisUrl(), keyPrefix: prefix, args: ['--poll-interval', '0.2', '--lease-ttl', '3', '--batch-size', '20'] });
   const p = publisher;
   let exitCode: number | null | undefined;
   void p.exited.then((code) => (exitCode = code));
   let total = 0;
   for (let round = 0; round < RESTARTS; round++) {
-    await fillOutbox(db, stream, 300);
-    total += 300;
+    await fillOutbox(db, stream, 100);
+    total += 100;
     if (round % 2 === 0) {
       await waitFor(async () => (await publishedSince(stream)) > 0, { timeoutMs: 30_000, description: `round ${round}: publishing under way` });
     } else {
@@ -71,7 +71,7 @@ test(`Postgres stopped with -m fast mid-drain ${RESTARTS} times: the publisher n
     await server.start();
     if (exitCode !== undefined) throw new Error(`publisher exited with ${exitCode} after restart ${round + 1}: ${tail(p)}`);
   }
-  await waitFor(async () => (await unpublishedCount(db, [stream])) === 0, { timeoutMs: 60_000, description: 'all rows published' });
+  await waitFor(async () => (await unpublishedCount(db, [stream])) === 0, { timeoutMs: 120_000, description: `all rows published; last log lines:\n${tail(p)}` });
   expect(exitCode).toBeUndefined();
   expect(await expectExactlyOnceInOrder(db, redis, stream, `${prefix}${stream}`)).toBe(total);
   expect(p.lines.filter((l) => String(l.msg).includes('unhandled rejection'))).toEqual([]);

@@ -80,7 +80,7 @@ test('SIGKILL of the owner mid-drain: another publisher takes over after the lea
   expect(await expectExactlyOnceInOrder(db, redis, stream, `${prefix}${stream}`)).toBe(3_000);
 });
 
-test('fault hook exit-after-append: after a restart the re-sent batch adds no duplicate', async () => {
+test('fault hook exit-after-append (crash between append and mark): the next owner marks the batch from its Redis entries, no duplicate, every row recorded with its entry id', async () => {
   const prefix = uniqueRedisPrefix();
   const stream = uniqueStreamName('fault');
   await fillOutbox(db, stream, 50);
@@ -93,6 +93,11 @@ test('fault hook exit-after-append: after a restart the re-sent batch adds no du
   const b = await publisher(prefix, ['--poll-interval', '0.2', '--lease-ttl', '1', '--batch-size', '30']);
   await waitFor(async () => (await unpublishedCount(db, [stream])) === 0, { timeoutMs: 15_000, description: 'all published after restart' });
   expect(await expectExactlyOnceInOrder(db, redis, stream, `${prefix}${stream}`)).toBe(50);
+  const entries = await redis.xrange(`${prefix}${stream}`, '-', '+');
+  const recorded = await db.sql<{ id: string; redis_entry_id: string }[]>`
+    SELECT id::text, redis_entry_id FROM events.outbox_event WHERE stream_name = ${stream} ORDER BY outbox_event.id`;
+  expect(recorded.map((r) => [r.id, r.redis_entry_id])).toEqual(entries.map(([entryId, flat]) => [flat[flat.indexOf('outbox_id') + 1], entryId]));
+  expect(b.lines.some((l) => l.stream === stream && l.marked === 30 && String(l.msg).startsWith('Redis held entries not yet marked published'))).toBe(true);
   expect(await b.stop()).toBe(0);
 });
 

@@ -44,6 +44,13 @@ export const outboxEvent = eventsSchema.table(
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     /** Null until the publisher has appended the row to Redis. */
     publishedAt: timestamp('published_at', { withTimezone: true }),
+    /**
+     * Where the row went: the id of its Redis stream entry (`<ms>-<seq>`),
+     * recorded by the same UPDATE that sets `published_at`. What the publisher
+     * re-appends when Redis is found behind. Null while unpublished, and for
+     * rows published before this column existed.
+     */
+    redisEntryId: text('redis_entry_id'),
   },
   (t) => [
     uniqueIndex('outbox_event_event_id_key').on(t.eventId),
@@ -162,4 +169,32 @@ export const relayNode = eventsSchema.table(
     check('relay_node_role_check', sql.raw(`role ~ '^(publisher|consumer:[A-Za-z0-9_.-]+)$'`)),
     check('relay_node_heartbeat_ttl_check', sql`${t.heartbeatTtlMs} > 0`),
   ],
+);
+
+/**
+ * Per Redis partition stream (its key, prefix included): the newest entry the
+ * publisher recorded in Postgres for it. Written by the same statement that
+ * marks rows published, so it never runs ahead of the rows. Before appending,
+ * the publisher compares it with the stream's last entry id in Redis: Redis
+ * behind (snapshot restore, failover, flush) means re-append the rows recorded
+ * after Redis's last id; Redis ahead (a crash between append and mark) means
+ * mark the rows its newer entries carry.
+ */
+export const redisStreamPosition = eventsSchema.table(
+  'redis_stream_position',
+  {
+    redisKey: text('redis_key').primaryKey(),
+    /** The logical stream the partition belongs to. */
+    streamName: text('stream_name').notNull(),
+    /** Null until a row of this partition was recorded. */
+    lastEntryId: text('last_entry_id'),
+    lastOutboxId: bigint('last_outbox_id', { mode: 'bigint' }),
+    /** The MINID of the last trim: entries below it are gone by design, not lost. */
+    trimmedBelow: text('trimmed_below'),
+    /** The Redis error this partition fails with now (WRONGTYPE, script error), for `events status`; null when healthy. */
+    fault: text('fault'),
+    faultSince: timestamp('fault_since', { withTimezone: true }),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [check('redis_stream_position_stream_name_check', sql.raw(`stream_name ~ '${STREAM_NAME_SQL}'`))],
 );

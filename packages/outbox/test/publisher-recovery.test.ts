@@ -1,15 +1,18 @@
 /**
- * Redis data loss (issue 8, item 2): a dedicated redis-server is wiped
- * (FLUSHALL, or a restart without persistence) after events were published;
- * the publisher notices its meta keys are gone and re-appends the rows it
- * published within the recovery window, in id order. Consumers dedupe by
- * event_id, so this trades a bounded re-delivery for no loss.
+ * Postgres is the record of what Redis holds (issue 12): every published row
+ * carries its Redis entry id, and each partition stream its last recorded
+ * entry. On a dedicated redis-server that loses data — restarted from an
+ * older RDB snapshot, flushed, restarted empty — the publisher finds Redis
+ * behind before its next append and re-appends exactly the missing rows, in
+ * id order, before any newer row; `events status` is HEALTHY afterwards.
  */
 import Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import { createPublisher, partitionStreamName, type Publisher } from '../src/index';
+import { runEventsCli } from '../src/cli/events';
+import type { EventsStatus } from '../src/diagnostics/status';
 import { createTestDatabase, startDedicatedRedis, uniqueStreamName, waitFor, type DedicatedRedis, type TestDatabase } from '../src/testing/index';
-import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
+import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount, type ReadEntry } from './publisher-helpers';
 
 let db: TestDatabase;
 let server: DedicatedRedis;
@@ -20,6 +23,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   server = await startDedicatedRedis();
   redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined); // reconnects by itself across restarts
 });
 afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
@@ -33,10 +37,12 @@ afterAll(async () => {
 function startPublisher(partitions: Record<string, number> = {}) {
   const { logger, lines } = capturingLogger();
   const registry = new Registry();
-  const publisher = createPublisher({ sql: db.sql, redis, logger, registry, partitions, pollIntervalMs: 200, leaseTtlMs: 3_000 });
-  running.push(publisher);
+  const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => undefined);
+  const publisher = createPublisher({ sql: db.sql, redis: client, logger, registry, partitions, pollIntervalMs: 200, leaseTtlMs: 3_000 });
+  running.push({ ...publisher, stop: async () => (await publisher.stop(), client.disconnect()) });
   void publisher.start();
-  return { publisher, lines };
+  return { publisher, lines, registry };
 }
 
 async function outboxIds(stream: string): Promise<bigint[]> {
@@ -44,45 +50,90 @@ async function outboxIds(stream: string): Promise<bigint[]> {
   return rows.map((r) => BigInt(r.id));
 }
 
-test('FLUSHALL while running: rows published within the window re-appear, once each, in id order; older ones do not', async () => {
-  const plain = uniqueStreamName('plain');
-  const split = uniqueStreamName('split');
+/** Every partition of `stream`: ids ascending, no event twice; returns all outbox ids seen, sorted. */
+async function allEntries(stream: string, partitions: number): Promise<{ ids: bigint[]; byPartition: ReadEntry[][] }> {
+  const byPartition: ReadEntry[][] = [];
+  for (let p = 0; p < partitions; p++) {
+    const entries = await readStream(redis, partitions === 1 ? stream : partitionStreamName(stream, p, partitions));
+    expectIdOrder(entries); // recovered rows come before any newer row of the partition, and none twice
+    byPartition.push(entries);
+  }
+  const ids = byPartition.flat().map((e) => e.outboxId).sort((a, b) => (a < b ? -1 : 1));
+  return { ids, byPartition };
+}
+
+async function status(stream: string): Promise<{ code: number; report: EventsStatus }> {
+  let stdout = '';
+  const code = await runEventsCli(['status', '--stream', stream, '--json'], {
+    env: { DATABASE_URL: db.url, REDIS_URL: server.url },
+    stdout: (t) => (stdout += t),
+    stderr: () => undefined,
+  });
+  return { code, report: JSON.parse(stdout) as EventsStatus };
+}
+
+test('restart from an older RDB snapshot: exactly the rows published after it are re-appended, in id order, before newer rows; status HEALTHY', async () => {
+  const plain = uniqueStreamName('snap');
+  const split = uniqueStreamName('snapsplit');
   const { lines } = startPublisher({ [split]: 2 });
   await fillOutbox(db, plain, 100);
   await fillOutbox(db, split, 100);
-  await waitFor(async () => (await unpublishedCount(db)) === 0, { description: 'first rows published' });
-  // These 100 were published "an hour ago": outside the 15 min recovery window.
-  await db.sql`UPDATE events.outbox_event SET published_at = now() - interval '1 hour' WHERE stream_name = ${plain}`;
-  const old = await outboxIds(plain);
-  await fillOutbox(db, plain, 50);
-  await waitFor(async () => (await unpublishedCount(db)) === 0, { description: 'recent rows published' });
+  await waitFor(async () => (await unpublishedCount(db)) === 0, { description: 'first 200 published' });
+  await server.saveSnapshot();
+  await fillOutbox(db, plain, 100);
+  await fillOutbox(db, split, 100);
+  await waitFor(async () => (await unpublishedCount(db)) === 0, { description: '200 more published' });
+  expect(await redis.xlen(plain)).toBe(200);
 
-  await redis.flushall();
-  const recent = (await outboxIds(plain)).filter((id) => !old.includes(id));
-  await waitFor(async () => (await redis.xlen(plain)) === 50, { timeoutMs: 10_000, description: 'recent rows of the plain stream re-appended' });
-  const replayed = await readStream(redis, plain);
-  expectIdOrder(replayed);
-  expect(replayed.map((e) => e.outboxId)).toEqual(recent);
-
-  await waitFor(async () => (await redis.xlen(partitionStreamName(split, 0, 2))) + (await redis.xlen(partitionStreamName(split, 1, 2))) === 100, {
-    description: 'both partitions of the split stream re-appended',
-  });
-  const splitIds: bigint[] = [];
-  for (let p = 0; p < 2; p++) {
-    const entries = await readStream(redis, partitionStreamName(split, p, 2));
-    expectIdOrder(entries);
-    splitIds.push(...entries.map((e) => e.outboxId));
-  }
-  expect(splitIds.sort((a, b) => (a < b ? -1 : 1))).toEqual(await outboxIds(split));
-  expect(lines.some((l) => l.stream === plain && String(l.msg).startsWith('Redis had lost entries'))).toBe(true);
-
-  // New events after the recovery go out once, after the re-appended ones.
+  await server.restartFromSnapshot(); // SIGKILL: the 200 published after SAVE are gone, the meta hashes survive
+  expect(await waitFor(async () => (await redis.xlen(plain)) || null, { description: 'Redis back' })).toBe(100);
+  // Newer rows arrive at once: they must not be appended before the lost ones.
   await fillOutbox(db, plain, 10);
-  await waitFor(async () => (await redis.xlen(plain)) === 60, { description: 'new rows after recovery' });
-  expectIdOrder(await readStream(redis, plain));
+  await fillOutbox(db, split, 10);
+  await waitFor(async () => (await unpublishedCount(db)) === 0 && (await redis.xlen(plain)) === 210, { timeoutMs: 20_000, description: 'lost rows back and new rows published' });
+
+  expect((await allEntries(plain, 1)).ids).toEqual(await outboxIds(plain));
+  await waitFor(async () => (await allEntries(split, 2)).ids.length === 210, { description: 'split stream complete' });
+  expect((await allEntries(split, 2)).ids).toEqual(await outboxIds(split));
+  // The first 100 were never re-sent: only what the snapshot lacked.
+  const republished = lines.filter((l) => String(l.msg).startsWith('Redis had lost entries'));
+  expect(republished.filter((l) => l.stream === plain).map((l) => l.republished)).toEqual([100]);
+  expect(republished.filter((l) => l.stream === split).reduce((n, l) => n + Number(l.republished), 0)).toBe(100);
+  // Every row is recorded with the entry it lives in now.
+  const recorded = await db.sql<{ id: string; redis_entry_id: string }[]>`
+    SELECT id::text, redis_entry_id FROM events.outbox_event WHERE stream_name = ${plain} ORDER BY outbox_event.id`;
+  expect(recorded.map((r) => r.redis_entry_id)).toEqual((await readStream(redis, plain)).map((e) => e.entryId));
+
+  for (const stream of [plain, split]) {
+    const { code, report } = await waitFor(async () => {
+      const result = await status(stream);
+      return result.code === 0 ? result : null;
+    }, { timeoutMs: 15_000, description: `status healthy for ${stream}` });
+    expect(code).toBe(0);
+    expect(report.problems).toEqual([]);
+  }
 });
 
-test('Redis restarted empty while no publisher ran: the next publisher re-appends the recent rows on taking the lease', async () => {
+test('FLUSHALL while idle: every recorded row re-appears once, in id order, however long ago it was published; rows below the last trim do not', async () => {
+  const stream = uniqueStreamName('flush');
+  startPublisher();
+  await fillOutbox(db, stream, 60);
+  await waitFor(async () => (await unpublishedCount(db, stream)) === 0, { description: 'published' });
+  // No recovery window any more: rows published "an hour ago" are just as recoverable.
+  await db.sql`UPDATE events.outbox_event SET published_at = now() - interval '1 hour' WHERE stream_name = ${stream}`;
+  // A trim removed the first 20 entries (acknowledged by every group): they are gone by design.
+  const entries = await readStream(redis, stream);
+  await db.sql`UPDATE events.redis_stream_position SET trimmed_below = ${entries[20]!.entryId} WHERE redis_key = ${stream}`;
+
+  await redis.flushall();
+  await waitFor(async () => (await redis.xlen(stream)) === 40, { timeoutMs: 10_000, description: 'the 40 untrimmed rows re-appended' });
+  expect((await readStream(redis, stream)).map((e) => e.outboxId)).toEqual((await outboxIds(stream)).slice(20));
+  await fillOutbox(db, stream, 5);
+  await waitFor(async () => (await redis.xlen(stream)) === 45, { description: 'new rows after recovery' });
+  expectIdOrder(await readStream(redis, stream));
+});
+
+test('Redis restarted empty while no publisher ran: the next publisher re-appends every recorded row on taking the lease, then the new ones', async () => {
   const stream = uniqueStreamName('offline');
   const first = startPublisher();
   await fillOutbox(db, stream, 40);

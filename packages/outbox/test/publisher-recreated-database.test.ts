@@ -1,9 +1,10 @@
 /**
- * A re-created database on the same Redis: outbox ids restart at 1, so the
- * dedupe record a publisher of the old database left on a stream would swallow
- * the new rows. Each database stamps its identity on the stream; the first
- * write from another database resets the dedupe record (and its fence), with
- * a warning, and is not mistaken for Redis data loss.
+ * A re-created database on the same Redis: outbox ids restart at 1 and its
+ * fencing tokens come from another lease table. Each database stamps its
+ * identity on the stream; the first write from another database takes the
+ * fence over, with a warning, and the entries the old database left are not
+ * mistaken for rows of the new one (rows are matched by outbox id AND event
+ * id) nor for Redis data loss.
  */
 import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
@@ -82,6 +83,7 @@ test('a second database with ids restarting at 1 publishes every event to the sa
   expect(secondRun.dataLoss).toBe(0); // another database is not Redis data loss: nothing re-published
   expect(secondRun.lines.filter((l) => String(l.msg).startsWith(`Redis stream ${key} was last written from another database (`))).toHaveLength(1);
   expect(secondRun.lines.some((l) => String(l.msg).startsWith('Redis had lost entries'))).toBe(false);
+  expect(secondRun.lines.some((l) => String(l.msg).startsWith('Redis held entries not yet marked published'))).toBe(false);
 
   // Back to the first database: its new rows go out once, after everything else.
   await fillOutbox(first, stream, 10);

@@ -45,6 +45,15 @@ function startPublisher(overrides: Partial<PublisherOptions> = {}) {
   return { publisher, lines, registry };
 }
 
+/** Every row of `stream` is recorded with the id of its one Redis entry. */
+async function expectRecordedEntries(stream: string, entries: ReadonlyArray<{ entryId: string; outboxId: bigint }>): Promise<void> {
+  const rows = await db.sql<{ id: string; redis_entry_id: string | null }[]>`
+    SELECT id::text, redis_entry_id FROM events.outbox_event WHERE stream_name = ${stream} ORDER BY outbox_event.id`;
+  expect(rows.map((r) => [r.id, r.redis_entry_id])).toEqual(
+    [...entries].sort((a, b) => (a.outboxId < b.outboxId ? -1 : 1)).map((e) => [String(e.outboxId), e.entryId]),
+  );
+}
+
 async function metricValue(registry: Registry, name: string, stream: string): Promise<number> {
   const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
   const value = (metric?.values as Array<{ value: number; labels: Record<string, string> }> | undefined)?.find((v) => v.labels.stream === stream);
@@ -96,56 +105,64 @@ test('relays 10,000 events over 5 streams (one with 4 partitions) exactly once, 
   }
   // With P = 1 the Redis key is the stream name itself (plus the test prefix).
   expect(await redis.xlen(`${prefix}${streams[1]}`)).toBe(2_000);
+  await expectRecordedEntries(streams[1]!, await readStream(redis, `${prefix}${streams[1]}`));
   expect(await metricValue(registry, 'petcover_publisher_events_published_total', partitioned)).toBe(2_000);
 });
 
 describe('append script', () => {
-  test('re-sending a batch adds no second entry, also when a lower id arrives late', async () => {
+  test('appends only when the stream ends where the caller expects: a re-sent batch adds no second entry', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
-    await stampFence(redis, key, writer('5'));
-    expect(await appendBatch(redis, key, writer('5'), '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 3, skipped: 0 });
-    expect(await appendBatch(redis, key, writer('5'), '1', [row(1), row(2), row(4)])).toEqual({ status: 'ok', appended: 0, skipped: 3 });
-    // id 3 committed after 4 was appended: it must still go out, once.
-    expect(await appendBatch(redis, key, writer('5'), '3', [row(3), row(4), row(5)])).toEqual({ status: 'ok', appended: 2, skipped: 1 });
-    expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([1, 2, 4, 3, 5]);
+    expect(await stampFence(redis, key, writer('5'))).toEqual({ status: 'ok', existed: false, lastEntryId: '0-0' });
+    const first = await appendBatch(redis, key, writer('5'), '0-0', [row(1), row(2), row(4)]);
+    expect(first).toEqual({ status: 'ok', entryIds: [expect.stringMatching(/^\d+-\d+$/), expect.any(String), expect.any(String)] });
+    const entryIds = (first as { entryIds: string[] }).entryIds;
+    // The same batch again, from the same expectation: Redis has moved on, nothing is written.
+    expect(await appendBatch(redis, key, writer('5'), '0-0', [row(1), row(2), row(4)])).toEqual({ status: 'moved', lastEntryId: entryIds[2] });
+    // id 3 committed after 4 was appended: it goes out once, after it.
+    const late = await appendBatch(redis, key, writer('5'), entryIds[2]!, [row(3)]);
+    expect(late.status).toBe('ok');
+    expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([1, 2, 4, 3]);
+    expect((await readStream(redis, key)).map((e) => e.entryId).slice(0, 3)).toEqual(entryIds);
+    // Trimming and XDEL do not move the stream's last id: neither looks like a loss.
+    await redis.xdel(key, (late as { entryIds: string[] }).entryIds[0]!);
+    expect(await stampFence(redis, key, writer('5'))).toEqual({ status: 'ok', existed: true, lastEntryId: (late as { entryIds: string[] }).entryIds[0] });
   });
 
   test('an append with an older fencing token is refused and writes nothing', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
     await stampFence(redis, key, writer('7'));
-    expect(await appendBatch(redis, key, writer('6'), '1', [row(1)])).toEqual({ status: 'fenced', currentToken: '7' });
+    expect(await appendBatch(redis, key, writer('6'), '0-0', [row(1)])).toEqual({ status: 'fenced', currentToken: '7' });
     expect(await stampFence(redis, key, writer('6'))).toEqual({ status: 'fenced', currentToken: '7' });
     expect(await redis.exists(key)).toBe(0);
-    expect(await appendBatch(redis, key, writer('8'), '1', [row(1)])).toEqual({ status: 'ok', appended: 1, skipped: 0 });
-    expect(await appendBatch(redis, key, writer('7'), '1', [row(2)])).toEqual({ status: 'fenced', currentToken: '8' });
+    expect((await appendBatch(redis, key, writer('8'), '0-0', [row(1)])).status).toBe('ok');
+    expect(await appendBatch(redis, key, writer('7'), '0-0', [row(2)])).toEqual({ status: 'fenced', currentToken: '8' });
   });
 
-  test('another database identity resets the dedupe record and replaces the fence, even with a lower token; the same database stays fenced', async () => {
+  test('another database identity replaces the fence, even with a lower token; the same database stays fenced', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
     await stampFence(redis, key, writer('9'));
-    expect(await appendBatch(redis, key, writer('9'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 2, skipped: 0 });
+    const a = await appendBatch(redis, key, writer('9'), '0-0', [row(1), row(2)]);
+    const lastOfA = (a as { entryIds: string[] }).entryIds[1]!;
     // A re-created database: ids restart at 1, its token is lower (a skewed clock).
-    expect(await appendBatch(redis, key, writer('5', 'db-b'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 2, skipped: 0, previousDatabaseId: 'db-a' });
-    expect(await appendBatch(redis, key, writer('5', 'db-b'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 0, skipped: 2 });
+    const b = await appendBatch(redis, key, writer('5', 'db-b'), lastOfA, [row(1), row(2)]);
+    expect(b).toEqual({ status: 'ok', entryIds: [expect.any(String), expect.any(String)], previousDatabaseId: 'db-a' });
     expect(await redis.hgetall(`{${key}}:meta`)).toEqual({ fence: '5', db: 'db-b' });
-    expect(await appendBatch(redis, key, writer('4', 'db-b'), '1', [row(3)])).toEqual({ status: 'fenced', currentToken: '5' });
-    expect(await stampFence(redis, key, writer('3'))).toEqual({ status: 'ok', existed: true, previousDatabaseId: 'db-b' });
-    expect(await redis.exists(`{${key}}:dedupe`)).toBe(0);
+    expect(await appendBatch(redis, key, writer('4', 'db-b'), '0-0', [row(3)])).toEqual({ status: 'fenced', currentToken: '5' });
+    expect(await stampFence(redis, key, writer('3'))).toEqual({ status: 'ok', existed: true, previousDatabaseId: 'db-b', lastEntryId: (b as { entryIds: string[] }).entryIds[1] });
     expect(await stampFence(redis, key, writer('2'))).toEqual({ status: 'fenced', currentToken: '3' });
     expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([1, 2, 1, 2]);
   });
 
-  test('a meta hash written before database identities existed is adopted without a reset', async () => {
+  test('a meta hash written before database identities existed is adopted', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
     await redis.hset(`{${key}}:meta`, 'fence', '5');
-    await redis.zadd(`{${key}}:dedupe`, 1, '1');
-    expect(await appendBatch(redis, key, writer('5'), '1', [row(1), row(2)])).toEqual({ status: 'ok', appended: 1, skipped: 1 });
+    expect((await appendBatch(redis, key, writer('5'), '0-0', [row(1), row(2)])).status).toBe('ok');
     expect(await redis.hgetall(`{${key}}:meta`)).toEqual({ fence: '5', db: 'db-a' });
   });
 
-  test('an append to a stream whose meta key vanished reports data loss and writes nothing', async () => {
+  test('an append to a stream whose meta key vanished reports it and writes nothing', async () => {
     const key = `${uniqueRedisPrefix()}stream:t:x`;
-    expect(await appendBatch(redis, key, writer('1'), '1', [row(1)])).toEqual({ status: 'lost' });
+    expect(await appendBatch(redis, key, writer('1'), '0-0', [row(1)])).toEqual({ status: 'lost' });
     expect(await redis.exists(key)).toBe(0);
   });
 });
@@ -220,7 +237,7 @@ test('a lease row with a future lease_until owned by nobody alive: waits for exp
 test('trimming leaves every entry a slow consumer group has not acknowledged', async () => {
   const key = `${uniqueRedisPrefix()}stream:t:trim`;
   await stampFence(redis, key, writer('1'));
-  await appendBatch(redis, key, writer('1'), '0', Array.from({ length: 10 }, (_, i) => row(i + 1)));
+  await appendBatch(redis, key, writer('1'), '0-0', Array.from({ length: 10 }, (_, i) => row(i + 1)));
   await redis.xgroup('CREATE', key, 'fast', '0');
   await redis.xgroup('CREATE', key, 'slow', '0');
   // fast: reads and acknowledges all 10. slow: reads 6, acknowledges only the first 2.
@@ -230,24 +247,24 @@ test('trimming leaves every entry a slow consumer group has not acknowledged', a
   const slowIds = slow[0]![1].map(([id]) => id);
   await redis.xack(key, 'slow', slowIds[0]!, slowIds[1]!);
 
-  const removed = await trimStream(redis, key, 0, 0);
+  const { removed } = await trimStream(redis, key, 0, 0);
   expect(removed).toBe(2);
   const left = (await readStream(redis, key)).map((e) => Number(e.outboxId));
   expect(left).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
 
   // slow acknowledges everything it was delivered: the undelivered 7..10 still stay.
   await redis.xack(key, 'slow', ...slowIds);
-  expect(await trimStream(redis, key, 0, 0)).toBe(4);
+  expect((await trimStream(redis, key, 0, 0)).removed).toBe(4);
   expect((await readStream(redis, key)).map((e) => Number(e.outboxId))).toEqual([7, 8, 9, 10]);
   // The keep-acknowledged age holds back trimming of recent entries.
   await redis.xreadgroup('GROUP', 'slow', 'c', 'STREAMS', key, '>');
   await redis.xack(key, 'slow', ...(await readStream(redis, key)).map((e) => e.entryId));
-  expect(await trimStream(redis, key, 3_600_000, 0)).toBe(0);
+  expect((await trimStream(redis, key, 3_600_000, 0)).removed).toBe(0);
   // Without groups, only the orphan max age trims (0 = never).
   const orphan = `${uniqueRedisPrefix()}stream:t:orphan`;
   await stampFence(redis, orphan, writer('1'));
-  await appendBatch(redis, orphan, writer('1'), '0', [row(1)]);
-  expect(await trimStream(redis, orphan, 0, 0)).toBe(0);
+  await appendBatch(redis, orphan, writer('1'), '0-0', [row(1)]);
+  expect((await trimStream(redis, orphan, 0, 0)).removed).toBe(0);
 });
 
 test('stop() before start() and twice is safe, and releases held leases', async () => {
@@ -323,7 +340,7 @@ test('NOTIFY wakes the publisher: new streams are leased and new rows drained lo
   expect(await redis.xlen(`${prefix}${later}`)).toBe(5);
 });
 
-test('a batch whose published_at UPDATE fails after the next batch was appended is re-sent without a second entry', async () => {
+test('a batch whose published_at UPDATE fails after the next batch was appended is marked from its Redis entries, never appended twice', async () => {
   const stream = uniqueStreamName('markfail');
   const prefix = uniqueRedisPrefix();
   await fillOutbox(db, stream, 30);
@@ -346,6 +363,8 @@ test('a batch whose published_at UPDATE fails after the next batch was appended 
     const entries = await readStream(redis, `${prefix}${stream}`);
     expect(entries).toHaveLength(30);
     expectIdOrder(entries);
+    await expectRecordedEntries(stream, entries);
+    expect(lines.some((l) => String(l.msg).startsWith('Redis held entries not yet marked published'))).toBe(true);
     const [failures] = await db.sql<{ n: string }[]>`SELECT last_value::text AS n FROM mark_failures`;
     expect(Number(failures!.n)).toBeGreaterThanOrEqual(1);
     expect(lines.some((l) => JSON.stringify(l).includes('injected failure of the first published_at UPDATE'))).toBe(true);

@@ -4,12 +4,9 @@
  * Ages are computed on the Redis clock (`TIME`), since entry ids carry it.
  */
 import { scanKeys, type RedisClient } from '@petcover/service-kit';
+import { entryIdMs } from '../entry-id';
 import { partitionStreamOfKey, redisStreamKeyPattern } from '../streams';
 
-/** Milliseconds encoded in a stream entry id (`<ms>-<seq>`). */
-export function entryIdMs(id: string): number {
-  return Number(id.split('-')[0]);
-}
 
 /** One field of an entry's flat [field, value, ...] list. */
 function entryField(fields: string[], name: string): string | null {

@@ -18,6 +18,8 @@ export interface PublisherMetrics {
   redisDataLoss: Counter<'stream'>;
   foreignDatabaseResets: Counter<'stream'>;
   republished: Counter<'stream'>;
+  markedFromRedis: Counter<'stream'>;
+  streamFaults: Counter<'stream' | 'cause'>;
   trimmedEntries: Counter<'stream'>;
   prunedRows: Counter;
 }
@@ -61,9 +63,11 @@ export function createPublisherMetrics(registry: Registry, sql: Sql): PublisherM
     leaseWaits: new Counter({ name: 'petcover_publisher_lease_waits_total', help: 'Times this process found a stream leased by another owner and waited for expiry', labelNames: ['stream'], registers }),
     leaseBlocked: new Gauge({ name: 'petcover_publisher_lease_blocked', help: '1 while a stream with unpublished rows is leased by another owner (normal with replicas; a stuck stream also shows a growing oldest age)', labelNames: ['stream'], registers }),
     leasesLost: new Counter({ name: 'petcover_publisher_leases_lost_total', help: 'Leases found lost while draining (expired, deleted or taken over)', labelNames: ['stream'], registers }),
-    redisDataLoss: new Counter({ name: 'petcover_publisher_redis_data_loss_total', help: 'Times Redis was found to have lost data this publisher wrote', labelNames: ['stream'], registers }),
-    foreignDatabaseResets: new Counter({ name: 'petcover_publisher_foreign_database_resets_total', help: 'Partition streams found last written from another database (re-created or split database); their dedupe record was reset', labelNames: ['stream'], registers }),
-    republished: new Counter({ name: 'petcover_publisher_republished_events_total', help: 'Events re-appended after Redis data loss', labelNames: ['stream'], registers }),
+    redisDataLoss: new Counter({ name: 'petcover_publisher_redis_data_loss_total', help: 'Times a partition stream was found behind what Postgres recorded (Redis lost entries)', labelNames: ['stream'], registers }),
+    foreignDatabaseResets: new Counter({ name: 'petcover_publisher_foreign_database_resets_total', help: 'Partition streams found last written from another database (re-created or split database); their fence was taken over', labelNames: ['stream'], registers }),
+    republished: new Counter({ name: 'petcover_publisher_republished_events_total', help: 'Published events re-appended because Redis was found behind what Postgres recorded', labelNames: ['stream'], registers }),
+    markedFromRedis: new Counter({ name: 'petcover_publisher_marked_from_redis_total', help: 'Rows marked published from Redis entries appended but not yet marked (a crash or failed UPDATE between append and mark)', labelNames: ['stream'], registers }),
+    streamFaults: new Counter({ name: 'petcover_publisher_stream_faults_total', help: 'Redis errors of one stream (WRONGTYPE, script error, entry too large), by Redis error code; that stream backs off alone', labelNames: ['stream', 'cause'], registers }),
     trimmedEntries: new Counter({ name: 'petcover_publisher_trimmed_entries_total', help: 'Redis stream entries trimmed', labelNames: ['stream'], registers }),
     prunedRows: new Counter({ name: 'petcover_publisher_pruned_rows_total', help: 'Published outbox rows pruned after the retention window', registers }),
   };

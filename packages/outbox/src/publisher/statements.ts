@@ -69,17 +69,20 @@ export async function selectUnpublishedBatch(sql: Sql, stream: string, afterId: 
 }
 
 /**
- * Rows of one stream published within the last `windowMs`, in id order,
- * from `afterId` on, bounded like the drain: what Redis data-loss recovery
- * re-appends.
+ * Published rows of one stream, id > `afterId`, whose recorded Redis entry id
+ * is newer than `after` (ms, seq), bounded like the drain: what a Redis found
+ * behind must get back. Rows published before entry ids were recorded (null)
+ * cannot be told apart and are not returned. A scan of the stream's published
+ * rows in id order (no index serves it: it runs only after Redis lost data,
+ * and an index on the entry id would cost every mark an index insert).
  */
-export async function selectRecentlyPublishedBatch(sql: Sql, stream: string, windowMs: number, afterId: string, bounds: BatchBounds): Promise<DrainBatch> {
+export async function selectRecordedAfter(sql: Sql, stream: string, after: { ms: bigint; seq: bigint }, afterId: string, bounds: BatchBounds): Promise<DrainBatch> {
   return byteBounded(
     sql,
     bounds,
     sql`WHERE stream_name = ${stream} AND id > ${afterId}::bigint
-      AND published_at IS NOT NULL
-      AND published_at > now() - make_interval(secs => ${windowMs}::float8 / 1000)`,
+      AND published_at IS NOT NULL AND redis_entry_id IS NOT NULL
+      AND (split_part(redis_entry_id, '-', 1)::bigint, split_part(redis_entry_id, '-', 2)::bigint) > (${String(after.ms)}::bigint, ${String(after.seq)}::bigint)`,
   );
 }
 
@@ -156,23 +159,95 @@ function toDrainRow(r: DrainRecord): DrainRow {
   };
 }
 
+/** Rows to record with the Redis entries they went to, and each partition's new last entry. */
+export interface EntryRecord {
+  /** Outbox ids, event ids and Redis entry ids, index-aligned. */
+  ids: readonly string[];
+  eventIds: readonly string[];
+  entryIds: readonly string[];
+  /** Per partition stream written: its Redis key, last entry id and that entry's outbox id. */
+  heads: ReadonlyArray<{ redisKey: string; lastEntryId: string; lastOutboxId: string }>;
+}
+
 /**
- * Marks rows published in ONE statement, fenced in SQL: it updates only while
- * `ownerId` still holds the stream's publisher lease with `fencingToken` and
- * the lease has not expired (database clock). Returns the number of rows
- * updated; 0 for a non-empty `ids` means the lease was lost.
+ * Marks rows published and records where each went (its Redis entry id), and
+ * moves each written partition's position to its last entry, in ONE statement
+ * fenced in SQL: nothing changes unless `ownerId` still holds the stream's
+ * publisher lease with `fencingToken` and the lease has not expired (database
+ * clock). A row is matched by outbox id AND event id, so entries read back
+ * from Redis never mark another database's row. `rerecord` false: only
+ * unpublished rows (the drain, and entries found ahead of Postgres); true:
+ * published rows get their new entry id and keep their published_at (rows
+ * re-appended after Redis lost them). Clears the partitions' recorded fault.
+ * Returns whether the lease held and the number of rows updated.
  */
-export async function markPublished(sql: Sql, stream: string, ids: readonly string[], ownerId: string, fencingToken: string): Promise<number> {
-  const result = await sql`
-    UPDATE events.outbox_event SET published_at = now()
-    WHERE id = ANY(${`{${ids.join(',')}}`}::bigint[])
-      AND published_at IS NULL
-      AND EXISTS (
-        SELECT 1 FROM events.stream_lease
-        WHERE stream_name = ${stream} AND role = 'publisher'
-          AND owner_id = ${ownerId} AND fencing_token = ${fencingToken}::bigint
-          AND lease_until > now())`;
-  return result.count;
+export async function recordEntries(sql: Sql, stream: string, ownerId: string, fencingToken: string, record: EntryRecord, rerecord = false): Promise<{ leaseHeld: boolean; updated: number }> {
+  const [row] = await sql<{ lease_held: boolean; updated: number }[]>`
+    WITH lease AS (
+      SELECT 1 FROM events.stream_lease
+      WHERE stream_name = ${stream} AND role = 'publisher'
+        AND owner_id = ${ownerId} AND fencing_token = ${fencingToken}::bigint
+        AND lease_until > now()),
+    marked AS (
+      UPDATE events.outbox_event o
+      SET published_at = COALESCE(o.published_at, now()), redis_entry_id = m.entry_id
+      FROM unnest(${textArray(record.ids)}::bigint[], ${textArray(record.eventIds)}::uuid[], ${textArray(record.entryIds)}::text[]) AS m(id, event_id, entry_id)
+      WHERE o.id = m.id AND o.event_id = m.event_id
+        AND (o.published_at IS NULL) <> ${rerecord}::boolean
+        AND EXISTS (SELECT 1 FROM lease)
+      RETURNING 1),
+    heads AS (
+      INSERT INTO events.redis_stream_position AS p (redis_key, stream_name, last_entry_id, last_outbox_id)
+      SELECT h.redis_key, ${stream}, h.last_entry_id, h.last_outbox_id
+      FROM unnest(${textArray(record.heads.map((h) => h.redisKey))}::text[], ${textArray(record.heads.map((h) => h.lastEntryId))}::text[],
+                  ${textArray(record.heads.map((h) => h.lastOutboxId))}::bigint[]) AS h(redis_key, last_entry_id, last_outbox_id)
+      WHERE EXISTS (SELECT 1 FROM lease)
+      ON CONFLICT (redis_key) DO UPDATE
+        SET stream_name = excluded.stream_name, last_entry_id = excluded.last_entry_id, last_outbox_id = excluded.last_outbox_id,
+            fault = NULL, fault_since = NULL, updated_at = now())
+    SELECT EXISTS (SELECT 1 FROM lease) AS lease_held, (SELECT count(*)::int FROM marked) AS updated`;
+  return { leaseHeld: Boolean(row?.lease_held), updated: Number(row?.updated ?? 0) };
+}
+
+/** A Postgres array literal of plain values (ids, uuids, entry ids, stream keys: no quotes or commas). */
+function textArray(values: readonly string[]): string {
+  return `{${values.map((v) => `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
+}
+
+export interface RecordedPosition {
+  redisKey: string;
+  lastEntryId: string | null;
+  trimmedBelow: string | null;
+}
+
+/** What Postgres recorded for each of these partition keys (absent: nothing yet). */
+export async function readPositions(sql: Sql, redisKeys: readonly string[]): Promise<Map<string, RecordedPosition>> {
+  const rows = await sql<{ redis_key: string; last_entry_id: string | null; trimmed_below: string | null }[]>`
+    SELECT redis_key, last_entry_id, trimmed_below FROM events.redis_stream_position
+    WHERE redis_key = ANY(${textArray(redisKeys)}::text[])`;
+  return new Map(rows.map((r) => [r.redis_key, { redisKey: r.redis_key, lastEntryId: r.last_entry_id, trimmedBelow: r.trimmed_below }]));
+}
+
+/** After a trim: entries below `minId` are gone by design, so recovery never re-appends them. */
+export async function recordTrim(sql: Sql, stream: string, redisKey: string, minId: string): Promise<void> {
+  await sql`
+    INSERT INTO events.redis_stream_position (redis_key, stream_name, trimmed_below) VALUES (${redisKey}, ${stream}, ${minId})
+    ON CONFLICT (redis_key) DO UPDATE SET trimmed_below = excluded.trimmed_below, updated_at = now()`;
+}
+
+/**
+ * Records (or, with `fault` null, clears) the Redis error one partition
+ * stream fails with, so `events status` can name it. `fault_since` keeps the
+ * first time of an ongoing fault.
+ */
+export async function recordFault(sql: Sql, stream: string, redisKey: string, fault: string | null): Promise<void> {
+  await sql`
+    INSERT INTO events.redis_stream_position AS p (redis_key, stream_name, fault, fault_since)
+    VALUES (${redisKey}, ${stream}, ${fault}, CASE WHEN ${fault}::text IS NULL THEN NULL ELSE now() END)
+    ON CONFLICT (redis_key) DO UPDATE
+      SET fault = excluded.fault,
+          fault_since = CASE WHEN excluded.fault IS NULL THEN NULL ELSE COALESCE(p.fault_since, now()) END,
+          updated_at = now()`;
 }
 
 export interface LeaseHolder {

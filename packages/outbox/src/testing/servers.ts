@@ -27,14 +27,25 @@ export interface DedicatedRedis {
   url: string;
   port: number;
   start(): Promise<void>;
-  /** SIGTERM and wait for exit; data is not persisted, so a restart is empty. */
+  /** SIGTERM and wait for exit; data is not persisted (unless appendOnly), so a restart is empty. */
   stop(): Promise<void>;
   restart(): Promise<void>;
+  /** `SAVE`: writes an RDB snapshot of the data set now (Redis's default persistence). */
+  saveSnapshot(): Promise<void>;
+  /**
+   * SIGKILL (as a crash or `SHUTDOWN NOSAVE`: nothing more is written) and
+   * start again: the server comes back with the last `saveSnapshot()` (or
+   * empty without one), i.e. older than it was.
+   */
+  restartFromSnapshot(): Promise<void>;
   /** Stops the server and removes its directory. */
   destroy(): Promise<void>;
 }
 
-/** A redis-server without persistence on a random port, started before it resolves. */
+/**
+ * A redis-server on a random port, started before it resolves. No automatic
+ * persistence: AOF only with `appendOnly`, RDB only through `saveSnapshot()`.
+ */
 export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}): Promise<DedicatedRedis> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-redis-'));
@@ -50,6 +61,14 @@ export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}
       client.disconnect();
     }
   };
+  const halt = async (signal: NodeJS.Signals) => {
+    const running = child;
+    child = undefined;
+    if (!running || running.exitCode !== null) return;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    running.kill(signal);
+    await exited;
+  };
   const handle: DedicatedRedis = {
     url,
     port,
@@ -60,15 +79,22 @@ export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}
       await waitFor(ping, { timeoutMs: 10_000, description: `redis-server on port ${port}` });
     },
     async stop() {
-      const running = child;
-      child = undefined;
-      if (!running || running.exitCode !== null) return;
-      const exited = new Promise((resolve) => running.once('exit', resolve));
-      running.kill('SIGTERM');
-      await exited;
+      await halt('SIGTERM');
     },
     async restart() {
       await handle.stop();
+      await handle.start();
+    },
+    async saveSnapshot() {
+      const client = new Redis(url, { maxRetriesPerRequest: 1 });
+      try {
+        await client.save();
+      } finally {
+        client.disconnect();
+      }
+    },
+    async restartFromSnapshot() {
+      await halt('SIGKILL');
       await handle.start();
     },
     async destroy() {

@@ -1,34 +1,40 @@
 --[[
-append.lua — idempotent, fenced append of one batch to ONE partition stream.
+append.lua — fenced append of one batch to ONE partition stream, compare-and-set
+on the stream's last entry id.
 
-KEYS (all share the hash tag of the stream key, so one Redis Cluster slot):
+KEYS (both share the hash tag of the stream key, so one Redis Cluster slot):
   KEYS[1] stream key                       e.g. stream:contracting:contract_changes
   KEYS[2] meta hash   {<stream key>}:meta   fields `fence` = highest fencing token seen,
                                            `db` = identity of the database written from
-  KEYS[3] dedupe zset {<stream key>}:dedupe member = score = outbox id already appended
 ARGV:
   ARGV[1] fencing token of the caller's publisher lease (decimal)
   ARGV[2] database identity of the caller (see databaseIdentity in statements.ts)
-  ARGV[3] prune floor: every outbox id below it is already marked published in
-          Postgres, so it can never be sent again and its dedupe record is dropped
+  ARGV[3] the stream's last entry id as the caller knows it ('0-0': no stream yet)
   ARGV[4..] entries, 7 values each, in ENTRY_FIELDS order:
           outbox_id, event_id, type, partition_key, payload, headers, created_at
 RESULT:
-  {'OK', appended, skipped, previous_db}
-                             entries added / entries already present (a re-sent
-                             batch); previous_db = the other database identity found
-                             (its dedupe set was dropped first), '' otherwise
-  {'FENCED', current}        the stream carries a newer fencing token; nothing written
-  {'NOMETA', 0}              the meta hash is gone: Redis lost data this publisher
-                             wrote (flush or restart without persistence); nothing written
+  {'OK', previous_db, id1, id2, ...}
+                        every entry appended, in order, with the ids Redis gave them;
+                        previous_db = the other database identity found in `db`
+                        (its fence was replaced), '' otherwise
+  {'FENCED', current}   the stream carries a newer fencing token; nothing written
+  {'NOMETA', 0}         the meta hash is gone (flush, restart without persistence):
+                        the caller re-checks its lease and stamps it again; nothing written
+  {'MOVED', last_id}    the stream's last entry id is not ARGV[3]: Redis is behind
+                        (older snapshot, failover, flush, stream deleted) or ahead
+                        (a crash between append and mark) of what Postgres recorded.
+                        The caller reconciles first; nothing written
 
-Why a dedupe set and not "skip ids <= last appended": commit order is not id
-order, so a row with a lower id can commit after a higher one was appended.
+Why the compare-and-set replaces a dedupe record: the caller's last entry id
+comes from Postgres (recorded with the rows it marked published) plus its own
+appends since, so an equal last id proves Redis holds exactly what the caller
+believes; nothing it appends can be a second copy, and nothing older can be
+missing. `last-generated-id` survives trimming and XDEL, so neither looks like
+a loss.
 
-Another database identity in `db` (a re-created database whose ids restart at
-1, or a second database on the same stream): the dedupe set is dropped and the
-caller's token and identity adopted, as in stamp-fence.lua (which explains why
-that is safe enough). A missing meta hash is data loss; an identity change is not.
+Another database identity in `db` (a re-created database, or a second one on
+the same stream): the caller's token and identity are adopted even when the
+token is lower, as in stamp-fence.lua (which explains why).
 ]]
 local fence = redis.call('HGET', KEYS[2], 'fence')
 if not fence then
@@ -39,7 +45,6 @@ local previous_db = ''
 local token = tonumber(ARGV[1])
 if db and db ~= ARGV[2] then
   previous_db = db
-  redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[2], 'fence', ARGV[1], 'db', ARGV[2])
 else
   if token < tonumber(fence) then
@@ -50,27 +55,27 @@ else
   end
 end
 
-local floor = tonumber(ARGV[3])
-if floor > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
-end
-
-local appended, skipped = 0, 0
-for i = 4, #ARGV, 7 do
-  local outbox_id = ARGV[i]
-  -- ZADD NX answers 0 when the id is already recorded: one call instead of ZSCORE + ZADD.
-  if redis.call('ZADD', KEYS[3], 'NX', outbox_id, outbox_id) == 0 then
-    skipped = skipped + 1
-  else
-    redis.call('XADD', KEYS[1], '*',
-      'outbox_id', outbox_id,
-      'event_id', ARGV[i + 1],
-      'type', ARGV[i + 2],
-      'partition_key', ARGV[i + 3],
-      'payload', ARGV[i + 4],
-      'headers', ARGV[i + 5],
-      'created_at', ARGV[i + 6])
-    appended = appended + 1
+local last = '0-0'
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- Raises WRONGTYPE when something else owns the key: the caller isolates that stream.
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] break end
   end
 end
-return {'OK', appended, skipped, previous_db}
+if last ~= ARGV[3] then
+  return {'MOVED', last}
+end
+
+local result = {'OK', previous_db}
+for i = 4, #ARGV, 7 do
+  result[#result + 1] = redis.call('XADD', KEYS[1], '*',
+    'outbox_id', ARGV[i],
+    'event_id', ARGV[i + 1],
+    'type', ARGV[i + 2],
+    'partition_key', ARGV[i + 3],
+    'payload', ARGV[i + 4],
+    'headers', ARGV[i + 5],
+    'created_at', ARGV[i + 6])
+end
+return result

@@ -1,0 +1,52 @@
+/**
+ * What the publisher's parts (lease keeper, stream drainers, maintenance)
+ * share: clients, resolved config, metrics, and who this process is.
+ */
+import type { RedisClient } from '@petcover/service-kit';
+import type { Logger } from 'pino';
+import type { Sql } from '../db';
+import type { StreamPartitions } from '../streams';
+import type { PublisherMetrics } from './metrics';
+import type { StreamWriter } from './redis-scripts';
+import type { DrainRow } from './statements';
+
+export interface PublisherHooks {
+  /** Called with a selected batch right before it is appended. Test-only fault injection. */
+  beforeAppend?: (stream: string, rows: readonly DrainRow[]) => void;
+  /**
+   * Called after a batch was appended to Redis and before it is marked
+   * published. Test-only fault injection (the app wires `PETCOVER_FAULT`).
+   */
+  afterAppend?: (stream: string, rows: readonly DrainRow[]) => void;
+}
+
+export interface PublisherConfig {
+  batchSize: number;
+  batchMaxBytes: number;
+  pollIntervalMs: number;
+  leaseTtlMs: number;
+  trimIntervalMs: number;
+  keepAcknowledgedMs: number;
+  orphanMaxAgeMs: number;
+  pruneIntervalMs: number;
+  retentionMs: number;
+  pruneBatchSize: number;
+  stopTimeoutMs: number;
+}
+
+export interface PublisherContext {
+  sql: Sql;
+  redis: RedisClient;
+  /** Carries the owner id on every line. */
+  log: Logger;
+  metrics: PublisherMetrics;
+  config: PublisherConfig;
+  ownerId: string;
+  keyPrefix: string;
+  partitions: StreamPartitions | undefined;
+  hooks: PublisherHooks | undefined;
+  /** The writer of a lease: its token and this database's identity (read before the first lease). */
+  writerWith(fencingToken: string): StreamWriter;
+  /** A stamp or append found the stream last written from another database: count it, warn once per stream. */
+  noteForeignDatabase(stream: string, redisKey: string, previousDatabaseId: string | undefined): void;
+}
