@@ -196,5 +196,5 @@ export const redisStreamPosition = eventsSchema.table(
     faultSince: timestamp('fault_since', { withTimezone: true }),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [check('redis_stream_position_stream_name_check', sql.raw(`stream_name ~ '${STREAM_NAME_SQL}'`))],
+  () => [check('redis_stream_position_stream_name_check', sql.raw(`stream_name ~ '${STREAM_NAME_SQL}'`))],
 );

@@ -3,8 +3,9 @@
  * what an on-call engineer would conclude from it, and the fix. Each rule
  * matches one row of the runbook's "diagnosing silence" table.
  */
+import { compareEntryIds, isEntryId } from '../entry-id';
 import { parsePartitionStreamName } from '../streams';
-import type { EventsStatus, LeaseStatus, StreamStatus } from './status';
+import type { EventsStatus, LeaseStatus, PartitionStreamStatus, StreamStatus } from './status';
 
 export type ProblemKind =
   | 'database_unreachable'
@@ -16,6 +17,7 @@ export type ProblemKind =
   | 'publisher_not_draining'
   | 'redis_stream_missing'
   | 'redis_behind_outbox'
+  | 'publisher_stream_fault'
   | 'group_not_consuming'
   | 'group_consuming_elsewhere'
   | 'dead_letters';
@@ -76,7 +78,7 @@ export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds =
   problems.push(...deadOwnerProblems(status));
   for (const stream of status.streams) {
     problems.push(...publisherProblems(stream, thresholds));
-    if (stream.redis) problems.push(...redisProblems(stream));
+    if (stream.redis) problems.push(...redisProblems(stream), ...publisherFaultProblems(stream));
     problems.push(...groupProblems(stream, thresholds));
     problems.push(...deadLetterProblems(stream));
   }
@@ -158,7 +160,64 @@ function publisherProblems(stream: StreamStatus, t: DiagnosisThresholds): Status
   ];
 }
 
+/**
+ * A Redis error the publisher fails with on one partition stream (recorded by
+ * its drainer): that stream alone backs off; the others flow.
+ */
+function publisherFaultProblems(stream: StreamStatus): StatusProblem[] {
+  return (stream.redis ?? [])
+    .filter((p) => p.publisherFault !== null)
+    .map((p) => {
+      const { message, since } = p.publisherFault!;
+      const wrongType = /WRONGTYPE/.test(message);
+      return {
+        kind: 'publisher_stream_fault' as const,
+        stream: stream.stream,
+        partition: p.partition,
+        message: `the publisher cannot write ${p.redisKey} since ${since}: ${message}`,
+        fix: wrongType
+          ? `Redis key ${p.redisKey} is not a stream: something else wrote it. Check what it holds (TYPE / DUMP), then rename it away or delete it and fix that writer; ` +
+            'the publisher retries this stream alone with backoff and resumes by itself (other streams are not affected)'
+          : 'read the publisher logs for this stream (one line per new error, with the Redis error); an entry too large for Redis needs a smaller payload or a larger ' +
+            'proto-max-bulk-len; the publisher retries this stream alone with backoff and resumes by itself',
+      };
+    });
+}
+
+/** Redis ends before what the publisher recorded for this partition (Postgres is the record). */
+function behindRecord(p: PartitionStreamStatus): boolean {
+  if (p.recordedEntryId === null || !isEntryId(p.recordedEntryId) || p.publisherFault !== null) return false;
+  return !p.exists || p.lastId === null || compareEntryIds(p.lastId, p.recordedEntryId) < 0;
+}
+
 function redisProblems(stream: StreamStatus): StatusProblem[] {
+  const partitions = stream.redis ?? [];
+  if (partitions.some((p) => p.recordedEntryId !== null)) return recordedRedisProblems(stream, partitions);
+  return unrecordedRedisProblems(stream);
+}
+
+/**
+ * With recorded entry ids: Redis must end at or after the entry the
+ * publisher recorded last for each partition. Replayed rows re-sent after
+ * newer ones, trimmed or deleted entries do not move a stream's last id back,
+ * so none of them looks like a loss here.
+ */
+function recordedRedisProblems(stream: StreamStatus, partitions: PartitionStreamStatus[]): StatusProblem[] {
+  const behind = partitions.filter(behindRecord);
+  if (behind.length === 0) return [];
+  const fix =
+    'A publisher using this Redis (REDIS_URL, REDIS_KEY_PREFIX) re-appends exactly the missing rows by itself before its next append ' +
+    '(log line "Redis is behind what Postgres recorded"). If the publisher writes to another Redis, give it the same REDIS_URL / REDIS_KEY_PREFIX as the consumers: ' +
+    'it then re-appends here what went elsewhere. If no publisher runs, start one.';
+  const where = behind.map((p) => `${p.redisKey} ends at ${p.exists ? p.lastId : 'nothing (no key)'} but the publisher recorded entry ${p.recordedEntryId}`).join('; ');
+  if (behind.length === partitions.length && behind.every((p) => !p.exists)) {
+    return [{ kind: 'redis_stream_missing', stream: stream.stream, message: `rows are marked published but Redis has no key: ${where}`, fix }];
+  }
+  return [{ kind: 'redis_behind_outbox', stream: stream.stream, message: `Redis is behind what Postgres recorded: ${where}`, fix }];
+}
+
+/** Rows published before entry ids were recorded: compare outbox ids (a replay can fool this one). */
+function unrecordedRedisProblems(stream: StreamStatus): StatusProblem[] {
   const partitions = stream.redis ?? [];
   const { lastPublishedAt, lastPublishedAgeSeconds: publishedAge } = stream.outbox;
   if (!lastPublishedAt || publishedAge === null) return [];

@@ -84,6 +84,26 @@ export async function selectDeadLetterCounts(sql: Sql): Promise<DeadLetterCountR
     ORDER BY group_name, stream_name, event_type`;
 }
 
+export interface RedisPositionRow {
+  redis_key: string;
+  last_entry_id: string | null;
+  fault: string | null;
+  fault_since_ms: string | null;
+}
+
+/**
+ * What the publisher recorded per Redis partition stream: its last entry,
+ * and the Redis error it fails with now. Empty before the migration that
+ * added the table (an older schema still gets the rest of the status).
+ */
+export async function selectRedisPositions(sql: Sql): Promise<RedisPositionRow[]> {
+  const [table] = await sql<{ present: boolean }[]>`SELECT to_regclass('events.redis_stream_position') IS NOT NULL AS present`;
+  if (!table?.present) return [];
+  return sql<RedisPositionRow[]>`
+    SELECT redis_key, last_entry_id, fault, (extract(epoch FROM fault_since) * 1000)::bigint::text AS fault_since_ms
+    FROM events.redis_stream_position`;
+}
+
 /** True when the `events` tables exist: false means a wrong DATABASE_URL or no migrations. */
 export async function eventsSchemaExists(sql: Sql): Promise<boolean> {
   const [row] = await sql<{ present: boolean }[]>`SELECT to_regclass('events.outbox_event') IS NOT NULL AS present`;

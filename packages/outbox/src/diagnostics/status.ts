@@ -15,7 +15,9 @@ import {
   selectDeadLetterCounts,
   selectLeases,
   selectOutboxStreams,
+  selectRedisPositions,
   type LeaseRow,
+  type RedisPositionRow,
 } from './queries';
 import { listNodes, relayNodeTableExists, type NodeStatus } from '../liveness/nodes';
 import { inspectStream, redisNowMs, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
@@ -79,6 +81,10 @@ export interface PartitionStreamStatus {
   lastId: string | null;
   /** `outbox_id` of the newest entry in the stream: compare with outbox.lastPublishedId. */
   lastOutboxId: string | null;
+  /** The last entry id the publisher recorded in Postgres for this key: Redis's lastId must not be older. */
+  recordedEntryId: string | null;
+  /** The Redis error the publisher fails with on this key now (WRONGTYPE, script error), and since when. */
+  publisherFault: { message: string; since: string } | null;
 }
 
 export interface DeadLetterCount {
@@ -87,6 +93,11 @@ export interface DeadLetterCount {
   type: string | null;
   count: number;
   oldestDeadLetteredAt: string;
+}
+
+function publisherFaultOf(row: RedisPositionRow | undefined): PartitionStreamStatus['publisherFault'] {
+  if (!row?.fault) return null;
+  return { message: row.fault, since: new Date(Number(row.fault_since_ms ?? 0)).toISOString() };
 }
 
 export interface StreamStatus {
@@ -210,12 +221,14 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     return status;
   }
 
-  const [outboxRows, leaseRows, deadLetterRows, nodes] = await Promise.all([
+  const [outboxRows, leaseRows, deadLetterRows, nodes, positionRows] = await Promise.all([
     selectOutboxStreams(sql, options.stream),
     selectLeases(sql),
     selectDeadLetterCounts(sql),
     selectNodesIfPresent(sql),
+    selectRedisPositions(sql),
   ]);
+  const positions = new Map(positionRows.map((r) => [r.redis_key, r]));
   status.nodes = nodes;
   status.leases = leaseEntries(leaseRows, nodes).filter(
     (lease) => options.stream === undefined || parsePartitionStreamName(lease.stream)?.stream === options.stream,
@@ -309,6 +322,8 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
             length: info.length,
             lastId: info.lastGeneratedId,
             lastOutboxId: info.lastOutboxId,
+            recordedEntryId: positions.get(key)?.last_entry_id ?? null,
+            publisherFault: publisherFaultOf(positions.get(key)),
           });
           for (const g of info.groups) {
             const group = groupFor(g.name);
@@ -324,6 +339,21 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
             });
           }
         } catch (error) {
+          if (/^WRONGTYPE/.test((error as Error).message ?? '')) {
+            // Something else owns this key: this partition's problem, not Redis being unreachable.
+            const type = await options.redis.type(key).catch(() => 'unknown');
+            streamStatus.redis.push({
+              partition,
+              redisKey: key,
+              exists: true,
+              length: 0,
+              lastId: null,
+              lastOutboxId: null,
+              recordedEntryId: positions.get(key)?.last_entry_id ?? null,
+              publisherFault: publisherFaultOf(positions.get(key)) ?? { message: `WRONGTYPE: ${key} holds a ${type}, not a stream`, since: status.checkedAt },
+            });
+            continue;
+          }
           status.redis = { ...status.redis, ok: false, error: describeError(error) };
           streamStatus.redis = null;
           break;

@@ -381,6 +381,7 @@ export class StreamDrainer {
     partition.head = actual;
     if (marked > 0) {
       ctx.metrics.markedFromRedis.inc({ stream }, marked);
+      ctx.metrics.eventsPublished.inc({ stream }, marked);
       ctx.log.info(
         { stream, redisKey: partition.redisKey, marked, recordedEntryId: after, redisLastEntryId: actual },
         'Redis held entries not yet marked published (an append whose mark did not happen); marked their rows from the entries, nothing appended twice',
