@@ -68,7 +68,7 @@ export { lookupEvents } from './diagnostics/event-journey';
 export type { EventJourney, GroupStep, LookupOptions, LookupQueryKind, LookupResult } from './diagnostics/event-journey';
 export { deadLettersOfFingerprint, fingerprintOf, listDeadLetterGroups, resolveDeadLetters } from './consumer/dead-letter-groups';
 export type { BulkOutcome, DeadLetterFingerprint, DeadLetterGroup } from './consumer/dead-letter-groups';
-export { replayPublishedSince } from './diagnostics/outbox-replay';
+export { replayOutbox } from './diagnostics/outbox-replay';
 export type { OutboxReplayResult } from './diagnostics/outbox-replay';
 export { resolveConsumerModule, InvalidConsumerModuleError } from './consumer/module';
 export type { ConsumerModule, ConsumerStreamDeclaration } from './consumer/module';

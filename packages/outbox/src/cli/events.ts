@@ -11,7 +11,7 @@
  *   events dlq groups [--group <g>] [--json]
  *   events dlq replay <id> | --all --group <g> | --fingerprint <fp>
  *   events dlq discard <id> | --fingerprint <fp>
- *   events outbox replay --stream <name> --since <time> [--until <time>]
+ *   events outbox replay --stream <name> (--since <time> [--until <time>] | --from-id <id> [--to-id <id>])
  *   events verify [--since <time>] [--until <time>] [--group <g>] [--handles <g>=<Type,...>]... [--json]
  *
  * Exit codes: 0 healthy / done, 1 problem found / action refused, 2 usage error.
@@ -30,7 +30,7 @@ import { formatEventsStatus, formatLookup, formatNodes } from '../diagnostics/fo
 import { lookupEvents } from '../diagnostics/event-journey';
 import { deadLettersOfFingerprint, listDeadLetterGroups, resolveDeadLetters } from '../consumer/dead-letter-groups';
 import { releaseLeasesOfDeadOwners } from '../liveness/nodes';
-import { replayPublishedSince } from '../diagnostics/outbox-replay';
+import { replayOutbox, type OutboxReplayRange } from '../diagnostics/outbox-replay';
 import { collectEventsStatus, collectNodesAndLeases } from '../diagnostics/status';
 import { readEventsCliConfig, type EventsCliConfig } from './events-env';
 import { connectCliRedis } from './redis-client';
@@ -53,7 +53,7 @@ export const USAGE = `usage: events <command>
   dlq replay <id> | --all --group <g> | --fingerprint <fp>
                                                re-enqueue through the outbox with the original event_id
   dlq discard <id> | --fingerprint <fp>
-  outbox replay --stream <name> --since <time> [--until <time>]
+  outbox replay --stream <name> (--since <time> [--until <time>] | --from-id <id> [--to-id <id>])
                                                re-publish rows published since <time> (ISO-8601, or 30m / 2h / 1d ago)
   verify [--since <time>] [--until <time>] [--group <g>] [--handles <g>=<Type,...>]... [--json]
                                                every event handled exactly once, in order, per group (exit 1 if not)
@@ -336,19 +336,51 @@ async function lookupCommand(ctx: CommandContext): Promise<number> {
 }
 
 async function outboxReplayCommand(ctx: CommandContext): Promise<number> {
-  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' } });
+  const { values } = parseCommandArgs(ctx.args, {
+    stream: { type: 'string' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    'from-id': { type: 'string' },
+    'to-id': { type: 'string' },
+  });
   const stream = requireStreamName(values.stream);
-  const since = parseTimeArgument(values.since, '--since');
-  const until = values.until === undefined ? undefined : parseTimeArgument(values.until, '--until');
-  if (until && until <= since) throw new UsageError('--until must be after --since');
-  const result = await replayPublishedSince(ctx.database().sql, { stream, since, until });
+  let range: OutboxReplayRange;
+  if (values['from-id'] !== undefined) {
+    if (values.since !== undefined || values.until !== undefined) throw new UsageError('give a time range (--since/--until) or an id range (--from-id/--to-id), not both');
+    const fromId = outboxIdArgument(values['from-id'], '--from-id');
+    const toId = values['to-id'] === undefined ? undefined : outboxIdArgument(values['to-id'], '--to-id');
+    if (toId !== undefined && toId < fromId) throw new UsageError('--to-id must not be below --from-id');
+    range = { fromId, toId };
+  } else {
+    if (values['to-id'] !== undefined) throw new UsageError('--to-id needs --from-id');
+    const since = parseTimeArgument(values.since, '--since');
+    const until = values.until === undefined ? undefined : parseTimeArgument(values.until, '--until');
+    if (until && until <= since) throw new UsageError('--until must be after --since');
+    range = { since, until };
+  }
+  const result = await replayOutbox(ctx.database().sql, { stream, ...range });
+  if (result.rows === 0) {
+    ctx.io.stdout(`no published row of ${stream} in that range`);
+    return EXIT_OK;
+  }
   ctx.io.stdout(
-    result.rows === 0
-      ? `no row of ${stream} was published since ${since.toISOString()}`
-      : `${result.rows} row(s) of ${stream} (outbox ids ${result.firstOutboxId}..${result.lastOutboxId}) marked unpublished; ` +
-          'the publisher re-sends them and consumers skip what they already handled',
+    `${result.rows} row(s) of ${stream} (outbox ids ${result.firstOutboxId}..${result.lastOutboxId}) marked unpublished; ` +
+      'the publisher appends them again, in outbox-id order, and consumers skip what they already handled',
   );
+  if (result.keysWithNewerEvents.length > 0) {
+    const shown = result.keysWithNewerEvents.slice(0, 10).join(', ');
+    const more = result.keysWithNewerEvents.length > 10 ? ` and ${result.keysWithNewerEvents.length - 10} more` : '';
+    ctx.io.stdout(
+      `note: ${result.keysWithNewerEvents.length} partition key(s) already have newer events published (${shown}${more}); ` +
+        'the replayed events land after them, so a group that had not handled them applies them after the newer ones',
+    );
+  }
   return EXIT_OK;
+}
+
+function outboxIdArgument(text: string, flag: string): bigint {
+  if (!/^\d{1,19}$/.test(text)) throw new UsageError(`${flag} must be an outbox id (a positive integer), got "${text}"`);
+  return BigInt(text);
 }
 
 async function verifyCommand(ctx: CommandContext): Promise<number> {

@@ -10,7 +10,10 @@ import { OUTBOX_NOTIFY_CHANNEL } from '../enqueue';
 import { acquireLease, releaseLease, type LeaseGrant } from '../lease/lease';
 import { FailureLog, sleep, Wakeup } from '../backoff';
 import type { PublisherContext } from './context';
-import { databaseIdentity, leaseHolder, streamsWithUnpublishedRows } from './statements';
+import { compareEntryIds } from '../entry-id';
+import { partitionCount, partitionStreamNames, redisStreamKey } from '../streams';
+import { streamHead } from './redis-scripts';
+import { databaseIdentity, leaseHolder, recordedPositions, streamsWithUnpublishedRows } from './statements';
 import { StreamDrainer } from './stream-drainer';
 
 /** How long a graceful stop waits for lease releases (Postgres may be down). */
@@ -88,7 +91,7 @@ export class LeaseKeeper {
 
   /** Discovers streams with work, acquires or renews their leases, notices lost ones. */
   private async round(signal: AbortSignal): Promise<void> {
-    const candidates = new Set([...(await streamsWithUnpublishedRows(this.ctx.sql)), ...this.held.keys()]);
+    const candidates = new Set([...(await streamsWithUnpublishedRows(this.ctx.sql)), ...this.held.keys(), ...(await this.idleStreamsBehind())]);
     for (const stream of candidates) {
       if (signal.aborted) return;
       const health = this.healthOf(stream);
@@ -99,6 +102,30 @@ export class LeaseKeeper {
         health.failed(error, 'lease');
       }
     }
+  }
+
+  /**
+   * Streams nobody drains (nothing unpublished) whose Redis ends before what
+   * Postgres recorded: flushed, restored from an older snapshot, failed over.
+   * Leasing them lets their drainer re-append what is missing, although no
+   * new row will come. Keys of another REDIS_KEY_PREFIX or partition count
+   * are not ours to judge.
+   */
+  private async idleStreamsBehind(): Promise<string[]> {
+    const { ctx } = this;
+    const recorded = (await recordedPositions(ctx.sql)).filter((r) => {
+      if (this.held.has(r.stream)) return false;
+      const count = partitionCount(r.stream, ctx.partitions);
+      return partitionStreamNames(r.stream, count).some((name) => redisStreamKey(name, ctx.keyPrefix) === r.redisKey);
+    });
+    const behind = new Set<string>();
+    await Promise.all(
+      recorded.map(async (r) => {
+        const head = await streamHead(ctx.redis, r.redisKey).catch(() => null); // a WRONGTYPE key is reported once leased
+        if (head && (!head.hasMeta || compareEntryIds(head.lastEntryId, r.lastEntryId) < 0)) behind.add(r.stream);
+      }),
+    );
+    return [...behind];
   }
 
   private async keepStream(stream: string): Promise<void> {

@@ -44,7 +44,7 @@ interface PublisherScripts {
   petcoverTrim(stream: string, keepAcknowledgedMs: string, orphanMaxAgeMs: string): Promise<[number, string]>;
 }
 
-const installed = new WeakSet<Redis>();
+const installed = new WeakSet<RedisClient>();
 
 /**
  * Registers the scripts on a client (idempotent). ioredis sends EVALSHA and

@@ -228,6 +228,13 @@ export async function readPositions(sql: Sql, redisKeys: readonly string[]): Pro
   return new Map(rows.map((r) => [r.redis_key, { redisKey: r.redis_key, lastEntryId: r.last_entry_id, trimmedBelow: r.trimmed_below }]));
 }
 
+/** Every partition stream with a recorded last entry: what the lease keeper checks for idle streams Redis lost. */
+export async function recordedPositions(sql: Sql): Promise<Array<{ stream: string; redisKey: string; lastEntryId: string }>> {
+  const rows = await sql<{ stream_name: string; redis_key: string; last_entry_id: string }[]>`
+    SELECT stream_name, redis_key, last_entry_id FROM events.redis_stream_position WHERE last_entry_id IS NOT NULL`;
+  return rows.map((r) => ({ stream: r.stream_name, redisKey: r.redis_key, lastEntryId: r.last_entry_id }));
+}
+
 /** After a trim: entries below `minId` are gone by design, so recovery never re-appends them. */
 export async function recordTrim(sql: Sql, stream: string, redisKey: string, minId: string): Promise<void> {
   await sql`
