@@ -18,7 +18,7 @@ import {
   waitFor,
   type DedicatedPostgres,
 } from '@petcover/outbox/testing';
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { expectExactlyOnceInOrder, fillOutbox, spawnPublisher, unpublishedCount, type PublisherProcess } from './spawn-publisher';
 
 const RESTARTS = 30;
@@ -26,7 +26,7 @@ const prefixes = trackedRedisPrefixes();
 let server: DedicatedPostgres;
 let db: DatabaseHandle;
 let url: string;
-let redis: Redis;
+let redis: RedisClient;
 let publisher: PublisherProcess | undefined;
 
 beforeAll(async () => {

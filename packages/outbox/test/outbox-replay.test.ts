@@ -5,7 +5,7 @@
  * of the same key the command says so, and `events status` reports no false
  * problem afterwards. Bad ranges are usage errors that change nothing.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
 import { createPublisher, type Publisher } from '../src/index';
 import { runEventsCli } from '../src/cli/events';
@@ -13,7 +13,7 @@ import { createTestDatabase, createTestRedis, testRedisUrl, trackedRedisPrefixes
 import { capturingLogger, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 let publisher: Publisher;
 const prefixes = trackedRedisPrefixes();
 const prefix = prefixes.next();

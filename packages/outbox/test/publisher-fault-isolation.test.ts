@@ -5,7 +5,7 @@
  * and named by `events status` with a fix; every other stream keeps its lease
  * and keeps flowing. Once the key is fixed the stream resumes by itself.
  */
-import type Redis from 'ioredis';
+import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
 import { createPublisher, streamMetaKey, type EventsStatus, type Publisher } from '../src/index';
 import { runEventsCli } from '../src/cli/events';
@@ -13,7 +13,7 @@ import { createTestDatabase, createTestRedis, testRedisUrl, trackedRedisPrefixes
 import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
 
 let db: TestDatabase;
-let redis: Redis;
+let redis: RedisClient;
 let publisher: Publisher | undefined;
 const prefixes = trackedRedisPrefixes();
 
@@ -65,7 +65,7 @@ test('a WRONGTYPE stream key and a broken meta hash stop only their own streams;
     const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === 'petcover_publisher_stream_faults_total');
     const values = (metric?.values ?? []) as Array<{ value: number; labels: Record<string, string> }>;
     const byStream = new Map(values.map((v) => [v.labels.stream, v]));
-    return byStream.get(wrongType)!?.value >= 2 && byStream.get(brokenMeta)!?.value >= 2 ? byStream : null;
+    return (byStream.get(wrongType)?.value ?? 0) >= 2 && (byStream.get(brokenMeta)?.value ?? 0) >= 2 ? byStream : null;
   }, { description: 'both faults counted, retried with backoff' });
   expect(faults.get(wrongType)!.labels.cause).toBe('WRONGTYPE');
   expect(faults.get(brokenMeta)!.labels.cause).toBe('WRONGTYPE');

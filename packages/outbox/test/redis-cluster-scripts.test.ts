@@ -15,11 +15,11 @@ import {
   keyPrefixSchema,
   redisStreamKey,
 } from '../src';
-import { streamDedupeKey, streamMetaKey } from '../src/streams';
+import { streamMetaKey } from '../src/streams';
 import { heartbeatMembership, membersKey } from '../src/consumer/membership';
 import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 import { ensureGroup, readGroup, waitForEntry } from '../src/consumer/redis-group';
-import { appendBatch, stampFence, trimStream, type OutboxRowForAppend } from '../src/publisher/redis-scripts';
+import { appendBatch, stampFence, streamHead, trimStream, type OutboxRowForAppend } from '../src/publisher/redis-scripts';
 import { createTestRedis, startRedisCluster, type DedicatedRedisCluster } from '../src/testing';
 
 jest.setTimeout(120_000);
@@ -71,10 +71,10 @@ test('the test streams land on every master (otherwise the checks below prove li
   expect(masters.size).toBe(3);
 });
 
-test("a stream's keys (stream, {stream}:meta, {stream}:dedupe) share one slot", async () => {
+test("a stream's keys (stream, {stream}:meta) share one slot", async () => {
   for (const key of STREAM_KEYS) {
     const slot = await slotOf(key);
-    expect({ key, meta: await slotOf(streamMetaKey(key)), dedupe: await slotOf(streamDedupeKey(key)) }).toEqual({ key, meta: slot, dedupe: slot });
+    expect({ key, meta: await slotOf(streamMetaKey(key)) }).toEqual({ key, meta: slot });
   }
 });
 
@@ -84,12 +84,15 @@ const PUBLISHER_SCRIPTS: Record<string, (key: string) => Promise<void>> = {
     expect(await stampFence(redis, key, { fencingToken: '1', databaseId: 'db-cluster' })).toMatchObject({ status: 'ok' });
   },
   'append.lua': async (key) => {
-    const result = await appendBatch(redis, key, { fencingToken: '1', databaseId: 'db-cluster' }, '1', [row(1), row(2), row(3)]);
-    expect(result).toMatchObject({ status: 'ok', appended: 3 });
+    const result = await appendBatch(redis, key, { fencingToken: '1', databaseId: 'db-cluster' }, '0-0', [row(1), row(2), row(3)]);
+    expect(result).toMatchObject({ status: 'ok', entryIds: [expect.any(String), expect.any(String), expect.any(String)] });
     expect(await redis.xlen(key)).toBe(3);
   },
+  'stream-head.lua': async (key) => {
+    expect(await streamHead(redis, key)).toMatchObject({ hasMeta: true });
+  },
   'trim.lua': async (key) => {
-    expect(await trimStream(redis, key, 0, 0)).toBeGreaterThanOrEqual(0);
+    expect((await trimStream(redis, key, 0, 0)).removed).toBeGreaterThanOrEqual(0);
   },
 };
 
@@ -99,9 +102,9 @@ test('every publisher script file is covered by this test', () => {
 });
 
 test('the publisher scripts run on every master without CROSSSLOT', async () => {
-  // Order matters: stamp, append, trim (as the publisher runs them).
+  // Order matters: stamp, append, head check, trim (as the publisher runs them).
   for (const key of STREAM_KEYS) {
-    for (const script of ['stamp-fence.lua', 'append.lua', 'trim.lua']) await PUBLISHER_SCRIPTS[script]!(key);
+    for (const script of ['stamp-fence.lua', 'append.lua', 'stream-head.lua', 'trim.lua']) await PUBLISHER_SCRIPTS[script]!(key);
   }
 });
 
@@ -124,7 +127,7 @@ test('a key prefix with a brace would split a stream over slots, so it is refuse
   // What the refusal prevents: the hash tag ends inside the prefix.
   const broken = redisStreamKey('stream:pets:profile', 'tenant{a}:');
   expect(await slotOf(streamMetaKey(broken))).not.toBe(await slotOf(broken));
-  await expect(appendBatch(redis, broken, { fencingToken: '1', databaseId: 'db' }, '1', [row(1)])).rejects.toThrow(/CROSSSLOT/);
+  await expect(appendBatch(redis, broken, { fencingToken: '1', databaseId: 'db' }, '0-0', [row(1)])).rejects.toThrow(/CROSSSLOT/);
 
   expect(() => assertKeyPrefix('tenant{a}:')).toThrow(InvalidKeyPrefixError);
   expect(() => assertKeyPrefix('tenant}:')).toThrow(InvalidKeyPrefixError);
