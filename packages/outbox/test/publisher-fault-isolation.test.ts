@@ -7,7 +7,8 @@
  */
 import type { RedisClient } from '@petcover/service-kit';
 import { Registry } from 'prom-client';
-import { createPublisher, streamMetaKey, type EventsStatus, type Publisher } from '../src/index';
+import { createPublisher, type EventsStatus, type Publisher } from '../src/index';
+import { streamMetaKey } from '../src/streams';
 import { runEventsCli } from '../src/cli/events';
 import { createTestDatabase, createTestRedis, testRedisUrl, trackedRedisPrefixes, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing/index';
 import { capturingLogger, expectIdOrder, fillOutbox, readStream, unpublishedCount } from './publisher-helpers';
