@@ -105,6 +105,7 @@ function unsafeInStrictMode(env: Env, parsed: ApiEnv): string[] {
     ['AUTH_SECRET', env.AUTH_SECRET],
     ['SIGNATURE_API_KEY', env.SIGNATURE_API_KEY],
     ['ADMIN_API_KEY', parsed.ADMIN_API_KEY],
+    ['ADMIN_READ_ONLY_KEY', parsed.ADMIN_READ_ONLY_KEY],
     ['the DATABASE_URL password', passwordOf(parsed.DATABASE_URL)],
     ['the REDIS_URL password', passwordOf(parsed.REDIS_URL)],
   ];

@@ -66,6 +66,7 @@ test('strict mode refuses the manual provider, DEV_AUTO_ENROLL_PET and every pub
   expect(refusal({ ...safe, SIGNATURE_API_KEY: DEV_SIGNATURE_API_KEY })).toMatch(/SIGNATURE_API_KEY is a development value/);
   expect(refusal({ ...safe, AUTH_SECRET: DEV_AUTH_SECRET })).toMatch(/AUTH_SECRET is a development value/);
   expect(refusal({ ...safe, ADMIN_API_KEY: 'petcover-compose-dev-only-admin-key' })).toMatch(/ADMIN_API_KEY is a development value/);
+  expect(refusal({ ...safe, ADMIN_READ_ONLY_KEY: 'petcover-dev-only-read-only-key' })).toMatch(/ADMIN_READ_ONLY_KEY is a development value/);
   expect(refusal({ ...safe, AUTH_SECRET: 'REPLACE_ME_REPLACE_ME' })).toMatch(/AUTH_SECRET is a development value/);
   expect(refusal({ ...safe, DATABASE_URL: 'postgresql://petcover:petcover-dev-only@postgres:5432/petcover' })).toMatch(/the DATABASE_URL password is a development value/);
   // Several at once: all named, still one line.
