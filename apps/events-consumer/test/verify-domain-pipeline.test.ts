@@ -36,7 +36,7 @@ import {
   enrollmentAuditConsumerModule,
   enrollmentAuditEntry,
   receiveSignatureCallback,
-  SIGNATURE_EVENT_TYPES,
+  SIGNING_EVENT_TYPES,
 } from '@petcover/domain';
 import { eq } from 'drizzle-orm';
 
@@ -95,9 +95,9 @@ test('verify is OK on the enrollment pipeline; types a group has no handler for 
   const { pet, draft } = await addPet(database.db, owner, { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' });
   await choosePlan(database.db, owner, draft.id, 'basic');
   const request = (await confirmDraft(deps, owner, draft.id)).view.approvalRequest!;
-  for (const eventType of SIGNATURE_EVENT_TYPES) {
+  for (const eventType of SIGNING_EVENT_TYPES) {
     const body = buildSignatureCallback({ apiKey: API_KEY, eventType, signatureRequestId: request.providerRequestId!, approvalRequestId: request.id });
-    await receiveSignatureCallback(database.db, body, { apiKey: API_KEY, provider: 'manual' });
+    await receiveSignatureCallback(database.db, body, { apiKey: API_KEY, provider: deps.signatureProvider });
   }
 
   // The last link of the chain: the audit group recorded the PetEnrolled event.
