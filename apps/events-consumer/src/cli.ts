@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS, type LogLevel } from '@petcover/service-kit';
-import { CONSUMER_DEFAULTS, parseStreamPartitions } from '@petcover/outbox';
+import { CONSUMER_DEFAULTS, EXHAUSTED_POLICIES, parseStreamPartitions, type ExhaustedPolicy } from '@petcover/outbox';
 
 /** Exit code for a command-line usage error (EX_USAGE of sysexits.h). */
 export const EXIT_USAGE = 64;
@@ -27,8 +27,11 @@ Options:
   --partitions <list>     partition counts, e.g. stream:a:b=4,stream:c:d=2 (env STREAM_PARTITIONS)
   --batch-size <n>        entries per read and per transaction (default ${CONSUMER_DEFAULTS.batchSize})
   --lease-ttl <seconds>   partition lease time to live (default ${CONSUMER_DEFAULTS.leaseTtlMs / 1000})
-  --max-attempts <n>      attempts before an event is dead-lettered (default ${CONSUMER_DEFAULTS.maxAttempts})
-  --retry-delay <ms>      first retry delay, doubling each attempt (default ${CONSUMER_DEFAULTS.retryBaseDelayMs})
+  --max-attempts <n>      attempts before an event is dead-lettered or its key halted (default ${CONSUMER_DEFAULTS.maxAttempts});
+                          a failing event is parked with its key meanwhile: only that key waits, the partition goes on
+  --retry-delay <ms>      first retry delay, doubling each attempt up to 60 s (default ${CONSUMER_DEFAULTS.retryBaseDelayMs})
+  --on-exhausted <policy> ${EXHAUSTED_POLICIES.join('|')}: when an event runs out of attempts (default ${CONSUMER_DEFAULTS.onExhausted});
+                          halt keeps its key's later events parked until events key release|discard
   --block <ms>            XREADGROUP BLOCK bound (default ${CONSUMER_DEFAULTS.blockMs})
   --handler-timeout <s>   deadline of one handler call, in seconds (env HANDLER_TIMEOUT_S, default ${CONSUMER_DEFAULTS.handlerTimeoutMs / 1000})
   --read-max-bytes <n>    bytes per read, at least one entry (env READ_MAX_BYTES, default ${CONSUMER_DEFAULTS.readMaxBytes})
@@ -49,6 +52,7 @@ export interface StartOptions {
   leaseTtlMs?: number;
   maxAttempts?: number;
   retryBaseDelayMs?: number;
+  onExhausted?: ExhaustedPolicy;
   blockMs?: number;
   handlerTimeoutMs?: number;
   readMaxBytes?: number;
@@ -80,6 +84,7 @@ export function parseCli(argv: readonly string[]): Command {
         'lease-ttl': { type: 'string' },
         'max-attempts': { type: 'string' },
         'retry-delay': { type: 'string' },
+        'on-exhausted': { type: 'string' },
         block: { type: 'string' },
         'handler-timeout': { type: 'string' },
         'read-max-bytes': { type: 'string' },
@@ -120,6 +125,10 @@ export function parseCli(argv: readonly string[]): Command {
     }
     handlerTimeoutMs = Math.round(seconds * 1000);
   }
+  const onExhausted = values['on-exhausted'];
+  if (onExhausted !== undefined && !(EXHAUSTED_POLICIES as readonly string[]).includes(onExhausted)) {
+    throw new UsageError(`--on-exhausted must be one of ${EXHAUSTED_POLICIES.join(', ')} (got ${JSON.stringify(onExhausted)})`);
+  }
   const readMaxBytes = positiveInteger('read-max-bytes', values['read-max-bytes']);
   if (readMaxBytes !== undefined && readMaxBytes < 1024) throw new UsageError(`--read-max-bytes must be at least 1024 (got ${readMaxBytes})`);
   return {
@@ -133,6 +142,7 @@ export function parseCli(argv: readonly string[]): Command {
       leaseTtlMs: leaseTtlSeconds === undefined ? undefined : leaseTtlSeconds * 1000,
       maxAttempts: positiveInteger('max-attempts', values['max-attempts']),
       retryBaseDelayMs: positiveInteger('retry-delay', values['retry-delay']),
+      onExhausted: onExhausted as ExhaustedPolicy | undefined,
       blockMs: positiveInteger('block', values.block),
       handlerTimeoutMs,
       readMaxBytes,

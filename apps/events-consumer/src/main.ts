@@ -87,6 +87,7 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
       leaseTtlMs: options.leaseTtlMs,
       maxAttempts: options.maxAttempts,
       retryBaseDelayMs: options.retryBaseDelayMs,
+      onExhausted: options.onExhausted,
       handlerTimeoutMs: options.handlerTimeoutMs ?? (env.HANDLER_TIMEOUT_S === undefined ? undefined : Math.round(env.HANDLER_TIMEOUT_S * 1000)),
       readMaxBytes: options.readMaxBytes ?? env.READ_MAX_BYTES,
       inboxRetentionMs: env.INBOX_RETENTION_DAYS === undefined ? undefined : Math.round(env.INBOX_RETENTION_DAYS * 24 * 3_600_000),

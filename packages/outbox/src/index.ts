@@ -17,7 +17,7 @@ export type { EventDefinition } from './define-event';
 export { createDatabaseIfMissing, outboxMigrations, runMigrations } from './migrations';
 export type { MigrationSet } from './migrations';
 export { acquireLease, forceReleaseLease } from './lease/lease';
-export { deadLetter, eventsSchema, outboxEvent, processedEvent, relayNode, streamLease, DEAD_LETTER_STATUSES } from './schema';
+export { deadLetter, eventsSchema, outboxEvent, parkedEvent, parkedKey, processedEvent, relayNode, streamLease, DEAD_LETTER_STATUSES } from './schema';
 export type { DeadLetterStatus } from './schema';
 export {
   assertKeyPrefix,
@@ -37,8 +37,8 @@ export {
   streamPartitionsSchema,
 } from './streams';
 export type { StreamPartitions } from './streams';
-export { createHandlerRegistry, DuplicateHandlerError, HandlerRegistry, InvalidHandlerOptionsError, PermanentError } from './consumer/registry';
-export type { EventHandler, HandledEvent, HandlerContext, HandlerOptions } from './consumer/registry';
+export { createHandlerRegistry, DuplicateHandlerError, EXHAUSTED_POLICIES, HandlerRegistry, InvalidHandlerOptionsError, PermanentError } from './consumer/registry';
+export type { EventHandler, ExhaustedPolicy, HandledEvent, HandlerContext, HandlerOptions } from './consumer/registry';
 export { HandlerTimeoutError } from './consumer/handler-timeout';
 export { INBOX_MAINTENANCE_STREAM, INBOX_RETENTION_DEFAULTS } from './consumer/inbox-retention';
 export { migrationsCheck, postgresCheck, redisCheck } from './readiness';

@@ -8,6 +8,7 @@ import {
   bigint,
   bigserial,
   check,
+  foreignKey,
   index,
   integer,
   jsonb,
@@ -197,4 +198,76 @@ export const redisStreamPosition = eventsSchema.table(
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   () => [check('redis_stream_position_stream_name_check', sql.raw(`stream_name ~ '${STREAM_NAME_SQL}'`))],
+);
+
+/**
+ * Parking (issue 19): a partition key whose handler failed with a retryable
+ * error, per group and PARTITION stream. While its row exists, every later
+ * entry of that key is parked behind (events.parked_event) instead of run, and
+ * the partition goes on with the other keys. The partition's lease holder
+ * retries the key when `next_attempt_at` is due (database clock) and deletes
+ * the row once no parked event is left. A halted key (policy `halt`, attempts
+ * exhausted) waits for an operator: `events key release|discard`.
+ */
+export const parkedKey = eventsSchema.table(
+  'parked_key',
+  {
+    groupName: text('group_name').notNull(),
+    /** Partition stream (as in dead_letter.stream_name): the lease that owns the key's retries. */
+    streamName: text('stream_name').notNull(),
+    partitionKey: text('partition_key').notNull(),
+    /** Failed attempts of the key's head (its oldest parked event) so far. */
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }).notNull().defaultNow(),
+    /** Set when the head ran out of attempts under policy `halt`: no retry until an operator acts. */
+    haltedAt: timestamp('halted_at', { withTimezone: true }),
+    lastError: text('last_error'),
+    /** First failure of the current head. */
+    firstFailedAt: timestamp('first_failed_at', { withTimezone: true }),
+    parkedAt: timestamp('parked_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: 'parked_key_pkey', columns: [t.groupName, t.streamName, t.partitionKey] }),
+    // Serves the retry scheduler: the due keys of one partition.
+    index('parked_key_due_idx').on(t.groupName, t.streamName, t.nextAttemptAt).where(sql`${t.haltedAt} IS NULL`),
+    check('parked_key_attempts_check', sql`${t.attempts} >= 0`),
+  ],
+);
+
+/**
+ * Events parked behind their key, in arrival order (`id`). A row holds what
+ * the handler needs (the Redis entry is acknowledged once parked); its inbox
+ * row (processed_event) is written in the same transaction, so a re-delivery
+ * is a duplicate, and the handler runs in the transaction that deletes it.
+ */
+export const parkedEvent = eventsSchema.table(
+  'parked_event',
+  {
+    id: bigserial('id', { mode: 'bigint' }).primaryKey(),
+    groupName: text('group_name').notNull(),
+    streamName: text('stream_name').notNull(),
+    partitionKey: text('partition_key').notNull(),
+    redisEntryId: text('redis_entry_id').notNull(),
+    eventId: uuid('event_id').notNull(),
+    eventType: text('event_type').notNull(),
+    /** As relayed (decimal string). */
+    outboxId: text('outbox_id').notNull(),
+    /**
+     * Payload and headers as JSON TEXT, not jsonb: jsonb refuses a NUL
+     * (\u0000) that JSON text escapes, and parking must never be refused
+     * (a refused park would stop the partition, the very thing it avoids).
+     */
+    payload: text('payload').notNull(),
+    headers: text('headers').notNull(),
+    /** The event's created_at as the entry carried it (ISO text, handed to the handler unchanged). */
+    eventCreatedAt: text('event_created_at').notNull(),
+    parkedAt: timestamp('parked_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('parked_event_event_key').on(t.groupName, t.eventId),
+    // Serves loading a key's parked events in order.
+    index('parked_event_key_idx').on(t.groupName, t.streamName, t.partitionKey, t.id),
+    // A parked event always has its key row: deleting a key with events left fails.
+    foreignKey({ name: 'parked_event_key_fkey', columns: [t.groupName, t.streamName, t.partitionKey], foreignColumns: [parkedKey.groupName, parkedKey.streamName, parkedKey.partitionKey] }),
+  ],
 );

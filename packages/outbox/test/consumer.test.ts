@@ -231,7 +231,7 @@ describe('consumer', () => {
     expect(rows.map((r) => r.seq)).toEqual(seqs);
     expect(rows.filter((r) => r.attempt !== 1).map((r) => [r.seq, r.attempt])).toEqual([[150, 2]]);
     // One call for the whole read; after it failed, the entries before 150 went through handle();
-    // after 150's retry (re-read from the pending list once its backoff was over) the rest is a batch again.
+    // 150 was parked (151-300 parked behind it, without a call); when due it is retried alone, then the rest is a batch again.
     expect(batchCalls).toEqual([seqs, seqs.slice(150)]);
     expect(await counter(consumer, 'petcover_consumer_failed_total')).toBe(1);
     expect(await counter(consumer, 'petcover_consumer_handled_total')).toBe(300);

@@ -18,7 +18,7 @@ import type { ConsumerStreamDeclaration } from './module';
 import { INBOX_RETENTION_DEFAULTS, startInboxPruner } from './inbox-retention';
 import { ConcurrencyLimit, PartitionWorker, partitionErrorCause } from './partition-worker';
 import { ensureGroup, groupBacklog } from './redis-group';
-import type { HandlerRegistry } from './registry';
+import { EXHAUSTED_POLICIES, type ExhaustedPolicy, type HandlerRegistry } from './registry';
 import { stuckPartitionsKey } from './stuck-partitions';
 
 /** Defaults of every consumer option; the app's flags fall back to these. */
@@ -32,10 +32,25 @@ export const CONSUMER_DEFAULTS = {
   blockMs: 1_000,
   /** A killed replica's partitions are taken over within this (plus one tick). */
   leaseTtlMs: 10_000,
-  maxAttempts: 5,
-  /** 200 ms doubling to 3.2 s: five attempts span ~3 s, enough for a short blip. */
-  retryBaseDelayMs: 200,
-  retryMaxDelayMs: 10_000,
+  /**
+   * Retries of a failing event (issue 19). A failing key is parked and blocks
+   * only itself, so the schedule can be as long as real outages are: 1 s
+   * doubling, capped at 60 s, 10 attempts. The nine waits are 1+2+4+...+32+60+60+60
+   * = 243 s nominal; with equal jitter each wait is 50-100 % of that, so the
+   * last attempt comes 2-4 minutes after the first failure: longer than a
+   * Postgres or Redis failover, a rolling deploy of a downstream service or a
+   * provider's one-minute rate-limit window. The 60 s cap keeps the delay
+   * between a downstream recovering and the key moving again under a minute.
+   * (Before parking, the defaults were 5 attempts over ~3 s: a longer
+   * schedule would have stalled every other key of the partition.)
+   */
+  maxAttempts: 10,
+  retryBaseDelayMs: 1_000,
+  retryMaxDelayMs: 60_000,
+  /** Policy when an event runs out of attempts, unless its handler's registration says otherwise. */
+  onExhausted: 'dead-letter-and-continue' as ExhaustedPolicy,
+  /** A partition with halted keys looks this often for an operator's release (`events key release`). */
+  parkingRecheckMs: 1_000,
   /**
    * Deadline of one handler call (and statement_timeout of its transaction).
    * Long enough for any sane handler, short enough that a hung one frees its
@@ -86,6 +101,9 @@ export interface ConsumerOptions {
   maxAttempts?: number;
   retryBaseDelayMs?: number;
   retryMaxDelayMs?: number;
+  /** Policy when an event runs out of attempts (default dead-letter-and-continue); a handler's registration may override it. */
+  onExhausted?: ExhaustedPolicy;
+  parkingRecheckMs?: number;
   handlerTimeoutMs?: number;
   readMaxBytes?: number;
   /** processed_event rows are kept this long (and while the outbox holds the event); see inbox-retention.ts. */
@@ -156,10 +174,15 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     retryBaseDelayMs: positiveInteger('retryBaseDelayMs', options.retryBaseDelayMs ?? CONSUMER_DEFAULTS.retryBaseDelayMs),
     retryMaxDelayMs: positiveInteger('retryMaxDelayMs', options.retryMaxDelayMs ?? CONSUMER_DEFAULTS.retryMaxDelayMs),
     handlerTimeoutMs: positiveInteger('handlerTimeoutMs', options.handlerTimeoutMs ?? CONSUMER_DEFAULTS.handlerTimeoutMs),
+    parkingRecheckMs: positiveInteger('parkingRecheckMs', options.parkingRecheckMs ?? CONSUMER_DEFAULTS.parkingRecheckMs),
     readMaxBytes: positiveInteger('readMaxBytes', options.readMaxBytes ?? CONSUMER_DEFAULTS.readMaxBytes),
     inboxRetentionMs: positiveInteger('inboxRetentionMs', options.inboxRetentionMs ?? CONSUMER_DEFAULTS.inboxRetentionMs),
     inboxPruneIntervalMs: positiveInteger('inboxPruneIntervalMs', options.inboxPruneIntervalMs ?? CONSUMER_DEFAULTS.inboxPruneIntervalMs),
   };
+  const onExhausted = options.onExhausted ?? CONSUMER_DEFAULTS.onExhausted;
+  if (!EXHAUSTED_POLICIES.includes(onExhausted)) {
+    throw new InvalidConsumerOptionsError('onExhausted', `must be one of ${EXHAUSTED_POLICIES.join(', ')} (got ${JSON.stringify(onExhausted)})`);
+  }
   const partitions: Partition[] = [];
   for (const declared of options.streams) {
     assertStreamName(declared.name, 'streams[].name');
@@ -221,6 +244,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         partitionStream: p.partitionStream,
         maxAttempts: settings.maxAttempts,
         backoff: { baseDelayMs: settings.retryBaseDelayMs, maxDelayMs: settings.retryMaxDelayMs },
+        onExhausted,
+        parkingRecheckMs: settings.parkingRecheckMs,
         handlerTimeoutMs: settings.handlerTimeoutMs,
       },
       redis: options.redis.duplicate(),

@@ -97,7 +97,7 @@ export class DeadLetterRefusedError extends Error {
 }
 
 /** Postgres text and jsonb refuse NUL (U+0000); written as the six characters `\u0000` instead. */
-function withoutNul(text: string): string {
+export function withoutNul(text: string): string {
   return text.includes('\u0000') ? text.split('\u0000').join('\\u0000') : text;
 }
 

@@ -38,7 +38,8 @@ export const INBOX_RETENTION_DEFAULTS = {
  *
  * SQL: DELETE FROM events.processed_event WHERE (group_name, event_id) IN (
  *        SELECT ... WHERE processed_at < now() - retention
- *          AND NOT EXISTS (outbox row with that event_id) ORDER BY processed_at LIMIT n)
+ *          AND NOT EXISTS (outbox row with that event_id)
+ *          AND NOT EXISTS (parked_event of that group and event: still to run) ORDER BY processed_at LIMIT n)
  */
 export async function pruneInboxBatch(sql: Sql, retentionMs: number, limit: number): Promise<number> {
   const result = await sql`
@@ -46,6 +47,7 @@ export async function pruneInboxBatch(sql: Sql, retentionMs: number, limit: numb
       SELECT p.group_name, p.event_id FROM events.processed_event p
       WHERE p.processed_at < now() - make_interval(secs => ${retentionMs}::float8 / 1000)
         AND NOT EXISTS (SELECT 1 FROM events.outbox_event o WHERE o.event_id = p.event_id)
+        AND NOT EXISTS (SELECT 1 FROM events.parked_event pe WHERE pe.group_name = p.group_name AND pe.event_id = p.event_id)
       ORDER BY p.processed_at
       LIMIT ${limit})`;
   return result.count;

@@ -18,6 +18,12 @@ export interface ConsumerMetrics {
   stuckEntries: Counter<'group' | 'stream'>;
   /** Partitions the watchdog gave up because they made no progress. */
   watchdogReleases: Counter<'group' | 'stream'>;
+  /** Entries parked behind their failing key (issue 19), heads included. */
+  parked: Counter<'group' | 'stream' | 'event_type'>;
+  /** Parked events, parked keys and halted keys of each partition this process holds. */
+  parkedEntries: Gauge<'group' | 'stream'>;
+  parkedKeys: Gauge<'group' | 'stream'>;
+  haltedKeys: Gauge<'group' | 'stream'>;
   inboxPruned: Counter;
   handlerSeconds: Histogram<'group' | 'event_type'>;
   lag: Gauge<'group' | 'stream'>;
@@ -75,6 +81,30 @@ export function createConsumerMetrics(registry: Registry): ConsumerMetrics {
     watchdogReleases: new Counter({
       name: 'petcover_consumer_watchdog_releases_total',
       help: 'Partition leases given up because the partition made no progress for longer than the handler deadline plus the lease TTL',
+      labelNames: ['group', 'stream'],
+      registers,
+    }),
+    parked: new Counter({
+      name: 'petcover_consumer_parked_total',
+      help: 'Entries parked behind their partition key because an earlier event of the key failed (the partition goes on with other keys)',
+      labelNames: eventLabels,
+      registers,
+    }),
+    parkedEntries: new Gauge({
+      name: 'petcover_consumer_parked_entries',
+      help: 'Events parked per partition (waiting behind a failing or halted key), sampled by the partition owner',
+      labelNames: ['group', 'stream'],
+      registers,
+    }),
+    parkedKeys: new Gauge({
+      name: 'petcover_consumer_parked_keys',
+      help: 'Partition keys parked (retrying or halted), sampled by the partition owner',
+      labelNames: ['group', 'stream'],
+      registers,
+    }),
+    haltedKeys: new Gauge({
+      name: 'petcover_consumer_halted_keys',
+      help: 'Partition keys halted (policy halt, out of attempts) until an operator releases or discards their head',
       labelNames: ['group', 'stream'],
       registers,
     }),

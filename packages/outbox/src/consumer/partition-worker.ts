@@ -4,11 +4,15 @@
  * strictly in order, acknowledge. One worker per leased partition, each on
  * its own Redis connection (a blocking read holds its connection).
  *
- * Memory: a worker reads and settles only while holding a concurrency slot,
- * so at most `concurrency` batches of at most `readMaxBytes` are in hand;
- * an idle worker waits for new entries outside its slot with a read of ONE
- * entry, and a retrying one sleeps its backoff outside its slot holding
- * nothing (the failing entry stays pending and is re-read after the wait).
+ * A failing entry never holds the partition (issue 19): it is parked with
+ * its key in Postgres and acknowledged, and the worker goes on. Between reads,
+ * while its partition has parked keys, the worker runs the ones that are due
+ * (retry-parked-keys.ts), under its lease and slot.
+ *
+ * Memory: a worker reads, settles and retries parked keys only while holding
+ * a concurrency slot, so at most `concurrency` batches of at most
+ * `readMaxBytes` are in hand; an idle worker waits for new entries outside
+ * its slot with a read of ONE entry, no longer than until a parked key is due.
  */
 import type { RedisClient } from '@petcover/service-kit';
 import { databaseErrorOf } from '../errors';
@@ -17,7 +21,8 @@ import { DeadLetterRefusedError } from './dead-letters';
 import { PartitionLeaseLostError } from './inbox';
 import { pruneIdleConsumers } from './prune-idle-consumers';
 import { acknowledge, claimAllPending, ensureGroup, isNoGroupError, pendingCountOf, readGroup, waitForEntry, type ReadResult } from './redis-group';
-import { settleEntries, type PartitionContext, type PendingRetry } from './settle-entries';
+import { retryDueKeys } from './retry-parked-keys';
+import { settleEntries, type PartitionContext } from './settle-entries';
 import { clearStuckPartition, reportStuckPartition } from './stuck-partitions';
 
 /** Limits how many partitions read and settle a batch at the same time (`--concurrency`). */
@@ -54,7 +59,7 @@ export function partitionErrorCause(error: unknown): string {
 }
 
 export interface PartitionWorkerOptions {
-  context: Omit<PartitionContext, 'signal' | 'progress' | 'inTransaction'>;
+  context: Omit<PartitionContext, 'signal' | 'progress' | 'inTransaction' | 'parking'>;
   /** Dedicated connection; the worker disconnects it when it ends. */
   redis: RedisClient;
   key: string;
@@ -105,7 +110,7 @@ export class PartitionWorker {
   /**
    * How long the worker has been working on entries in hand without any
    * handler call ending or any batch committing (0 while idle or waiting
-   * for its concurrency slot, a retry delay or new entries).
+   * for its concurrency slot or new entries).
    */
   stalledMs(now = Date.now()): number {
     if (this.busySince === null) return 0;
@@ -159,6 +164,8 @@ export class PartitionWorker {
       signal,
       progress: () => (this.lastProgress = Date.now()),
       inTransaction: (pid) => (this.backendPid = pid),
+      // Unknown until the first look (at once): a previous owner may have left parked keys.
+      parking: { any: true, checkAt: 0 },
     };
     const logContext = { group: ctx.group, stream: ctx.partitionStream, key };
     let from = '0-0';
@@ -167,7 +174,6 @@ export class PartitionWorker {
     let failingCause: string | null = null;
     let leaseLost = false;
     let lastReclaim = 0;
-    let retry: PendingRetry | undefined;
     // Entries the first XREADGROUP of the bounded read asks for: a guess from the last read's sizes.
     let firstChunk = 1;
     const stuckLogged = new Set<string>();
@@ -189,6 +195,11 @@ export class PartitionWorker {
         }
         release = await this.options.limit.acquire();
         if (signal.aborted) break;
+        if (Date.now() >= ctx.parking.checkAt) {
+          this.busySince = Date.now();
+          await retryDueKeys(ctx, { batchSize, readMaxBytes });
+          this.busySince = null;
+        }
         let read: ReadResult = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, maxBytes: readMaxBytes, firstChunk, ackFirst: unacked });
         unacked = [];
         if (read.entries.length === 0) {
@@ -200,7 +211,9 @@ export class PartitionWorker {
           // Nothing new: wait for the next entry outside the slot, holding at most that one.
           release();
           release = undefined;
-          read = await waitForEntry(redis, { key, group: ctx.group, consumer: ctx.ownerId, blockMs });
+          // No longer than until a parked key is due (BLOCK 0 would mean forever).
+          const untilDue = Math.max(1, Math.min(blockMs, ctx.parking.checkAt - Date.now()));
+          read = await waitForEntry(redis, { key, group: ctx.group, consumer: ctx.ownerId, blockMs: untilDue });
           if (read.entries.length === 0) continue;
           release = await this.options.limit.acquire();
           if (!read.olderPending && batchSize > 1 && read.bytes < readMaxBytes) {
@@ -222,17 +235,15 @@ export class PartitionWorker {
         }
         this.busySince = Date.now();
         this.inHand = { entryId: read.entries[0]!.id, entries: read.entries.length };
-        const result = await settleEntries(ctx, read.entries, retry);
+        const settled = await settleEntries(ctx, read.entries);
         this.busySince = null;
         this.inHand = null;
-        const { settled } = result;
-        retry = result.retry;
         unacked = settled;
         const last = settled[settled.length - 1];
-        // Entries delivered but not settled (a retry, or cut by the byte budget) are in our
+        // Entries delivered but not settled (cut by the byte budget) are in our
         // pending list, after the last settled one: read them from there before anything new.
         if (from !== '>') from = last ?? from;
-        else if (retry || read.more || settled.length < read.entries.length) from = last ?? '0-0';
+        else if (read.more || settled.length < read.entries.length) from = last ?? '0-0';
         if (failures > 0 || stuckReported) {
           ctx.logger.info(logContext, 'partition consuming again');
           if (stuckReported) await clearStuckPartition(redis, this.options.stuckKey, ctx.partitionStream);
@@ -240,12 +251,6 @@ export class PartitionWorker {
         }
         failures = 0;
         failingCause = null;
-        if (retry) {
-          // Back off without the slot and without the batch: the entry stays pending and is re-read.
-          release();
-          release = undefined;
-          if (!(await sleep(retry.delayMs, signal))) break;
-        }
       } catch (error) {
         this.busySince = null;
         this.inHand = null;
@@ -308,6 +313,9 @@ export class PartitionWorker {
         ctx.logger.warn({ ...logContext, err: error, entries: unacked.length }, 'could not acknowledge the last batch before stopping');
       }
     }
+    // Another replica samples this partition's parking from now on.
+    const gauge = { group: ctx.group, stream: ctx.partitionStream };
+    for (const metric of [ctx.metrics.parkedEntries, ctx.metrics.parkedKeys, ctx.metrics.haltedKeys]) metric.remove(gauge);
     if (!leaseLost) await this.reportLeftovers(logContext);
     this.options.redis.disconnect();
     if (leaseLost) this.options.onLeaseLost();
@@ -318,7 +326,7 @@ export class PartitionWorker {
     try {
       const left = await pendingCountOf(redis, key, context.group, context.ownerId);
       if (left > 0) {
-        context.logger.warn({ ...logContext, pending: left }, 'stopping with entries pending (a retry wait was cut short); the next owner reclaims them');
+        context.logger.warn({ ...logContext, pending: left }, 'stopping with entries pending; the next owner reclaims them');
       }
     } catch {
       // Redis unreachable at stop: nothing to report, the next owner reclaims.

@@ -61,10 +61,22 @@ export interface HandlerContext {
   signal: AbortSignal;
 }
 
+/**
+ * What happens when a key's head runs out of attempts (or fails with a
+ * PermanentError): `dead-letter-and-continue` dead-letters it and the key's
+ * later events proceed; `halt` keeps it parked, halted, with the key's later
+ * events parked behind it, until an operator releases (retries) or discards
+ * it (`events key release|discard`).
+ */
+export const EXHAUSTED_POLICIES = ['dead-letter-and-continue', 'halt'] as const;
+export type ExhaustedPolicy = (typeof EXHAUSTED_POLICIES)[number];
+
 /** Options of one registration. */
 export interface HandlerOptions {
   /** Deadline of one call of this handler in ms; default the consumer's (`--handler-timeout`, 30 s). */
   timeoutMs?: number;
+  /** Policy when this handler's event exhausts its attempts; default the group's (`--on-exhausted`). */
+  onExhausted?: ExhaustedPolicy;
 }
 
 export interface EventHandler<P> {
@@ -86,6 +98,8 @@ export interface EventHandler<P> {
   handleBatch?(events: HandledEvent<P>[], ctx: HandlerContext): Promise<void>;
   /** Deadline of one call in ms; default the consumer's. */
   timeoutMs?: number;
+  /** Policy when an event exhausts its attempts; default the group's. */
+  onExhausted?: ExhaustedPolicy;
 }
 
 export interface RegisteredHandler {
@@ -94,6 +108,7 @@ export interface RegisteredHandler {
   handle(event: HandledEvent<unknown>, ctx: HandlerContext): Promise<void>;
   handleBatch?(events: HandledEvent<unknown>[], ctx: HandlerContext): Promise<void>;
   timeoutMs?: number;
+  onExhausted?: ExhaustedPolicy;
 }
 
 export class InvalidHandlerOptionsError extends Error {
@@ -128,6 +143,13 @@ export class HandlerRegistry {
     if (timeoutMs !== undefined) {
       if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new InvalidHandlerOptionsError(eventType, `timeoutMs must be a positive integer (got ${timeoutMs})`);
       entry.timeoutMs = timeoutMs;
+    }
+    const onExhausted = options.onExhausted ?? (typeof handler === 'function' ? undefined : handler.onExhausted);
+    if (onExhausted !== undefined) {
+      if (!EXHAUSTED_POLICIES.includes(onExhausted)) {
+        throw new InvalidHandlerOptionsError(eventType, `onExhausted must be one of ${EXHAUSTED_POLICIES.join(', ')} (got ${JSON.stringify(onExhausted)})`);
+      }
+      entry.onExhausted = onExhausted;
     }
     this.handlers.set(eventType, entry);
     return this;

@@ -1,25 +1,29 @@
 /**
  * Settles a batch of entries read from one partition, in entry-id order:
  * each is handled (its effect and its processed_event row commit together),
- * recognised as a duplicate, skipped (no handler), or dead-lettered.
+ * recognised as a duplicate, skipped (no handler), parked behind its key, or
+ * dead-lettered.
  *
  * Fast path: the whole batch in ONE transaction (one processed_event insert
  * for all event ids, handlers run in order, a batch handler once per run of
  * consecutive entries of its type, lease fence, commit). When a handler
  * throws (or runs past its deadline), the transaction rolls back; the
  * entries before it are committed again as a smaller batch, then the
- * failing entry is either dead-lettered (permanent, or out of attempts) or
- * handed back to the partition worker as a PendingRetry: the worker waits
- * out the backoff WITHOUT holding a concurrency slot or the batch, re-reads
- * the partition's pending entries and calls settleEntries again with it, and
- * the entry is attempted alone (a failed batch handler's run is first re-run
- * one entry per call, to find the failing entry). Each entry's effect stays
- * atomic and order is kept.
+ * failing entry is either dead-lettered (permanent, or out of attempts under
+ * `dead-letter-and-continue`) or PARKED (issue 19): its key goes to
+ * events.parked_key with its next attempt due after the backoff, the entry to
+ * events.parked_event with its inbox row, all in one transaction, and the
+ * partition moves on at once. Later entries of a parked key are parked behind
+ * it inside the batch transaction, in order, without running; entries of
+ * other keys run. The partition's retry scheduler (retry-parked-keys.ts)
+ * re-runs a parked key when due through the same runBatch, on its parked
+ * events instead of fresh entries. (A failed batch handler's run is first
+ * re-run one entry per call, to find the failing entry.)
  *
  * The parts: classify (decode, schema, replay target), runBatch (one
- * transaction bounded by the deadline), callHandler (one handler call under
- * withDeadline), attemptRetry (the failing entry alone), and
- * deadLetterHandlerFailure (letter + inbox row in one transaction).
+ * transaction bounded by the deadline, on fresh or parked entries),
+ * callHandler (one handler call under withDeadline), parkFailure and
+ * deadLetterHandlerFailure (each one transaction).
  */
 import type { Logger } from 'pino';
 import type { Database, Transaction } from '../db';
@@ -28,12 +32,13 @@ import { UUID_PATTERN } from '../event-id';
 import type { LeaseRole } from '../lease/lease';
 import { decodeEntry, MalformedEntryError, type StreamEvent } from '../streams';
 import { backoffDelay, type BackoffPolicy } from '../backoff';
-import { landDeadLetter, REPLAY_FOR_GROUP_HEADER, type DeadLetterLanding, type NewDeadLetter } from './dead-letters';
+import { landDeadLetter, REPLAY_FOR_GROUP_HEADER, withoutNul, type DeadLetterLanding, type NewDeadLetter } from './dead-letters';
 import { boundTransaction, HandlerTimeoutError, withDeadline } from './handler-timeout';
-import { assertPartitionLease, markProcessed } from './inbox';
+import { assertPartitionLease, markProcessed, PartitionLeaseLostError } from './inbox';
 import type { ConsumerMetrics } from './metrics';
+import { parkedKeysAmong, parkEntries, parkKey, type ParkingScope } from './parking';
 import type { RawEntry } from './redis-group';
-import { PermanentError, type HandledEvent, type HandlerContext, type HandlerRegistry, type RegisteredHandler } from './registry';
+import { PermanentError, type ExhaustedPolicy, type HandledEvent, type HandlerContext, type HandlerRegistry, type RegisteredHandler } from './registry';
 
 export interface PartitionContext {
   db: Database;
@@ -49,8 +54,14 @@ export interface PartitionContext {
   partitionStream: string;
   maxAttempts: number;
   backoff: BackoffPolicy;
+  /** What happens to a key whose head runs out of attempts, unless its handler's registration says otherwise. */
+  onExhausted: ExhaustedPolicy;
+  /** What the worker knows of its partition's parked keys (see ParkingHint). */
+  parking: ParkingHint;
   /** Deadline of a handler call unless its registration overrides it. */
   handlerTimeoutMs: number;
+  /** How often a partition with halted keys (and none due) looks again for an operator's release. */
+  parkingRecheckMs: number;
   /** Called whenever the partition moves (a handler call ends, a batch commits): the watchdog's pulse. */
   progress(): void;
   /** Backend pid of the batch transaction in flight (null after it ends), for the watchdog. */
@@ -60,23 +71,21 @@ export interface PartitionContext {
 }
 
 /**
- * An entry that failed and waits for its next attempt. The worker sleeps
- * `delayMs` outside its concurrency slot, then passes it back to
- * settleEntries with the re-read entries (it is then the first of them).
+ * The worker's knowledge of its partition's parked keys. `any` false means
+ * none: only the lease holder parks (every parking transaction checks the
+ * lease), so while it parked nothing since it last counted, the per-batch
+ * lookup of parked keys is skipped. `checkAt` (Date.now() ms) is when the
+ * worker next looks for due keys; parking a key brings it forward.
  */
-export interface PendingRetry {
-  entryId: string;
-  /** Attempts that failed so far. */
-  failures: number;
-  firstFailedAt: Date;
-  error: Error;
-  delayMs: number;
+export interface ParkingHint {
+  any: boolean;
+  checkAt: number;
 }
 
-/** What settleEntries did: the ids that may be acknowledged (a prefix of the entries) and, if any, the entry to retry. */
-export interface SettleResult {
-  settled: string[];
-  retry?: PendingRetry;
+/** Bring the parking check forward to `delayMs` from now (a key was parked or became due). */
+export function parkingDueIn(hint: ParkingHint, delayMs: number): void {
+  hint.any = true;
+  hint.checkAt = Math.min(hint.checkAt, Date.now() + delayMs);
 }
 
 /** A payload that fails the handler's schema; dead-lettered at once. */
@@ -87,13 +96,16 @@ export class PayloadSchemaError extends Error {
   }
 }
 
-type Item =
-  | { kind: 'handle'; entryId: string; event: StreamEvent; handler: RegisteredHandler; payload: unknown }
+/**
+ * One entry to settle. `attempt` is the attempt a handler call makes (1, or
+ * a parked head's failures + 1); `parkedId` the parked_event row of an entry
+ * run by the retry scheduler.
+ */
+export type Item =
+  | { kind: 'handle'; entryId: string; event: StreamEvent; handler: RegisteredHandler; payload: unknown; attempt: number; parkedId?: string }
   | { kind: 'skip'; entryId: string; event: StreamEvent }
   | { kind: 'gone'; entryId: string }
-  | { kind: 'reject'; entryId: string; event: StreamEvent | null; fields: Record<string, string>; error: Error; reason: string };
-
-type FailureState = Omit<PendingRetry, 'delayMs'>;
+  | { kind: 'reject'; entryId: string; event: StreamEvent | null; fields: Record<string, string>; error: Error; reason: string; parkedId?: string };
 
 /** Thrown inside the batch transaction to roll it back and say which item failed. */
 class HandlerFailure extends Error {
@@ -130,12 +142,17 @@ function classify(ctx: PartitionContext, raw: RawEntry): Item {
   if (replayFor !== undefined && replayFor !== ctx.group) return { kind: 'skip', entryId: raw.id, event };
   const handler = ctx.registry.get(event.type);
   if (!handler) return { kind: 'skip', entryId: raw.id, event };
+  return classifyHandled(raw.id, event, handler, 1);
+}
+
+/** An event with a handler: to handle, or rejected when its payload fails the handler's schema. */
+export function classifyHandled(entryId: string, event: StreamEvent, handler: RegisteredHandler, attempt: number, parkedId?: string): Item {
   const parsed = handler.schema.safeParse(event.payload);
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${['payload', ...i.path.map(String)].join('.')}: ${i.message}`).join('; ');
-    return { kind: 'reject', entryId: raw.id, event, fields: {}, error: new PayloadSchemaError(event.type, detail), reason: 'schema' };
+    return { kind: 'reject', entryId, event, fields: {}, error: new PayloadSchemaError(event.type, detail), reason: 'schema', parkedId };
   }
-  return { kind: 'handle', entryId: raw.id, event, handler, payload: parsed.data };
+  return { kind: 'handle', entryId, event, handler, payload: parsed.data, attempt, parkedId };
 }
 
 /**
@@ -183,14 +200,16 @@ function deadLetterOf(ctx: PartitionContext, item: Item & { kind: 'handle' | 're
   };
 }
 
-interface BatchCounts {
+export interface BatchCounts {
   handled: Item[];
   duplicates: Item[];
+  /** Entries parked behind their key in this transaction. */
+  parked: Item[];
   rejected: { item: Item & { kind: 'reject' }; landing: DeadLetterLanding }[];
   latencies: { type: string; seconds: number }[];
 }
 
-type HandleItem = Item & { kind: 'handle' };
+export type HandleItem = Item & { kind: 'handle' };
 
 /** Entries handled by one handler call: one entry, or a batch handler's run of consecutive entries. */
 interface HandlerRun {
@@ -199,7 +218,7 @@ interface HandlerRun {
   items: HandleItem[];
 }
 
-type BatchOutcome = { ok: true; counts: BatchCounts } | { ok: false; index: number; error: Error; batched: boolean };
+export type BatchOutcome = { ok: true; counts: BatchCounts } | { ok: false; index: number; error: Error; batched: boolean };
 
 /** The deadline of a handler call: its registration's override, else the consumer's. */
 function timeoutOf(ctx: PartitionContext, handler: RegisteredHandler): number {
@@ -207,17 +226,57 @@ function timeoutOf(ctx: PartitionContext, handler: RegisteredHandler): number {
 }
 
 /**
+ * Where a batch's entries come from, and so how it claims them inside the
+ * batch transaction. `claim` returns the event ids whose handler runs now
+ * (`run`) and those it parked (`parked`); any other is a duplicate.
+ * `afterRun` runs in the transaction before the lease fence.
+ */
+export interface EntrySource {
+  claim(tx: Transaction, items: readonly (HandleItem | RejectWithEvent)[]): Promise<{ run: Set<string>; parked: Set<string> }>;
+  afterRun?(tx: Transaction): Promise<void>;
+}
+
+export function parkingScope(ctx: PartitionContext): ParkingScope {
+  return { group: ctx.group, partitionStream: ctx.partitionStream };
+}
+
+/**
+ * Entries read from Redis: each gets its inbox row (processed_event); an
+ * entry already there is a duplicate. When the partition has parked keys,
+ * the entries of those keys are parked behind them instead of run (their
+ * inbox rows stay: a re-delivery is a duplicate, the parked row runs once).
+ */
+function freshEntries(ctx: PartitionContext): EntrySource {
+  return {
+    async claim(tx, items) {
+      const handled = items.filter((i): i is HandleItem => i.kind === 'handle');
+      const keys = ctx.parking.any ? await parkedKeysAmong(tx, parkingScope(ctx), handled.map((i) => i.event.partitionKey)) : new Set<string>();
+      const run = await markProcessed(tx, ctx.group, items.map((i) => i.event.eventId));
+      const parked = new Set<string>();
+      if (keys.size > 0) {
+        const toPark = handled.filter((i) => keys.has(i.event.partitionKey) && run.delete(i.event.eventId));
+        for (const item of toPark) parked.add(item.event.eventId);
+        await parkEntries(tx, parkingScope(ctx), toPark);
+      }
+      return { run, parked };
+    },
+  };
+}
+
+/**
  * Runs `items` in one transaction. Resolves {ok:true} after commit, or
  * {ok:false, index, error, batched} when a handler threw or ran past its
- * deadline (nothing committed). Consecutive fresh entries of a type with a
+ * deadline (nothing committed). Consecutive entries to run of a type with a
  * batch handler go to it in one call, unless `oneByOne`. Rejected entries
  * (malformed, schema) are dead-lettered in the same transaction with their
  * inbox row; one already in the inbox was dead-lettered (or handled) before
- * and is a duplicate. Infrastructure errors (database down, lease lost,
- * DeadLetterRefusedError) are thrown.
+ * and is a duplicate. `source` claims the entries (fresh: inbox rows, and
+ * parking behind parked keys; parked: deleting their parked rows).
+ * Infrastructure errors (database down, lease lost, DeadLetterRefusedError)
+ * are thrown.
  */
-async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: number, oneByOne: boolean): Promise<BatchOutcome> {
-  const counts: BatchCounts = { handled: [], duplicates: [], rejected: [], latencies: [] };
+export async function runBatch(ctx: PartitionContext, items: readonly Item[], oneByOne: boolean, source: EntrySource = freshEntries(ctx)): Promise<BatchOutcome> {
+  const counts: BatchCounts = { handled: [], duplicates: [], parked: [], rejected: [], latencies: [] };
   // The longest deadline of the handlers this transaction runs (the default when it runs none).
   let deadlineMs = 0;
   for (const item of items) if (item.kind === 'handle') deadlineMs = Math.max(deadlineMs, timeoutOf(ctx, item.handler));
@@ -226,7 +285,7 @@ async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: 
     await ctx.db.transaction(async (tx: Transaction) => {
       ctx.inTransaction(await boundTransaction(tx, deadlineMs));
       const withEventId = items.filter((i): i is HandleItem | RejectWithEvent => i.kind === 'handle' || (i.kind === 'reject' && i.event !== null));
-      const fresh = await markProcessed(tx, ctx.group, withEventId.map((i) => i.event.eventId));
+      const { run: fresh, parked } = await source.claim(tx, withEventId);
       for (const item of items) {
         if (item.kind !== 'reject') continue;
         if (item.event && !fresh.delete(item.event.eventId)) {
@@ -242,7 +301,8 @@ async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: 
         if (item.kind !== 'handle') continue;
         // A second entry with the same event_id in this batch is a duplicate too.
         if (!fresh.delete(item.event.eventId)) {
-          counts.duplicates.push(item);
+          if (parked.delete(item.event.eventId)) counts.parked.push(item);
+          else counts.duplicates.push(item);
           continue;
         }
         const batchable = !oneByOne && item.handler.handleBatch !== undefined;
@@ -250,14 +310,15 @@ async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: 
           run.items.push(item);
           continue;
         }
-        if (run) await callHandler(ctx, tx, attempt, run, counts);
+        if (run) await callHandler(ctx, tx, run, counts);
         run = { index, items: [item] };
         if (!batchable) {
-          await callHandler(ctx, tx, attempt, run, counts);
+          await callHandler(ctx, tx, run, counts);
           run = undefined;
         }
       }
-      if (run) await callHandler(ctx, tx, attempt, run, counts);
+      if (run) await callHandler(ctx, tx, run, counts);
+      await source.afterRun?.(tx);
       await assertPartitionLease(tx, partitionLease(ctx));
     });
   } catch (error) {
@@ -270,7 +331,7 @@ async function runBatch(ctx: PartitionContext, items: readonly Item[], attempt: 
   return { ok: true, counts };
 }
 
-type RejectWithEvent = Item & { kind: 'reject'; event: StreamEvent };
+export type RejectWithEvent = Item & { kind: 'reject'; event: StreamEvent };
 
 /** The entry's fields as received, for the minimal dead letter. */
 function rawFieldsOf(item: Item & { kind: 'handle' | 'reject' }): Record<string, string> {
@@ -287,13 +348,14 @@ function rawFieldsOf(item: Item & { kind: 'handle' | 'reject' }): Record<string,
   };
 }
 
-function partitionLease(ctx: PartitionContext) {
+export function partitionLease(ctx: PartitionContext) {
   return { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, group: ctx.group };
 }
 
 /** One handler call: `handle` for a single entry, `handleBatch` for a run of several. */
-async function callHandler(ctx: PartitionContext, tx: Transaction, attempt: number, run: HandlerRun, counts: BatchCounts): Promise<void> {
+async function callHandler(ctx: PartitionContext, tx: Transaction, run: HandlerRun, counts: BatchCounts): Promise<void> {
   const first = run.items[0]!;
+  const attempt = first.attempt;
   const handler = first.handler;
   const started = process.hrtime.bigint();
   try {
@@ -349,7 +411,7 @@ function handlerContext(ctx: PartitionContext, tx: Transaction, attempt: number,
   };
 }
 
-function labels(ctx: PartitionContext, type: string) {
+export function metricLabels(ctx: PartitionContext, type: string) {
   return { group: ctx.group, stream: ctx.stream, event_type: type };
 }
 
@@ -359,13 +421,14 @@ function countByType(items: readonly Item[]): Map<string, number> {
   return counts;
 }
 
-function recordCommitted(ctx: PartitionContext, counts: BatchCounts): void {
+export function recordCommitted(ctx: PartitionContext, counts: BatchCounts): void {
   // One increment per event type and batch: a labelled inc per entry shows up at tens of thousands per second.
-  for (const [type, n] of countByType(counts.handled)) ctx.metrics.handled.inc(labels(ctx, type), n);
-  for (const [type, n] of countByType(counts.duplicates)) ctx.metrics.duplicates.inc(labels(ctx, type), n);
+  for (const [type, n] of countByType(counts.handled)) ctx.metrics.handled.inc(metricLabels(ctx, type), n);
+  for (const [type, n] of countByType(counts.duplicates)) ctx.metrics.duplicates.inc(metricLabels(ctx, type), n);
+  for (const [type, n] of countByType(counts.parked)) ctx.metrics.parked.inc(metricLabels(ctx, type), n);
   for (const { type, seconds } of counts.latencies) ctx.metrics.handlerSeconds.observe({ group: ctx.group, event_type: type }, seconds);
   for (const { item, landing } of counts.rejected) {
-    ctx.metrics.deadLettered.inc({ ...labels(ctx, item.event?.type ?? 'unknown'), reason: item.reason });
+    ctx.metrics.deadLettered.inc({ ...metricLabels(ctx, item.event?.type ?? 'unknown'), reason: item.reason });
     ctx.logger.error(
       { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event?.eventId, eventType: item.event?.type, reason: item.reason, landing, err: item.error },
       landing === 'minimal' ? 'entry dead-lettered at once (minimal row: the full one was refused)' : 'entry dead-lettered at once',
@@ -375,56 +438,35 @@ function recordCommitted(ctx: PartitionContext, counts: BatchCounts): void {
 
 /**
  * Settles `entries` (in order) and returns the ids that may now be
- * acknowledged (a prefix of `entries`) and, when an entry failed and may be
- * retried, that entry as a PendingRetry (it and the rest stay pending).
- * `retry`: the PendingRetry of the previous call, whose backoff the worker
- * has waited out; if it is the first entry it is attempted alone at once.
- * Throws on infrastructure errors (database down, PartitionLeaseLostError,
- * DeadLetterRefusedError).
+ * acknowledged: all of them, unless an infrastructure error is thrown
+ * (database down, PartitionLeaseLostError, DeadLetterRefusedError), in which
+ * case nothing of the call is acknowledged and what committed is recognised
+ * as duplicates when re-read. A failing entry never holds the partition: it
+ * is parked (or dead-lettered, or its key halted) and the rest goes on.
  */
-export async function settleEntries(ctx: PartitionContext, entries: readonly RawEntry[], retry?: PendingRetry): Promise<SettleResult> {
+export async function settleEntries(ctx: PartitionContext, entries: readonly RawEntry[]): Promise<string[]> {
   let queue = entries.map((raw) => classify(ctx, raw));
   const settled: string[] = [];
   for (const item of queue) {
-    if (item.kind === 'skip') ctx.metrics.skipped.inc(labels(ctx, item.event.type));
+    if (item.kind === 'skip') ctx.metrics.skipped.inc(metricLabels(ctx, item.event.type));
     if (item.kind === 'gone') ctx.logger.warn({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId }, 'pending entry no longer in the stream (trimmed); acknowledging');
   }
-  const head = queue[0];
-  let failing: FailureState | undefined =
-    retry && head?.kind === 'handle' && head.entryId === retry.entryId
-      ? { entryId: retry.entryId, failures: retry.failures, firstFailedAt: retry.firstFailedAt, error: retry.error }
-      : undefined;
-  let attemptNow = failing !== undefined;
+  let failing: { item: HandleItem; error: Error } | undefined;
   let limit = queue.length;
   // After a batch handler failed, the rest of this read is handled one entry per call.
   let oneByOne = false;
   while (queue.length > 0) {
     const first = queue[0] as Item;
-    if (failing && failing.entryId === first.entryId) {
-      const item = first as HandleItem;
-      if (attemptNow) {
-        attemptNow = false;
-        if (await attemptRetry(ctx, item, failing)) {
-          failing = undefined;
-          settled.push(item.entryId);
-          queue = queue.slice(1);
-          limit = queue.length;
-          continue;
-        }
-      }
-      const permanent = isPermanentError(failing.error);
-      if (!permanent && failing.failures < ctx.maxAttempts) {
-        return { settled, retry: { ...failing, delayMs: backoffDelay(failing.failures, ctx.backoff) } };
-      }
-      await deadLetterHandlerFailure(ctx, item, failing, permanent);
+    if (failing && failing.item === first) {
+      await settleFailure(ctx, failing.item, failing.error, null, freshEntries(ctx));
       failing = undefined;
-      settled.push(item.entryId);
+      settled.push(first.entryId);
       queue = queue.slice(1);
       limit = queue.length;
       continue;
     }
     const batch = queue.slice(0, limit);
-    const outcome = await runBatch(ctx, batch, 1, oneByOne);
+    const outcome = await runBatch(ctx, batch, oneByOne);
     if (outcome.ok) {
       recordCommitted(ctx, outcome.counts);
       settled.push(...batch.map((i) => i.entryId));
@@ -432,78 +474,160 @@ export async function settleEntries(ctx: PartitionContext, entries: readonly Raw
       limit = queue.length;
       continue;
     }
-    if (outcome.batched) {
-      // Which entry of the run failed is unknown: commit what came before it,
-      // then take the run one entry at a time; the failing one then shows.
-      const run = batch[outcome.index] as HandleItem;
-      ctx.logger.warn(
-        { group: ctx.group, stream: ctx.partitionStream, entryId: run.entryId, eventType: run.event.type, err: outcome.error },
-        'batch handler failed; handling its entries one by one to find the failing one',
-      );
-      oneByOne = true;
-      limit = outcome.index > 0 ? outcome.index : queue.length;
-      continue;
-    }
-    const item = batch[outcome.index] as HandleItem;
-    noteFailure(ctx, item, 1, outcome.error);
-    failing = { entryId: item.entryId, failures: 1, firstFailedAt: new Date(), error: outcome.error };
-    // Commit what came before it first (order), then retry or dead-letter it.
-    limit = outcome.index;
+    const step = afterFailedBatch(ctx, batch, outcome);
+    if (step.oneByOne) oneByOne = true;
+    limit = step.limit ?? queue.length;
+    if (step.failing) failing = step.failing;
   }
-  return { settled };
+  return settled;
 }
 
-function noteFailure(ctx: PartitionContext, item: HandleItem, attempt: number, error: Error): void {
-  ctx.metrics.failed.inc(labels(ctx, item.event.type));
-  const timedOut = error instanceof HandlerTimeoutError;
-  if (timedOut) ctx.metrics.timedOut.inc(labels(ctx, item.event.type));
-  const context = { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempt, err: error };
-  if (attempt === 1) ctx.logger.warn(context, timedOut ? 'handler ran past its deadline; rolled back, will retry unless out of attempts' : 'handler failed; will retry unless permanent');
-  else ctx.logger.debug(context, 'handler failed again');
+/**
+ * What a settle loop does after a failed batch: a failed batch handler's run
+ * is taken one entry at a time from its start (which entry failed is
+ * unknown); a single failing entry is noted, and the entries before it are
+ * committed first (order), then the failure is settled.
+ */
+export function afterFailedBatch(
+  ctx: PartitionContext,
+  batch: readonly Item[],
+  outcome: BatchOutcome & { ok: false },
+): { oneByOne?: boolean; limit?: number; failing?: { item: HandleItem; error: Error } } {
+  const item = batch[outcome.index] as HandleItem;
+  if (outcome.batched) {
+    ctx.logger.warn(
+      { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventType: item.event.type, err: outcome.error },
+      'batch handler failed; handling its entries one by one to find the failing one',
+    );
+    return { oneByOne: true, limit: outcome.index > 0 ? outcome.index : undefined };
+  }
+  noteFailure(ctx, item, outcome.error);
+  return { limit: outcome.index, failing: { item, error: outcome.error } };
 }
 
-/** One more attempt of the failing entry alone, in its own transaction; true when it committed. */
-async function attemptRetry(ctx: PartitionContext, item: HandleItem, state: FailureState): Promise<boolean> {
-  ctx.metrics.retried.inc(labels(ctx, item.event.type));
-  const attempt = state.failures + 1;
-  const outcome = await runBatch(ctx, [item], attempt, true);
-  if (outcome.ok) {
-    recordCommitted(ctx, outcome.counts);
-    ctx.logger.info({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempt }, 'handler succeeded after retrying');
-    return true;
+function noteFailure(ctx: PartitionContext, item: HandleItem, error: Error): void {
+  ctx.metrics.failed.inc(metricLabels(ctx, item.event.type));
+  if (item.attempt > 1) ctx.metrics.retried.inc(metricLabels(ctx, item.event.type));
+  if (error instanceof HandlerTimeoutError) ctx.metrics.timedOut.inc(metricLabels(ctx, item.event.type));
+}
+
+/** What happens to a head that failed: retried after a delay, dead-lettered, or its key halted. */
+export type FailureDecision = { kind: 'retry'; delayMs: number } | { kind: 'dead-letter'; reason: string } | { kind: 'halt' };
+
+/**
+ * The retry policy: a PermanentError, or the `maxAttempts`-th failure,
+ * exhausts the key's head; then its handler's `onExhausted` (else the
+ * group's) says dead-letter-and-continue or halt. Otherwise the next attempt
+ * comes after the exponential backoff.
+ */
+export function decideFailure(ctx: PartitionContext, item: HandleItem, error: Error): FailureDecision {
+  const permanent = isPermanentError(error);
+  if (!permanent && item.attempt < ctx.maxAttempts) return { kind: 'retry', delayMs: backoffDelay(item.attempt, ctx.backoff) };
+  if ((item.handler.onExhausted ?? ctx.onExhausted) === 'halt') return { kind: 'halt' };
+  return { kind: 'dead-letter', reason: permanent ? 'permanent_error' : error instanceof HandlerTimeoutError ? 'timeout' : 'retries_exhausted' };
+}
+
+/**
+ * Settles an entry read fresh whose handler just failed (attempt 1): it is
+ * dead-lettered, or parked with its key (to retry after the delay, or halted),
+ * in one transaction with its inbox row. `firstFailedAt` null: now.
+ */
+async function settleFailure(ctx: PartitionContext, item: HandleItem, error: Error, firstFailedAt: Date | null, source: EntrySource): Promise<void> {
+  const decision = decideFailure(ctx, item, error);
+  if (decision.kind === 'dead-letter') {
+    logKeyFailure(ctx, item, error, decision);
+    await deadLetterHandlerFailure(ctx, item, error, firstFailedAt, decision.reason, source);
+    return;
   }
-  state.failures = attempt;
-  state.error = outcome.error;
-  noteFailure(ctx, item, attempt, outcome.error);
-  return false;
+  logKeyFailure(ctx, item, error, decision);
+  const halted = decision.kind === 'halt';
+  const delayMs = decision.kind === 'retry' ? decision.delayMs : 0;
+  let fresh = false;
+  try {
+    await ctx.db.transaction(async (tx) => {
+      fresh = (await markProcessed(tx, ctx.group, [item.event.eventId])).size > 0;
+      if (fresh) {
+        await parkKey(tx, parkingScope(ctx), { partitionKey: item.event.partitionKey, attempts: item.attempt, delayMs, error: errorText(error), halted });
+        await parkEntries(tx, parkingScope(ctx), [item]);
+      }
+      await assertPartitionLease(tx, partitionLease(ctx));
+    });
+  } catch (refusal) {
+    if (isDatabaseUnavailableError(refusal) || refusal instanceof PartitionLeaseLostError) throw refusal;
+    // Postgres refused the parked row for its content (e.g. a NUL in the key): a dead letter always lands, parking must not stop the partition.
+    ctx.logger.error({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, err: refusal }, 'could not park the failing entry; dead-lettering it instead');
+    await deadLetterHandlerFailure(ctx, item, error, firstFailedAt, 'park_refused', source);
+    return;
+  }
+  ctx.progress();
+  if (!fresh) {
+    ctx.metrics.duplicates.inc(metricLabels(ctx, item.event.type));
+    return;
+  }
+  ctx.metrics.parked.inc(metricLabels(ctx, item.event.type));
+  if (halted) parkingDueIn(ctx.parking, ctx.parkingRecheckMs);
+  else parkingDueIn(ctx.parking, delayMs);
+}
+
+/** The error as stored with a parked key (Postgres text refuses NUL). */
+export function errorText(error: Error): string {
+  return withoutNul((error.message || error.name).slice(0, 2_000));
+}
+
+/** One log line per change of a key's state: parked (first failure), halted. Later failures of a parked head are debug. */
+export function logKeyFailure(ctx: PartitionContext, item: HandleItem, error: Error, decision: FailureDecision): void {
+  const context = {
+    group: ctx.group, stream: ctx.partitionStream, partitionKey: item.event.partitionKey, entryId: item.entryId, eventId: item.event.eventId,
+    eventType: item.event.type, attempt: item.attempt, err: error, ...(decision.kind === 'retry' ? { retryInMs: decision.delayMs } : {}),
+  };
+  if (decision.kind === 'halt') {
+    ctx.logger.error(context, 'key halted: its head ran out of attempts (policy halt); its later events stay parked until an operator runs events key release or discard');
+  } else if (item.attempt === 1) {
+    const what = error instanceof HandlerTimeoutError ? 'handler ran past its deadline; rolled back' : 'handler failed';
+    ctx.logger.warn(
+      context,
+      decision.kind === 'retry' ? `${what}; key parked (its later events wait behind it, other keys go on), retrying when due` : `${what}; out of attempts`,
+    );
+  } else {
+    ctx.logger.debug(context, 'parked key failed again');
+  }
 }
 
 /**
  * Dead-letters a handler failure: the letter (full, or minimal if refused)
- * and the event's inbox row in ONE transaction, so a crash before XACK
- * neither runs the handler again nor writes a second letter, and a later
- * re-delivery (Redis data loss, outbox replay) is acknowledged as a
- * duplicate while the letter stands. Replay removes the inbox row.
+ * and the event's claim (`source`: its inbox row for an entry read fresh, the
+ * deletion of its parked row and the key's release or next head for a parked
+ * one) in ONE transaction, so a crash before XACK neither runs the handler
+ * again nor writes a second letter, and a later re-delivery (Redis data loss,
+ * outbox replay) is acknowledged as a duplicate while the letter stands.
+ * Replay removes the inbox row.
  */
-async function deadLetterHandlerFailure(ctx: PartitionContext, item: HandleItem, state: FailureState, permanent: boolean): Promise<void> {
+export async function deadLetterHandlerFailure(
+  ctx: PartitionContext,
+  item: HandleItem,
+  error: Error,
+  firstFailedAt: Date | null,
+  reason: string,
+  source: EntrySource,
+): Promise<void> {
   let landing: DeadLetterLanding | 'duplicate' = 'duplicate';
   await ctx.db.transaction(async (tx) => {
     landing = 'duplicate';
-    const fresh = await markProcessed(tx, ctx.group, [item.event.eventId]);
-    if (fresh.size > 0) {
-      landing = await landDeadLetter(tx, deadLetterOf(ctx, item, state.error, state.failures, state.firstFailedAt), () => rawFieldsOf(item), isDatabaseUnavailableError);
+    const { run } = await source.claim(tx, [item]);
+    if (run.size > 0) {
+      landing = await landDeadLetter(tx, deadLetterOf(ctx, item, error, item.attempt, firstFailedAt), () => rawFieldsOf(item), isDatabaseUnavailableError);
     }
+    await source.afterRun?.(tx);
     await assertPartitionLease(tx, partitionLease(ctx));
   });
   ctx.progress();
   if (landing === 'duplicate') {
-    ctx.metrics.duplicates.inc(labels(ctx, item.event.type));
+    ctx.metrics.duplicates.inc(metricLabels(ctx, item.event.type));
     return;
   }
-  const reason = permanent ? 'permanent_error' : state.error instanceof HandlerTimeoutError ? 'timeout' : 'retries_exhausted';
-  ctx.metrics.deadLettered.inc({ ...labels(ctx, item.event.type), reason });
+  ctx.metrics.deadLettered.inc({ ...metricLabels(ctx, item.event.type), reason });
   ctx.logger.error(
-    { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempts: state.failures, reason, landing, err: state.error },
+    { group: ctx.group, stream: ctx.partitionStream, partitionKey: item.event.partitionKey, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempts: item.attempt, reason, landing, err: error },
     landing === 'minimal' ? 'entry dead-lettered (minimal row: the full one was refused)' : 'entry dead-lettered',
   );
 }

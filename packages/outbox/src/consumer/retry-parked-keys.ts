@@ -1,0 +1,161 @@
+/**
+ * The retry scheduler of one partition (issue 19): run by the partition's
+ * worker, under its lease and concurrency slot, so exactly one replica
+ * retries a parked key, and a new lease owner simply continues where the
+ * rows say. For each due key it loads the key's oldest parked events (bounded
+ * like a read) and runs them in order through runBatch: each transaction
+ * deletes the parked rows it runs (their inbox rows were written when they
+ * were parked), runs the handlers, releases the key when nothing of it is
+ * left parked (else its next head starts afresh) and checks the lease.
+ *
+ * When the head fails again: the key's attempts, error and next attempt are
+ * recorded; out of attempts (or a PermanentError) the key's policy decides:
+ * dead-letter-and-continue dead-letters the head and goes on with the key's
+ * next event, halt halts the key until an operator acts.
+ */
+import { assertPartitionLease } from './inbox';
+import { loadParkedEntries, partitionParking, recordParkedFailure, settleParkedKey, unparkEvents, type ParkedEntry, type PartitionParking } from './parking';
+import {
+  afterFailedBatch,
+  classifyHandled,
+  deadLetterHandlerFailure,
+  decideFailure,
+  errorText,
+  logKeyFailure,
+  metricLabels,
+  parkingDueIn,
+  parkingScope,
+  partitionLease,
+  recordCommitted,
+  runBatch,
+  type EntrySource,
+  type HandleItem,
+  type Item,
+  type PartitionContext,
+} from './settle-entries';
+
+/** Due keys taken per look; the worker looks again at once while keys are due. */
+const DUE_KEYS_PER_LOOK = 10;
+
+/** Bounds of one key's retry, those of a read. */
+export interface RetryLimits {
+  batchSize: number;
+  readMaxBytes: number;
+}
+
+/** A parked entry as an Item; its handler gone since it was parked → dead-lettered (it stays replayable). */
+function itemOf(ctx: PartitionContext, parked: ParkedEntry, attempt: number): Item {
+  const handler = ctx.registry.get(parked.event.type);
+  if (!handler) {
+    return {
+      kind: 'reject', entryId: parked.entryId, event: parked.event, fields: {}, parkedId: parked.id, reason: 'no_handler',
+      error: new Error(`no handler is registered for ${parked.event.type} any more (the event was parked while one was)`),
+    };
+  }
+  return classifyHandled(parked.entryId, parked.event, handler, attempt, parked.id);
+}
+
+/** Parked events of one key: claimed by deleting their rows; each transaction then settles the key. */
+function parkedEntries(ctx: PartitionContext, partitionKey: string): EntrySource {
+  return {
+    async claim(tx, items) {
+      return { run: await unparkEvents(tx, ctx.group, items.map((i) => i.parkedId as string)), parked: new Set() };
+    },
+    async afterRun(tx) {
+      await settleParkedKey(tx, parkingScope(ctx), partitionKey);
+    },
+  };
+}
+
+/**
+ * Looks at the partition's parking, runs the keys due now, and sets when to
+ * look again (`ctx.parking`). Returns what it saw (for the gauges).
+ * Infrastructure errors (database down, lease lost) are thrown.
+ */
+export async function retryDueKeys(ctx: PartitionContext, limits: RetryLimits): Promise<PartitionParking> {
+  const parking = await partitionParking(ctx.db, parkingScope(ctx), DUE_KEYS_PER_LOOK);
+  const gauge = { group: ctx.group, stream: ctx.partitionStream };
+  ctx.metrics.parkedEntries.set(gauge, parking.entries);
+  ctx.metrics.parkedKeys.set(gauge, parking.keys);
+  ctx.metrics.haltedKeys.set(gauge, parking.halted);
+  ctx.parking.any = parking.keys > 0;
+  ctx.parking.checkAt = Infinity;
+  if (parking.nextDueInMs !== null) parkingDueIn(ctx.parking, parking.nextDueInMs);
+  // Halted keys only change by an operator's hand: look again now and then.
+  if (parking.halted > 0) parkingDueIn(ctx.parking, ctx.parkingRecheckMs);
+  for (const due of parking.due) {
+    if (ctx.signal.aborted) break;
+    await retryKey(ctx, due.partitionKey, due.attempts, due.firstFailedAt, limits);
+  }
+  // Due keys were run (or more are due): look again at once.
+  if (parking.due.length > 0) parkingDueIn(ctx.parking, 0);
+  return parking;
+}
+
+/** Runs one due key's parked events in order, until its head fails again or the loaded events are done. */
+async function retryKey(ctx: PartitionContext, partitionKey: string, failures: number, firstFailedAt: Date | null, limits: RetryLimits): Promise<void> {
+  const scope = parkingScope(ctx);
+  const parked = await loadParkedEntries(ctx.db, scope, partitionKey, limits.batchSize, limits.readMaxBytes);
+  const source = parkedEntries(ctx, partitionKey);
+  if (parked.length === 0) {
+    // Its events were discarded by an operator meanwhile: release it.
+    await ctx.db.transaction(async (tx) => {
+      await settleParkedKey(tx, scope, partitionKey);
+      await assertPartitionLease(tx, partitionLease(ctx));
+    });
+    return;
+  }
+  let queue = parked.map((p, index) => itemOf(ctx, p, index === 0 ? failures + 1 : 1));
+  let headFirstFailedAt = firstFailedAt;
+  // A head that failed before is attempted alone first (its own transaction), then what follows it as a batch.
+  let limit = failures > 0 ? 1 : queue.length;
+  let oneByOne = false;
+  let failing: { item: HandleItem; error: Error } | undefined;
+  while (queue.length > 0) {
+    const first = queue[0] as Item;
+    if (failing && failing.item === first) {
+      const { item, error } = failing;
+      failing = undefined;
+      const decision = decideFailure(ctx, item, error);
+      logKeyFailure(ctx, item, error, decision);
+      if (decision.kind === 'dead-letter') {
+        await deadLetterHandlerFailure(ctx, item, error, item.attempt > 1 ? headFirstFailedAt : null, decision.reason, source);
+        queue = queue.slice(1).map((next, index) => (index === 0 && next.kind === 'handle' ? { ...next, attempt: 1 } : next));
+        headFirstFailedAt = null;
+        limit = queue.length;
+        continue;
+      }
+      await ctx.db.transaction(async (tx) => {
+        await recordParkedFailure(tx, scope, {
+          partitionKey, attempts: item.attempt, delayMs: decision.kind === 'retry' ? decision.delayMs : 0, error: errorText(error), halted: decision.kind === 'halt',
+        });
+        await assertPartitionLease(tx, partitionLease(ctx));
+      });
+      ctx.progress();
+      return;
+    }
+    const batch = queue.slice(0, limit);
+    const outcome = await runBatch(ctx, batch, oneByOne, source);
+    if (outcome.ok) {
+      recordCommitted(ctx, outcome.counts);
+      const head = batch[0];
+      if (head?.kind === 'handle' && head.attempt > 1) {
+        ctx.metrics.retried.inc(metricLabels(ctx, head.event.type));
+        ctx.logger.info(
+          { group: ctx.group, stream: ctx.partitionStream, partitionKey, entryId: head.entryId, eventId: head.event.eventId, eventType: head.event.type, attempt: head.attempt },
+          'parked key handled after retrying; its later events follow in order',
+        );
+      }
+      queue = queue.slice(batch.length);
+      headFirstFailedAt = null;
+      limit = queue.length;
+      continue;
+    }
+    const step = afterFailedBatch(ctx, batch, outcome);
+    if (step.oneByOne) oneByOne = true;
+    limit = step.limit ?? queue.length;
+    if (step.failing) failing = step.failing;
+  }
+  if (parked.length >= limits.batchSize) parkingDueIn(ctx.parking, 0);
+}
+
