@@ -85,3 +85,5 @@ export {
   replayDeadLetter,
 } from './consumer/dead-letters';
 export type { DeadLetterFilter, DeadLetterRow } from './consumer/dead-letters';
+export { discardParkedHead, listParkedKeys, ParkedKeyNotFoundError, releaseParkedKey } from './consumer/parked-keys';
+export type { ParkedKeyFilter, ParkedKeyRef, ParkedKeyRow } from './consumer/parked-keys';

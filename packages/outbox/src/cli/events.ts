@@ -11,6 +11,8 @@
  *   events dlq groups [--group <g>] [--json]
  *   events dlq replay <id> | --all --group <g> | --fingerprint <fp>
  *   events dlq discard <id> | --fingerprint <fp>
+ *   events key list [--group <g>] [--stream <name>] [--halted] [--limit <n>] [--json]
+ *   events key release|discard --group <g> --stream <partition stream> --key <partition key>
  *   events outbox replay --stream <name> (--since <time> [--until <time>] | --from-id <id> [--to-id <id>])
  *   events verify [--since <time>] [--until <time>] [--group <g>] [--handles <g>=<Type,...>]... [--json]
  *
@@ -30,6 +32,7 @@ import { formatEventsStatus, formatLookup, formatNodes } from '../diagnostics/fo
 import { lookupEvents } from '../diagnostics/event-journey';
 import { deadLettersOfFingerprint, listDeadLetterGroups, resolveDeadLetters } from '../consumer/dead-letter-groups';
 import { releaseLeasesOfDeadOwners } from '../liveness/nodes';
+import { discardParkedHead, listParkedKeys, releaseParkedKey, type ParkedKeyRef } from '../consumer/parked-keys';
 import { replayOutbox, type OutboxReplayRange } from '../diagnostics/outbox-replay';
 import { collectEventsStatus, collectNodesAndLeases } from '../diagnostics/status';
 import { readEventsCliConfig, type EventsCliConfig } from './events-env';
@@ -53,6 +56,12 @@ export const USAGE = `usage: events <command>
   dlq replay <id> | --all --group <g> | --fingerprint <fp>
                                                re-enqueue through the outbox with the original event_id
   dlq discard <id> | --fingerprint <fp>
+  key list [--group <g>] [--stream <name>] [--halted] [--limit <n>] [--json]
+                                               parked keys (a failing event parks its key; halted ones wait for you)
+  key release --group <g> --stream <partition> --key <k>
+                                               retry the key's head now, with fresh attempts (un-halts it)
+  key discard --group <g> --stream <partition> --key <k>
+                                               drop the key's head (kept as a discarded dead letter); the key goes on
   outbox replay --stream <name> (--since <time> [--until <time>] | --from-id <id> [--to-id <id>])
                                                re-publish rows published since <time> (ISO-8601, or 30m / 2h / 1d ago)
   verify [--since <time>] [--until <time>] [--group <g>] [--handles <g>=<Type,...>]... [--json]
@@ -96,6 +105,9 @@ const COMMANDS: Record<string, Command> = {
   'dlq show': dlqShowCommand,
   'dlq replay': dlqReplayCommand,
   'dlq discard': dlqDiscardCommand,
+  'key list': keyListCommand,
+  'key release': keyReleaseCommand,
+  'key discard': keyDiscardCommand,
   'outbox replay': outboxReplayCommand,
   verify: verifyCommand,
 };
@@ -301,6 +313,64 @@ async function dlqResolveCommand(ctx: CommandContext, action: 'replay' | 'discar
   const done = outcomes.filter((o) => o.ok).length;
   ctx.io.stdout(`${done} of ${outcomes.length} dead letter(s) ${what} ${action === 'replay' ? 'replayed' : 'discarded'}`);
   return done < outcomes.length ? EXIT_PROBLEM : EXIT_OK;
+}
+
+const GROUP_NAME = /^[A-Za-z0-9_.-]+$/;
+
+async function keyListCommand(ctx: CommandContext): Promise<number> {
+  const { values } = parseCommandArgs(ctx.args, {
+    group: { type: 'string' },
+    stream: { type: 'string' },
+    halted: { type: 'boolean' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values.group !== undefined && !GROUP_NAME.test(values.group)) throw new UsageError(`--group may hold only letters, digits and _.- (got ${values.group})`);
+  if (values.stream !== undefined && !parsePartitionStreamName(values.stream)) {
+    throw new UsageError(`--stream must be a stream or partition stream name like stream:<context>:<name>[:p<N>] (got ${values.stream})`);
+  }
+  const limit = values.limit === undefined ? undefined : Number(values.limit);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError(`--limit must be a positive integer (got ${values.limit})`);
+  const keys = await listParkedKeys(ctx.database().sql, { group: values.group, stream: values.stream, haltedOnly: values.halted, limit });
+  if (values.json) {
+    ctx.io.stdout(JSON.stringify(keys, null, 2));
+  } else if (keys.length === 0) {
+    ctx.io.stdout('no parked keys match');
+  } else {
+    ctx.io.stdout(['state\tgroup\tstream\tkey\tattempts\tparked\thead\tnext_attempt\terror']
+      .concat(keys.map((k) =>
+        [k.state, k.group, k.stream, k.key, k.attempts, k.parkedEvents, k.head ? `${k.head.eventType} ${k.head.eventId}` : '-', k.nextAttemptAt ?? '-',
+          (k.lastError ?? '-').split('\n')[0]?.slice(0, 120)].join('\t'),
+      ))
+      .join('\n'));
+  }
+  return EXIT_OK;
+}
+
+/** `--group --stream --key` of `key release|discard`: the stream is the partition stream `key list` prints. */
+function parkedKeyRefOf(args: string[]): ParkedKeyRef {
+  const { values } = parseCommandArgs(args, { group: { type: 'string' }, stream: { type: 'string' }, key: { type: 'string' } });
+  if (!values.group || !GROUP_NAME.test(values.group)) throw new UsageError(`--group <name> is required (letters, digits and _.-; got ${values.group ?? 'nothing'})`);
+  if (!values.stream || !parsePartitionStreamName(values.stream)) {
+    throw new UsageError(`--stream must be the partition stream events key list prints, like stream:<context>:<name>[:p<N>] (got ${values.stream ?? 'nothing'})`);
+  }
+  if (!values.key) throw new UsageError('--key <partition key> is required');
+  return { group: values.group, stream: values.stream, key: values.key };
+}
+
+async function keyReleaseCommand(ctx: CommandContext): Promise<number> {
+  const ref = parkedKeyRefOf(ctx.args);
+  await releaseParkedKey(ctx.database().db, ref);
+  ctx.io.stdout(`key ${ref.key} of group ${ref.group} on ${ref.stream}: its head is retried now with fresh attempts (by the partition's consumer, within a second)`);
+  return EXIT_OK;
+}
+
+async function keyDiscardCommand(ctx: CommandContext): Promise<number> {
+  const ref = parkedKeyRefOf(ctx.args);
+  const { eventId, released } = await discardParkedHead(ctx.database().db, ref, { by: ctx.actor });
+  const what = eventId === null ? 'nothing was parked under it any more' : `head event ${eventId} discarded (a dead letter with status discarded records it)`;
+  ctx.io.stdout(`key ${ref.key} of group ${ref.group} on ${ref.stream}: ${what}; ${released ? 'the key is released' : 'its next parked event runs now'}`);
+  return EXIT_OK;
 }
 
 async function dlqGroupsCommand(ctx: CommandContext): Promise<number> {

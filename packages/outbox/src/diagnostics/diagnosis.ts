@@ -20,7 +20,8 @@ export type ProblemKind =
   | 'publisher_stream_fault'
   | 'group_not_consuming'
   | 'group_consuming_elsewhere'
-  | 'dead_letters';
+  | 'dead_letters'
+  | 'halted_keys';
 
 export interface StatusProblem {
   kind: ProblemKind;
@@ -81,6 +82,7 @@ export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds =
     if (stream.redis) problems.push(...redisProblems(stream), ...publisherFaultProblems(stream));
     problems.push(...groupProblems(stream, thresholds));
     problems.push(...deadLetterProblems(stream));
+    problems.push(...haltedKeyProblems(stream));
   }
   return problems;
 }
@@ -318,4 +320,22 @@ function deadLetterProblems(stream: StreamStatus): StatusProblem[] {
     message: `${count} dead letter(s) in group ${group}: ${types.join(', ')}`,
     fix: `inspect: events dlq list --group ${group}; after fixing the handler: events dlq replay --all --group ${group} (or events dlq discard <id>)`,
   }));
+}
+
+/** Halted keys (policy halt, out of attempts): each waits for an operator, its later events parked behind it. */
+function haltedKeyProblems(stream: StreamStatus): StatusProblem[] {
+  return stream.parkedKeys
+    .filter((k) => k.state === 'halted')
+    .map((k) => {
+      const ref = `--group ${k.group} --stream ${k.stream} --key ${k.key}`;
+      const head = k.head ? `head ${k.head.eventType} ${k.head.eventId}` : 'no head';
+      return {
+        kind: 'halted_keys' as const,
+        stream: stream.stream,
+        group: k.group,
+        partition: k.stream,
+        message: `key ${k.key} halted in group ${k.group} since ${k.haltedAt} after ${k.attempts} attempt(s) (${head}, ${k.parkedEvents} event(s) waiting): ${(k.lastError ?? '').split('\n')[0]?.slice(0, 200)}`,
+        fix: `after fixing the cause: events key release ${ref} (retries the head now); or events key discard ${ref} (drops the head, the key goes on)`,
+      };
+    });
 }

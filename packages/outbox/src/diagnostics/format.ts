@@ -55,6 +55,14 @@ export function formatEventsStatus(status: EventsStatus): string {
     for (const d of s.deadLetters) {
       lines.push(`  dead letters: ${d.count} x ${d.type ?? '(undecodable)'} in group ${d.group} (${d.stream}), oldest ${d.oldestDeadLetteredAt}`);
     }
+    for (const k of s.parkedKeys) {
+      const when = k.state === 'halted' ? `HALTED since ${k.haltedAt}` : `retrying, next attempt ${k.nextAttemptAt}`;
+      const head = k.head ? `head ${k.head.eventType} ${k.head.eventId}` : 'no head';
+      lines.push(
+        `  parked key ${k.key} in group ${k.group} (${k.stream}): ${when}, ${k.attempts} failed attempt(s), ${head}, ${k.parkedEvents} event(s) parked; ` +
+          `error: ${(k.lastError ?? '-').split('\n')[0]?.slice(0, 120)}`,
+      );
+    }
   }
   if (status.nodes !== null) {
     lines.push('');

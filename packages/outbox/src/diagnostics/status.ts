@@ -20,6 +20,7 @@ import {
   type RedisPositionRow,
 } from './queries';
 import { listNodes, relayNodeTableExists, type NodeStatus } from '../liveness/nodes';
+import { listParkedKeys, type ParkedKeyRow } from '../consumer/parked-keys';
 import { inspectStream, redisNowMs, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
 
 export interface LeaseStatus {
@@ -117,6 +118,8 @@ export interface StreamStatus {
   redis: PartitionStreamStatus[] | null;
   groups: GroupStatus[];
   deadLetters: DeadLetterCount[];
+  /** Keys parked on this stream's partitions (retrying or halted), halted first; at most 50 per status. */
+  parkedKeys: ParkedKeyRow[];
 }
 
 export interface EventsStatus {
@@ -173,6 +176,13 @@ function leaseEntries(rows: LeaseRow[], nodes: NodeStatus[] | null): LeaseEntry[
  * Nodes and every lease with its owner's liveness, from Postgres alone
  * (`events nodes`, the console's Nodes page). Read-only.
  */
+/** Parked keys (halted first), or none before the migration that added parking. */
+async function selectParkedKeysIfPresent(sql: Sql, stream: string | undefined): Promise<ParkedKeyRow[]> {
+  const [table] = await sql<{ present: boolean }[]>`SELECT to_regclass('events.parked_key') IS NOT NULL AS present`;
+  if (!table?.present) return [];
+  return listParkedKeys(sql, { stream, limit: 50 });
+}
+
 export async function collectNodesAndLeases(sql: Sql): Promise<{ nodes: NodeStatus[] | null; leases: LeaseEntry[] }> {
   const [rows, nodes] = await Promise.all([selectLeases(sql), selectNodesIfPresent(sql)]);
   return { nodes, leases: leaseEntries(rows, nodes) };
@@ -221,12 +231,13 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     return status;
   }
 
-  const [outboxRows, leaseRows, deadLetterRows, nodes, positionRows] = await Promise.all([
+  const [outboxRows, leaseRows, deadLetterRows, nodes, positionRows, parkedKeyRows] = await Promise.all([
     selectOutboxStreams(sql, options.stream),
     selectLeases(sql),
     selectDeadLetterCounts(sql),
     selectNodesIfPresent(sql),
     selectRedisPositions(sql),
+    selectParkedKeysIfPresent(sql, options.stream),
   ]);
   const positions = new Map(positionRows.map((r) => [r.redis_key, r]));
   status.nodes = nodes;
@@ -256,6 +267,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
   for (const row of outboxRows) noteStream(row.stream_name);
   for (const row of leaseRows) noteStream(row.stream_name);
   for (const row of deadLetterRows) noteStream(row.stream_name);
+  for (const row of parkedKeyRows) noteStream(row.stream);
   for (const key of redisKeys) noteStream(key);
   for (const [stream, count] of Object.entries(options.partitions ?? {})) {
     if (partitionCounts.has(stream)) partitionCounts.set(stream, Math.max(partitionCounts.get(stream)!, count));
@@ -293,6 +305,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
           count: Number(r.count),
           oldestDeadLetteredAt: new Date(Number(r.oldest_dead_lettered_ms)).toISOString(),
         })),
+      parkedKeys: parkedKeyRows.filter((r) => parsePartitionStreamName(r.stream)?.stream === stream),
     };
 
     const groups = new Map<string, GroupStatus>();
