@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { createRedisClient, type RedisClient, type RedisConnection } from '@petcover/service-kit';
 import postgres from 'postgres';
+import { PRODUCER_SEQUENCE } from './producer-scripts/producer-sequence';
 import { connectDatabase, deleteKeysWithPrefix, outboxMigrations, runMigrations, withDatabaseName, type DatabaseHandle } from '@petcover/outbox';
 
 export interface BenchEnvironment {
@@ -33,7 +34,8 @@ export interface BenchEnvironment {
  * to its event; `handled` what a handler writes in its transaction. Both
  * record `clock_timestamp()`, so latency is measured on the database clock.
  * `outbox_shape` has the columns and indexes of events.outbox_event, for the
- * machine-limit INSERT measurements.
+ * machine-limit INSERT measurements. The sequence numbers the pgbench
+ * producers' transactions (producer-scripts/producer-sequence.ts).
  */
 const BENCH_SCHEMA_SQL = `
 CREATE SCHEMA bench;
@@ -47,6 +49,7 @@ CREATE TABLE bench.handled (
   handled_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE bench.outbox_shape (LIKE events.outbox_event INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS);
+CREATE SEQUENCE ${PRODUCER_SEQUENCE};
 `;
 
 /**
@@ -91,7 +94,9 @@ export async function createBenchEnvironment(baseDatabaseUrl: string, redisConne
         TRUNCATE events.outbox_event, events.stream_lease, events.processed_event, events.dead_letter,
                  bench.domain_row, bench.handled, bench.outbox_shape;
         DROP SCHEMA IF EXISTS graphile_worker CASCADE;
-        DROP SCHEMA IF EXISTS pgboss CASCADE;`);
+        DROP SCHEMA IF EXISTS pgboss CASCADE;
+        DROP SCHEMA IF EXISTS bullmq CASCADE;
+        ALTER SEQUENCE ${PRODUCER_SEQUENCE} RESTART;`);
       await deleteRedisKeys();
       // Dead tuples of the previous scenario would otherwise slow this one.
       await db.sql.unsafe('VACUUM ANALYZE');

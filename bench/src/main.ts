@@ -17,6 +17,8 @@ import path from 'node:path';
 import { withDatabaseName } from '@petcover/outbox';
 import { DEFAULT_DATABASE_URL, readRedisConnection } from '@petcover/service-kit';
 import { createBenchEnvironment, type BenchEnvironment } from './bench-environment';
+import { computeGoals } from './goals';
+import { findPgbench } from './pgbench';
 import { appsAreBuilt, REPO_ROOT, type AppsContext } from './petcover-apps';
 import { killStartedProcesses } from './processes';
 import { FULL_PROFILE, QUICK_PROFILE, SCENARIOS, type BenchProfile, type ScenarioName } from './profile';
@@ -27,8 +29,12 @@ import { runFailover } from './scenarios/failover';
 import { runKeepingUp } from './scenarios/keeping-up';
 import { measureMachineLimits } from './scenarios/machine-limits';
 import { runRelay } from './scenarios/relay';
+import { runLive } from './scenarios/live';
+import { measureEnqueueClientCpu } from './scenarios/enqueue-cpu';
+import { bullmqPostgresSystem, bullmqRedisSystem } from './systems/bullmq';
 import { graphileWorkerSystem, pgBossSystem } from './systems/peers';
 import { petcoverSystem } from './systems/petcover';
+import type { SystemUnderTest } from './systems/system';
 
 interface CliOptions {
   profile: BenchProfile;
@@ -103,7 +109,17 @@ async function collectVersions(env: BenchEnvironment): Promise<Record<string, st
     redis: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
     'graphile-worker': packageVersion('graphile-worker'),
     'pg-boss': packageVersion('pg-boss'),
+    bullmq: packageVersion('bullmq'),
+    pgbench: await pgbenchVersion(),
   };
+}
+
+async function pgbenchVersion(): Promise<string> {
+  try {
+    return execFileSync(findPgbench(), ['--version'], { encoding: 'utf8' }).trim().replace(/^pgbench \(PostgreSQL\) /, '').replace(/^pgbench /, '');
+  } catch {
+    return 'unknown';
+  }
 }
 
 const README_START = '<!-- bench:latest:start -->';
@@ -161,10 +177,13 @@ async function main(): Promise<number> {
     relay: [],
     drain: [],
     latency: [],
+    live: [],
+    enqueueCpu: null,
     keepingUp: null,
     failover: null,
     memory: null,
     ratios: [],
+    goals: [],
     errors: [],
   };
   if (profile.name === 'quick') {
@@ -193,7 +212,16 @@ async function main(): Promise<number> {
   };
   const petcover = (scenario: string) => petcoverSystem(env, apps, scenario, profile.petcover);
   const peerSettings = { concurrency: profile.peers.concurrency, logDir, nodeFlags: apps.nodeFlags };
-  const peers = () => [graphileWorkerSystem(env, peerSettings), pgBossSystem(env, { ...peerSettings, batchSize: profile.peers.pgBossBatchSize })];
+  const peers = () => [
+    graphileWorkerSystem(env, peerSettings),
+    pgBossSystem(env, { ...peerSettings, batchSize: profile.peers.pgBossBatchSize }),
+    ...(redisConnection.cluster ? [] : [bullmqRedisSystem(env, peerSettings)]),
+    bullmqPostgresSystem(env, peerSettings),
+  ];
+  if (redisConnection.cluster) results.notes.push('BullMQ was not run: on REDIS_CLUSTER=1 it needs a hash-tagged key prefix, which the run key space does not have.');
+  const live = async (system: SystemUnderTest) => {
+    for (const rate of profile.liveRates) await attempt(`${system.name} live at ${rate}/s`, async () => void results.live.push(await runLive(ctx, system, rate)));
+  };
 
   try {
     results.versions = await collectVersions(env);
@@ -218,20 +246,24 @@ async function main(): Promise<number> {
     if (options.only.has('latency')) {
       await ours('latency', async () => void results.latency.push(await runLatency(ctx, petcover('latency'))));
       await ours('latency (unsaturated)', async () => void results.latency.push(await runLatency(ctx, petcover('latency'), profile.unsaturatedLatencyRatePerSec)));
+      await attempt('enqueue client CPU', async () => void (results.enqueueCpu = await measureEnqueueClientCpu(ctx, profile.enqueueCpuCalls)));
+      if (built.ok) await live(petcover('live'));
+      else results.errors.push({ scenario: 'petcover live', message: `skipped: ${built.reason}` });
     }
     if (options.only.has('keeping-up')) await ours('keeping up', async () => void (results.keepingUp = await runKeepingUp(ctx, petcover('keepingup'))));
     if (options.only.has('failover')) await ours('failover', async () => void (results.failover = await runFailover(ctx)));
     if (options.only.has('peers')) {
       for (const peer of peers()) {
         if (options.only.has('drain')) await attempt(`${peer.name} drain`, async () => void results.drain.push(await runDrain(ctx, peer)));
-        if (options.only.has('latency')) await attempt(`${peer.name} latency`, async () => void results.latency.push(await runLatency(ctx, peer)));
+        if (options.only.has('latency')) await live(peer);
       }
     }
   } finally {
     await env.destroy().catch((error: unknown) => log(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`));
   }
 
-  results.ratios = peerRatios(results.drain, results.latency);
+  results.ratios = peerRatios(results.drain, results.live, profile.latencyRatePerSec);
+  results.goals = computeGoals(results, profile.latencyRatePerSec);
   results.durationSeconds = (Date.now() - startedAt) / 1000;
   const markdown = renderMarkdown(results);
   fs.mkdirSync(options.outDir, { recursive: true });

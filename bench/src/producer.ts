@@ -18,6 +18,8 @@ export interface ProducerRun {
   /** Transactions in flight at once (the producer's connections). */
   connections: number;
   emit: EmitInTransaction;
+  /** Runs after each COMMIT (a dual write: the job is added once the domain row is committed). */
+  emitAfterCommit?: (seq: number) => Promise<void>;
   ratePerSec: number;
   durationMs: number;
   /** First sequence number; slot i uses seq firstSeq + i. */
@@ -56,15 +58,17 @@ export interface ProducerResult {
  * event's insert too: never less than the true commit-to-handler time).
  * `scheduled_at` is the slot the schedule gave it (the same machine's wall
  * clock), for the latency that also counts time spent waiting for a producer
- * connection.
+ * connection. `afterCommit`, when given, runs once the transaction committed
+ * (a dual write, as an application using a Redis queue does).
  */
-export async function produceOne(db: Database, emit: EmitInTransaction, seq: number, scheduledAt: Date): Promise<void> {
+export async function produceOne(db: Database, emit: EmitInTransaction, seq: number, scheduledAt: Date, afterCommit?: (seq: number) => Promise<void>): Promise<void> {
   await db.transaction(async (tx) => {
     await Promise.all([
       emit(tx, seq),
       tx.execute(sql`INSERT INTO bench.domain_row (seq, scheduled_at, written_at) VALUES (${seq}, ${scheduledAt.toISOString()}, clock_timestamp())`),
     ]);
   });
+  if (afterCommit) await afterCommit(seq);
 }
 
 /**
@@ -92,7 +96,7 @@ export async function runOpenLoopProducer(run: ProducerRun): Promise<ProducerRes
     const slotAt = start + slot * intervalMs;
     maxStartLagMs = Math.max(maxStartLagMs, performance.now() - slotAt);
     busy += 1;
-    const tx: Promise<void> = produceOne(run.db, run.emit, run.firstSeq + slot, new Date(performance.timeOrigin + slotAt)).then(
+    const tx: Promise<void> = produceOne(run.db, run.emit, run.firstSeq + slot, new Date(performance.timeOrigin + slotAt), run.emitAfterCommit).then(
       () => {
         committed += 1;
         run.onCommitted?.();

@@ -24,6 +24,14 @@ export interface BenchProfile {
   /** Events committed in this first part of the run are left out of the histogram. */
   latencyWarmupMs: number;
   producerConnections: number;
+  /** Live traffic (pgbench open loop): the offered rates, each run on a fresh system. */
+  liveRates: number[];
+  /** Seconds of each live run left out of the figures (whole seconds: pgbench -T). */
+  liveWarmupSeconds: number;
+  /** Seconds of each live run that are measured. */
+  liveSeconds: number;
+  /** `enqueue` calls timed for its client CPU per call. */
+  enqueueCpuCalls: number;
   keepingUpRates: number[];
   keepingUpStepMs: number;
   failoverRatePerSec: number;
@@ -40,6 +48,7 @@ export interface BenchProfile {
 
 const shared = {
   producerConnections: 4,
+  liveRates: [500, 1000],
   latencyRatePerSec: 1000,
   unsaturatedLatencyRatePerSec: 200,
   failoverRatePerSec: 200,
@@ -58,6 +67,9 @@ export const FULL_PROFILE: BenchProfile = {
   drainTimeoutMs: 90_000,
   latencyDurationMs: 30_000,
   latencyWarmupMs: 2_000,
+  liveWarmupSeconds: 3,
+  liveSeconds: 15,
+  enqueueCpuCalls: 5000,
   keepingUpRates: [500, 1000, 1500, 2000, 3000, 4000, 6000],
   keepingUpStepMs: 20_000,
   failoverLeaseTtlSeconds: 5,
@@ -74,8 +86,12 @@ export const QUICK_PROFILE: BenchProfile = {
   drainTimeoutMs: 15_000,
   latencyDurationMs: 3_000,
   latencyWarmupMs: 500,
+  liveWarmupSeconds: 1,
+  liveSeconds: 2,
+  enqueueCpuCalls: 300,
   keepingUpRates: [250, 500],
-  keepingUpStepMs: 2_500,
+  // Whole seconds: pgbench -T.
+  keepingUpStepMs: 3_000,
   failoverLeaseTtlSeconds: 2,
 };
 

@@ -5,7 +5,10 @@
  */
 import type { DrainResult, LatencyResult } from './scenarios/end-to-end';
 import type { FailoverResult } from './scenarios/failover';
+import type { Goal } from './goals';
+import type { EnqueueCpuResult } from './scenarios/enqueue-cpu';
 import type { KeepingUpResult } from './scenarios/keeping-up';
+import type { LiveResult } from './scenarios/live';
 import type { MachineLimits } from './scenarios/machine-limits';
 import type { RelayResult } from './scenarios/relay';
 import { ratio } from './stats';
@@ -30,37 +33,49 @@ export interface BenchResults {
   limits: MachineLimits | null;
   relay: RelayResult[];
   drain: DrainResult[];
+  /** The Node producer through the API's `enqueue` (ours, 1,000/s and an unsaturated rate). */
   latency: LatencyResult[];
+  /** Live traffic driven by pgbench (or the Node producer for a dual write), per system and rate. */
+  live: LiveResult[];
+  /** `enqueue`'s client CPU per call. */
+  enqueueCpu: EnqueueCpuResult | null;
   keepingUp: KeepingUpResult | null;
   failover: FailoverResult | null;
   memory: { publisherPeakRssMiB: number | null; consumerPeakRssMiB: number | null } | null;
-  ratios: Array<{ peer: string; drainThroughput: number | null; latencyP50: number | null; latencyP99: number | null }>;
+  /** Ours / peer; latency and CPU from the live runs at the profile's latency rate. */
+  ratios: Array<{ peer: string; drainThroughput: number | null; latencyP50: number | null; latencyP99: number | null; cpuPerEvent: number | null }>;
+  /** The goals of the live-traffic issue, each a ratio inside this run. */
+  goals: Goal[];
   errors: Array<{ scenario: string; message: string }>;
 }
 
-const int = (n: number | null | undefined) => (n === null || n === undefined || !Number.isFinite(n) ? '—' : Math.round(n).toLocaleString('en-US'));
-const dec = (n: number | null | undefined, digits = 2) => (n === null || n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(digits));
+export const int = (n: number | null | undefined) => (n === null || n === undefined || !Number.isFinite(n) ? '—' : Math.round(n).toLocaleString('en-US'));
+export const dec = (n: number | null | undefined, digits = 2) => (n === null || n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(digits));
 const frac = (ours: number | null | undefined, limit: number | null | undefined) => {
   const r = ratio(ours, limit);
   return r === null ? '—' : `${(r * 100).toFixed(0)} %`;
 };
 const mark = (met: boolean | null) => (met === null ? '' : met ? ' ✓' : ' ✗');
-const verdict = (value: number | null | undefined, ok: (v: number) => boolean) =>
+export const verdict = (value: number | null | undefined, ok: (v: number) => boolean) =>
   value === null || value === undefined || !Number.isFinite(value) ? null : ok(value);
 
-/** Peer ratios: throughput ours/peer (>1 = we are faster); latency ours/peer (<1 = we are faster). */
-export function peerRatios(drain: DrainResult[], latency: LatencyResult[]): BenchResults['ratios'] {
+/**
+ * Peer ratios: throughput ours/peer (>1 = we are faster); latency and CPU per
+ * event ours/peer (<1 = ours lower), from the live runs at `rate`.
+ */
+export function peerRatios(drain: DrainResult[], live: LiveResult[], rate: number): BenchResults['ratios'] {
   const oursDrain = drain.find((d) => d.system === 'petcover');
-  const oursLatency = latency.find((l) => l.system === 'petcover');
-  const peers = new Set([...drain, ...latency].map((r) => r.system).filter((s) => !s.startsWith('petcover')));
+  const oursLive = live.find((l) => l.system === 'petcover' && l.ratePerSec === rate);
+  const peers = new Set([...drain, ...live].map((r) => r.system).filter((s) => !s.startsWith('petcover')));
   return [...peers].map((peer) => {
     const d = drain.find((r) => r.system === peer);
-    const l = latency.find((r) => r.system === peer);
+    const l = live.find((r) => r.system === peer && r.ratePerSec === rate);
     return {
       peer,
       drainThroughput: ratio(oursDrain?.eventsPerSec, d?.eventsPerSec),
-      latencyP50: ratio(oursLatency?.commitToHandler.p50Ms, l?.commitToHandler.p50Ms),
-      latencyP99: ratio(oursLatency?.commitToHandler.p99Ms, l?.commitToHandler.p99Ms),
+      latencyP50: ratio(oursLive?.commitToHandler.p50Ms, l?.commitToHandler.p50Ms),
+      latencyP99: ratio(oursLive?.commitToHandler.p99Ms, l?.commitToHandler.p99Ms),
+      cpuPerEvent: ratio(oursLive?.cpu.totalPerThousandEvents, l?.cpu.totalPerThousandEvents),
     };
   });
 }
@@ -109,7 +124,7 @@ export function renderMarkdown(r: BenchResults): string {
   if (lat) {
     const c = lat.commitToHandler;
     push(
-      `| latency at ${int(lat.ratePerSec)} events/s for ${lat.measuredSeconds} s, commit → handler (p50 / p90 / p99 / max, ${int(c.count)} events) | ${dec(c.p50Ms)} / ${dec(c.p90Ms)} / ${dec(c.p99Ms)} / ${dec(c.maxMs)} ms | producer reached ${int(lat.producer.achievedRatePerSec)}/s${lat.producer.dropped > 0 ? `, ${int(lat.producer.dropped)} slots dropped (no free producer connection in time)` : ''} | p50 ≤ 3 ms${mark(verdict(c.p50Ms, (v) => v <= 3))}, p99 ≤ 15 ms${mark(verdict(c.p99Ms, (v) => v <= 15))} |`,
+      `| through the API's \`enqueue\` (the Node producer): latency at ${int(lat.ratePerSec)} events/s for ${lat.measuredSeconds} s, commit → handler (p50 / p90 / p99 / max, ${int(c.count)} events) | ${dec(c.p50Ms)} / ${dec(c.p90Ms)} / ${dec(c.p99Ms)} / ${dec(c.maxMs)} ms | producer reached ${int(lat.producer.achievedRatePerSec)}/s${lat.producer.dropped > 0 ? `, ${int(lat.producer.dropped)} slots dropped (no free producer connection in time)` : ''}; producer client CPU ${dec(lat.producerClientCpuMsPerTransaction, 3)} ms per transaction | p50 ≤ 3 ms${mark(verdict(c.p50Ms, (v) => v <= 3))}, p99 ≤ 15 ms${mark(verdict(c.p99Ms, (v) => v <= 15))} |`,
     );
     const s = lat.scheduleToHandler;
     push(`| same, from the schedule slot (includes waiting for a producer connection) | ${dec(s.p50Ms)} / ${dec(s.p90Ms)} / ${dec(s.p99Ms)} / ${dec(s.maxMs)} ms | | |`);
@@ -121,11 +136,16 @@ export function renderMarkdown(r: BenchResults): string {
       `| same at ${int(unsaturated.ratePerSec)} events/s (the machine not saturated: the pipeline's own latency, ${int(c.count)} events) | ${dec(c.p50Ms)} / ${dec(c.p90Ms)} / ${dec(c.p99Ms)} / ${dec(c.maxMs)} ms | producer reached ${int(unsaturated.producer.achievedRatePerSec)}/s | |`,
     );
   }
+  if (r.enqueueCpu) {
+    push(
+      `| \`enqueue\`'s client CPU per call (${int(r.enqueueCpu.calls)} sequential calls in one transaction, postgres.js encoding and parsing included) | ${dec(r.enqueueCpu.cpuMsPerCall, 3)} ms CPU (${dec(r.enqueueCpu.wallMsPerCall, 3)} ms wall) per call | | |`,
+    );
+  }
   if (r.keepingUp) {
     const k = r.keepingUp;
     const tried = k.steps.map((s) => `${int(s.ratePerSec)}${s.flat ? '' : s.producerLimited ? ` (the producer reached only ${int(s.achievedRatePerSec)}/s)` : ' (fell behind)'}`).join(', ');
     push(
-      `| keeping up: highest rate with a flat backlog for ${k.stepSeconds} s (steps: ${tried}) | ${int(k.highestFlatRatePerSec)} events/s | ${frac(k.highestFlatRatePerSec, limits?.singleRowCommitsPerSec)} of single-row commits, ${frac(k.highestFlatRatePerSec, limits?.notifyingCommitsPerSec)} of producer-shaped commits | = the single-row commit limit${mark(verdict(k.highestFlatRatePerSec, (v) => limits !== null && v >= limits.singleRowCommitsPerSec * 0.95))} |`,
+      `| keeping up (pgbench -R producer): highest rate with a flat backlog for ${k.stepSeconds} s (steps: ${tried}) | ${int(k.highestFlatRatePerSec)} events/s | ${frac(k.highestFlatRatePerSec, limits?.singleRowCommitsPerSec)} of single-row commits, ${frac(k.highestFlatRatePerSec, limits?.notifyingCommitsPerSec)} of producer-shaped commits | ≥ 50 % of the single-row commit limit${mark(verdict(k.highestFlatRatePerSec, (v) => limits !== null && v >= limits.singleRowCommitsPerSec * 0.5))} |`,
     );
     if (k.producerCeilingKeptUpPerSec !== null) {
       push(
@@ -146,31 +166,60 @@ export function renderMarkdown(r: BenchResults): string {
   }
   push('');
 
-  if (r.drain.length > 0 || r.latency.length > 0) {
+  if (r.live.length > 0) {
     push(
-      '### Side by side with peers (same producer, same handler work: one row per event/job)',
+      '### Live traffic: one event per producer transaction, open loop',
       '',
-      "petcover's handler and pg-boss's (whose work handler receives a batch of jobs) write a batch's rows with one INSERT; graphile-worker runs one task per job (it has no batch form for separately added jobs), so compare it with the per-event row.",
+      "The producer is pgbench (`-R`, 4 connections) running each system's own producer transaction: one domain row and the event/job, committed together. " +
+        "BullMQ's Redis backend cannot join that transaction: the Node producer commits the domain row, then adds the job (a dual write: a crash in between loses the job). " +
+        'Latency = handler row − domain row, both `clock_timestamp()` on the database server (the domain row is the last statement before COMMIT). ' +
+        'CPU = seconds of CPU per 1,000 events from /proc, after the warm-up until every event was handled: the system\'s processes, the Postgres backends of the run\'s database (producer sessions included: the event\'s insert is part of the cost), and redis-server for systems that use Redis (Redis is shared with anything else on the machine). ' +
+        "The producer's own client CPU is shown apart, not summed.",
       '',
-      '| system | drain events/s | latency p50 / p99 / max (ms) | peak RSS (MiB) | settings |',
-      '|---|---:|---:|---:|---|',
+      '| system | offered /s | reached | commit → handler p50 / p99 / max (ms) | CPU s / 1,000 events (sum) | by process | producer client CPU s / 1,000 | delivery |',
+      '|---|---:|---:|---:|---:|---|---:|---|',
     );
-    const systems = [...new Set([...r.drain, ...r.latency].map((x) => x.system))];
-    for (const name of systems) {
-      const d = r.drain.find((x) => x.system === name);
-      const l = r.latency.find((x) => x.system === name);
-      const rss = d ? Object.values(d.peakRssMiB).map((v) => dec(v, 1)).join(' + ') : '—';
-      const settings = d ? Object.entries(d.settings).map(([k, v]) => `${k}=${v}`).join(', ') : '';
+    for (const l of r.live) {
+      const c = l.commitToHandler;
+      const byProcess = Object.entries(l.cpu.perThousandEvents)
+        .sort(([, a], [, b]) => b - a)
+        .map(([label, v]) => `${label} ${dec(v, 3)}`)
+        .join('; ');
       push(
-        `| ${name}${d && !d.complete ? ' (drain INCOMPLETE)' : ''} | ${int(d?.eventsPerSec)} | ${dec(l?.commitToHandler.p50Ms)} / ${dec(l?.commitToHandler.p99Ms)} / ${dec(l?.commitToHandler.maxMs)} | ${rss} | ${settings} |`,
+        `| ${l.system}${l.complete ? '' : ` (INCOMPLETE: ${int(l.handled)} of ${int(l.committed)} handled)`} | ${int(l.ratePerSec)} | ${frac(l.reachedShare, 1)}${l.skipped > 0 ? ` (${int(l.skipped)} skipped)` : ''} | ${dec(c.p50Ms)} / ${dec(c.p99Ms)} / ${dec(c.maxMs)} | ${dec(l.cpu.totalPerThousandEvents, 3)} | ${byProcess} | ${dec(l.cpu.producerClientPerThousandEvents, 3)} (${l.producer}) | ${l.delivery} |`,
       );
     }
     push('');
-    if (r.ratios.length > 0) {
-      push('| ours / peer | drain throughput (> 1: ours faster) | latency p50 (< 1: ours faster) | latency p99 |', '|---|---:|---:|---:|');
-      for (const x of r.ratios) push(`| petcover / ${x.peer} | ${dec(x.drainThroughput)} | ${dec(x.latencyP50)} | ${dec(x.latencyP99)} |`);
-      push('');
+  }
+
+  if (r.drain.length > 0) {
+    push(
+      '### Drain side by side with peers (same handler work: one row per event/job)',
+      '',
+      "petcover's handler and pg-boss's (whose work handler receives a batch of jobs) write a batch's rows with one INSERT; graphile-worker and BullMQ run one handler call per job (neither has a batch form for separately added jobs), so compare them with the per-event row.",
+      '',
+      '| system | drain events/s | peak RSS (MiB) | settings |',
+      '|---|---:|---:|---|',
+    );
+    for (const d of r.drain) {
+      const rss = Object.values(d.peakRssMiB).map((v) => dec(v, 1)).join(' + ');
+      const settings = Object.entries(d.settings).map(([k, v]) => `${k}=${v}`).join(', ');
+      push(`| ${d.system}${d.complete ? '' : ' (drain INCOMPLETE)'}${d.duplicates ? ` (${d.duplicates} DUPLICATES)` : ''} | ${int(d.eventsPerSec)} | ${rss} | ${settings} |`);
     }
+    push('');
+  }
+  if (r.ratios.length > 0) {
+    push(
+      '| ours / peer | drain throughput (> 1: ours faster) | live p50 (< 1: ours faster) | live p99 | CPU per event (< 1: ours cheaper) |',
+      '|---|---:|---:|---:|---:|',
+    );
+    for (const x of r.ratios) push(`| petcover / ${x.peer} | ${dec(x.drainThroughput)} | ${dec(x.latencyP50)} | ${dec(x.latencyP99)} | ${dec(x.cpuPerEvent)} |`);
+    push('');
+  }
+  if (r.goals.length > 0) {
+    push('### Goals (ratios inside this run)', '', '| goal | figure | met? |', '|---|---|---|');
+    for (const g of r.goals) push(`| ${g.goal} | ${g.figure} | ${g.met === null ? 'not measured' : g.met ? '✓' : '✗'} |`);
+    push('');
   }
   if (r.errors.length > 0) {
     push('### Scenarios that did not run to the end', '');

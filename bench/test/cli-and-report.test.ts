@@ -46,10 +46,13 @@ describe('report', () => {
     relay: [],
     drain: [],
     latency: [],
+    live: [],
+    enqueueCpu: null,
     keepingUp: null,
     failover: null,
     memory: null,
     ratios: [],
+    goals: [],
     errors: [{ scenario: 'relay (1 streams)', message: 'publisher exited' }],
   };
 
@@ -64,8 +67,8 @@ describe('report', () => {
     const drain = (system: string, eventsPerSec: number) => ({
       system, settings: {}, events: 10, handled: 10, duplicates: 0, seconds: 1, eventsPerSec, peakRssMiB: {}, complete: true,
     });
-    expect(peerRatios([drain('petcover', 3000), drain('pg-boss', 1000)], [])).toEqual([
-      { peer: 'pg-boss', drainThroughput: 3, latencyP50: null, latencyP99: null },
+    expect(peerRatios([drain('petcover', 3000), drain('pg-boss', 1000)], [], 1000)).toEqual([
+      { peer: 'pg-boss', drainThroughput: 3, latencyP50: null, latencyP99: null, cpuPerEvent: null },
     ]);
   });
 });

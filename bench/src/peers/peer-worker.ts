@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * A peer's worker process, so peers run in their own process like our
- * consumer does: `node peer-worker.js graphile-worker|pg-boss`.
- * Env: DATABASE_URL, PEER_CONCURRENCY, PEER_BATCH_SIZE (pg-boss). Prints
+ * consumer does: `node peer-worker.js graphile-worker|pg-boss|bullmq|bullmq-postgres`.
+ * Env: DATABASE_URL, PEER_CONCURRENCY, PEER_BATCH_SIZE (pg-boss), REDIS_URL
+ * and BULLMQ_PREFIX (bullmq). Prints
  * `READY` once it takes work; SIGTERM stops it gracefully.
  *
  * Handler work is the same as ours: one `bench.handled` row per job (pg-boss,
@@ -10,7 +11,10 @@
  */
 import { Logger, run } from 'graphile-worker';
 import PgBoss from 'pg-boss';
-import { GRAPHILE_TASK, PG_BOSS_QUEUE } from './peer-names';
+import { createPostgresBackend, Worker, type Job, type JobProgress, type PostgresConnectionOptions, type PostgresQueueBackend } from 'bullmq';
+import postgres from 'postgres';
+import { createRedisClient, readRedisConnection } from '@petcover/service-kit';
+import { BULLMQ_QUEUE, GRAPHILE_TASK, PG_BOSS_QUEUE } from './peer-names';
 
 const HANDLED_SQL = 'INSERT INTO bench.handled (seq, handled_at) VALUES ($1, clock_timestamp())';
 /** pg-boss hands its work handler a batch: its rows in one INSERT, as our batch handler does. */
@@ -54,8 +58,29 @@ async function main(): Promise<void> {
       });
     }
     stop = () => boss.stop({ graceful: true, wait: true, timeout: 10_000 });
+  } else if (kind === 'bullmq' || kind === 'bullmq-postgres') {
+    // One job per handler call (batches are a BullMQ Pro feature): one INSERT per job, as graphile-worker.
+    const sql = postgres(connectionString, { max: concurrency, onnotice: () => undefined, connection: { application_name: `${kind}-handler` } });
+    const handle = async (job: Job<{ seq: number }>) => void (await sql.unsafe(HANDLED_SQL, [job.data.seq]));
+    const redis = kind === 'bullmq' ? createRedisClient(readRedisConnection(process.env), { maxRetriesPerRequest: null }) : undefined;
+    const worker = redis
+      ? new Worker<{ seq: number }>(BULLMQ_QUEUE, handle, { connection: redis, prefix: process.env.BULLMQ_PREFIX ?? 'bull', concurrency })
+      : new Worker<{ seq: number }, unknown, string, PostgresQueueBackend, JobProgress, PostgresConnectionOptions>(
+          BULLMQ_QUEUE,
+          handle,
+          { connection: { connectionString, max: concurrency + 2 }, concurrency },
+          createPostgresBackend,
+        );
+    worker.on('error', (error) => console.error(error));
+    worker.on('failed', (job, error) => console.error(`job ${job?.id} failed:`, error));
+    await worker.waitUntilReady();
+    stop = async () => {
+      await worker.close();
+      redis?.disconnect();
+      await sql.end({ timeout: 5 });
+    };
   } else {
-    throw new Error(`unknown peer ${JSON.stringify(kind)}: expected graphile-worker or pg-boss`);
+    throw new Error(`unknown peer ${JSON.stringify(kind)}: expected graphile-worker, pg-boss, bullmq or bullmq-postgres`);
   }
   process.once('SIGTERM', () => {
     stop().then(

@@ -66,6 +66,8 @@ export interface LatencyResult {
   commitToHandler: LatencySummary;
   /** handled_at − the schedule slot: also counts waiting for a producer connection. */
   scheduleToHandler: LatencySummary;
+  /** The Node producer's own CPU per committed transaction (BEGIN, emit, domain row, COMMIT), ms. */
+  producerClientCpuMsPerTransaction: number | null;
 }
 
 /** The open-loop producer at `ratePerSec` (default: the profile's 1,000/s) → commit-to-handler latencies. */
@@ -78,6 +80,7 @@ export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest, 
     const rate = ratePerSec;
     const startedAt = await databaseNow(env.db.sql);
     ctx.log(`latency ${system.name}: ${rate}/s for ${(profile.latencyWarmupMs + profile.latencyDurationMs) / 1000} s (first ${profile.latencyWarmupMs / 1000} s warm-up)`);
+    const cpuBefore = process.cpuUsage();
     const producer = await runOpenLoopProducer({
       db: producerDb.db,
       connections: profile.producerConnections,
@@ -86,6 +89,7 @@ export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest, 
       durationMs: profile.latencyWarmupMs + profile.latencyDurationMs,
       firstSeq: 1,
     });
+    const cpu = process.cpuUsage(cpuBefore);
     if (producer.failed > 0) {
       throw new Error(`${producer.failed} of ${producer.scheduled} producer transactions failed; first: ${producer.firstError}`);
     }
@@ -106,6 +110,7 @@ export async function runLatency(ctx: ScenarioContext, system: SystemUnderTest, 
       handled,
       commitToHandler: summariseLatencies(latencies.fromCommit),
       scheduleToHandler: summariseLatencies(latencies.fromSchedule),
+      producerClientCpuMsPerTransaction: producer.committed > 0 ? (cpu.user + cpu.system) / 1000 / producer.committed : null,
     };
   } finally {
     await producerDb.close();

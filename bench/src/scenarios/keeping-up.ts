@@ -1,15 +1,16 @@
 /**
  * Keeping up: the producer's rate is stepped up; at each step the backlog
- * (committed − handled) is sampled every 500 ms. The highest rate whose
+ * (committed − handled) is sampled every 500 ms. The producer is pgbench
+ * (`-R`, open loop) running the system's own producer transaction, so the
+ * producer's cost does not decide the ceiling. The highest rate whose
  * backlog trend stays flat (grows by < 2% of the rate) while the producer
  * really reached the rate is the figure.
  */
-import { connectDatabase } from '@petcover/outbox';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runOpenLoopProducer } from '../producer';
+import { runPgbench } from '../pgbench';
 import { backlogStaysFlat, slopePerSecond, type Sample } from '../stats';
 import type { SystemUnderTest } from '../systems/system';
-import { handledCount } from '../workload';
+import { countRows } from '../workload';
 import type { ScenarioContext } from './context';
 
 export interface KeepingUpStep {
@@ -46,59 +47,63 @@ export async function runKeepingUp(ctx: ScenarioContext, system: SystemUnderTest
   const { env, profile } = ctx;
   await env.reset();
   const running = await system.start();
-  const producerDb = connectDatabase(env.databaseUrl, { max: profile.producerConnections, applicationName: 'petcover-bench-producer' });
   const steps: KeepingUpStep[] = [];
-  let committed = 0;
-  let nextSeq = 1;
+  const stepSeconds = Math.ceil(profile.keepingUpStepMs / 1000);
+  // Committed minus handled, both counted in the database (pgbench commits where we cannot count).
+  const backlog = () => countRows(env.db.sql, '(SELECT count(*) FROM bench.domain_row) - (SELECT count(*) FROM bench.handled)');
   try {
+    const script = running.pgbenchScript;
+    if (!script) throw new Error(`${system.name} has no pgbench producer transaction`);
     for (const rate of profile.keepingUpRates) {
       const samples: Sample[] = [];
       const stepStart = performance.now();
-      const producing = runOpenLoopProducer({
-        db: producerDb.db,
-      connections: profile.producerConnections,
-        emit: running.emit,
+      const producing = runPgbench({
+        databaseUrl: env.databaseUrl,
+        script: script.script,
+        variables: script.variables,
+        clients: profile.producerConnections,
+        seconds: stepSeconds,
         ratePerSec: rate,
-        durationMs: profile.keepingUpStepMs,
-        firstSeq: nextSeq,
-        onCommitted: () => (committed += 1),
+        latencyLimitMs: 2000,
       });
       let done = false;
-      void producing.finally(() => (done = true));
+      void producing.then(
+        () => (done = true),
+        () => (done = true),
+      );
       while (!done) {
         await sleep(500);
         const atMs = performance.now() - stepStart;
-        const backlog = committed - (await handledCount(env.db.sql));
-        if (atMs >= profile.keepingUpStepMs * SETTLING_SHARE) samples.push({ atMs, value: backlog });
+        const value = await backlog();
+        if (atMs >= profile.keepingUpStepMs * SETTLING_SHARE && !done) samples.push({ atMs, value });
       }
       const result = await producing;
-      if (result.failed > 0) throw new Error(`${result.failed} producer transactions failed at ${rate}/s; first: ${result.firstError}`);
-      nextSeq += result.scheduled;
-      const backlogAtEnd = committed - (await handledCount(env.db.sql));
-      const producerLimited = result.achievedRatePerSec < rate * PRODUCER_REACHED;
+      if (result.failed > 0) throw new Error(`${result.failed} pgbench transactions failed at ${rate}/s`);
+      const achievedRatePerSec = result.processed / stepSeconds;
+      const backlogAtEnd = await backlog();
+      const producerLimited = achievedRatePerSec < rate * PRODUCER_REACHED;
       const step: KeepingUpStep = {
         ratePerSec: rate,
-        achievedRatePerSec: result.achievedRatePerSec,
+        achievedRatePerSec,
         backlogAtEnd,
         backlogSlopePerSec: slopePerSecond(samples),
         flat: !producerLimited && backlogStaysFlat(samples, rate),
         producerLimited,
-        flatAtAchievedRate: backlogStaysFlat(samples, result.achievedRatePerSec),
+        flatAtAchievedRate: backlogStaysFlat(samples, achievedRatePerSec),
       };
       steps.push(step);
       ctx.log(
-        `keeping up at ${rate}/s: achieved ${result.achievedRatePerSec.toFixed(0)}/s, backlog ${backlogAtEnd}, trend ${step.backlogSlopePerSec.toFixed(1)}/s → ${step.flat ? 'flat' : 'falling behind'}`,
+        `keeping up at ${rate}/s: achieved ${achievedRatePerSec.toFixed(0)}/s, backlog ${backlogAtEnd}, trend ${step.backlogSlopePerSec.toFixed(1)}/s → ${step.flat ? 'flat' : 'falling behind'}`,
       );
       if (!step.flat) break;
     }
   } finally {
-    await producerDb.close();
     await running.stop();
   }
   const flat = steps.filter((s) => s.flat).map((s) => s.ratePerSec);
   const last = steps.at(-1);
   return {
-    stepSeconds: profile.keepingUpStepMs / 1000,
+    stepSeconds,
     steps,
     highestFlatRatePerSec: flat.length > 0 ? Math.max(...flat) : null,
     producerCeilingKeptUpPerSec: last?.producerLimited && last.flatAtAchievedRate ? last.achievedRatePerSec : null,

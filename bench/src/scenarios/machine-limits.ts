@@ -5,12 +5,10 @@
  * XADD with and without pipelining.
  */
 import { execFile } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import type { RedisConnection } from '@petcover/service-kit';
 import type { BenchEnvironment } from '../bench-environment';
+import { runPgbench } from '../pgbench';
 import type { BenchProfile } from '../profile';
 
 const run = promisify(execFile);
@@ -56,33 +54,9 @@ VALUES (gen_random_uuid(), 'stream:bench:domain', 'entity-' || (:seq % 1024), 'D
 COMMIT;
 `;
 
-/** pgbench of this machine's Postgres: PGBENCH, else the newest /usr/lib/postgresql/<v>/bin/pgbench, else PATH. */
-export function findPgbench(): string {
-  if (process.env.PGBENCH) return process.env.PGBENCH;
-  const root = '/usr/lib/postgresql';
-  if (fs.existsSync(root)) {
-    const versions = fs.readdirSync(root).sort((a, b) => Number(b) - Number(a));
-    for (const v of versions) {
-      const candidate = path.join(root, v, 'bin', 'pgbench');
-      if (fs.existsSync(candidate)) return candidate;
-    }
-  }
-  return 'pgbench';
-}
-
 async function pgbenchTps(databaseUrl: string, script: string, clients: number, seconds: number): Promise<number> {
-  const file = path.join(os.tmpdir(), `petcover-bench-${process.pid}-${Math.random().toString(36).slice(2)}.sql`);
-  fs.writeFileSync(file, script);
-  try {
-    const { stdout } = await run(findPgbench(), ['-n', '-f', file, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(seconds), databaseUrl], {
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    const match = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout) ?? /tps = ([\d.]+)/.exec(stdout);
-    if (!match) throw new Error(`pgbench printed no tps:\n${stdout}`);
-    return Number(match[1]);
-  } finally {
-    fs.rmSync(file, { force: true });
-  }
+  // Simple protocol, as these limits were always measured.
+  return (await runPgbench({ databaseUrl, script, clients, seconds, queryMode: 'simple' })).tps;
 }
 
 async function xaddPerSec(redis: RedisConnection, key: string, requests: number, pipeline: number): Promise<number> {

@@ -15,6 +15,8 @@ import PgBoss from 'pg-boss';
 import type { Transaction } from '@petcover/outbox';
 import type { BenchEnvironment } from '../bench-environment';
 import { GRAPHILE_TASK, PG_BOSS_QUEUE } from '../peers/peer-names';
+import { graphileWorkerAddJobScript } from '../producer-scripts/graphile-worker-add-job';
+import { pgBossSendScript } from '../producer-scripts/pg-boss-send';
 import { startProcess, type ManagedProcess } from '../processes';
 import { databaseNow } from '../workload';
 import type { RunningSystem, SystemUnderTest } from './system';
@@ -27,7 +29,8 @@ export interface PeerSettings {
   nodeFlags: string[];
 }
 
-async function startPeerWorker(kind: string, env: BenchEnvironment, settings: PeerSettings, extraEnv: Record<string, string> = {}): Promise<ManagedProcess> {
+/** Starts `peer-worker.js <kind>` and waits for its READY line. */
+export async function startPeerWorker(kind: string, env: BenchEnvironment, settings: PeerSettings, extraEnv: Record<string, string> = {}): Promise<ManagedProcess> {
   const worker = startProcess({
     name: `${kind}-worker`,
     script: PEER_WORKER,
@@ -49,6 +52,8 @@ async function startPeerWorker(kind: string, env: BenchEnvironment, settings: Pe
 export function graphileWorkerSystem(env: BenchEnvironment, settings: PeerSettings): SystemUnderTest {
   return {
     name: 'graphile-worker',
+    delivery: "job added in the producer's transaction (add_job); workers woken by LISTEN/NOTIFY",
+    usesRedis: false,
     settings: { concurrency: settings.concurrency, pollIntervalMs: 2000, wakeUp: 'LISTEN/NOTIFY' },
     async start(): Promise<RunningSystem> {
       await runGraphileMigrations({ connectionString: env.databaseUrl });
@@ -56,6 +61,7 @@ export function graphileWorkerSystem(env: BenchEnvironment, settings: PeerSettin
       let stopped: Promise<void> | undefined;
       return {
         processes: [worker],
+        pgbenchScript: graphileWorkerAddJobScript(),
         async prefill(count, firstSeq) {
           await env.db.sql.unsafe(
             `SELECT count(*) FROM graphile_worker.add_jobs(
@@ -94,8 +100,11 @@ export function pgBossDbOverTransaction(tx: Transaction): PgBoss.Db {
 export function pgBossSystem(env: BenchEnvironment, settings: PeerSettings & { batchSize: number }): SystemUnderTest {
   return {
     name: 'pg-boss',
+    delivery: "job inserted in the producer's transaction (send() through its db option); workers poll",
+    usesRedis: false,
     settings: { concurrency: settings.concurrency, batchSize: settings.batchSize, pollingIntervalSeconds: 0.5, wakeUp: 'polling' },
     async start(): Promise<RunningSystem> {
+      const pgbenchScript = await pgBossSendScript();
       const boss = new PgBoss({ connectionString: env.databaseUrl, max: 2, supervise: false, schedule: false, migrate: true });
       boss.on('error', (error) => console.error('pg-boss (producer side):', error));
       await boss.start();
@@ -110,6 +119,7 @@ export function pgBossSystem(env: BenchEnvironment, settings: PeerSettings & { b
       let stopped: Promise<void> | undefined;
       return {
         processes: [worker],
+        pgbenchScript,
         async prefill(count, firstSeq) {
           const chunk = 5000;
           await env.db.db.transaction(async (tx) => {

@@ -6,6 +6,8 @@ import { BENCH_EVENT_TYPE } from '../bench-event';
 import type { BenchHandlerMode } from '../handler-module';
 import { startConsumer, startPublisher, type AppsContext } from '../petcover-apps';
 import { stopAll } from '../processes';
+import { petcoverEnqueueScript } from '../producer-scripts/petcover-enqueue';
+import type { ProducerScript } from '../producer-scripts/producer-script';
 import { prefillOutbox } from '../workload';
 import type { RunningSystem, SystemUnderTest } from './system';
 
@@ -26,6 +28,8 @@ export function petcoverSystemName(handler: BenchHandlerMode): string {
 export function petcoverSystem(env: BenchEnvironment, apps: AppsContext, scenario: string, settings: PetcoverSettings): SystemUnderTest {
   return {
     name: petcoverSystemName(settings.handler),
+    delivery: 'transactional outbox: the event commits with the domain row; publisher → Redis Streams → consumer',
+    usesRedis: true,
     settings: { ...settings },
     async start(): Promise<RunningSystem> {
       const stream = `stream:bench:${scenario}_${randomBytes(3).toString('hex')}`;
@@ -56,8 +60,16 @@ export function petcoverSystem(env: BenchEnvironment, apps: AppsContext, scenari
         throw error;
       }
       let stopped: Promise<void> | undefined;
+      let pgbenchScript: ProducerScript;
+      try {
+        pgbenchScript = await petcoverEnqueueScript(env.databaseUrl, stream);
+      } catch (error) {
+        await stopAll(processes);
+        throw error;
+      }
       return {
         processes,
+        pgbenchScript,
         prefill: (count, firstSeq) => prefillOutbox(env.db.sql, [stream], count, firstSeq),
         emit: async (tx, seq) => {
           await enqueue(tx, { stream, type: BENCH_EVENT_TYPE, partitionKey: `entity-${seq % 1024}`, payload: { seq } });

@@ -1,0 +1,89 @@
+import { computeGoals } from '../src/goals';
+import { renderMarkdown, type BenchResults } from '../src/report';
+import type { DrainResult } from '../src/scenarios/end-to-end';
+import type { LiveResult } from '../src/scenarios/live';
+import { summariseLatencies } from '../src/stats';
+
+const live = (system: string, p50: number, p99: number, cpuPerThousand: number, reachedShare = 1): LiveResult => ({
+  system,
+  delivery: `${system} delivery`,
+  producer: system.startsWith('bullmq') ? 'node' : 'pgbench',
+  producerTransaction: 'x',
+  ratePerSec: 1000,
+  measuredSeconds: 15,
+  connections: 4,
+  scheduled: 18_000,
+  committed: Math.round(18_000 * reachedShare),
+  reachedShare,
+  skipped: 0,
+  scheduleLagMaxMs: 3,
+  handled: Math.round(18_000 * reachedShare),
+  complete: true,
+  // Three samples: p50 is the middle one, p99 and max the last.
+  commitToHandler: summariseLatencies([p50 / 2, p50, p99]),
+  cpu: { windowSeconds: 16, events: 15_000, perThousandEvents: { publisher: cpuPerThousand / 2, consumer: cpuPerThousand / 2 }, totalPerThousandEvents: cpuPerThousand, producerClientPerThousandEvents: 0.1 },
+});
+
+const drain = (system: string, eventsPerSec: number): DrainResult => ({
+  system, settings: {}, events: 10, handled: 10, duplicates: 0, seconds: 1, eventsPerSec, peakRssMiB: {}, complete: true,
+});
+
+const results = (): BenchResults => ({
+  date: '2026-11-29T00:00:00.000Z',
+  profile: 'full',
+  durationSeconds: 1,
+  machine: { cpus: 2, cpuModel: 'test cpu', memoryGiB: 1, os: 'Linux', loadAverageAtStart: [0, 0, 0] },
+  versions: {},
+  notes: [],
+  limits: { batchedInsertRowsPerSec: 100_000, singleRowCommitsPerSec: 4000, notifyingCommitsPerSec: 2000, xaddPerSec: 1, xaddPipelinedPerSec: 1, settings: {} },
+  relay: [{ streams: 1, events: 1, published: 1, inRedis: 1, seconds: 1, eventsPerSec: 40_000, publisherPeakRssMiB: 1, complete: true }],
+  drain: [drain('petcover', 15_000), drain('graphile-worker', 1000), drain('pg-boss', 2000), drain('bullmq (redis)', 10_000)],
+  latency: [],
+  live: [live('petcover', 8, 20, 1.5), live('graphile-worker', 10, 30, 2), live('bullmq (redis)', 3, 10, 1)],
+  enqueueCpu: { calls: 100, cpuMsPerCall: 0.2, wallMsPerCall: 0.5 },
+  keepingUp: { stepSeconds: 20, steps: [], highestFlatRatePerSec: 1500, producerCeilingKeptUpPerSec: null },
+  failover: null,
+  memory: null,
+  ratios: [],
+  goals: [],
+  errors: [],
+});
+
+describe('goals as ratios inside one run', () => {
+  it('judges each goal from figures of the same run', () => {
+    const byGoal = Object.fromEntries(computeGoals(results(), 1000).map((g) => [g.goal, g.met]));
+    expect(byGoal).toEqual({
+      'highest rate with a flat backlog ≥ 50 % of the single-row commit limit': false, // 1,500 of 4,000
+      'at 1,000 events/s the producer reaches ≥ 95 % of its schedule': true,
+      "commit → handler p50 at 1,000/s ≤ graphile-worker's": true,
+      'commit → handler p99 at 1,000/s ≤ 15 ms': false,
+      "CPU per event at 1,000/s ≤ graphile-worker's": true,
+      'relay ≥ 50 % of batched INSERT': false, // 40 %
+      "drain ≥ 10 × graphile-worker's": true,
+      "drain ≥ 10 × pg-boss's": false, // 7.5 ×
+      "drain ≥ BullMQ (Redis)'s": true,
+      "p50 at 1,000/s ≤ 2 × BullMQ (Redis)'s (it skips the transaction and the second hop)": false, // 8 vs 3 ms
+    });
+  });
+
+  it('calls a goal not measured, never met, when one side is missing', () => {
+    const r = results();
+    r.live = r.live.filter((l) => l.system !== 'graphile-worker');
+    r.drain = r.drain.filter((d) => d.system !== 'pg-boss');
+    const goals = computeGoals(r, 1000);
+    expect(goals.find((g) => g.goal.startsWith('commit → handler p50'))?.met).toBeNull();
+    expect(goals.find((g) => g.goal.startsWith('CPU per event'))?.met).toBeNull();
+    expect(goals.find((g) => g.goal === "drain ≥ 10 × pg-boss's")?.met).toBeNull();
+  });
+
+  it('prints the live table with CPU by process and the goal table', () => {
+    const r = results();
+    r.goals = computeGoals(r, 1000);
+    const markdown = renderMarkdown(r);
+    expect(markdown).toContain('### Live traffic: one event per producer transaction, open loop');
+    expect(markdown).toContain('| petcover | 1,000 | 100 % | 8.00 / 20.00 / 20.00 | 1.500 | publisher 0.750; consumer 0.750 | 0.100 (pgbench) | petcover delivery |');
+    expect(markdown).toContain('| bullmq (redis) | 1,000 | 100 % | 3.00 / 10.00 / 10.00 | 1.000 | publisher 0.500; consumer 0.500 | 0.100 (node) |');
+    expect(markdown).toContain('| relay ≥ 50 % of batched INSERT | 40,000 events/s (1 stream) = 40 % of 100,000 rows/s | ✗ |');
+    expect(markdown).toContain("| drain ≥ 10 × graphile-worker's | 15,000 vs 1,000 events/s (× 15.0) | ✓ |");
+  });
+});
