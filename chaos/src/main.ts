@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `pnpm chaos [--duration <s>] [--seed <n>] [--redis single|cluster]`: exit 0 only when nothing was
+ * `pnpm chaos [--duration <s>] [--seed <n>] [--redis single|cluster] [--faults <kind,...>]`: exit 0 only when nothing was
  * lost, doubled or reordered and exactly the poison events were dead-lettered.
  * Exit 1 on a failed verdict or a run that could not complete, 64 on bad usage.
  */
@@ -41,7 +41,10 @@ async function main(): Promise<number> {
   });
 
   const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 23)}] ${line}`);
-  log(`chaos: seed ${args.seed} (repeat with --seed ${args.seed}), duration ${args.durationSec} s, ${args.rate} events/s, Redis ${args.redis}`);
+  log(
+    `chaos: seed ${args.seed} (repeat with --seed ${args.seed}), duration ${args.durationSec} s, ${args.rate} events/s, Redis ${args.redis}` +
+      (args.faultKinds ? `, faults ${args.faultKinds.join(',')} only` : ''),
+  );
   const summary = await runChaos({
     ...DEFAULT_CHAOS_OPTIONS,
     durationSec: args.durationSec,
@@ -51,6 +54,7 @@ async function main(): Promise<number> {
     drainTimeoutSec: args.drainTimeoutSec,
     keepLogsDir: args.keepLogsDir,
     redis: args.redis,
+    faultKinds: args.faultKinds,
     log,
     signal: controller.signal,
   });

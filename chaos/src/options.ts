@@ -1,9 +1,10 @@
-/** Command line of `pnpm chaos`: `[--duration <s>] [--seed <n>] [--rate <events/s>] [--fail-fraction <0..1>] [--redis single|cluster]`. */
+/** Command line of `pnpm chaos`: `[--duration <s>] [--seed <n>] [--rate <events/s>] [--fail-fraction <0..1>] [--redis single|cluster] [--faults <kind,...>]`. */
 import { randomInt } from 'node:crypto';
+import { FAULT_KINDS, PROOF_FAULT_KINDS, type FaultKind } from './fault-plan';
 import { DEFAULT_CHAOS_OPTIONS } from './run';
 
 export const CHAOS_USAGE =
-  'usage: pnpm chaos [--duration <seconds>] [--seed <integer>] [--rate <events/s>] [--fail-fraction <0..1>] [--drain-timeout <seconds>] [--keep-logs <dir>] [--redis single|cluster]';
+  'usage: pnpm chaos [--duration <seconds>] [--seed <integer>] [--rate <events/s>] [--fail-fraction <0..1>] [--drain-timeout <seconds>] [--keep-logs <dir>] [--redis single|cluster] [--faults <kind,...>]';
 
 export class ChaosUsageError extends Error {
   constructor(message: string) {
@@ -21,6 +22,8 @@ export interface ChaosArgs {
   keepLogsDir?: string;
   /** `cluster`: a local 3-master Redis Cluster, with master kills instead of Redis restarts. */
   redis: 'single' | 'cluster';
+  /** Only these fault kinds (`planted-loss` makes the run FAIL on purpose); default every kind. */
+  faultKinds?: FaultKind[];
 }
 
 function numberArg(flag: string, value: string | undefined, check: (n: number) => boolean, expected: string): number {
@@ -65,6 +68,15 @@ export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
         if (value !== 'single' && value !== 'cluster') throw new ChaosUsageError(`--redis must be single or cluster (got ${JSON.stringify(value ?? '')})`);
         args.redis = value;
         break;
+      case '--faults': {
+        if (value === undefined || value.startsWith('--')) throw new ChaosUsageError(`${flag} needs a comma-separated list of fault kinds`);
+        const known: readonly string[] = [...FAULT_KINDS, ...PROOF_FAULT_KINDS];
+        const kinds = value.split(',').map((k) => k.trim());
+        const unknown = kinds.filter((k) => !known.includes(k));
+        if (unknown.length > 0 || kinds.length === 0) throw new ChaosUsageError(`--faults: unknown kind(s) ${unknown.join(', ') || '(none given)'}; known: ${known.join(', ')}`);
+        args.faultKinds = kinds as FaultKind[];
+        break;
+      }
       case '--keep-logs':
         if (value === undefined || value.startsWith('--')) throw new ChaosUsageError(`${flag} needs a directory`);
         args.keepLogsDir = value;

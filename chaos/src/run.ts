@@ -7,6 +7,7 @@
  * Everything it starts — app processes, servers, temp directories — is torn
  * down in `finally`, whatever happened.
  */
+import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,8 +34,9 @@ import { partitionStreamNames } from '@petcover/outbox';
 import { createRedisClient, redisConnectionEnv } from '@petcover/service-kit';
 import { AppProcess } from './app-process';
 import { CHAOS_GROUP, CHAOS_STREAMS, streamPartitionsEnv } from './chaos-streams';
-import { describeFault, planFaults, type AppRole, type Fault } from './fault-plan';
+import { describeFault, planFaults, type AppRole, type Fault, type FaultKind } from './fault-plan';
 import { ChaosProducer } from './producer';
+import { eraseRedisRecord, plantWrongType, restoreOlderSnapshot } from './redis-faults';
 import { seededRandom } from './seeded-random';
 
 export interface ChaosOptions {
@@ -56,6 +58,8 @@ export interface ChaosOptions {
   keepLogsDir?: string;
   /** `cluster`: every process on a local Redis Cluster (3 masters + 3 replicas); Redis faults are master kills. */
   redis?: 'single' | 'cluster';
+  /** Only these fault kinds (`--faults`); default every kind of FAULT_KINDS. */
+  faultKinds?: readonly FaultKind[];
 }
 
 export const DEFAULT_CHAOS_OPTIONS = {
@@ -95,8 +99,21 @@ export interface ChaosSummary {
   unexpectedExits: Record<string, number>;
   /** Recoveries from Redis data loss the publishers logged, and the rows they re-sent. */
   redisRecoveries: { recoveries: number; republishedRows: number };
+  /**
+   * Each WRONGTYPE plant: events of the other streams handled while it held
+   * (must be > 0 unless another fault overlapped it: the fault stays on its stream).
+   */
+  wrongTypePlants: WrongTypePlantReport[];
   verify: VerifyReport;
   passed: boolean;
+}
+
+export interface WrongTypePlantReport {
+  partitionStream: string;
+  heldMs: number;
+  otherStreamsHandled: number;
+  /** Another fault (not a poison event) ran during the plant, so the figure proves nothing. */
+  overlapped: boolean;
 }
 
 interface Services {
@@ -151,7 +168,16 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   const random = seededRandom(options.seed);
   const leaseTtlMs = options.leaseTtlSec * 1000;
   const onCluster = options.redis === 'cluster';
-  const plan = planFaults({ seed: options.seed, durationMs: options.durationSec * 1000, replicas: options.replicas, leaseTtlMs, redis: options.redis });
+  const chaosPartitions = CHAOS_STREAMS.flatMap((s) => partitionStreamNames(s.name, s.partitions).map((partitionStream) => ({ stream: s.name, partitionStream })));
+  const plan = planFaults({
+    seed: options.seed,
+    durationMs: options.durationSec * 1000,
+    replicas: options.replicas,
+    leaseTtlMs,
+    redis: options.redis,
+    kinds: options.faultKinds,
+    partitionStreams: chaosPartitions.length,
+  });
 
   let redisEnv: Record<string, string>;
   if (onCluster) {
@@ -166,7 +192,8 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   await createDatabaseIfMissing(databaseUrl);
   await runMigrations(databaseUrl, [outboxMigrations]);
   services.monitor = connectDatabase(databaseUrl, { max: 2, applicationName: 'chaos-monitor', connectTimeoutSeconds: 2 });
-  await ensureHandledLogTable(services.monitor.sql);
+  const monitorSql = services.monitor.sql;
+  await ensureHandledLogTable(monitorSql);
   log(`chaos: Redis ${onCluster ? `Cluster ${services.cluster?.seeds.join(',')}` : services.redis?.url}, Postgres ${databaseUrl}, logs in ${services.tempDir}`);
 
   const env: NodeJS.ProcessEnv = {
@@ -182,7 +209,8 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   };
   const publisherScript = appScript('@petcover/events-publisher');
   const consumerScript = appScript('@petcover/events-consumer');
-  const handlerModule = path.join(__dirname, 'handler-module.js');
+  // Built: dist/handler-module.js; run from source (the chaos tests), the consumer loads the .ts through tsx.
+  const handlerModule = ['handler-module.js', 'handler-module.ts'].map((f) => path.join(__dirname, f)).find((f) => fs.existsSync(f)) as string;
   const apps: Record<AppRole, AppProcess[]> = { publisher: [], consumer: [] };
   for (let replica = 0; replica < options.replicas; replica++) {
     apps.publisher.push(
@@ -208,9 +236,12 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   }
   services.apps = [...apps.publisher, ...apps.consumer];
   for (const app of services.apps) app.start();
-  await Promise.all(services.apps.map((app) => app.waitReady(30_000, signal)));
+  // A deadline for boot on a loaded machine (load 20+ on 2 cores), not a speed check.
+  await Promise.all(services.apps.map((app) => app.waitReady(90_000, signal)));
   log(`chaos: ${services.apps.length} apps ready; producing ${options.rate} events/s for ${options.durationSec} s; ${plan.length} faults planned`);
 
+  // Every scheduled fault sleeps on the run's signal at once (75 on a 600 s run); none leaks: each listener goes when its sleep ends.
+  if (signal) setMaxListeners(plan.length + 16, signal);
   const producer = new ChaosProducer(databaseUrl, random, options.rate, log);
   services.producer = producer;
   const runStarted = Date.now();
@@ -228,12 +259,33 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     }
   }, 500));
 
-  const chaosPartitionKeys = CHAOS_STREAMS.flatMap((s) => partitionStreamNames(s.name, s.partitions));
+  const chaosPartitionKeys = chaosPartitions.map((p) => p.partitionStream);
+  const redisConnection = services.cluster?.connection ?? { url: (services.redis as DedicatedRedis).url, cluster: false };
   const faults: Record<string, number> = {};
   let skippedFaults = 0;
   const count = (label: string) => (faults[label] = (faults[label] ?? 0) + 1);
+  // When each fault ran, to tell whether a WRONGTYPE plant overlapped another fault.
+  const faultSpans: Array<{ fault: Fault; from: number; to: number }> = [];
+  const wrongTypePlants: Array<WrongTypePlantReport & { from: number; to: number; fault: Fault }> = [];
+  // Faults that change what Redis holds run one at a time: a snapshot taken
+  // during a WRONGTYPE plant and restored after it would bring the plant back
+  // with nobody left to remove it.
+  let redisFaultsDone: Promise<unknown> = Promise.resolve();
+  const oneRedisFaultAtATime = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = redisFaultsDone.then(work);
+    redisFaultsDone = next.catch(() => undefined);
+    return next;
+  };
   const applyFault = async (fault: Fault) => {
     await sleep(Math.max(0, runStarted + fault.atMs - Date.now()), undefined, { signal });
+    const from = Date.now();
+    try {
+      await injectFault(fault);
+    } finally {
+      faultSpans.push({ fault, from, to: Date.now() });
+    }
+  };
+  const injectFault = async (fault: Fault) => {
     log(`chaos: ${describeFault(fault)}`);
     switch (fault.kind) {
       case 'sigkill': {
@@ -257,22 +309,64 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
         return;
       }
       case 'redis-restart':
-        await services.redis?.restart();
+        await oneRedisFaultAtATime(async () => services.redis?.restart());
         count('Redis restart (data lost)');
         return;
+      case 'redis-snapshot-restore':
+        await oneRedisFaultAtATime(() => restoreOlderSnapshot(services.redis as DedicatedRedis, fault.trafficMs, signal));
+        count('Redis restart from an older snapshot');
+        return;
+      case 'wrongtype-key': {
+        const target = chaosPartitions[fault.partition % chaosPartitions.length]!;
+        await oneRedisFaultAtATime(async () => {
+          // Postgres may be down (a fault at the same time): then the figure is unknown and the plant counts as overlapped.
+          const before = await monitorSql<{ id: string }[]>`SELECT COALESCE(max(id), 0)::text AS id FROM chaos.handled`.then((r) => r[0]!.id, () => null);
+          const from = Date.now();
+          const plant = await plantWrongType(redisConnection, target.partitionStream, fault.heldMs, signal);
+          const to = Date.now();
+          const others =
+            before === null
+              ? null
+              : await monitorSql<{ n: number }[]>`
+                  SELECT count(*)::int AS n FROM chaos.handled WHERE id > ${before}::bigint AND stream_name <> ${target.stream}`.then((r) => r[0]!.n, () => null);
+          wrongTypePlants.push({ partitionStream: target.partitionStream, heldMs: to - from, otherStreamsHandled: others ?? 0, overlapped: others === null, from, to, fault });
+          log(
+            `chaos: WRONGTYPE on ${target.partitionStream} removed after ${((to - from) / 1000).toFixed(1)} s (${plant.restored ? 'stream put back' : 'Redis had lost the plant'}); ` +
+              `other streams handled ${others ?? 'an unknown number of'} events meanwhile`,
+          );
+        });
+        count('WRONGTYPE key planted on one stream');
+        return;
+      }
+      case 'planted-loss': {
+        if (!services.redis) return void skippedFaults++; // single Redis only: a cluster restores no snapshot here
+        await oneRedisFaultAtATime(async () => {
+          // Frozen consumers cannot handle what is published after the SAVE, so it is really lost with Redis's tail.
+          for (const app of apps.consumer) app.freeze();
+          try {
+            await restoreOlderSnapshot(services.redis as DedicatedRedis, fault.trafficMs, signal, () => eraseRedisRecord(monitorSql));
+          } finally {
+            for (const app of apps.consumer) app.thaw();
+          }
+        });
+        count('PLANTED LOSS (record erased, recovery impossible)');
+        return;
+      }
       case 'redis-master-kill': {
         const cluster = services.cluster as DedicatedRedisCluster;
-        const { killed, promoted } = await cluster.killMaster({ slot: await slotOf(cluster, chaosPartitionKeys[fault.atMs % chaosPartitionKeys.length] as string) });
-        count('Redis Cluster master SIGKILL + failover');
-        log(`chaos: Redis master on port ${killed} killed; replica on port ${promoted} promoted`);
-        await sleep(fault.downMs, undefined, { signal });
-        await cluster.restartNode(killed);
-        log(`chaos: Redis node on port ${killed} back as a replica`);
+        await oneRedisFaultAtATime(async () => {
+          const { killed, promoted } = await cluster.killMaster({ slot: await slotOf(cluster, chaosPartitionKeys[fault.atMs % chaosPartitionKeys.length] as string) });
+          count('Redis Cluster master SIGKILL + failover');
+          log(`chaos: Redis master on port ${killed} killed; replica on port ${promoted} promoted`);
+          await sleep(fault.downMs, undefined, { signal });
+          await cluster.restartNode(killed);
+          log(`chaos: Redis node on port ${killed} back as a replica`);
+        });
         return;
       }
       case 'postgres-restart':
         await services.postgres?.restart();
-        count('Postgres restart');
+        count('Postgres stop -m fast + start');
         return;
       case 'poison':
         await producer.producePoison(signal ?? new AbortController().signal);
@@ -294,7 +388,6 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     log(`chaos: producer stopped after ${producer.stats.committedEvents} events; waiting for the pipeline to drain`);
 
     const subscriptions = CHAOS_STREAMS.map((s) => ({ group: CHAOS_GROUP, stream: s.name }));
-    const monitorSql = services.monitor.sql;
     const drainStarted = Date.now();
     const drainDeadline = drainStarted + options.drainTimeoutSec * 1000;
     let drained = false;
@@ -334,8 +427,19 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     for (const app of services.apps) if (app.unexpectedExits.length > 0) unexpectedExits[app.name] = app.unexpectedExits.length;
 
     const redisRecoveries = countRedisRecoveries(apps.publisher);
+    const plants = wrongTypePlants.map(({ from, to, fault, ...plant }) => ({
+      ...plant,
+      overlapped: plant.overlapped || faultSpans.some((span) => span.fault !== fault && span.fault.kind !== 'poison' && span.from < to && span.to > from),
+    }));
+    const isolationHeld = plants.every((plant) => plant.overlapped || plant.otherStreamsHandled > 0);
     const passed =
-      drained && verify.missing === 0 && verify.doubled === 0 && verify.outOfOrder === 0 && unexpectedDeadLetters === 0 && poisonNotDeadLettered === 0;
+      drained &&
+      verify.missing === 0 &&
+      verify.doubled === 0 &&
+      verify.outOfOrder === 0 &&
+      unexpectedDeadLetters === 0 &&
+      poisonNotDeadLettered === 0 &&
+      isolationHeld;
     return {
       seed: options.seed,
       durationSec: options.durationSec,
@@ -354,6 +458,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
       drainMs,
       unexpectedExits,
       redisRecoveries,
+      wrongTypePlants: plants,
       verify,
       passed,
     };

@@ -6,6 +6,9 @@ export function formatChaosSummary(summary: ChaosSummary, replicas: number): str
   const faults = Object.entries(summary.faults)
     .map(([kind, n]) => `${kind} ${n}`)
     .join(', ');
+  const plants = summary.wrongTypePlants
+    .map((p) => `${p.partitionStream} ${(p.heldMs / 1000).toFixed(1)} s: other streams handled ${p.otherStreamsHandled}${p.overlapped ? ' (overlapped another fault, not judged)' : ''}`)
+    .join('; ');
   const exits = Object.entries(summary.unexpectedExits)
     .map(([app, n]) => `${app} ${n}`)
     .join(', ');
@@ -21,6 +24,7 @@ export function formatChaosSummary(summary: ChaosSummary, replicas: number): str
     `  dead-lettered     ${summary.deadLettered} (poison ${summary.poison}; unexpected ${summary.unexpectedDeadLetters}; poison not dead-lettered ${summary.poisonNotDeadLettered})`,
     `  time to drain     ${(summary.drainMs / 1000).toFixed(1)} s${summary.drained ? '' : ' (DEADLINE PASSED, not drained)'}`,
     `  Redis recoveries  ${summary.redisRecoveries.recoveries} logged by publishers (${summary.redisRecoveries.republishedRows} rows re-sent, deduplicated by consumers)`,
+    `  WRONGTYPE plants  ${plants || 'none'}`,
     `  app crashes       ${exits || 'none'}`,
     `RESULT: ${summary.passed ? 'PASS' : 'FAIL'}`,
   ];

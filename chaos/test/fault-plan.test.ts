@@ -26,12 +26,31 @@ describe('fault plan', () => {
     }
   });
 
-  test.each([1, 42])('seed %i on a Redis Cluster: master kills take the place of Redis restarts', (seed) => {
-    const plan = planFaults({ ...base, seed, redis: 'cluster' });
+  test.each([1, 42])('seed %i on a Redis Cluster: master kills take the place of Redis restarts and snapshot restores', (seed) => {
+    const plan = planFaults({ ...base, seed, redis: 'cluster', partitionStreams: 6 });
     const kinds = new Set(plan.map((f) => f.kind));
-    expect(kinds.has('redis-master-kill')).toBe(true);
+    expect(plan.filter((f) => f.kind === 'redis-master-kill')).toHaveLength(2);
     expect(kinds.has('redis-restart')).toBe(false);
-    expect(kinds.size).toBe(FAULT_KINDS.length);
+    expect(kinds.has('redis-snapshot-restore')).toBe(false);
+    expect(kinds.has('wrongtype-key')).toBe(true);
+    expect(kinds.size).toBe(FAULT_KINDS.length - 1);
+  });
+
+  test('WRONGTYPE plants pick one of the partition streams and hold long enough to see the others flow', () => {
+    const plants = planFaults({ ...base, seed: 5, durationMs: 600_000, partitionStreams: 6, kinds: ['wrongtype-key'] });
+    expect(plants.length).toBeGreaterThan(50);
+    for (const fault of plants) {
+      if (fault.kind !== 'wrongtype-key') throw new Error(`unexpected ${fault.kind}`);
+      expect(fault.partition).toBeGreaterThanOrEqual(0);
+      expect(fault.partition).toBeLessThan(6);
+      expect(fault.heldMs).toBeGreaterThanOrEqual(5_000);
+    }
+    expect(new Set(plants.map((f) => (f.kind === 'wrongtype-key' ? f.partition : -1))).size).toBe(6);
+  });
+
+  test('kinds narrows a run: the planted loss only when asked for, never in a default plan', () => {
+    expect(planFaults({ ...base, seed: 3, kinds: ['planted-loss'] })).toEqual([expect.objectContaining({ kind: 'planted-loss', trafficMs: expect.any(Number) })]);
+    for (const seed of [1, 2, 3]) expect(planFaults({ ...base, seed, durationMs: 600_000 }).some((f) => f.kind === 'planted-loss')).toBe(false);
   });
 
   test('longer runs get more faults', () => {
@@ -69,5 +88,13 @@ describe('pnpm chaos arguments', () => {
     expect(parseChaosArgs([]).redis).toBe('single');
     expect(parseChaosArgs(['--redis', 'cluster']).redis).toBe('cluster');
     expect(() => parseChaosArgs(['--redis', 'sentinel'])).toThrow('--redis must be single or cluster (got "sentinel")');
+  });
+
+  test('--faults takes a list of known kinds, the planted loss included; an unknown one is refused naming the known ones', () => {
+    expect(parseChaosArgs([]).faultKinds).toBeUndefined();
+    expect(parseChaosArgs(['--faults', 'redis-snapshot-restore,wrongtype-key']).faultKinds).toEqual(['redis-snapshot-restore', 'wrongtype-key']);
+    expect(parseChaosArgs(['--faults', 'planted-loss']).faultKinds).toEqual(['planted-loss']);
+    expect(() => parseChaosArgs(['--faults', 'sigkill,meteor'])).toThrow(/--faults: unknown kind\(s\) meteor; known: sigkill, zombie, .*planted-loss/);
+    expect(() => parseChaosArgs(['--faults'])).toThrow('--faults needs a comma-separated list of fault kinds');
   });
 });

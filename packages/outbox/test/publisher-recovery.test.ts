@@ -85,7 +85,7 @@ test('restart from an older RDB snapshot: exactly the rows published after it ar
   await waitFor(async () => (await unpublishedCount(db)) === 0, { description: '200 more published' });
   expect(await redis.xlen(plain)).toBe(200);
 
-  await server.restartFromSnapshot(); // SIGKILL: the 200 published after SAVE are gone, the meta hashes survive
+  await server.restartFromSnapshot(); // SHUTDOWN NOSAVE: the 200 published after SAVE are gone, the meta hashes survive
   expect(await waitFor(async () => (await redis.xlen(plain)) || null, { description: 'Redis back' })).toBe(100);
   // Newer rows arrive at once: they must not be appended before the lost ones.
   await fillOutbox(db, plain, 10);

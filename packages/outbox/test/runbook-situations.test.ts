@@ -7,6 +7,12 @@
  *
  * Needs the apps built (`pnpm build`; turbo.json makes this package's test
  * task depend on their build).
+ *
+ * Every spawned app is awaited on /readyz before the test times anything it
+ * must do: on a loaded machine a start (a consumer loading its TypeScript
+ * module through tsx) took longer than the 15–20 s deadlines that were meant
+ * for the work, and those cases failed. Deadlines now bound a hang (60 s)
+ * and every wait is on a condition.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -17,6 +23,7 @@ import {
   createTestDatabase,
   freePort,
   startDedicatedRedis,
+  waitForReady,
   testRedisUrl,
   uniqueGroupName,
   uniqueRedisPrefix,
@@ -51,14 +58,16 @@ async function spawnConsumer(env: AppEnv, stream: string, group: string, fixture
   return spawnApp(CONSUMER_MAIN, ['--group', group, '--module', CONSUMER_MODULE], env, { FIXTURE_STREAM: stream, ...fixture });
 }
 
+/** Spawns a built app and resolves once it answers /readyz (it fails at once if the app exits). */
 async function spawnApp(main: string, args: string[], env: AppEnv, extraEnv: Record<string, string> = {}): Promise<AppProcess> {
+  const healthPort = await freePort();
   const child = spawn(process.execPath, [main, 'start', ...args], {
     env: {
       PATH: process.env.PATH,
       DATABASE_URL: env.databaseUrl,
       REDIS_URL: env.redisUrl,
       REDIS_KEY_PREFIX: env.keyPrefix,
-      HEALTH_PORT: String(await freePort()),
+      HEALTH_PORT: String(healthPort),
       ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -68,8 +77,17 @@ async function spawnApp(main: string, args: string[], env: AppEnv, extraEnv: Rec
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   running.add(child);
+  await waitForReady(healthPort, {
+    name: path.basename(path.dirname(path.dirname(main))),
+    exited: () => (child.exitCode !== null || child.signalCode !== null ? output.slice(-2000) : undefined),
+  });
   return { child, output: () => output, exited };
 }
+
+/** Bounds a hang of the pipeline on a loaded machine; every wait below ends as soon as its condition holds. */
+const WORK_TIMEOUT_MS = 60_000;
+// App starts (each up to APP_READY_TIMEOUT_MS) plus several waits per test.
+jest.setTimeout(300_000);
 
 const running = new Set<ChildProcess>();
 async function stop(app: AppProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -149,7 +167,7 @@ describe('runbook: diagnosing silence', () => {
     const first = await spawnPublisher(env);
     await enqueueRows(stream, 3);
     await waitFor(async () => (await unpublished(stream)) === 0 && (await sharedRedis.xlen(`${keyPrefix}${stream}`)) === 3, {
-      timeoutMs: 20_000,
+      timeoutMs: WORK_TIMEOUT_MS,
       description: 'first publisher relays 3 rows',
     });
     const [lease] = await testDb.sql<{ owner_id: string }[]>`
@@ -165,7 +183,7 @@ describe('runbook: diagnosing silence', () => {
         const result = await status(stream);
         return result.report.problems.some((p) => p.kind === 'publisher_stopped_renewing') ? result : null;
       },
-      { timeoutMs: 15_000, description: 'status names the publisher that stopped renewing' },
+      { timeoutMs: WORK_TIMEOUT_MS, description: 'status names the publisher that stopped renewing' },
     );
     expect(code).toBe(1);
     expect(report.streams[0]!.outbox.unpublished).toBe(5);
@@ -179,7 +197,7 @@ describe('runbook: diagnosing silence', () => {
     const second = await spawnPublisher(env);
     try {
       const healthy = await waitFor(async () => ((await status(stream)).code === 0 ? (await status(stream)).report : null), {
-        timeoutMs: 20_000,
+        timeoutMs: WORK_TIMEOUT_MS,
         description: 'status healthy after the fix',
       });
       expect(healthy.streams[0]).toMatchObject({ outbox: { unpublished: 0 }, redis: [{ length: 8 }] });
@@ -197,7 +215,7 @@ describe('runbook: diagnosing silence', () => {
       await ageQueuedRows(stream);
       // The misplaced publisher is up (it leases streams of its own database, never ours).
       await waitFor(() => elsewhere.output().includes('events-publisher started'), {
-        timeoutMs: 15_000,
+        timeoutMs: WORK_TIMEOUT_MS,
         description: 'the misplaced publisher started',
       });
       const { code, report } = await status(stream);
@@ -216,7 +234,7 @@ describe('runbook: diagnosing silence', () => {
     const publisher = await spawnPublisher({ databaseUrl: testDb.url, redisUrl: dedicatedRedis.url, keyPrefix });
     try {
       await enqueueRows(stream, 3);
-      await waitFor(async () => (await unpublished(stream)) === 0, { timeoutMs: 20_000, description: 'rows marked published' });
+      await waitFor(async () => (await unpublished(stream)) === 0, { timeoutMs: WORK_TIMEOUT_MS, description: 'rows marked published' });
       const { code, report } = await status(stream);
       expect(code).toBe(1);
       expect(report.streams[0]!.redis).toEqual([expect.objectContaining({ exists: false })]);
@@ -233,7 +251,7 @@ describe('runbook: diagnosing silence', () => {
     const env = { databaseUrl: testDb.url, redisUrl: dedicatedRedis.url, keyPrefix };
     const publisher = await spawnPublisher(env);
     await enqueueRows(stream, 6);
-    await waitFor(async () => (await unpublished(stream)) === 0, { timeoutMs: 20_000, description: 'rows published' });
+    await waitFor(async () => (await unpublished(stream)) === 0, { timeoutMs: WORK_TIMEOUT_MS, description: 'rows published' });
     await stop(publisher);
     expect((await status(stream, dedicatedRedis.url)).code).toBe(0);
 
@@ -250,7 +268,7 @@ describe('runbook: diagnosing silence', () => {
           const result = await status(stream, dedicatedRedis.url);
           return result.code === 0 ? result.report : null;
         },
-        { timeoutMs: 20_000, description: 'status healthy after the publisher re-appended' },
+        { timeoutMs: WORK_TIMEOUT_MS, description: 'status healthy after the publisher re-appended' },
       );
       expect(healthy.streams[0]!.redis).toEqual([expect.objectContaining({ exists: true, length: 6 })]);
       expect(again.output()).toContain('Redis is behind what Postgres recorded');
@@ -268,7 +286,7 @@ describe('runbook: diagnosing silence', () => {
     try {
       const eventIds = await enqueueRows(stream, 3, { ok: true });
       await waitFor(async () => (await processedBy(group, eventIds, otherDb)) === 3, {
-        timeoutMs: 20_000,
+        timeoutMs: WORK_TIMEOUT_MS,
         description: `the misplaced consumer handles the events in the other database (output: ${consumer.output().slice(0, 300)})`,
       });
       const { code, report } = await status(stream);
@@ -292,13 +310,13 @@ describe('runbook: diagnosing silence', () => {
     try {
       const good = await enqueueRows(stream, 1, { ok: true });
       const bad = await enqueueRows(stream, 2, { ok: false });
-      await waitFor(async () => (await processedBy(group, good)) === 1, { timeoutMs: 20_000, description: 'the good event handled' });
+      await waitFor(async () => (await processedBy(group, good)) === 1, { timeoutMs: WORK_TIMEOUT_MS, description: 'the good event handled' });
       await waitFor(
         async () => {
           const [row] = await testDb.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM events.dead_letter WHERE group_name = ${group}`;
           return row!.n === 2;
         },
-        { timeoutMs: 20_000, description: `two dead letters (output: ${consumer.output().slice(0, 300)})` },
+        { timeoutMs: WORK_TIMEOUT_MS, description: `two dead letters (output: ${consumer.output().slice(0, 300)})` },
       );
       const { code, report } = await status(stream);
       expect(code).toBe(1);
@@ -310,13 +328,13 @@ describe('runbook: diagnosing silence', () => {
       await stop(consumer);
       consumer = await spawnConsumer(env, stream, group, { FIXTURE_ACCEPT_ALL: '1' });
       expect(await cli(['dlq', 'replay', '--all', '--group', group])).toBe(0);
-      await waitFor(async () => (await processedBy(group, bad)) === 2, { timeoutMs: 20_000, description: 'replayed events handled' });
+      await waitFor(async () => (await processedBy(group, bad)) === 2, { timeoutMs: WORK_TIMEOUT_MS, description: 'replayed events handled' });
       const after = await waitFor(
         async () => {
           const result = await status(stream);
           return result.code === 0 ? result.report : null;
         },
-        { timeoutMs: 15_000, description: 'status healthy after the replay' },
+        { timeoutMs: WORK_TIMEOUT_MS, description: 'status healthy after the replay' },
       );
       expect(after.streams[0]!.deadLetters).toEqual([]);
       expect(await cli(['dlq', 'replay', '--all', '--group', group])).toBe(0);

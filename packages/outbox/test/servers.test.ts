@@ -17,6 +17,35 @@ describe('dedicated servers for fault tests', () => {
     }
   });
 
+  test('redis restarted from a snapshot comes back as it was at SAVE (whileDown runs while it is down); a plain restart after it is empty', async () => {
+    const server = await startDedicatedRedis();
+    const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.set('before', '1');
+      await server.saveSnapshot();
+      await client.set('after', '2');
+      let downWhenCalled = false;
+      await server.restartFromSnapshot({
+        whileDown: async () => {
+          const probe = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+          probe.on('error', () => undefined);
+          downWhenCalled = await probe.connect().then(() => false, () => true);
+          probe.disconnect();
+        },
+      });
+      expect(downWhenCalled).toBe(true);
+      expect(await client.get('before')).toBe('1');
+      expect(await client.get('after')).toBeNull();
+      await server.restart();
+      expect(await client.get('before')).toBeNull();
+    } finally {
+      client.disconnect();
+      await server.destroy();
+    }
+  });
+
   test('postgres keeps committed data across a fast restart', async () => {
     const server = await startDedicatedPostgres();
     const sql = postgres(server.url, { max: 1, onnotice: () => undefined });

@@ -4,7 +4,7 @@
  * /readyz, stopped with SIGTERM. Output is kept for failure messages.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { waitFor } from '@petcover/outbox/testing';
+import { APP_READY_TIMEOUT_MS, waitForReady } from '@petcover/outbox/testing';
 
 export interface RunningApp {
   name: string;
@@ -29,20 +29,23 @@ export class RunningApps {
   }
 
   /** Waits until `app` answers 200 on /readyz at `port`; fails at once (with its output) if it exits. */
-  // Generous: a deadline for boot on a loaded CI machine (load 30 on 2 cores took over 30 s), not a speed check.
-  async waitReady(app: RunningApp, port: number, timeoutMs = 90_000): Promise<void> {
-    await waitFor(
-      async () => {
-        if (app.child.exitCode !== null) throw new Error(`${app.name} exited: ${app.output.join('').slice(-2000)}`);
-        return (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok ?? false;
-      },
-      { timeoutMs, intervalMs: 200, description: `${app.name} ready on :${port}` },
-    );
+  async waitReady(app: RunningApp, port: number, timeoutMs = APP_READY_TIMEOUT_MS): Promise<void> {
+    await waitForReady(port, {
+      name: app.name,
+      timeoutMs,
+      exited: () => (app.child.exitCode !== null || app.child.signalCode !== null ? app.output.join('').slice(-2000) : undefined),
+    });
+  }
+
+  /** SIGTERM to one app; resolves when it exited. */
+  async stop(app: RunningApp): Promise<void> {
+    if (app.child.exitCode === null && app.child.signalCode === null) app.child.kill('SIGTERM');
+    await app.exited;
   }
 
   /** SIGTERM to every app still running; resolves when all exited. */
   async stopAll(): Promise<void> {
-    for (const app of this.apps) if (app.child.exitCode === null) app.child.kill('SIGTERM');
+    for (const app of this.apps) if (app.child.exitCode === null && app.child.signalCode === null) app.child.kill('SIGTERM');
     await Promise.all(this.apps.map((app) => app.exited));
   }
 }

@@ -12,7 +12,7 @@ import { connectDatabase, withDatabaseName, type DatabaseHandle } from '../db';
 import { outboxMigrations, runMigrations, type MigrationSet } from '../migrations';
 import { deleteKeysWithPrefix } from '../publisher/redis-scripts';
 
-export { waitFor } from './wait';
+export { APP_READY_TIMEOUT_MS, waitFor, waitForReady } from './wait';
 export { appendRawEntry, appendTestEvents, testStreamEvent } from './stream-events';
 /** Removes what a test wrote under its uniqueRedisPrefix(), publisher meta/dedupe keys included. */
 export { deleteKeysWithPrefix };

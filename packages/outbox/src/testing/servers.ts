@@ -27,17 +27,21 @@ export interface DedicatedRedis {
   url: string;
   port: number;
   start(): Promise<void>;
-  /** SIGTERM and wait for exit; data is not persisted (unless appendOnly), so a restart is empty. */
+  /**
+   * SIGTERM and wait for exit; data is not persisted (unless appendOnly): a
+   * snapshot taken by `saveSnapshot()` is removed too, so a restart is empty.
+   */
   stop(): Promise<void>;
   restart(): Promise<void>;
   /** `SAVE`: writes an RDB snapshot of the data set now (Redis's default persistence). */
   saveSnapshot(): Promise<void>;
   /**
-   * SIGKILL (as a crash or `SHUTDOWN NOSAVE`: nothing more is written) and
-   * start again: the server comes back with the last `saveSnapshot()` (or
-   * empty without one), i.e. older than it was.
+   * `SHUTDOWN NOSAVE` (SIGKILL if it does not exit within 5 s: nothing more
+   * is written either way), `whileDown`, then start again: the server comes
+   * back with the last `saveSnapshot()` (or empty without one), i.e. older
+   * than it was.
    */
-  restartFromSnapshot(): Promise<void>;
+  restartFromSnapshot(options?: { whileDown?: () => Promise<void> }): Promise<void>;
   /** Stops the server and removes its directory. */
   destroy(): Promise<void>;
 }
@@ -69,6 +73,20 @@ export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}
     running.kill(signal);
     await exited;
   };
+  const shutdownNoSave = async () => {
+    const running = child;
+    child = undefined;
+    if (!running || running.exitCode !== null) return;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => undefined);
+    // SHUTDOWN has no reply: the connection just closes, so its rejection is the expected answer.
+    await client.connect().then(() => client.call('SHUTDOWN', 'NOSAVE')).catch(() => undefined);
+    client.disconnect();
+    const timer = setTimeout(() => running.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
   const handle: DedicatedRedis = {
     url,
     port,
@@ -80,6 +98,7 @@ export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}
     },
     async stop() {
       await halt('SIGTERM');
+      if (!options.appendOnly) fs.rmSync(path.join(dir, 'dump.rdb'), { force: true });
     },
     async restart() {
       await handle.stop();
@@ -93,8 +112,9 @@ export async function startDedicatedRedis(options: { appendOnly?: boolean } = {}
         client.disconnect();
       }
     },
-    async restartFromSnapshot() {
-      await halt('SIGKILL');
+    async restartFromSnapshot(restartOptions = {}) {
+      await shutdownNoSave();
+      await restartOptions.whileDown?.();
       await handle.start();
     },
     async destroy() {
