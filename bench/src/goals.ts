@@ -75,15 +75,22 @@ export function computeGoals(r: BenchResults, rate: number): Goal[] {
     met: judged(relayShare, (v) => v >= 0.5),
   });
 
-  const drain = (system: string) => r.drain.find((d) => d.system === system && d.complete)?.eventsPerSec;
+  // An incomplete drain still has a rate (events handled by its last handler row); the figure says so.
+  const drainOf = (system: string) => r.drain.find((d) => d.system === system);
+  const drain = (system: string) => drainOf(system)?.eventsPerSec;
+  const incomplete = (system: string) => (drainOf(system)?.complete === false ? ` (${system}'s drain incomplete)` : '');
   for (const peer of [GRAPHILE_WORKER, PG_BOSS]) {
     const x = ratio(drain('petcover'), drain(peer));
-    goals.push({ goal: `drain ≥ 10 × ${peer}'s`, figure: `${int(drain('petcover'))} vs ${int(drain(peer))} events/s (× ${dec(x, 1)})`, met: judged(x, (v) => v >= 10) });
+    goals.push({
+      goal: `drain ≥ 10 × ${peer}'s`,
+      figure: `${int(drain('petcover'))} vs ${int(drain(peer))} events/s (× ${dec(x, 1)})${incomplete('petcover')}${incomplete(peer)}`,
+      met: judged(x, (v) => v >= 10),
+    });
   }
   const drainVsBull = ratio(drain('petcover'), drain(BULLMQ_REDIS));
   goals.push({
     goal: "drain ≥ BullMQ (Redis)'s",
-    figure: `${int(drain('petcover'))} vs ${int(drain(BULLMQ_REDIS))} events/s (× ${dec(drainVsBull)})`,
+    figure: `${int(drain('petcover'))} vs ${int(drain(BULLMQ_REDIS))} events/s (× ${dec(drainVsBull)})${incomplete('petcover')}${incomplete(BULLMQ_REDIS)}`,
     met: judged(drainVsBull, (v) => v >= 1),
   });
   const bull = liveAt(r.live, BULLMQ_REDIS, rate);

@@ -76,6 +76,13 @@ describe('goals as ratios inside one run', () => {
     expect(goals.find((g) => g.goal === "drain ≥ 10 × pg-boss's")?.met).toBeNull();
   });
 
+  it("judges a drain that did not finish by the rate it reached, and says it did not finish", () => {
+    const r = results();
+    r.drain = r.drain.map((d) => (d.system === 'bullmq (redis)' ? { ...d, complete: false, eventsPerSec: 20_000 } : d));
+    const goal = computeGoals(r, 1000).find((g) => g.goal === "drain ≥ BullMQ (Redis)'s");
+    expect(goal).toEqual({ goal: "drain ≥ BullMQ (Redis)'s", figure: "15,000 vs 20,000 events/s (× 0.75) (bullmq (redis)'s drain incomplete)", met: false });
+  });
+
   it('prints the live table with CPU by process and the goal table', () => {
     const r = results();
     r.goals = computeGoals(r, 1000);
