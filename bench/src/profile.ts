@@ -1,7 +1,8 @@
 /**
- * How big each scenario is. `full` is what the README quotes (under 10
- * minutes on a 2-core machine); `quick` checks the whole harness end to end
- * in about a minute and a half, with figures too small to quote.
+ * How big each scenario is. `full` is what the README quotes (400 s on
+ * a 2-core machine before the live runs of five systems at two rates were
+ * added, which add about five minutes); `quick` checks the whole
+ * harness end to end in about three minutes, with figures too small to quote.
  */
 import type { BenchHandlerMode } from './handler-module';
 
