@@ -19,6 +19,7 @@ module.exports = {
     '^@petcover/domain$': path.join(root, 'packages/domain/src/index.ts'),
     '^@petcover/domain/testing$': path.join(root, 'packages/domain/src/testing/index.ts'),
     '^@petcover/service-kit$': path.join(root, 'packages/service-kit/src/index.ts'),
+    '^@petcover/service-kit/tracing$': path.join(root, 'packages/service-kit/src/tracing.ts'),
   },
   testTimeout: 60_000,
   reporters: ['default', path.join(root, 'tools/jest-summary-reporter.js')],

@@ -3,6 +3,8 @@
  * `api [--port <n>] [--log-level <level>]`: the HTTP API. Env: see env.ts.
  * SIGINT/SIGTERM: stop accepting, finish requests in flight, close pools.
  */
+// First: tracing patches modules as they load.
+import { tracing } from './instrument';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
@@ -128,6 +130,7 @@ async function main(): Promise<void> {
     { name: 'postgres', run: () => database.close() },
     { name: 'postgres (readiness)', run: () => readinessDatabase.close() },
     { name: 'redis', run: () => redis.quit().catch(() => redis.disconnect()) },
+    { name: 'tracing', run: () => tracing.shutdown() },
   ]);
   // `on`, not `once`: a second Ctrl-C must not cut requests in flight; shutdown is memoised.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

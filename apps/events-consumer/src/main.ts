@@ -4,6 +4,8 @@
  * registry, dead-letters what cannot be handled. Signal handling lives here
  * and nowhere else.
  */
+// First: tracing patches modules as they load.
+import { tracing } from './instrument';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   backoffDelay,
@@ -137,6 +139,7 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
       // disconnect, not QUIT: QUIT would wait for a Redis that may be down.
       { name: 'redis', run: () => redis.disconnect() },
       { name: 'postgres', run: () => database.close() },
+      { name: 'tracing', run: () => tracing.shutdown() },
     ],
     30_000,
   );

@@ -4,6 +4,8 @@
  * Redis Streams, marks rows published, prunes old rows. The only place with
  * signal handling and process.env (through env.ts).
  */
+// First: tracing patches modules as they load.
+import { tracing } from './instrument';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   backoffDelay,
@@ -111,6 +113,7 @@ async function main(argv: readonly string[]): Promise<void> {
     { name: 'health server', run: () => health.close() },
     { name: 'redis', run: () => redis.disconnect() },
     { name: 'postgres', run: () => database.close(2) },
+    { name: 'tracing', run: () => tracing.shutdown() },
   ]);
   // `on`, not `once`: a second Ctrl-C must not kill the process mid-batch; shutdown is memoised.
   const onSignal = (signal: NodeJS.Signals) => {

@@ -8,6 +8,7 @@ import type { Transaction } from './db';
 import { DuplicateEventIdError, OutboxValidationError } from './errors';
 import { newEventId, UUID_PATTERN } from './event-id';
 import { assertStreamName } from './streams';
+import { startCreateSpans } from './tracing';
 
 /**
  * Largest payload accepted, as UTF-8 JSON. Redis and Postgres take far more,
@@ -90,13 +91,30 @@ export async function enqueueMany(
   const repeated = ids.filter((id, i) => ids.indexOf(id) !== i);
   if (repeated.length > 0) throw new DuplicateEventIdError([...new Set(repeated)]);
 
+  // The trace context goes into the headers of this very INSERT (a
+  // traceparent written afterwards would orphan the consumer's spans).
+  const creation = startCreateSpans(rows);
+  try {
+    const inserted = await insertRows(tx, rows);
+    creation.end();
+    return inserted;
+  } catch (error) {
+    creation.end(error);
+    throw error;
+  }
+}
+
+type ValidatedEvent = ReturnType<typeof validateEvent>;
+
+async function insertRows(tx: Transaction, rows: ValidatedEvent[]): Promise<EnqueuedEvent[]> {
+  const ids = rows.map((r) => r.eventId);
   // One plain SQL statement: drizzle's insert builder costs about twice the
   // CPU of the whole statement's round trip, and every producer pays it.
   // The NOTIFY rides on the RETURNING: one round trip per enqueue instead of
   // two. Postgres delivers identical (channel, payload) pairs of one
   // transaction once, at commit, so a NOTIFY per row is one per stream.
   const values = sql.join(
-    rows.map((r) => sql`(${r.eventId}::uuid, ${r.streamName}, ${r.partitionKey}, ${r.eventType}, ${r.payloadJson}::jsonb, ${r.headersJson}::jsonb)`),
+    rows.map((r) => sql`(${r.eventId}::uuid, ${r.streamName}, ${r.partitionKey}, ${r.eventType}, ${r.payloadJson}::jsonb, ${JSON.stringify(r.headers)}::jsonb)`),
     sql`, `,
   );
   const inserted = (await tx.execute(sql`
@@ -151,7 +169,7 @@ function validateEvent(event: OutboxEventInput, prefix: string, maxBytes: number
     eventType: event.type,
     // The validated JSON text itself is stored: what we measured is what we write.
     payloadJson,
-    headersJson: JSON.stringify(headers),
+    headers,
   };
 }
 

@@ -4,6 +4,7 @@
  * JSON lines, except on a terminal, where pino-pretty makes them readable
  * (LOG_FORMAT=json keeps JSON there too).
  */
+import { context, trace } from '@opentelemetry/api';
 import pino, { type Logger, type LoggerOptions } from 'pino';
 import pinoPretty from 'pino-pretty';
 import { maskUrlPassword } from './connection-urls';
@@ -56,10 +57,23 @@ function withoutBoundFields(logger: Logger, object: Record<string, unknown>): Re
   return result ?? object;
 }
 
+/**
+ * `trace_id` / `span_id` of the span active where the line is written (an
+ * HTTP request, a handler call, a publish), so logs and traces join. Without
+ * a tracing SDK there is never an active span and nothing is added. A new
+ * object each time: pino merges the line's fields into it.
+ */
+function traceFields(): Record<string, string> {
+  const spanContext = trace.getSpan(context.active())?.spanContext();
+  if (!spanContext || !trace.isSpanContextValid(spanContext)) return {};
+  return { trace_id: spanContext.traceId, span_id: spanContext.spanId };
+}
+
 export function createLogger(config: LoggerConfig): Logger {
   const options: LoggerOptions = {
     name: config.name,
     level: config.level ?? 'info',
+    mixin: traceFields,
     redact: {
       paths: [...REDACTED_KEYS, ...REDACTED_KEYS.map((k) => `*.${k}`), 'req.headers.authorization', 'req.headers["x-admin-key"]'],
       censor: '[redacted]',

@@ -11,6 +11,8 @@
  * contract_id. Needs events-publisher and events-consumer running (unless
  * --no-wait).
  */
+// First: tracing patches modules as they load.
+import { tracing } from '../instrument';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { and, eq } from 'drizzle-orm';
 import {
@@ -24,6 +26,7 @@ import {
 } from '@petcover/domain';
 import { connectDatabase, outboxEvent } from '@petcover/outbox';
 import { ConfigError, EXIT_CONFIG } from '@petcover/service-kit';
+import { traceCommand } from '@petcover/service-kit/tracing';
 import { readApiEnv } from '../env';
 import { signManually } from '../manual-signing';
 import { EXIT_USAGE, parseFlags, requireUuid, secondsFlag, UsageError } from './command-line';
@@ -91,14 +94,17 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: Error) => {
-    if (error instanceof UsageError) {
-      console.error(`simulate-pet-signature-flow: ${error.message}\n${USAGE}`);
-      process.exit(EXIT_USAGE);
-    }
-    console.error(`simulate-pet-signature-flow: ${error.message}`);
-    process.exit(error instanceof ConfigError ? EXIT_CONFIG : 2);
-  },
-);
+// One trace for the whole flow (every event it causes continues it); flushed before exit.
+traceCommand('simulate-pet-signature-flow', main)
+  .finally(() => tracing.shutdown())
+  .then(
+    (code) => process.exit(code),
+    (error: Error) => {
+      if (error instanceof UsageError) {
+        console.error(`simulate-pet-signature-flow: ${error.message}\n${USAGE}`);
+        process.exit(EXIT_USAGE);
+      }
+      console.error(`simulate-pet-signature-flow: ${error.message}`);
+      process.exit(error instanceof ConfigError ? EXIT_CONFIG : 2);
+    },
+  );

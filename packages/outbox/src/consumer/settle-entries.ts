@@ -38,6 +38,7 @@ import { assertPartitionLease, markProcessed, PartitionLeaseLostError } from './
 import type { ConsumerMetrics } from './metrics';
 import { parkedKeysAmong, parkEntries, parkKey, type ParkingScope } from './parking';
 import type { RawEntry } from './redis-group';
+import { traceDeadLetter, traceHandlerCall } from '../tracing';
 import { PermanentError, type ExhaustedPolicy, type HandledEvent, type HandlerContext, type HandlerRegistry, type RegisteredHandler } from './registry';
 
 export interface PartitionContext {
@@ -359,10 +360,12 @@ async function callHandler(ctx: PartitionContext, tx: Transaction, run: HandlerR
   const handler = first.handler;
   const started = process.hrtime.bigint();
   try {
-    await withDeadline(first.event.type, timeoutOf(ctx, handler), (signal) =>
-      run.items.length > 1 && handler.handleBatch
-        ? handler.handleBatch(run.items.map((item) => handledEvent(ctx, item)), handlerContext(ctx, tx, attempt, run.items, signal))
-        : handler.handle(handledEvent(ctx, first), handlerContext(ctx, tx, attempt, run.items, signal)),
+    await traceHandlerCall(ctx, run.items, attempt, () =>
+      withDeadline(first.event.type, timeoutOf(ctx, handler), (signal) =>
+        run.items.length > 1 && handler.handleBatch
+          ? handler.handleBatch(run.items.map((item) => handledEvent(ctx, item)), handlerContext(ctx, tx, attempt, run.items, signal))
+          : handler.handle(handledEvent(ctx, first), handlerContext(ctx, tx, attempt, run.items, signal)),
+      ),
     );
   } catch (error) {
     if (isDatabaseUnavailableError(error)) throw error;
@@ -429,6 +432,7 @@ export function recordCommitted(ctx: PartitionContext, counts: BatchCounts): voi
   for (const { type, seconds } of counts.latencies) ctx.metrics.handlerSeconds.observe({ group: ctx.group, event_type: type }, seconds);
   for (const { item, landing } of counts.rejected) {
     ctx.metrics.deadLettered.inc({ ...metricLabels(ctx, item.event?.type ?? 'unknown'), reason: item.reason });
+    traceDeadLetter(ctx, item.entryId, item.event, { error: item.error, reason: item.reason, attempts: 1 });
     ctx.logger.error(
       { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventId: item.event?.eventId, eventType: item.event?.type, reason: item.reason, landing, err: item.error },
       landing === 'minimal' ? 'entry dead-lettered at once (minimal row: the full one was refused)' : 'entry dead-lettered at once',
@@ -626,6 +630,7 @@ export async function deadLetterHandlerFailure(
     return;
   }
   ctx.metrics.deadLettered.inc({ ...metricLabels(ctx, item.event.type), reason });
+  traceDeadLetter(ctx, item.entryId, item.event, { error, reason, attempts: item.attempt });
   ctx.logger.error(
     { group: ctx.group, stream: ctx.partitionStream, partitionKey: item.event.partitionKey, entryId: item.entryId, eventId: item.event.eventId, eventType: item.event.type, attempts: item.attempt, reason, landing, err: error },
     landing === 'minimal' ? 'entry dead-lettered (minimal row: the full one was refused)' : 'entry dead-lettered',

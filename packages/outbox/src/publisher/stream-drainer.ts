@@ -22,6 +22,7 @@ import { acquireLease, type LeaseGrant } from '../lease/lease';
 import { compareEntryIds, entryIdParts, NO_ENTRY } from '../entry-id';
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey } from '../streams';
 import { FailureLog, sleep, Wakeup } from '../backoff';
+import { tracePublish } from '../tracing';
 import type { PublisherContext } from './context';
 import { appendBatch, entriesAfter, stampFence, streamHead, type AppendedEntry, type OutboxRowForAppend } from './redis-scripts';
 import { DrainBatchSizer, readPositions, recordEntries, recordFault, selectRecordedAfter, selectUnpublishedBatch, type EntryRecord } from './statements';
@@ -207,7 +208,7 @@ export class StreamDrainer {
       }
     }
     ctx.hooks?.beforeAppend?.(stream, rows);
-    const record = await this.appendToPartitions(rows, fencingToken);
+    const record = await tracePublish(stream, rows, () => this.appendToPartitions(rows, fencingToken));
     if (!record) return 'full'; // reconcile first, then this batch again
     ctx.hooks?.afterAppend?.(stream, rows);
     if ((await this.settleMark()) === 'retry') return 'full';
