@@ -54,8 +54,12 @@ async function serve(options: { adminKey?: string; readOnly?: boolean }): Promis
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/console`;
 }
 
+/** The trace the producer was in (a traceparent it gave): the journey shows its id. */
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
+
 async function enqueueContract(contractId: string): Promise<string> {
-  const event = await testDb.db.transaction((tx) => enqueue(tx, { stream, type: 'ContractCreated', partitionKey: contractId, payload: { contractId } }));
+  const headers = { traceparent: `00-${TRACE_ID}-00f067aa0ba902b7-01` };
+  const event = await testDb.db.transaction((tx) => enqueue(tx, { stream, type: 'ContractCreated', partitionKey: contractId, payload: { contractId }, headers }));
   return event.eventId;
 }
 
@@ -158,6 +162,7 @@ test('sign in, see the stuck stream flagged, replay a dead-letter group, find th
     { timeoutMs: 20_000, intervalMs: 500, description: 'journey shows the group handled it' },
   );
   expect(await journey.innerText()).toMatch(/Outbox[\s\S]*Published[\s\S]*Redis[\s\S]*entry/);
+  expect(await journey.locator('[data-trace-id]').innerText()).toBe(TRACE_ID);
   await shots.shoot(page, 'event-journey');
 
   // Nodes and leases: the live publisher and consumer, and the dead owner's lease released with one click.

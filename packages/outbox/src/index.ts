@@ -13,6 +13,7 @@ export type { BackoffPolicy } from './backoff';
 export { enqueue, enqueueMany, MAX_PAYLOAD_BYTES, MAX_TEXT_LENGTH, OUTBOX_NOTIFY_CHANNEL } from './enqueue';
 export type { EnqueueOptions, EnqueuedEvent, OutboxEventInput } from './enqueue';
 export { defineEvent } from './define-event';
+export { traceIdOf, TRACE_CONTEXT_HEADERS } from './tracing';
 export type { EventDefinition } from './define-event';
 export { createDatabaseIfMissing, outboxMigrations, runMigrations } from './migrations';
 export type { MigrationSet } from './migrations';

@@ -65,6 +65,18 @@ const headerGetter = {
   get: (carrier: Record<string, string>, key: string) => carrier[key],
 };
 
+const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/**
+ * The trace id of the W3C `traceparent` in `headers` (what to search in a
+ * tracing UI), or null when there is none or it is malformed. Needs no SDK:
+ * the console shows it whether or not the api traces.
+ */
+export function traceIdOf(headers: Readonly<Record<string, string>> | null | undefined): string | null {
+  const match = TRACEPARENT.exec(headers?.traceparent?.trim().toLowerCase() ?? '');
+  return match && !/^0+$/.test(match[1]!) ? match[1]! : null;
+}
+
 /** The producer's context carried in `headers` (ROOT_CONTEXT when there is none or it is malformed). */
 export function contextFromHeaders(headers: Readonly<Record<string, string>>): Context {
   return propagation.extract(ROOT_CONTEXT, headers, headerGetter);
@@ -101,6 +113,18 @@ function endWithError(span: Span, error: unknown): void {
   span.setAttribute('error.type', err.name || 'Error');
   span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
   span.end();
+}
+
+/** Runs `fn` with `span` active (child of `parent`), then ends it: with status error and the exception if `fn` throws. */
+async function runInSpan<T>(span: Span, parent: Context, fn: () => Promise<T>): Promise<T> {
+  try {
+    const result = await context.with(trace.setSpan(parent, span), fn);
+    span.end();
+    return result;
+  } catch (error) {
+    endWithError(span, error);
+    throw error;
+  }
 }
 
 // ---- producer: enqueue -------------------------------------------------------
@@ -174,14 +198,7 @@ export async function tracePublish<T>(stream: string, events: readonly { eventId
   const { parent, links } = propagating() ? parentAndLinks(events.map((e) => spanContextOf(parseHeaders(e.headersJson)))) : NO_PARENT;
   const span = tracer.startSpan(`publish ${stream}`, { kind: SpanKind.PRODUCER, attributes, links }, parent);
   if (!span.isRecording()) return append();
-  try {
-    const result = await context.with(trace.setSpan(parent, span), append);
-    span.end();
-    return result;
-  } catch (error) {
-    endWithError(span, error);
-    throw error;
-  }
+  return runInSpan(span, parent, append);
 }
 
 const NO_PARENT: { parent: Context; links: Link[] } = { parent: ROOT_CONTEXT, links: [] };
@@ -261,14 +278,7 @@ export async function traceHandlerCall<T>(
     ({ parent, links } = propagating() ? parentAndLinks(events.map(({ event }) => spanContextOf(event.headers))) : NO_PARENT);
   }
   const span = tracer.startSpan(`process ${site.stream}`, { kind: SpanKind.CONSUMER, attributes, ...(links ? { links } : {}) }, parent);
-  try {
-    const result = await context.with(trace.setSpan(parent, span), call);
-    span.end();
-    return result;
-  } catch (error) {
-    endWithError(span, error);
-    throw error;
-  }
+  return runInSpan(span, parent, call);
 }
 
 /**

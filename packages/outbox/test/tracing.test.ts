@@ -24,7 +24,7 @@ import {
   type HandlerRegistry,
   type Publisher,
 } from '../src';
-import { MESSAGING, PETCOVER } from '../src/tracing';
+import { MESSAGING, PETCOVER, traceIdOf } from '../src/tracing';
 import { createTestDatabase, createTestRedis, trackedRedisPrefixes, uniqueGroupName, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
 
 // Instrumentations hook `Module.prototype.require`; jest hands modules a
@@ -136,14 +136,14 @@ test('an HTTP request that enqueues: create, publish and the handler’s process
         .end();
     });
 
-    const serverSpan = await waitFor(() => spans().find((s) => s.kind === SpanKind.SERVER), { description: 'the HTTP server span' });
+    const serverSpan = await waitFor(() => spans().find((s) => s.kind === SpanKind.SERVER), { timeoutMs: 30_000, description: 'the HTTP server span' });
     const requestTraceId = serverSpan.spanContext().traceId;
     // The trace context is in the row the INSERT wrote.
     const [row] = await db.sql<{ headers: Record<string, string> }[]>`SELECT headers FROM events.outbox_event WHERE event_id = ${eventId}`;
     expect(row!.headers.traceparent).toMatch(new RegExp(`^00-${requestTraceId}-[0-9a-f]{16}-01$`));
 
     startPipeline(stream, registry, { logger });
-    const process = await waitFor(() => spansOf(`process ${stream}`, eventId)[0], { description: 'the process span' });
+    const process = await waitFor(() => spansOf(`process ${stream}`, eventId)[0], { timeoutMs: 30_000, description: 'the process span' });
     const create = spansOf(`create ${stream}`, eventId)[0]!;
     const publish = spansOf(`publish ${stream}`, eventId)[0]!;
     expect(seen).toEqual([{ eventId, traceId: requestTraceId }]);
@@ -204,7 +204,7 @@ test('a batch handler’s process span links to each event’s context', async (
   for (let n = 0; n < 3; n++) eventIds.push(await enqueueInOwnTrace(stream, 'Batched', 'same-key', n));
   const { consumer } = startPipeline(stream, registry, { batchSize: 10 });
   void consumer;
-  await waitFor(() => (batches.reduce((a, b) => a + b, 0) === 3 ? true : null), { description: 'three events handled' });
+  await waitFor(() => (batches.reduce((a, b) => a + b, 0) === 3 ? true : null), { timeoutMs: 30_000, description: 'three events handled' });
   expect(batches).toEqual([3]);
   const creates = eventIds.map((id) => spansOf(`create ${stream}`, id)[0]!);
   expect(new Set(creates.map((c) => c.spanContext().traceId)).size).toBe(3);
@@ -253,7 +253,7 @@ test('retries and dead letters are on the spans: each failed attempt errors with
   await waitFor(async () => {
     const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM events.dead_letter`;
     return row!.n === 3 && spansOf(`dead_letter ${stream}`).length === 3 && spansOf(`process ${stream}`, flaky).length === 2 ? true : null;
-  }, { description: 'three dead letters and the flaky event retried' });
+  }, { timeoutMs: 30_000, description: 'three dead letters and the flaky event retried' });
 
   const traceOf = (eventId: string) => spansOf(`create ${stream}`, eventId)[0]!.spanContext();
   const exceptionOf = (span: ReadableSpan) => span.events.find((e) => e.name === 'exception')?.attributes?.['exception.message'];
@@ -305,7 +305,7 @@ test('a traceparent the caller gave is kept as is (no create span)', async () =>
   expect(spansOf(`create ${stream}`)).toHaveLength(0);
 });
 
-test('without an active span or SDK context, enqueue still starts a trace of its own per event', async () => {
+test('without an active span, enqueue starts a trace of its own per event', async () => {
   const stream = uniqueStreamName('rootless');
   const { eventId } = await context.with(trace.deleteSpan(context.active()), () =>
     db.db.transaction((tx) => enqueue(tx, { stream, type: 'Rootless', partitionKey: 'k', payload: { n: 1 } })),
@@ -314,4 +314,12 @@ test('without an active span or SDK context, enqueue still starts a trace of its
   expect(parentOf(create!)).toBeUndefined();
   const [row] = await db.sql<{ headers: Record<string, string> }[]>`SELECT headers FROM events.outbox_event WHERE event_id = ${eventId}`;
   expect(row!.headers.traceparent).toBe(`00-${create!.spanContext().traceId}-${create!.spanContext().spanId}-01`);
+});
+
+test('traceIdOf reads the trace id of a W3C traceparent header, and nothing else', () => {
+  expect(traceIdOf({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' })).toBe('0af7651916cd43dd8448eb211c80319c');
+  expect(traceIdOf({ traceparent: '00-00000000000000000000000000000000-b7ad6b7169203331-01' })).toBeNull();
+  expect(traceIdOf({ traceparent: 'not a traceparent' })).toBeNull();
+  expect(traceIdOf({ tenant: 'fr' })).toBeNull();
+  expect(traceIdOf(null)).toBeNull();
 });

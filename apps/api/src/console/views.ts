@@ -5,7 +5,7 @@
  * fixes it. Actions are plain forms carrying the CSRF field; in read-only
  * mode they are not rendered at all.
  */
-import type { DeadLetterGroup, DeadLetterRow, EventJourney, EventsStatus, LeaseEntry, LookupResult, NodeStatus, StatusProblem } from '@petcover/outbox';
+import { traceIdOf, type DeadLetterGroup, type DeadLetterRow, type EventJourney, type EventsStatus, type LeaseEntry, type LookupResult, type NodeStatus, type StatusProblem } from '@petcover/outbox';
 import { html, type ComponentChildren, type VNode } from '../pages/render';
 import { CONSOLE_PATH, type ConsoleMode } from './session';
 
@@ -201,10 +201,16 @@ export function overviewPage(ctx: ViewContext, status: EventsStatus, options: { 
 
 const GROUP_STATE_LABEL = { waiting: 'waiting', delivered: 'delivered, not settled', handled: 'handled', dead: 'dead letter' } as const;
 
+/** The trace the event belongs to (its traceparent header), to search in the tracing UI. */
+function traceLine(e: EventJourney): VNode | null {
+  const traceId = traceIdOf(e.headers);
+  return traceId ? html` · trace <code data-trace-id=${traceId} title="search this trace id in Jaeger or your tracing backend">${traceId}</code>` : null;
+}
+
 function journey(e: EventJourney): VNode {
   return html`<article class="journey" data-event-id=${e.eventId}>
     <h2>${e.type} <code class="small">${e.eventId}</code></h2>
-    <p class="muted small">stream <code>${e.stream}</code> · key <a href=${`${CONSOLE_PATH}/events?q=${encodeURIComponent(e.partitionKey)}`}><code>${e.partitionKey}</code></a></p>
+    <p class="muted small">stream <code>${e.stream}</code> · key <a href=${`${CONSOLE_PATH}/events?q=${encodeURIComponent(e.partitionKey)}`}><code>${e.partitionKey}</code></a>${traceLine(e)}</p>
     <ol class="timeline">
       <li class="done"><strong>Outbox</strong> row ${e.outboxId}, created ${time(e.createdAt)}</li>
       <li class=${e.publishedAt ? 'done' : 'pending'}><strong>Published</strong> ${e.publishedAt ? time(e.publishedAt) : 'not yet'}</li>
