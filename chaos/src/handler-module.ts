@@ -3,9 +3,14 @@
  * <this file>`). Its handler applies one effect per event — a row in the
  * handled-order log, in the consumer's transaction — and fails transiently on
  * a seeded fraction of first attempts, so retries are exercised on every run.
+ * On top, random keys go through downstream outages (issue 19): in a seeded
+ * fraction of (key, 10 s window) pairs every attempt of that key's events
+ * fails, so the key is parked, its later events park behind it, the other
+ * keys of its partition flow, and it resumes in order after the window.
  * OrderChanged also has a batch form (one INSERT per run of events).
  *
- * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1).
+ * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1),
+ * CHAOS_KEY_OUTAGE_FRACTION (0..1, default 0.1).
  */
 import type { EventHandler, HandledEvent, HandlerContext, HandlerRegistry } from '@petcover/outbox';
 import { handledRecordOf, recordHandled } from '@petcover/outbox/verify';
@@ -25,10 +30,32 @@ export class ChaosTransientFailure extends Error {
   }
 }
 
+export class ChaosKeyOutage extends Error {
+  constructor(key: string) {
+    super(`chaos: downstream outage of key ${key} (every attempt fails until its window ends)`);
+    this.name = 'ChaosKeyOutage';
+  }
+}
+
 export interface ChaosHandlerOptions {
   seed: number;
   /** Fraction of events whose first attempt throws. */
   failFraction: number;
+  /** Fraction of (key, window) pairs during which every attempt of the key throws; 0 turns outages off. */
+  keyOutageFraction?: number;
+}
+
+/**
+ * A key's outage lasts one window: long enough that the key is retried
+ * several times while parked (the consumer's first delays are 1, 2, 4 s),
+ * short enough that no event runs out of attempts (10, over minutes).
+ */
+export const KEY_OUTAGE_WINDOW_MS = 10_000;
+
+/** Whether `key` is in an outage at `nowMs`; both consumer replicas agree (seeded, wall clock). */
+export function inKeyOutage(key: string, nowMs: number, options: ChaosHandlerOptions): boolean {
+  const fraction = options.keyOutageFraction ?? 0;
+  return fraction > 0 && seededFraction(options.seed, `${key}@${Math.floor(nowMs / KEY_OUTAGE_WINDOW_MS)}`) < fraction;
 }
 
 /** Whether the handler fails this event's first attempt; the same answer in every process. */
@@ -42,6 +69,7 @@ export const BATCH_HANDLED_TYPES: ReadonlySet<string> = new Set(['OrderChanged']
 export function createChaosModule(options: ChaosHandlerOptions): ChaosConsumerModule {
   const record = (event: HandledEvent<ChaosPayload>, ctx: HandlerContext) => {
     if (ctx.attempt === 1 && failsFirstAttempt(event.eventId, options)) throw new ChaosTransientFailure(event.eventId);
+    if (inKeyOutage(event.partitionKey, Date.now(), options)) throw new ChaosKeyOutage(event.partitionKey);
     return handledRecordOf(event, ctx, event.payload.seq);
   };
   const handler: EventHandler<ChaosPayload> = {
@@ -65,11 +93,15 @@ export function createChaosModule(options: ChaosHandlerOptions): ChaosConsumerMo
 function optionsFromEnv(env: NodeJS.ProcessEnv): ChaosHandlerOptions {
   const seed = Number(env.CHAOS_SEED ?? 1);
   const failFraction = Number(env.CHAOS_FAIL_FRACTION ?? 0.05);
+  const keyOutageFraction = Number(env.CHAOS_KEY_OUTAGE_FRACTION ?? 0.1);
   if (!Number.isInteger(seed)) throw new Error(`CHAOS_SEED must be an integer (got ${JSON.stringify(env.CHAOS_SEED)})`);
   if (!(failFraction >= 0 && failFraction <= 1)) {
     throw new Error(`CHAOS_FAIL_FRACTION must be between 0 and 1 (got ${JSON.stringify(env.CHAOS_FAIL_FRACTION)})`);
   }
-  return { seed, failFraction };
+  if (!(keyOutageFraction >= 0 && keyOutageFraction <= 1)) {
+    throw new Error(`CHAOS_KEY_OUTAGE_FRACTION must be between 0 and 1 (got ${JSON.stringify(env.CHAOS_KEY_OUTAGE_FRACTION)})`);
+  }
+  return { seed, failFraction, keyOutageFraction };
 }
 
 export const consumerModule = createChaosModule(optionsFromEnv(process.env));

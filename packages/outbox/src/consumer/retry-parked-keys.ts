@@ -16,7 +16,6 @@
 import { assertPartitionLease } from './inbox';
 import { loadParkedEntries, partitionParking, recordParkedFailure, settleParkedKey, unparkEvents, type ParkedEntry, type PartitionParking } from './parking';
 import {
-  afterFailedBatch,
   classifyHandled,
   deadLetterHandlerFailure,
   decideFailure,
@@ -26,10 +25,8 @@ import {
   parkingDueIn,
   parkingScope,
   partitionLease,
-  recordCommitted,
-  runBatch,
+  settleInOrder,
   type EntrySource,
-  type HandleItem,
   type Item,
   type PartitionContext,
 } from './settle-entries';
@@ -105,25 +102,28 @@ async function retryKey(ctx: PartitionContext, partitionKey: string, failures: n
     });
     return;
   }
-  let queue = parked.map((p, index) => itemOf(ctx, p, index === 0 ? failures + 1 : 1));
-  let headFirstFailedAt = firstFailedAt;
-  // A head that failed before is attempted alone first (its own transaction), then what follows it as a batch.
-  let limit = failures > 0 ? 1 : queue.length;
-  let oneByOne = false;
-  let failing: { item: HandleItem; error: Error } | undefined;
-  while (queue.length > 0) {
-    const first = queue[0] as Item;
-    if (failing && failing.item === first) {
-      const { item, error } = failing;
-      failing = undefined;
+  const queue = parked.map((p, index) => itemOf(ctx, p, index === 0 ? failures + 1 : 1));
+  const head = queue[0];
+  let stopped = false;
+  await settleInOrder(ctx, queue, source, {
+    // A head that failed before is attempted alone first (its own transaction), then what follows it as a batch.
+    firstLimit: failures > 0 ? 1 : queue.length,
+    onCommitted(batch) {
+      const first = batch[0];
+      if (first?.kind !== 'handle' || first.attempt === 1) return;
+      ctx.metrics.retried.inc(metricLabels(ctx, first.event.type));
+      ctx.logger.info(
+        { group: ctx.group, stream: ctx.partitionStream, partitionKey, entryId: first.entryId, eventId: first.event.eventId, eventType: first.event.type, attempt: first.attempt },
+        'parked key handled after retrying; its later events follow in order',
+      );
+    },
+    async onFailure(item, error) {
       const decision = decideFailure(ctx, item, error);
       logKeyFailure(ctx, item, error, decision);
       if (decision.kind === 'dead-letter') {
-        await deadLetterHandlerFailure(ctx, item, error, item.attempt > 1 ? headFirstFailedAt : null, decision.reason, source);
-        queue = queue.slice(1).map((next, index) => (index === 0 && next.kind === 'handle' ? { ...next, attempt: 1 } : next));
-        headFirstFailedAt = null;
-        limit = queue.length;
-        continue;
+        // The key goes on with its next event (attempt 1).
+        await deadLetterHandlerFailure(ctx, item, error, item === head ? firstFailedAt : null, decision.reason, source);
+        return 'continue';
       }
       await ctx.db.transaction(async (tx) => {
         await recordParkedFailure(tx, scope, {
@@ -132,30 +132,9 @@ async function retryKey(ctx: PartitionContext, partitionKey: string, failures: n
         await assertPartitionLease(tx, partitionLease(ctx));
       });
       ctx.progress();
-      return;
-    }
-    const batch = queue.slice(0, limit);
-    const outcome = await runBatch(ctx, batch, oneByOne, source);
-    if (outcome.ok) {
-      recordCommitted(ctx, outcome.counts);
-      const head = batch[0];
-      if (head?.kind === 'handle' && head.attempt > 1) {
-        ctx.metrics.retried.inc(metricLabels(ctx, head.event.type));
-        ctx.logger.info(
-          { group: ctx.group, stream: ctx.partitionStream, partitionKey, entryId: head.entryId, eventId: head.event.eventId, eventType: head.event.type, attempt: head.attempt },
-          'parked key handled after retrying; its later events follow in order',
-        );
-      }
-      queue = queue.slice(batch.length);
-      headFirstFailedAt = null;
-      limit = queue.length;
-      continue;
-    }
-    const step = afterFailedBatch(ctx, batch, outcome);
-    if (step.oneByOne) oneByOne = true;
-    limit = step.limit ?? queue.length;
-    if (step.failing) failing = step.failing;
-  }
-  if (parked.length >= limits.batchSize) parkingDueIn(ctx.parking, 0);
+      stopped = true;
+      return 'stop';
+    },
+  });
+  if (!stopped && parked.length >= limits.batchSize) parkingDueIn(ctx.parking, 0);
 }
-

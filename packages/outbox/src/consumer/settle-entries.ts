@@ -449,64 +449,80 @@ export function recordCommitted(ctx: PartitionContext, counts: BatchCounts): voi
  * is parked (or dead-lettered, or its key halted) and the rest goes on.
  */
 export async function settleEntries(ctx: PartitionContext, entries: readonly RawEntry[]): Promise<string[]> {
-  let queue = entries.map((raw) => classify(ctx, raw));
-  const settled: string[] = [];
+  const queue = entries.map((raw) => classify(ctx, raw));
   for (const item of queue) {
     if (item.kind === 'skip') ctx.metrics.skipped.inc(metricLabels(ctx, item.event.type));
     if (item.kind === 'gone') ctx.logger.warn({ group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId }, 'pending entry no longer in the stream (trimmed); acknowledging');
   }
+  return settleInOrder(ctx, queue, freshEntries(ctx), {
+    async onFailure(item, error) {
+      await settleFailure(ctx, item, error, null, freshEntries(ctx));
+      return 'continue';
+    },
+  });
+}
+
+/** What a settle loop is told to do with an entry whose handler failed, once the entries before it committed. */
+export interface InOrderOptions {
+  /** Entries of the first transaction (default all): 1 runs a retried head alone first. */
+  firstLimit?: number;
+  /** After each commit, with the entries it settled. */
+  onCommitted?(batch: readonly Item[]): void;
+  /** Settles the failing entry ('continue': go on with the rest) or leaves it and the rest unsettled ('stop'). */
+  onFailure(item: HandleItem, error: Error): Promise<'continue' | 'stop'>;
+}
+
+/**
+ * The settle loop, for fresh and parked entries alike: `queue` in order
+ * through runBatch, as whole batches; after a batch handler failed, its run
+ * one entry per call (the failing entry then shows); for a failing entry,
+ * the entries before it are committed first (order), then `onFailure`
+ * decides. Returns the ids of the entries settled (a prefix of `queue`).
+ */
+export async function settleInOrder(ctx: PartitionContext, items: readonly Item[], source: EntrySource, options: InOrderOptions): Promise<string[]> {
+  let queue = items;
+  const settled: string[] = [];
   let failing: { item: HandleItem; error: Error } | undefined;
-  let limit = queue.length;
-  // After a batch handler failed, the rest of this read is handled one entry per call.
+  let limit = options.firstLimit ?? queue.length;
+  // After a batch handler failed, the rest is handled one entry per call.
   let oneByOne = false;
   while (queue.length > 0) {
     const first = queue[0] as Item;
     if (failing && failing.item === first) {
-      await settleFailure(ctx, failing.item, failing.error, null, freshEntries(ctx));
+      const { item, error } = failing;
       failing = undefined;
+      if ((await options.onFailure(item, error)) === 'stop') break;
       settled.push(first.entryId);
       queue = queue.slice(1);
       limit = queue.length;
       continue;
     }
     const batch = queue.slice(0, limit);
-    const outcome = await runBatch(ctx, batch, oneByOne);
+    const outcome = await runBatch(ctx, batch, oneByOne, source);
     if (outcome.ok) {
       recordCommitted(ctx, outcome.counts);
+      options.onCommitted?.(batch);
       settled.push(...batch.map((i) => i.entryId));
       queue = queue.slice(batch.length);
       limit = queue.length;
       continue;
     }
-    const step = afterFailedBatch(ctx, batch, outcome);
-    if (step.oneByOne) oneByOne = true;
-    limit = step.limit ?? queue.length;
-    if (step.failing) failing = step.failing;
+    const item = batch[outcome.index] as HandleItem;
+    if (outcome.batched) {
+      // Which entry of the run failed is unknown: commit what came before it, then take the run one entry at a time.
+      ctx.logger.warn(
+        { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventType: item.event.type, err: outcome.error },
+        'batch handler failed; handling its entries one by one to find the failing one',
+      );
+      oneByOne = true;
+      limit = outcome.index > 0 ? outcome.index : queue.length;
+      continue;
+    }
+    noteFailure(ctx, item, outcome.error);
+    failing = { item, error: outcome.error };
+    limit = outcome.index;
   }
   return settled;
-}
-
-/**
- * What a settle loop does after a failed batch: a failed batch handler's run
- * is taken one entry at a time from its start (which entry failed is
- * unknown); a single failing entry is noted, and the entries before it are
- * committed first (order), then the failure is settled.
- */
-export function afterFailedBatch(
-  ctx: PartitionContext,
-  batch: readonly Item[],
-  outcome: BatchOutcome & { ok: false },
-): { oneByOne?: boolean; limit?: number; failing?: { item: HandleItem; error: Error } } {
-  const item = batch[outcome.index] as HandleItem;
-  if (outcome.batched) {
-    ctx.logger.warn(
-      { group: ctx.group, stream: ctx.partitionStream, entryId: item.entryId, eventType: item.event.type, err: outcome.error },
-      'batch handler failed; handling its entries one by one to find the failing one',
-    );
-    return { oneByOne: true, limit: outcome.index > 0 ? outcome.index : undefined };
-  }
-  noteFailure(ctx, item, outcome.error);
-  return { limit: outcome.index, failing: { item, error: outcome.error } };
 }
 
 function noteFailure(ctx: PartitionContext, item: HandleItem, error: Error): void {
