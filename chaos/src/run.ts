@@ -414,6 +414,9 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     const verify = await verifyPipeline(monitorSql, null, { subscriptions, exampleLimit: 10 });
     const [retried] = await monitorSql<{ n: number }[]>`SELECT count(*)::int AS n FROM chaos.handled WHERE attempt > 1`;
     faults['transient handler failures (events retried)'] = retried?.n ?? 0;
+    // Only a key outage (issue 19: the key parked, retried while its window lasts) fails an event more than once.
+    const [outages] = await monitorSql<{ n: number }[]>`SELECT count(*)::int AS n FROM chaos.handled WHERE attempt > 2`;
+    faults['key outages (events retried 2+ times behind a parked key)'] = outages?.n ?? 0;
     const deadIds = new Set(
       (await monitorSql<{ event_id: string }[]>`SELECT DISTINCT event_id FROM events.dead_letter WHERE status = 'dead' AND group_name = ${CHAOS_GROUP}`).map(
         (r) => r.event_id,
