@@ -8,7 +8,7 @@ import { tracing } from './instrument';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLocalDocumentStore, domainMigrations } from '@petcover/domain';
-import { connectDatabase, migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
+import { connectDatabase, connectReadiness, outboxMigrations } from '@petcover/outbox';
 import { ConfigError, createLogger, createRedisClient, createShutdown, EXIT_CONFIG, installLastResortHandlers, LOG_LEVELS, maskUrlPassword, redisConnectionOf, type LogLevel } from '@petcover/service-kit';
 import { createAdminRouter } from './admin/router';
 import { createConsoleRouter } from './console/router';
@@ -56,9 +56,9 @@ async function main(): Promise<void> {
   const logger = createLogger({ name: 'api', level: env.LOG_LEVEL, format: env.LOG_FORMAT });
   installLastResortHandlers(logger);
   const database = connectDatabase(env.DATABASE_URL, { applicationName: 'petcover-api' });
-  // Readiness has its own connection: a busy request pool must not make the
+  // Readiness has its own connections: a busy request pool must not make the
   // api look dead, and a probe must not queue behind owners' requests.
-  const readinessDatabase = connectDatabase(env.DATABASE_URL, { max: 1, applicationName: 'petcover-api-readiness' });
+  const readiness = connectReadiness({ name: 'petcover-api', databaseUrl: env.DATABASE_URL, redis: redisConnectionOf(env), migrations: [outboxMigrations, domainMigrations] });
   // Redis serves the rate limiter (which falls back to memory), the admin
   // routes and /readyz; fail fast instead of queueing commands while it is down.
   const redis = createRedisClient(redisConnectionOf(env), { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
@@ -89,10 +89,10 @@ async function main(): Promise<void> {
     bodyLimit: env.BODY_LIMIT,
     devSignIn: !env.strict,
     readinessChecks: {
-      db: postgresCheck(readinessDatabase.sql),
-      migrations: migrationsCheck(readinessDatabase.sql, [outboxMigrations, domainMigrations]),
+      db: readiness.checks.db,
+      migrations: readiness.checks.migrations,
     },
-    nonBlockingReadinessChecks: { redis: redisCheck(redis) },
+    nonBlockingReadinessChecks: { redis: readiness.checks.redis },
     rateLimitRedis: redis,
     ownerWritesPerMinute: env.RATE_LIMIT_OWNER_WRITES_PER_MINUTE,
     metricsRegistry,
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
   const shutdown = createShutdown(logger, [
     { name: 'http server', run: () => new Promise<void>((resolve) => server.close(() => resolve())) },
     { name: 'postgres', run: () => database.close() },
-    { name: 'postgres (readiness)', run: () => readinessDatabase.close() },
+    { name: 'readiness connections', run: () => readiness.close() },
     { name: 'redis', run: () => redis.quit().catch(() => redis.disconnect()) },
     { name: 'tracing', run: () => tracing.shutdown() },
   ]);

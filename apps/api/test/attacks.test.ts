@@ -7,35 +7,33 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { count, eq, type SQL } from 'drizzle-orm';
+import { eq, type SQL } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
 import Redis from 'ioredis';
 import { SignJWT } from 'jose';
 import pino from 'pino';
-import { Registry } from 'prom-client';
 import {
   buildSignatureCallback,
   contractingPackage,
   createDropboxSignProvider,
-  createLocalDocumentStore,
   dependentDraft,
   domainMigrations,
   petProfile,
   signatureCallback,
 } from '@petcover/domain';
 import { startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/testing';
-import { migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
+import { outboxMigrations, redisCheck } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { createAdminRouter } from '../src/admin/router';
-import { createApp, type AppDeps } from '../src/app';
 import { signOwnerToken, verifyOwnerToken } from '../src/auth/owner-token';
 import { SIGNATURE_PROVIDER_FAILED_MESSAGE } from '../src/http/api-errors';
 import type { RedisClient } from '@petcover/service-kit';
+import { apiClient } from './support/api-client';
+import { InProcessApis, type InProcessApiOverrides } from './support/in-process-api';
+import { countRows as countRowsOf } from './support/rows';
 
 const AUTH_SECRET = 'attacks-test-secret-0123456789abcdef';
 const ADMIN_KEY = 'attacks-admin-key-0123456789';
@@ -44,7 +42,7 @@ let redis: RedisClient;
 let deadRedis: Redis;
 let fake: FakeDropboxSign;
 let storeDir: string;
-const servers: Server[] = [];
+let apis: InProcessApis;
 const logLines: string[] = [];
 const rateLimitPrefix = `${uniqueRedisPrefix()}rate:`;
 let api: string;
@@ -59,27 +57,18 @@ const logger = pino(
   }),
 );
 
-async function startApi(overrides: Partial<AppDeps> = {}): Promise<string> {
-  const provider = createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl });
-  const app = createApp({
+/** The api under attack: Dropbox Sign (the fake), a debug logger the tests read, rate limits shared through Redis, the admin router. */
+function startApi(overrides: InProcessApiOverrides = {}): Promise<string> {
+  return apis.start({
     logger,
-    wizard: { db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: provider, autoEnroll: false },
-    ownerTokens: { secret: AUTH_SECRET },
+    wizard: { autoEnroll: false, signatureProvider: createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl }) },
     signatureApiKey: fake.apiKey,
     bodyLimit: '64kb',
-    readinessChecks: { db: postgresCheck(database.sql), migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]) },
-    nonBlockingReadinessChecks: { redis: redisCheck(redis) },
     rateLimitRedis: redis,
     rateLimitKeyPrefix: rateLimitPrefix,
-    ownerWritesPerMinute: 1000,
-    metricsRegistry: new Registry(),
     extraRouters: { '/v1/admin': createAdminRouter({ adminKey: ADMIN_KEY, db: database.db, sql: database.sql, redis, logger }) },
     ...overrides,
   });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  servers.push(server);
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 beforeAll(async () => {
@@ -90,14 +79,12 @@ beforeAll(async () => {
   deadRedis.on('error', () => undefined);
   fake = await startFakeDropboxSign();
   storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-attacks-docs-'));
+  apis = new InProcessApis({ database, redis, storeDir, authSecret: AUTH_SECRET });
   api = await startApi();
 });
 
 afterAll(async () => {
-  for (const server of servers) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
+  await apis?.closeAll();
   await fake?.close();
   await deleteKeysWithPrefix(redis, rateLimitPrefix);
   redis?.disconnect();
@@ -106,40 +93,9 @@ afterAll(async () => {
   fs.rmSync(storeDir, { recursive: true, force: true });
 });
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are inspected field by field
-  body: any;
-}
+const call = apiClient(AUTH_SECRET);
 
-async function call(base: string, method: string, route: string, options: { owner?: string; token?: string; json?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  const headers: Record<string, string> = { ...options.headers };
-  const token = options.token ?? (options.owner ? await signOwnerToken({ secret: AUTH_SECRET }, options.owner) : undefined);
-  if (token) headers.authorization = `Bearer ${token}`;
-  let body: string | undefined;
-  if (options.json !== undefined) {
-    headers['content-type'] ??= 'application/json';
-    body = JSON.stringify(options.json);
-  } else if (options.raw !== undefined) {
-    headers['content-type'] ??= 'application/json';
-    body = options.raw;
-  }
-  const response = await fetch(`${base}${route}`, { method, headers, body });
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Plain-text answers.
-  }
-  return { status: response.status, headers: response.headers, body: parsed };
-}
-
-async function countRows(table: PgTable, where?: SQL): Promise<number> {
-  const [row] = await database.db.select({ n: count() }).from(table).where(where);
-  return Number(row?.n ?? 0);
-}
+const countRows = (table: PgTable, where?: SQL) => countRowsOf(database, table, where);
 
 const newPet = { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' };
 

@@ -2,11 +2,13 @@
  * `pnpm dev` as a newcomer runs it (the real pnpm, the built apps):
  * SIGTERM or SIGINT to the pnpm process itself stops every child once and
  * exits 0; a healthy start prints no ERROR line; an unreachable Redis or
- * Postgres is named, with the fix, before anything starts.
+ * Postgres (refusing, or accepting and never answering) is named, with the
+ * fix, within the probes' 3 s bound, before anything starts.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { domainMigrations } from '@petcover/domain';
 import { outboxMigrations } from '@petcover/outbox';
@@ -83,15 +85,39 @@ test.each(['SIGTERM', 'SIGINT'] as const)('%s to the pnpm process stops every ap
   expect(run.lines.join('\n')).not.toContain('ELIFECYCLE');
 });
 
+/** A TCP server that accepts connections and never answers: a host behind a firewall that drops, or the wrong service. */
+let silent: net.Server;
+let silentPort: number;
+beforeAll(async () => {
+  const sockets = new Set<net.Socket>();
+  silent = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  silent.on('close', () => sockets.forEach((socket) => socket.destroy()));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  silentPort = (silent.address() as net.AddressInfo).port;
+});
+afterAll(async () => {
+  silent.close();
+});
+
+const REDIS_FIX = 'Start it \\(docker compose up -d redis\\) or set REDIS_URL\\.$';
+const POSTGRES_FIX = 'Start it \\(docker compose up -d postgres\\) or set DATABASE_URL\\.$';
 test.each([
-  ['Redis', { REDIS_URL: 'redis://127.0.0.1:1/0' }, /^\[dev\] +Redis unreachable at redis:\/\/127\.0\.0\.1:1\/0 \(connect ECONNREFUSED [^)]+\)\. Start it \(docker compose up -d redis\) or set REDIS_URL\.$/],
-  ['Postgres', { DATABASE_URL: `postgresql://postgres@127.0.0.1:1/${randomUUID().slice(0, 8)}` }, /^\[dev\] +Postgres unreachable at postgresql:\/\/postgres@127\.0\.0\.1:1\/\w+ \(.*ECONNREFUSED.*\)\. Start it \(docker compose up -d postgres\) or set DATABASE_URL\.$/],
-])('%s unreachable: pnpm dev names it and the fix, starts nothing, exits 1', async (_name, env, message) => {
+  ['Redis refusing', () => ({ REDIS_URL: 'redis://127.0.0.1:1/0' }), new RegExp(`^\\[dev\\] +Redis unreachable at redis://127\\.0\\.0\\.1:1/0 \\(connect ECONNREFUSED [^)]+\\)\\. ${REDIS_FIX}`)],
+  ['Postgres refusing', () => ({ DATABASE_URL: `postgresql://postgres@127.0.0.1:1/${randomUUID().slice(0, 8)}` }), new RegExp(`^\\[dev\\] +Postgres unreachable at postgresql://postgres@127\\.0\\.0\\.1:1/\\w+ \\(.*ECONNREFUSED.*\\)\\. ${POSTGRES_FIX}`)],
+  // The probe's own bound (3 s) names a service that never answers; without it dev waited forever.
+  ['Redis silent', () => ({ REDIS_URL: `redis://127.0.0.1:${silentPort}/0` }), new RegExp(`^\\[dev\\] +Redis unreachable at redis://127\\.0\\.0\\.1:\\d+/0 \\(no answer within 3 s\\)\\. ${REDIS_FIX}`)],
+  ['Postgres silent', () => ({ DATABASE_URL: `postgresql://postgres@127.0.0.1:${silentPort}/petcover` }), new RegExp(`^\\[dev\\] +Postgres unreachable at postgresql://postgres@127\\.0\\.0\\.1:\\d+/petcover \\((no answer within 3 s|.*CONNECT_TIMEOUT.*)\\)\\. ${POSTGRES_FIX}`)],
+])('%s: pnpm dev names it and the fix, starts nothing, exits 1', async (name, env, message) => {
   const started = Date.now();
-  const run = await startDev({ DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), ...env });
+  const run = await startDev({ DATABASE_URL: database.url, REDIS_URL: testRedisUrl(), ...env() });
   expect(await run.exited).toBe(1);
-  // Printed for the issue note; a loaded CI machine makes it no assertion.
-  process.stdout.write(`pnpm dev with ${_name} unreachable answered in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  // The probes are bounded (3 s) by construction; the wall time, pnpm's start included, is
+  // printed for the issue note: a loaded CI machine makes it no assertion.
+  process.stdout.write(`pnpm dev with ${name} answered in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   expect(run.lines.filter((l) => message.test(l))).toHaveLength(1);
   expect(run.lines.filter((l) => /^\[(api|publisher|consumer)\]/.test(l))).toEqual([]);
 });

@@ -16,9 +16,9 @@ import { promisify } from 'node:util';
 import { and, eq } from 'drizzle-orm';
 import { domainMigrations, enrollmentAuditEntry, SignatureReceived } from '@petcover/domain';
 import { deadLetter, enqueue, outboxMigrations, processedEvent, outboxEvent } from '@petcover/outbox';
-import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { signOwnerToken } from '../src/auth/owner-token';
-import { RunningApps } from './support/running-apps';
+import { appsEnvironment, RunningApps } from './support/running-apps';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const API_DIST = path.join(ROOT, 'apps/api/dist');
@@ -49,16 +49,7 @@ describe('enrollment end to end with real processes', () => {
     database = await createTestDatabase({ migrations: [outboxMigrations, domainMigrations], poolSize: 2 });
     storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-e2e-docs-'));
     const [apiPort, publisherPort, consumerPort, auditPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    env = {
-      PATH: process.env.PATH,
-      DATABASE_URL: database.url,
-      REDIS_URL: testRedisUrl(),
-      REDIS_KEY_PREFIX: prefix,
-      LOG_LEVEL: 'warn',
-      AUTH_SECRET,
-      SIGNATURE_API_KEY,
-      DOCUMENT_STORE_DIR: storeDir,
-    };
+    env = appsEnvironment({ databaseUrl: database.url, redisKeyPrefix: prefix, authSecret: AUTH_SECRET, signatureApiKey: SIGNATURE_API_KEY, storeDir });
     apiUrl = `http://127.0.0.1:${apiPort}`;
     apps = new RunningApps(env);
     const start = apps.start.bind(apps);

@@ -4,117 +4,63 @@
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { and, count, eq, type SQL } from 'drizzle-orm';
+import { and, eq, type SQL } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
 import type { RedisClient } from '@petcover/service-kit';
-import pino from 'pino';
-import { Registry } from 'prom-client';
 import {
   approvalRequest,
   contract,
   contractingPackage,
   createDropboxSignProvider,
-  createLocalDocumentStore,
-  createManualSignatureProvider,
   dependentDraft,
   domainMigrations,
   petProfile,
   signatureCallback,
-  type SignatureProvider,
 } from '@petcover/domain';
 import { startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/testing';
-import { migrationsCheck, outboxEvent, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
+import { outboxEvent, outboxMigrations } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, waitFor, type TestDatabase } from '@petcover/outbox/testing';
-import { createApp } from '../src/app';
 import { signOwnerToken } from '../src/auth/owner-token';
+import { apiClient } from './support/api-client';
+import { InProcessApis } from './support/in-process-api';
+import { countRows as countRowsOf } from './support/rows';
 
 const AUTH_SECRET = 'wizard-api-test-secret-0123456789';
 let database: TestDatabase;
 let redis: RedisClient;
 let fake: FakeDropboxSign;
 let storeDir: string;
-const servers: Server[] = [];
+let apis: InProcessApis;
 let autoApi: string;
 let signingApi: string;
-
-async function startApi(options: { autoEnroll: boolean; provider: SignatureProvider; apiKey: string }): Promise<string> {
-  const app = createApp({
-    logger: pino({ level: 'silent' }),
-    wizard: { db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: options.provider, autoEnroll: options.autoEnroll },
-    ownerTokens: { secret: AUTH_SECRET },
-    signatureApiKey: options.apiKey,
-    bodyLimit: '16kb',
-    devSignIn: false,
-    readinessChecks: {
-      db: postgresCheck(database.sql),
-      migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),
-    },
-    nonBlockingReadinessChecks: { redis: redisCheck(redis) },
-    ownerWritesPerMinute: 1000,
-    metricsRegistry: new Registry(),
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  servers.push(server);
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 beforeAll(async () => {
   database = await createTestDatabase({ migrations: [outboxMigrations, domainMigrations] });
   redis = createTestRedis();
   fake = await startFakeDropboxSign();
   storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-api-docs-'));
-  autoApi = await startApi({ autoEnroll: true, provider: createManualSignatureProvider(), apiKey: 'manual-key' });
-  signingApi = await startApi({ autoEnroll: false, provider: createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl }), apiKey: fake.apiKey });
+  apis = new InProcessApis({ database, redis, storeDir, authSecret: AUTH_SECRET });
+  autoApi = await apis.start({ bodyLimit: '16kb', signatureApiKey: 'manual-key' });
+  signingApi = await apis.start({
+    bodyLimit: '16kb',
+    wizard: { autoEnroll: false, signatureProvider: createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl }) },
+    signatureApiKey: fake.apiKey,
+  });
 });
 
 afterAll(async () => {
-  for (const server of servers) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
+  await apis?.closeAll();
   await fake?.close();
   redis?.disconnect();
   await database?.drop();
   fs.rmSync(storeDir, { recursive: true, force: true });
 });
 
-interface Answer {
-  status: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are inspected field by field
-  body: any;
-}
+const call = apiClient(AUTH_SECRET);
 
-async function call(base: string, method: string, route: string, options: { owner?: string; json?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  const headers: Record<string, string> = { ...options.headers };
-  if (options.owner) headers.authorization = `Bearer ${await signOwnerToken({ secret: AUTH_SECRET }, options.owner)}`;
-  let body: string | undefined;
-  if (options.json !== undefined) {
-    headers['content-type'] = 'application/json';
-    body = JSON.stringify(options.json);
-  } else if (options.raw !== undefined) {
-    headers['content-type'] ??= 'application/json';
-    body = options.raw;
-  }
-  const response = await fetch(`${base}${route}`, { method, headers, body });
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Plain-text answers (the webhook acknowledgement).
-  }
-  return { status: response.status, body: parsed };
-}
-
-async function countRows(table: PgTable, where?: SQL): Promise<number> {
-  const [row] = await database.db.select({ n: count() }).from(table).where(where);
-  return Number(row?.n ?? 0);
-}
+const countRows = (table: PgTable, where?: SQL) => countRowsOf(database, table, where);
 
 const newPet = { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' };
 

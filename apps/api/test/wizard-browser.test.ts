@@ -7,35 +7,46 @@
  *   events-publisher, events-consumer): the documents open as PDFs, the
  *   manual provider's "Sign" button sends the callbacks, and the Success page
  *   turns to "Enrolled" when the consumer enrolls the pet, without a reload;
- * - another owner's draft URL shows "Not found";
+ * - a declined (canceled, expired) signature request: the signing page turns
+ *   to a Success page that says the pet is not covered and offers a new
+ *   enrollment with the pet's details filled in;
+ * - another owner's draft URL shows "Not found"; an unknown page is an HTML
+ *   404 for a browser, JSON for /v1;
  * - a validation error is shown next to its field.
  */
 import fs from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { RedisClient } from '@petcover/service-kit';
-import pino from 'pino';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { Registry } from 'prom-client';
-import { createLocalDocumentStore, createManualSignatureProvider, domainMigrations, enrollment } from '@petcover/domain';
-import { migrationsCheck, outboxMigrations, postgresCheck, redisCheck } from '@petcover/outbox';
+import {
+  addPet,
+  buildSignatureCallback,
+  choosePlan,
+  confirmDraft,
+  createLocalDocumentStore,
+  createManualSignatureProvider,
+  domainConsumerModule,
+  domainMigrations,
+  enrollment,
+  getDraft,
+} from '@petcover/domain';
+import { runHandlersInline } from '@petcover/domain/testing';
+import { createHandlerRegistry, outboxMigrations, type HandlerRegistry } from '@petcover/outbox';
 import {
   createTestDatabase,
   createTestRedis,
   deleteKeysWithPrefix,
   freePort,
-  testRedisUrl,
   uniqueGroupName,
   uniqueRedisPrefix,
   type TestDatabase,
 } from '@petcover/outbox/testing';
-import { createApp } from '../src/app';
 import { launchBrowser, PHONE_VIEWPORT, screenshotsFor, type Screenshots } from './support/browser';
-import { RunningApps } from './support/running-apps';
+import { InProcessApis } from './support/in-process-api';
+import { appsEnvironment, RunningApps } from './support/running-apps';
 
 const ROOT = path.resolve(__dirname, '../../..');
 const API_MAIN = path.join(ROOT, 'apps/api/dist/main.js');
@@ -55,30 +66,13 @@ let redis: RedisClient;
 let browser: Browser;
 let storeDir: string;
 let shots: Screenshots;
+/** The domain's handlers, run inline where a test has no consumer process. */
+let handlers: HandlerRegistry;
+let apis: InProcessApis;
+/** In-process api with DEV_AUTO_ENROLL_PET=1. */
 let autoUrl: string;
-const servers: Server[] = [];
-
-async function startInProcessApi(): Promise<string> {
-  const app = createApp({
-    logger: pino({ level: 'silent' }),
-    wizard: { db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: createManualSignatureProvider(), autoEnroll: true },
-    ownerTokens: { secret: AUTH_SECRET },
-    signatureApiKey: SIGNATURE_API_KEY,
-    bodyLimit: '100kb',
-    devSignIn: true,
-    readinessChecks: {
-      db: postgresCheck(database.sql),
-      migrations: migrationsCheck(database.sql, [outboxMigrations, domainMigrations]),
-    },
-    nonBlockingReadinessChecks: { redis: redisCheck(redis) },
-    ownerWritesPerMinute: 1000,
-    metricsRegistry: new Registry(),
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  servers.push(server);
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+/** In-process api with the manual provider, signatures needed (callbacks applied by the test, inline). */
+let signingUrl: string;
 
 async function newPhonePage(): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({ viewport: PHONE_VIEWPORT });
@@ -123,16 +117,18 @@ beforeAll(async () => {
   database = await createTestDatabase({ migrations: [outboxMigrations, domainMigrations], poolSize: 4 });
   redis = createTestRedis();
   storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-wizard-docs-'));
+  handlers = createHandlerRegistry();
+  domainConsumerModule.register(handlers);
   shots = screenshotsFor('wizard');
-  [browser, autoUrl] = await Promise.all([launchBrowser(), startInProcessApi()]);
+  apis = new InProcessApis({ database, redis, storeDir, authSecret: AUTH_SECRET });
+  const inProcess = { devSignIn: true, signatureApiKey: SIGNATURE_API_KEY };
+  [autoUrl, signingUrl] = await Promise.all([apis.start(inProcess), apis.start({ ...inProcess, wizard: { autoEnroll: false } })]);
+  browser = await launchBrowser();
 });
 
 afterAll(async () => {
   await browser?.close();
-  for (const server of servers) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
+  await apis?.closeAll();
   redis?.disconnect();
   await database?.drop();
   if (storeDir) fs.rmSync(storeDir, { recursive: true, force: true });
@@ -222,19 +218,89 @@ test("another owner's draft URL shows Not found", async () => {
   }
 });
 
+test('a declined signature request: the signing page turns to a clear "not covered" Success page with the next step; canceled and expired too', async () => {
+  const { context, page } = await newPhonePage();
+  try {
+    const owner = randomUUID();
+    await signIn(page, signingUrl, owner);
+    const draftId = await fillProfilePlanConfirmation(page, signingUrl, 'Kiko', 'declined');
+    await page.waitForURL(`${signingUrl}/drafts/${draftId}/signing`);
+    await page.getByRole('heading', { name: 'Sign the documents for Kiko' }).waitFor();
+    await page.evaluate(() => Object.assign(window, { notReloaded: true }));
+
+    // The signer declines at the provider: its callback through the webhook, then the consumer's handler (inline).
+    await declineAtProvider(signingUrl, owner, draftId, 'signature_request_declined');
+
+    // The signing page polls: it moves to Success by itself, which says what happened and what to do.
+    await page.waitForURL(`${signingUrl}/drafts/${draftId}/success`, { timeout: 30_000 });
+    await page.getByRole('heading', { name: 'Documents declined: Kiko is not covered' }).waitFor();
+    const progress = page.locator('#enrollment-progress');
+    await expect(progress.getByRole('alert').textContent()).resolves.toMatch(/The documents were declined at the signature provider, so Kiko is not covered\..*start a new enrollment/s);
+    // Nothing more can happen to a closed package: the page stops polling.
+    expect(await progress.getAttribute('hx-trigger')).toBeNull();
+    await shots.shoot(page, 'declined-success');
+
+    await page.getByRole('link', { name: 'Start a new enrollment for Kiko' }).click();
+    await page.getByRole('heading', { name: 'Tell us about your pet' }).waitFor();
+    expect([await page.getByLabel('Name').inputValue(), await page.getByLabel('Species').inputValue(), await page.getByLabel('Breed').inputValue(), await page.getByLabel('Birth date').inputValue()]).toEqual([
+      'Kiko',
+      'cat',
+      'Maine Coon',
+      '2022-03-14',
+    ]);
+    await shots.shoot(page, 'declined-start-again');
+    await page.goto(`${signingUrl}/`);
+    await expect(page.getByRole('row', { name: /Kiko/ }).textContent()).resolves.toContain('Not covered: signature request declined');
+    await shots.shoot(page, 'declined-pets');
+
+    for (const [outcome, heading] of [
+      ['canceled', 'Signature request canceled: Kiko is not covered'],
+      ['expired', 'Signature request expired: Kiko is not covered'],
+    ] as const) {
+      const { draft } = await addPet(database.db, owner, { name: 'Kiko', species: 'cat', breed: 'Maine Coon', birthDate: '2022-03-14' });
+      await choosePlan(database.db, owner, draft.id, 'basic');
+      await confirmDraft({ db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: createManualSignatureProvider(), autoEnroll: false }, owner, draft.id);
+      await declineAtProvider(signingUrl, owner, draft.id, `signature_request_${outcome}`);
+      await page.goto(`${signingUrl}/drafts/${draft.id}/signing`);
+      await page.waitForURL(`${signingUrl}/drafts/${draft.id}/success`);
+      await page.getByRole('heading', { name: heading }).waitFor();
+      await expect(page.locator('#enrollment-progress').getByRole('link', { name: 'Start a new enrollment for Kiko' }).count()).resolves.toBe(1);
+      await shots.shoot(page, `${outcome}-success`);
+    }
+  } finally {
+    await context.close();
+  }
+});
+
+test('an unknown page: a browser gets an HTML 404 page; /v1 and JSON clients keep the JSON 404', async () => {
+  const { context, page } = await newPhonePage();
+  try {
+    const response = await page.goto(`${autoUrl}/no-such-page`);
+    expect(response?.status()).toBe(404);
+    expect(response?.headers()['content-type']).toMatch(/^text\/html/);
+    await page.getByRole('heading', { name: 'Page not found' }).waitFor();
+    expect(await page.textContent('main')).toContain('There is no page at /no-such-page.');
+    await page.getByRole('link', { name: 'PetCover home' }).waitFor();
+    await shots.shoot(page, 'not-found-page');
+
+    // A browser asking for an unknown /v1 route still gets the API's JSON answer.
+    const apiRoute = await page.goto(`${autoUrl}/v1/no-such-route`);
+    expect([apiRoute?.status(), await apiRoute?.json()]).toEqual([404, { error: 'not_found', message: 'no route GET /v1/no-such-route' }]);
+    for (const accept of ['application/json', '*/*']) {
+      const json = await fetch(`${autoUrl}/no-such-page`, { headers: { accept } });
+      expect([accept, json.status, await json.json()]).toEqual([accept, 404, { error: 'not_found', message: 'no route GET /no-such-page' }]);
+    }
+  } finally {
+    await context.close();
+  }
+});
+
 test('the full signature flow with the three real apps reaches Success once the consumer enrolls the pet, without a reload', async () => {
   const prefix = uniqueRedisPrefix();
   const [apiPort, publisherPort, consumerPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const apps = new RunningApps({
-    PATH: process.env.PATH,
-    DATABASE_URL: database.url,
-    REDIS_URL: testRedisUrl(),
-    REDIS_KEY_PREFIX: prefix,
-    LOG_LEVEL: 'warn',
-    AUTH_SECRET,
-    SIGNATURE_API_KEY,
+    ...appsEnvironment({ databaseUrl: database.url, redisKeyPrefix: prefix, authSecret: AUTH_SECRET, signatureApiKey: SIGNATURE_API_KEY, storeDir }),
     SIGNATURE_PROVIDER: 'manual',
-    DOCUMENT_STORE_DIR: storeDir,
   });
   const { context, page } = await newPhonePage();
   try {
@@ -263,6 +329,7 @@ test('the full signature flow with the three real apps reaches Success once the 
     // No publisher or consumer yet: the page waits, and says what for.
     await expect(page.locator('#enrollment-progress').textContent()).resolves.toContain('Contract: created once every document is signed');
     await expect(page.locator('#enrollment-progress').textContent()).resolves.toContain('publisher and consumer must be running');
+    await page.getByRole('heading', { level: 1, name: "Almost there: Nori's enrollment" }).waitFor();
     await shots.shoot(page, 'full-success-waiting');
     // A marker that a reload or navigation would wipe.
     await page.evaluate(() => Object.assign(window, { notReloaded: true }));
@@ -273,6 +340,9 @@ test('the full signature flow with the three real apps reaches Success once the 
 
     await page.locator('#enrollment-progress .banner.ok').waitFor({ timeout: 60_000 });
     expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
+    // The heading changed with the block (out-of-band swap), still without a reload.
+    await page.getByRole('heading', { level: 1, name: 'Nori is covered' }).waitFor();
+    expect(await page.getByRole('heading', { level: 1 }).count()).toBe(1);
     await expect(page.locator('#enrollment-progress').textContent()).resolves.toMatch(/Enrolled\..*Contract/s);
     expect(await page.locator('#enrollment-progress').getAttribute('hx-trigger')).toBeNull();
     await shots.shoot(page, 'full-success-enrolled');
@@ -289,4 +359,15 @@ test('the full signature flow with the three real apps reaches Success once the 
 async function petIdOfDraft(draftId: string): Promise<string | undefined> {
   const rows = await database.sql<{ pet_id: string }[]>`SELECT pet_id FROM enrollment.dependent_draft WHERE id = ${draftId}`;
   return rows[0]?.pet_id;
+}
+
+/** The callback a provider sends when its request ends unsigned, through the api's webhook; then the domain's handlers, inline. */
+async function declineAtProvider(baseUrl: string, owner: string, draftId: string, eventType: 'signature_request_declined' | 'signature_request_canceled' | 'signature_request_expired'): Promise<void> {
+  const request = (await getDraft(database.db, owner, draftId)).approvalRequest;
+  if (!request?.providerRequestId) throw new Error(`draft ${draftId} has no dispatched approval request`);
+  const [{ last } = { last: 0n }] = await database.sql<{ last: bigint }[]>`SELECT coalesce(max(id), 0)::bigint AS last FROM events.outbox_event`;
+  const body = buildSignatureCallback({ apiKey: SIGNATURE_API_KEY, eventType, signatureRequestId: request.providerRequestId, approvalRequestId: request.id });
+  const answer = await fetch(`${baseUrl}/v1/webhooks/signature`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  expect([answer.status, await answer.text()]).toEqual([200, 'Hello API Event Received']);
+  await runHandlersInline(database.db, handlers, { afterId: BigInt(last) });
 }

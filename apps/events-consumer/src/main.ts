@@ -10,12 +10,10 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   backoffDelay,
   connectDatabase,
+  connectReadiness,
   createConsumer,
   createHandlerRegistry,
-  migrationsCheck,
   outboxMigrations,
-  postgresCheck,
-  redisCheck,
   RECONNECT_BACKOFF,
   type Consumer,
   type ConsumerModule,
@@ -62,7 +60,7 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
   const group = options.group ?? env.CONSUMER_GROUP;
   const partitions = { ...(env.STREAM_PARTITIONS ?? {}), ...(options.partitions ?? {}) };
   const database = connectDatabase(env.DATABASE_URL, {
-    // One connection per partition in flight, plus lease renewal, readiness and the node heartbeat.
+    // One connection per partition in flight, plus lease renewal and the node heartbeat.
     max: (options.concurrency ?? 4) + 5,
     applicationName: `events-consumer:${group}`,
   });
@@ -100,14 +98,17 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
   } catch (error) {
     exitWith(EXIT_CONFIG, (error as Error).message);
   }
+  // /readyz on its own connections: handlers that hold every pooled connection must not make the consumer look dead.
+  const readiness = connectReadiness({
+    name: 'events-consumer',
+    databaseUrl: env.DATABASE_URL,
+    redis: redisConnectionOf(env),
+    migrations: [outboxMigrations, ...(module.migrations ?? [])],
+  });
   const health = await startHealthServer({
     port: env.HEALTH_PORT,
     registry: metricsRegistry,
-    checks: {
-      db: postgresCheck(database.sql),
-      redis: redisCheck(redis),
-      migrations: migrationsCheck(database.sql, [outboxMigrations, ...(module.migrations ?? [])]),
-    },
+    checks: readiness.checks,
   });
   consumer.start();
   logger.info(
@@ -136,6 +137,7 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
     [
       { name: 'consumer', run: () => consumer.stop() },
       { name: 'health server', run: () => health.close() },
+      { name: 'readiness connections', run: () => readiness.close() },
       // disconnect, not QUIT: QUIT would wait for a Redis that may be down.
       { name: 'redis', run: () => redis.disconnect() },
       { name: 'postgres', run: () => database.close() },

@@ -162,6 +162,9 @@ describe('events-consumer process', () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     const ready = await fetch(`${base}/readyz`);
     expect(await ready.json()).toMatchObject({ status: 'ok', checks: { db: { ok: true }, redis: { ok: true }, migrations: { ok: true } } });
+    // /readyz runs on a connection of its own (issue 13), not on the handlers' pool.
+    const [own] = await testDb.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'events-consumer-readiness'`;
+    expect(own?.n).toBe(1);
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/petcover_consumer_handled_total\{[^}]*event_type="Recorded"[^}]*\} \d+/);
     expect(metrics).toContain('petcover_consumer_handler_seconds_bucket');

@@ -10,11 +10,9 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   backoffDelay,
   connectDatabase,
+  connectReadiness,
   createPublisher,
-  migrationsCheck,
   outboxMigrations,
-  postgresCheck,
-  redisCheck,
   RECONNECT_BACKOFF,
   type PublisherHooks,
 } from '@petcover/outbox';
@@ -69,6 +67,8 @@ async function main(argv: readonly string[]): Promise<void> {
   installLastResortHandlers(logger);
   const database = connectDatabase(env.DATABASE_URL, { max: 10, applicationName: 'events-publisher' });
   const redis = connectRedis(redisConnectionOf(env), logger);
+  // /readyz on its own connections: drains that fill the pool must not make the publisher look dead.
+  const readiness = connectReadiness({ name: 'events-publisher', databaseUrl: env.DATABASE_URL, redis: redisConnectionOf(env), migrations: [outboxMigrations] });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -90,11 +90,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const health = await startHealthServer({
     port: env.HEALTH_PORT,
     registry,
-    checks: {
-      db: postgresCheck(database.sql),
-      redis: redisCheck(redis),
-      migrations: migrationsCheck(database.sql, [outboxMigrations]),
-    },
+    checks: readiness.checks,
   });
   logger.info(
     {
@@ -111,6 +107,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const shutdown = createShutdown(logger, [
     { name: 'publisher', run: () => publisher.stop() },
     { name: 'health server', run: () => health.close() },
+    { name: 'readiness connections', run: () => readiness.close() },
     { name: 'redis', run: () => redis.disconnect() },
     { name: 'postgres', run: () => database.close(2) },
     { name: 'tracing', run: () => tracing.shutdown() },

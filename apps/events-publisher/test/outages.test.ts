@@ -54,6 +54,11 @@ describe('Redis restarts (with AOF, as recommended) mid-run', () => {
     const p = await spawnPublisher({ databaseUrl: db.url, redisUrl: server.url, keyPrefix: prefix, args: ['--poll-interval', '0.2', '--lease-ttl', '5', '--batch-size', '20'] });
     processes.push(p);
     await waitFor(async () => (await readyStatus(p.healthPort)) === 200, { description: 'ready' });
+    // /readyz runs on connections of its own (issue 13): one Postgres session and one Redis client, apart from the work pool.
+    const [own] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'events-publisher-readiness'`;
+    expect(own?.n).toBe(1);
+    const clients = String(await redis.client('LIST')).split('\n');
+    expect(clients.filter((line) => / name=events-publisher-readiness /.test(line))).toHaveLength(1);
     await fillOutbox(db, stream, 1_000);
     await waitFor(async () => (await unpublishedCount(db, [stream])) < 900, { description: 'publishing under way' });
 

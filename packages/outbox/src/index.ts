@@ -42,7 +42,8 @@ export { createHandlerRegistry, DuplicateHandlerError, EXHAUSTED_POLICIES, Handl
 export type { EventHandler, ExhaustedPolicy, HandledEvent, HandlerContext, HandlerOptions } from './consumer/registry';
 export { HandlerTimeoutError } from './consumer/handler-timeout';
 export { INBOX_MAINTENANCE_STREAM, INBOX_RETENTION_DEFAULTS } from './consumer/inbox-retention';
-export { migrationsCheck, postgresCheck, redisCheck } from './readiness';
+export { connectReadiness, migrationsCheck, postgresCheck, redisCheck } from './readiness';
+export type { ReadinessConnections } from './readiness';
 export { createPublisher, PUBLISHER_DEFAULTS } from './publisher/publisher';
 export type { Publisher, PublisherHooks, PublisherOptions } from './publisher/publisher';
 export { deleteKeysWithPrefix } from './publisher/redis-scripts';

@@ -30,6 +30,8 @@ export interface RedisClientOptions {
   enableOfflineQueue?: boolean;
   lazyConnect?: boolean;
   connectTimeout?: number;
+  /** CLIENT SETNAME of each connection, so `CLIENT LIST` says whose it is. */
+  connectionName?: string;
   /**
    * Delay (ms) before reconnect attempt `attempt`, or null to give up. For a
    * cluster it applies when no seed or known node answers at all; a single
@@ -156,6 +158,7 @@ export function createRedisClient(connection: RedisConnection, options: RedisCli
   const common = {
     ...(options.maxRetriesPerRequest !== undefined ? { maxRetriesPerRequest: options.maxRetriesPerRequest } : {}),
     ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
+    ...(options.connectionName !== undefined ? { connectionName: options.connectionName } : {}),
   };
   if (!connection.cluster) {
     return new Redis(connection.url, {

@@ -100,39 +100,58 @@ async function waitReady(name: string, url: string, child: Child, deadline: numb
   throw new Error(`${name} not ready at ${url} within ${READY_TIMEOUT_MS / 1000} s: ${(await failingChecks(url)) ?? 'ready just now'}`);
 }
 
-/** Bound of each reachability probe, so a missing service is named within seconds. */
+/**
+ * Bound of each reachability probe, connect and first answer together, so a
+ * missing service is named within seconds, also when its host accepts the
+ * connection and never answers (a firewall, a wrong port on a busy host).
+ */
 const PROBE_TIMEOUT_S = 3;
+
+/**
+ * `ask` resolves when the service answered; whatever else happens within
+ * PROBE_TIMEOUT_S becomes the problem line `describe` makes of it. `close`
+ * always runs, so a silent socket does not keep the process alive.
+ */
+async function probeService(ask: () => Promise<unknown>, close: () => Promise<void> | void, describe: (cause: string) => string): Promise<string | undefined> {
+  const deadline = new AbortController();
+  const silent = sleep(PROBE_TIMEOUT_S * 1000, 'silent', { signal: deadline.signal }).catch(() => undefined);
+  try {
+    const answer = await Promise.race([ask().then(() => 'answered' as const), silent]);
+    return answer === 'answered' ? undefined : describe(`no answer within ${PROBE_TIMEOUT_S} s`);
+  } catch (error) {
+    return describe((error as Error).message);
+  } finally {
+    deadline.abort();
+    await close();
+  }
+}
 
 /**
  * Checks that Postgres and Redis answer before anything starts; returns one
  * line per unreachable service naming it, its URL and the fix.
  */
 async function findUnreachableServices(env: ApiEnv): Promise<string[]> {
-  const postgresProbe = async (): Promise<string | undefined> => {
+  const postgresProbe = () => {
     const sql = postgres(withDatabaseName(env.DATABASE_URL, 'postgres'), { max: 1, connect_timeout: PROBE_TIMEOUT_S, onnotice: () => undefined });
-    try {
-      await sql`SELECT 1`;
-      return undefined;
-    } catch (error) {
-      return `Postgres unreachable at ${maskUrlPassword(env.DATABASE_URL)} (${(error as Error).message}). Start it (docker compose up -d postgres) or set DATABASE_URL.`;
-    } finally {
-      await sql.end({ timeout: 1 }).catch(() => undefined);
-    }
+    return probeService(
+      () => sql`SELECT 1`,
+      () => sql.end({ timeout: 0 }).catch(() => undefined),
+      (cause) => `Postgres unreachable at ${maskUrlPassword(env.DATABASE_URL)} (${cause}). Start it (docker compose up -d postgres) or set DATABASE_URL.`,
+    );
   };
-  const redisProbe = async (): Promise<string | undefined> => {
+  const redisProbe = () => {
     const redis = new Redis(env.REDIS_URL, { lazyConnect: true, connectTimeout: PROBE_TIMEOUT_S * 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
     // connect() rejects with a generic "Connection is closed."; the error event has the cause (ECONNREFUSED, ...).
     let cause: Error | undefined;
     redis.on('error', (error: Error) => (cause ??= error));
-    try {
-      await redis.connect();
-      await redis.ping();
-      return undefined;
-    } catch (error) {
-      return `Redis unreachable at ${maskUrlPassword(env.REDIS_URL)} (${(cause ?? (error as Error)).message}). Start it (docker compose up -d redis) or set REDIS_URL.`;
-    } finally {
-      redis.disconnect();
-    }
+    return probeService(
+      async () => {
+        await redis.connect();
+        await redis.ping();
+      },
+      () => redis.disconnect(),
+      (message) => `Redis unreachable at ${maskUrlPassword(env.REDIS_URL)} (${cause?.message ?? message}). Start it (docker compose up -d redis) or set REDIS_URL.`,
+    );
   };
   const problems = await Promise.all([postgresProbe(), redisProbe()]);
   return problems.filter((p): p is string => p !== undefined);
@@ -157,8 +176,8 @@ async function main(): Promise<void> {
   const unreachable = await findUnreachableServices(env);
   if (unreachable.length > 0) {
     for (const problem of unreachable) say('dev', problem);
-    process.exitCode = 1;
-    return;
+    // At once: a probe's socket to a host that never answers may take seconds more to close.
+    process.exit(1);
   }
   say('dev', `migrating ${maskUrlPassword(env.DATABASE_URL)}`);
   await createDatabaseIfMissing(env.DATABASE_URL);

@@ -12,6 +12,7 @@
  *   GET  /drafts/:id/progress        the progress fragment the two pages above poll (htmx)
  *   GET  /drafts/:id/documents/:doc  a rendered PDF
  *   GET|POST /dev/sign-in, POST /sign-out
+ *   any other path                   an HTML 404 for browsers (JSON 404 for /v1 and JSON clients)
  *
  * Pages call the same domain services as the JSON API, with the same input
  * schemas, so both answer the same errors; here each error is shown next to
@@ -53,6 +54,7 @@ import {
   progressBlock,
   signingView,
   signInView,
+  successHeading,
   successView,
   type FieldErrors,
 } from './views';
@@ -118,8 +120,11 @@ export function createWizardPagesRouter(deps: WizardPagesDeps): Router {
 
   // --- Profile -----------------------------------------------------------
   const today = () => new Date().toISOString().slice(0, 10);
-  router.get('/pets/new', view, owner, (req, res) => {
-    page(req, res, 200, 'Profile', profileView(csrfField(res), {}, {}, today()));
+  router.get('/pets/new', view, owner, async (req, res) => {
+    // `?from=<pet id>`: a new enrollment of a pet whose request was declined, canceled or expired, its details filled in.
+    const from = typeof req.query.from === 'string' && UUID.test(req.query.from) ? req.query.from : undefined;
+    const values = from ? await getPet(wizard.db, sessionOwner(res), from).then(({ pet }) => ({ name: pet.name, species: pet.species, breed: pet.breed, birthDate: pet.birthDate })) : {};
+    page(req, res, 200, 'Profile', profileView(csrfField(res), values, {}, today()));
   });
   router.post('/pets', form, owner, async (req, res) => {
     const values = { name: formString(req, 'name'), species: formString(req, 'species'), breed: formString(req, 'breed'), birthDate: formString(req, 'birthDate') };
@@ -224,13 +229,16 @@ export function createWizardPagesRouter(deps: WizardPagesDeps): Router {
     page(req, res, 200, 'Success', successView(view, petName), true);
   });
   router.get('/drafts/:draftId/progress', owner, async (req, res) => {
-    const { view } = await loadDraft(req, res);
+    const { view, petName } = await loadDraft(req, res);
     const fromSigning = req.query.from === 'signing';
-    // The signing page moves on once the provider reports every signature.
+    // The signing page moves on once the provider reports every signature, or closes the request.
     if (fromSigning && (view.approvalRequest?.status === 'all_signed' || view.package?.status !== 'pending_signatures')) {
       res.set('HX-Redirect', `/drafts/${view.draft.id}/success`);
     }
-    res.set('cache-control', 'no-store').type('html').send(renderFragment(progressBlock(view, `/drafts/${view.draft.id}/progress${fromSigning ? '?from=signing' : ''}`)));
+    const block = progressBlock(view, petName, `/drafts/${view.draft.id}/progress${fromSigning ? '?from=signing' : ''}`);
+    // On Success the heading changes with the block (an out-of-band swap of #success-heading).
+    const fragment = fromSigning ? renderFragment(block) : renderFragment(block) + renderFragment(successHeading(view, petName, true));
+    res.set('cache-control', 'no-store').type('html').send(fragment);
   });
 
   router.get('/drafts/:draftId/documents/:documentId', owner, async (req, res) => {
@@ -265,6 +273,13 @@ export function createWizardPagesRouter(deps: WizardPagesDeps): Router {
   router.post('/sign-out', form, (_req, res) => {
     endSession(res);
     res.redirect(303, '/');
+  });
+
+  // Any other path: a browser (it prefers HTML) gets a page; /v1 and every
+  // client that takes JSON (curl's */* included) fall through to the api's JSON 404.
+  router.use((req, res, next) => {
+    if (req.path === '/v1' || req.path.startsWith('/v1/') || req.accepts(['json', 'html']) !== 'html') return next();
+    view(req, res, () => page(req, res, 404, 'Not found', messageView('Page not found', `There is no page at ${req.path}.`, { href: '/', text: 'PetCover home' })));
   });
 
   router.use(pageErrors(deps, page));

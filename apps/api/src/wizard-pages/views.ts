@@ -119,10 +119,16 @@ export function homeView(pets: OwnerPet[] | undefined, devSignIn: boolean, notic
           </thead>
           <tbody>
             ${pets.map(
-              ({ pet, draft }) => html`<tr>
+              ({ pet, draft, packageStatus, approvalStatus }) => html`<tr>
                 <td>${pet.name} <span class="hint">(${pet.species}, ${pet.breed})</span></td>
-                <td>${pet.status === 'enrolled' ? html`<span class="status-enrolled">Enrolled</span>` : `In progress: ${stepLabel(draft?.step)}`}</td>
-                <td>${draft ? html`<a href=${`/drafts/${draft.id}`}>${pet.status === 'enrolled' ? 'View' : 'Continue'}<span class="visually-hidden"> ${pet.name}</span></a>` : null}</td>
+                <td>
+                  ${pet.status === 'enrolled'
+                    ? html`<span class="status-enrolled">Enrolled</span>`
+                    : packageStatus === 'closed'
+                      ? html`<span class="status-closed">Not covered: signature request ${approvalStatus}</span>`
+                      : `In progress: ${stepLabel(draft?.step)}`}
+                </td>
+                <td>${draft ? html`<a href=${`/drafts/${draft.id}`}>${pet.status === 'enrolled' || packageStatus === 'closed' ? 'View' : 'Continue'}<span class="visually-hidden"> ${pet.name}</span></a>` : null}</td>
               </tr>`,
             )}
           </tbody>
@@ -259,25 +265,69 @@ export function signingView(csrf: VNode, view: DraftView, petName: string, manua
           </form>`
       : html`<h2>Signature</h2>
           <p>The signature request was sent to <strong>${request?.signerEmail ?? 'you'}</strong>. Open the email from Dropbox Sign and sign there; this page moves on by itself once every document is signed.</p>`}
-    ${progressBlock(view, `/drafts/${draftId}/progress?from=signing`)}`;
+    ${progressBlock(view, petName, `/drafts/${draftId}/progress?from=signing`)}`;
+}
+
+/** How an approval request ended without every signature, as the owner reads it. */
+export type ClosedOutcome = 'declined' | 'canceled' | 'expired';
+const CLOSED_REASONS: Record<ClosedOutcome, { title: string; reason: (petName: string) => string }> = {
+  declined: { title: 'Documents declined', reason: (pet) => `The documents were declined at the signature provider, so ${pet} is not covered.` },
+  canceled: { title: 'Signature request canceled', reason: (pet) => `The signature request was canceled before every document was signed, so ${pet} is not covered.` },
+  expired: { title: 'Signature request expired', reason: (pet) => `The signature request expired before every document was signed, so ${pet} is not covered.` },
+};
+
+/**
+ * The terminal outcome of the draft's approval request when its package was
+ * closed unsigned (ApprovalRequestClosed), else undefined.
+ */
+export function closedOutcome(view: DraftView): ClosedOutcome | undefined {
+  if (view.package?.status !== 'closed') return undefined;
+  const status = view.approvalRequest?.status;
+  return status === 'declined' || status === 'expired' ? status : 'canceled';
+}
+
+/**
+ * The Success page's heading. `oob`: sent with the polled progress fragment
+ * as an htmx out-of-band swap, so the heading changes with the progress block.
+ */
+export function successHeading(view: DraftView, petName: string, oob = false): VNode {
+  const closed = closedOutcome(view);
+  const text = view.enrollment
+    ? `${petName} is covered`
+    : closed
+      ? `${CLOSED_REASONS[closed].title}: ${petName} is not covered`
+      : `Almost there: ${petName}'s enrollment`;
+  return html`<h1 id="success-heading" hx-swap-oob=${oob ? 'true' : undefined}>${text}</h1>`;
 }
 
 export function successView(view: DraftView, petName: string): VNode {
   return html`${stepper('success')}
-    <h1>${view.enrollment ? `${petName} is covered` : `Almost there: ${petName}'s enrollment`}</h1>
-    ${progressBlock(view, `/drafts/${view.draft.id}/progress`)}
+    ${successHeading(view, petName)}
+    ${progressBlock(view, petName, `/drafts/${view.draft.id}/progress`)}
     <p class="actions"><a class="button secondary" href="/">Back to your pets</a></p>`;
+}
+
+/** What a closed (declined, canceled, expired) enrollment says, and the one thing the owner can do next. */
+function closedBanner(outcome: ClosedOutcome, view: DraftView, petName: string): VNode {
+  return banner(
+    'error',
+    html`<p><strong>${CLOSED_REASONS[outcome].title}.</strong> ${CLOSED_REASONS[outcome].reason(petName)}</p>
+      <p>These documents can no longer be signed. To insure ${petName}, start a new enrollment: the pet's details are filled in for you; you choose a plan and sign new documents.</p>
+      <p><a class="button" href=${`/pets/new?from=${view.draft.petId}`}>Start a new enrollment for ${petName}</a></p>`,
+  );
 }
 
 /**
  * Where the enrollment stands (signatures → contract → enrollment). While
- * not enrolled it polls `pollUrl` every second and replaces itself (htmx),
- * so the page updates when the consumer enrolls the pet, without a reload.
+ * neither enrolled nor closed it polls `pollUrl` every second and replaces
+ * itself (htmx), so the page updates when the consumer enrolls the pet, or
+ * when the request is declined, canceled or expired, without a reload.
  */
-export function progressBlock(view: DraftView, pollUrl: string): VNode {
+export function progressBlock(view: DraftView, petName: string, pollUrl: string): VNode {
   const enrolled = Boolean(view.enrollment);
+  const closed = closedOutcome(view);
   const signed = view.approvalRequest?.status === 'all_signed' || view.package?.status === 'signed' || view.package?.status === 'approved';
-  const polling = enrolled ? {} : { 'hx-get': pollUrl, 'hx-trigger': 'every 1s', 'hx-swap': 'outerHTML' };
+  const polling = enrolled || closed ? {} : { 'hx-get': pollUrl, 'hx-trigger': 'every 1s', 'hx-swap': 'outerHTML' };
   const item = (done: boolean, doneText: string, waitingText: string) =>
     html`<li class=${done ? 'status-enrolled' : 'status-waiting'}>${done ? '✓ ' : '… '}${done ? doneText : waitingText}</li>`;
   return html`<section id="enrollment-progress" aria-labelledby="progress-title" aria-live="polite" ...${polling}>
@@ -294,11 +344,13 @@ export function progressBlock(view: DraftView, pollUrl: string): VNode {
             </dl>`,
         )
       : null}
-    <ul>
-      ${item(signed, 'Documents signed', "Signatures: waiting for the provider's callbacks to be processed")}
-      ${item(Boolean(view.contract), 'Contract created', 'Contract: created once every document is signed')}
-      ${item(enrolled, 'Pet enrolled', 'Enrollment: the events pipeline enrolls the pet (publisher and consumer must be running)')}
-    </ul>
+    ${closed
+      ? closedBanner(closed, view, petName)
+      : html`<ul>
+          ${item(signed, 'Documents signed', "Signatures: waiting for the provider's callbacks to be processed")}
+          ${item(Boolean(view.contract), 'Contract created', 'Contract: created once every document is signed')}
+          ${item(enrolled, 'Pet enrolled', 'Enrollment: the events pipeline enrolls the pet (publisher and consumer must be running)')}
+        </ul>`}
   </section>`;
 }
 

@@ -4,13 +4,27 @@
  * /readyz, stopped with SIGTERM. Output is kept for failure messages.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { APP_READY_TIMEOUT_MS, waitForReady } from '@petcover/outbox/testing';
+import { APP_READY_TIMEOUT_MS, testRedisUrl, waitForReady } from '@petcover/outbox/testing';
 
 export interface RunningApp {
   name: string;
   child: ChildProcess;
   output: string[];
   exited: Promise<number | null>;
+}
+
+/** What the three apps need to run against a test's own database, Redis key prefix and document directory. */
+export function appsEnvironment(options: { databaseUrl: string; redisKeyPrefix: string; authSecret: string; signatureApiKey: string; storeDir: string }): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    DATABASE_URL: options.databaseUrl,
+    REDIS_URL: testRedisUrl(),
+    REDIS_KEY_PREFIX: options.redisKeyPrefix,
+    LOG_LEVEL: 'warn',
+    AUTH_SECRET: options.authSecret,
+    SIGNATURE_API_KEY: options.signatureApiKey,
+    DOCUMENT_STORE_DIR: options.storeDir,
+  };
 }
 
 export class RunningApps {

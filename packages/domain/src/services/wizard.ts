@@ -74,17 +74,23 @@ export async function getPet(db: Database, owner: string, petId: string): Promis
 export interface OwnerPet {
   pet: PetRow;
   draft: DraftRow | undefined;
+  /** The draft's contracting package status (`closed`: its request was declined, canceled or expired). */
+  packageStatus: PackageRow['status'] | undefined;
+  /** The package's approval request status. */
+  approvalStatus: ApprovalRequestRow['status'] | undefined;
 }
 
-/** The owner's pets, newest first, each with its draft. Read-only. */
+/** The owner's pets, newest first, each with its draft and where its package stands. Read-only. */
 export async function listPetsOfOwner(db: Database, owner: string): Promise<OwnerPet[]> {
   const rows = await db
-    .select({ pet: petProfile, draft: dependentDraft })
+    .select({ pet: petProfile, draft: dependentDraft, packageStatus: contractingPackage.status, approvalStatus: approvalRequest.status })
     .from(petProfile)
     .leftJoin(dependentDraft, eq(dependentDraft.petId, petProfile.id))
+    .leftJoin(contractingPackage, eq(contractingPackage.draftId, dependentDraft.id))
+    .leftJoin(approvalRequest, eq(approvalRequest.packageId, contractingPackage.id))
     .where(eq(petProfile.ownerGlobalUserId, owner))
     .orderBy(desc(petProfile.createdAt));
-  return rows.map((row) => ({ pet: row.pet, draft: row.draft ?? undefined }));
+  return rows.map((row) => ({ pet: row.pet, draft: row.draft ?? undefined, packageStatus: row.packageStatus ?? undefined, approvalStatus: row.approvalStatus ?? undefined }));
 }
 
 export interface DraftView {
