@@ -82,6 +82,7 @@ async function main(): Promise<void> {
       documentStore: createLocalDocumentStore(env.DOCUMENT_STORE_DIR),
       signatureProvider,
       autoEnroll: env.DEV_AUTO_ENROLL_PET,
+      logger,
     },
     ownerTokens: ownerTokenConfigOf(env),
     signatureApiKey: env.SIGNATURE_API_KEY,

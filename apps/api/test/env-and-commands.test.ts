@@ -1,6 +1,10 @@
 /**
- * Configuration of the api and the pure parts of its commands.
+ * Configuration of the api and the pure parts of its commands; `--help` of
+ * each built command.
  */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { ConfigError } from '@petcover/service-kit';
 import { parseFlags, requireUuid, UsageError } from '../src/commands/command-line';
 import { formatLogLine } from '../src/commands/log-lines';
@@ -22,13 +26,13 @@ test('defaults suit local development; strict mode requires URLs and AUTH_SECRET
 });
 
 test('command flags: values, booleans, unknown flags and malformed uuids are explained', () => {
-  const flags = parseFlags(['--pet-id', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '--wait=5', '--no-demo'], { values: ['pet-id', 'wait'], booleans: ['no-demo'] });
+  const flags = parseFlags(['--pet-id', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '--wait=5', '--no-demo'], { values: ['pet-id', 'wait'], booleans: ['no-demo'], usage: 'usage: x' });
   expect(requireUuid(flags, 'pet-id')).toBe('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
   expect(flags.get('wait')).toBe('5');
   expect(flags.get('no-demo')).toBe(true);
-  expect(() => parseFlags(['--pet'], { values: ['pet-id'] })).toThrow(new UsageError('unknown flag --pet'));
-  expect(() => parseFlags(['--pet-id'], { values: ['pet-id'] })).toThrow('--pet-id needs a value');
-  expect(() => requireUuid(parseFlags(['--owner', '123'], { values: ['owner'] }), 'owner')).toThrow('--owner must be a UUID (got "123")');
+  expect(() => parseFlags(['--pet'], { values: ['pet-id'], usage: 'usage: x' })).toThrow(new UsageError('unknown flag --pet'));
+  expect(() => parseFlags(['--pet-id'], { values: ['pet-id'], usage: 'usage: x' })).toThrow('--pet-id needs a value');
+  expect(() => requireUuid(parseFlags(['--owner', '123'], { values: ['owner'], usage: 'usage: x' }), 'owner')).toThrow('--owner must be a UUID (got "123")');
   expect(() => requireUuid(new Map(), 'owner')).toThrow('--owner <uuid> is required');
 });
 
@@ -75,4 +79,17 @@ test('strict mode refuses the manual provider, DEV_AUTO_ENROLL_PET and every pub
   );
   // Outside strict mode the same values are the development defaults.
   expect(readApiEnv({ SIGNATURE_PROVIDER: 'manual', DEV_AUTO_ENROLL_PET: '1' })).toMatchObject({ SIGNATURE_PROVIDER: 'manual', SIGNATURE_API_KEY: DEV_SIGNATURE_API_KEY });
+});
+
+test.each([
+  ['check-pet-enrollment', 'usage: check-pet-enrollment --pet-id <uuid> --owner <uuid> [--wait <seconds>]'],
+  ['simulate-pet-signature-flow', 'usage: simulate-pet-signature-flow --owner-global-user-id <uuid>'],
+  ['dev-token', 'usage: dev-token --owner <uuid>'],
+  ['dev', 'usage: petcover-dev [--no-demo]'],
+])('%s --help prints its usage and exits 0 without reading any configuration', async (command, usage) => {
+  const script = path.join(__dirname, '..', 'dist', 'commands', `${command}.js`);
+  // A strict environment without URLs would refuse to start: --help must answer before that.
+  const answer = await promisify(execFile)(process.execPath, [script, '--help'], { env: { PATH: process.env.PATH, NODE_ENV: 'production' } });
+  expect(answer.stdout.startsWith(usage)).toBe(true);
+  expect(answer.stderr).toBe('');
 });

@@ -89,6 +89,16 @@ test('event_time outside the freshness window is refused (401) although the hash
   expect(() => verifySignatureCallback(signedAt(nowSeconds + 60), fake.apiKey, { now, freshness: wide })).toThrow(expect.objectContaining({ status: 401 }));
 });
 
+test('cancelRequest posts /signature_request/cancel/{id}; an unknown request or a wrong key is a SignatureProviderError', async () => {
+  const provider = createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl });
+  const { providerRequestId } = await provider.dispatch(dispatch(randomUUID()));
+  await expect(provider.cancelRequest(providerRequestId)).resolves.toBeUndefined();
+  expect(fake.canceled).toContain(providerRequestId);
+  await expect(provider.cancelRequest('0123abcd')).rejects.toMatchObject({ name: 'SignatureProviderError', providerStatus: 404 });
+  const wrongKey = createDropboxSignProvider({ apiKey: 'wrong', baseUrl: fake.baseUrl });
+  await expect(wrongKey.cancelRequest(providerRequestId)).rejects.toMatchObject({ providerStatus: 401 });
+});
+
 test('fetchRequestState reads is_complete and our metadata from GET /signature_request/{id}', async () => {
   const provider = createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl });
   const approvalRequestId = randomUUID();

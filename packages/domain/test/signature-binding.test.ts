@@ -250,6 +250,35 @@ test('a failed dispatch is recorded and retried; a dispatch whose process died i
   expect(recovered.view.approvalRequest).toMatchObject({ status: 'dispatched', dispatchAttempt: 2 });
 });
 
+test('a dispatcher that stalled and lost its claim to a takeover cancels, at the provider, the request it could not record', async () => {
+  const { owner, draft } = await draftWithPlan();
+  const hold = fake.holdDispatches();
+  let stalled: Promise<unknown> | undefined;
+  let takeover: Promise<Awaited<ReturnType<typeof confirmDraft>>> | undefined;
+  try {
+    stalled = confirmDraft(deps(), owner, draft.id);
+    await waitFor(() => fake.heldDispatches === 1, { timeoutMs: 20_000, description: 'the first dispatch in flight' });
+    // The first dispatcher stalls past the takeover age (a paused VM, a long GC): its claim goes stale.
+    await database.sql`
+      UPDATE enrollment.approval_request a SET dispatch_claimed_at = now() - interval '10 minutes'
+        FROM enrollment.contracting_package p WHERE p.id = a.package_id AND p.draft_id = ${draft.id}`;
+    takeover = confirmDraft(deps(), owner, draft.id);
+    await waitFor(() => fake.heldDispatches === 2, { timeoutMs: 20_000, description: 'the takeover dispatch in flight' });
+  } finally {
+    hold.release();
+  }
+  await stalled;
+  const recovered = await takeover!;
+  const bound = recovered.view.approvalRequest!;
+  expect(bound).toMatchObject({ status: 'dispatched', dispatchAttempt: 2 });
+  const sent = fake.requests.filter((r) => r.fields['metadata[approval_request_id]'] === bound.id).map((r) => r.signatureRequestId);
+  expect(sent).toHaveLength(2);
+  // Exactly the request the stalled dispatcher got back, never the one we bound.
+  expect(fake.canceled.filter((id) => sent.includes(id))).toEqual(sent.filter((id) => id !== bound.providerRequestId));
+  const [row] = await database.db.select().from(approvalRequest).where(eq(approvalRequest.id, bound.id));
+  expect(row?.providerRequestId).toBe(bound.providerRequestId);
+});
+
 test('a confirmation that fails after rendering leaves no document behind and no row', async () => {
   const { owner, draft } = await draftWithPlan();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-orphan-docs-'));

@@ -17,7 +17,7 @@ const USAGE = 'usage: check-pet-enrollment --pet-id <uuid> --owner <uuid> [--wai
 const POLL_INTERVAL_MS = 250;
 
 async function main(): Promise<number> {
-  const flags = parseFlags(process.argv.slice(2), { values: ['pet-id', 'owner', 'wait'] });
+  const flags = parseFlags(process.argv.slice(2), { values: ['pet-id', 'owner', 'wait'], usage: USAGE });
   const petId = requireUuid(flags, 'pet-id');
   const owner = requireUuid(flags, 'owner');
   const waitSeconds = secondsFlag(flags, 'wait', 0);

@@ -15,7 +15,15 @@ export const EXIT_USAGE = 64;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function parseFlags(argv: readonly string[], spec: { values: readonly string[]; booleans?: readonly string[] }): Map<string, string | true> {
+/**
+ * `spec.usage`: with `--help` or `-h` anywhere, printed to stdout and the
+ * command exits 0 at once (before any configuration is read).
+ */
+export function parseFlags(argv: readonly string[], spec: { values: readonly string[]; booleans?: readonly string[]; usage: string }): Map<string, string | true> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${spec.usage}\n`);
+    process.exit(0);
+  }
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i] as string;

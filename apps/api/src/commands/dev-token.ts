@@ -14,7 +14,7 @@ import { EXIT_USAGE, parseFlags, requireUuid, secondsFlag, UsageError } from './
 const USAGE = 'usage: dev-token --owner <uuid> [--ttl <seconds>]';
 
 async function main(): Promise<void> {
-  const flags = parseFlags(process.argv.slice(2), { values: ['owner', 'ttl'] });
+  const flags = parseFlags(process.argv.slice(2), { values: ['owner', 'ttl'], usage: USAGE });
   const owner = requireUuid(flags, 'owner');
   const ttlSeconds = Math.floor(secondsFlag(flags, 'ttl', DEFAULT_OWNER_TOKEN_TTL_SECONDS));
   if (isStrict(process.env)) throw new ConfigError('dev-token is for development: refused when NODE_ENV=production or CI_STRICT=1');

@@ -22,6 +22,7 @@ import { inheritedEnvironment, readApiEnv, type ApiEnv } from '../env';
 import { EXIT_USAGE, parseFlags, UsageError } from './command-line';
 import { formatLogLine } from './log-lines';
 
+const USAGE = 'usage: petcover-dev [--no-demo]';
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 /** Start-up budget: migrations are done, so this only covers process boot and connects. */
 const READY_TIMEOUT_MS = 60_000;
@@ -171,7 +172,7 @@ async function runDemo(env: NodeJS.ProcessEnv): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
-  const flags = parseFlags(process.argv.slice(2), { values: [], booleans: ['no-demo'] });
+  const flags = parseFlags(process.argv.slice(2), { values: [], booleans: ['no-demo'], usage: USAGE });
   const env = readApiEnv();
   const unreachable = await findUnreachableServices(env);
   if (unreachable.length > 0) {
@@ -243,7 +244,7 @@ async function main(): Promise<void> {
 
 main().catch((error: Error) => {
   if (error instanceof UsageError) {
-    console.error(`petcover-dev: ${error.message}\nusage: petcover-dev [--no-demo]`);
+    console.error(`petcover-dev: ${error.message}\n${USAGE}`);
     process.exit(EXIT_USAGE);
   }
   console.error(`petcover-dev: ${error.message}`);

@@ -35,7 +35,7 @@ const USAGE = 'usage: simulate-pet-signature-flow --owner-global-user-id <uuid> 
 const POLL_INTERVAL_MS = 200;
 
 async function main(): Promise<number> {
-  const flags = parseFlags(process.argv.slice(2), { values: ['owner-global-user-id', 'plan', 'timeout'], booleans: ['no-wait'] });
+  const flags = parseFlags(process.argv.slice(2), { values: ['owner-global-user-id', 'plan', 'timeout'], booleans: ['no-wait'], usage: USAGE });
   const owner = requireUuid(flags, 'owner-global-user-id');
   const planCode = (flags.get('plan') as string | undefined) ?? 'plus';
   const timeoutSeconds = secondsFlag(flags, 'timeout', 60);

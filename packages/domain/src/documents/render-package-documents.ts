@@ -3,7 +3,19 @@
  * with pdfkit. Output is deterministic for the same input (fixed creation
  * date and document id), so the recorded sha256 identifies the content.
  */
-import PDFDocument from 'pdfkit';
+import type PDFKit from 'pdfkit';
+
+/**
+ * pdfkit (and its font engine) costs a few hundred ms to load; loaded on the
+ * first render, so commands that never render (check-pet-enrollment, the
+ * consumer, db:migrate) do not pay for it at start-up.
+ */
+let pdfkit: typeof PDFKit | undefined;
+function loadPdfKit(): typeof PDFKit {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- deliberately lazy, see above
+  pdfkit ??= require('pdfkit') as typeof PDFKit;
+  return pdfkit;
+}
 
 export interface PackageDocumentInput {
   packageId: string;
@@ -30,6 +42,7 @@ function euros(cents: number): string {
 
 function renderPdf(title: string, issuedOn: string, lines: string[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const PDFDocument = loadPdfKit();
     const doc = new PDFDocument({
       size: 'A4',
       margin: 56,

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
 import { enqueue, type Database, type Transaction } from '@petcover/outbox';
 import { ContractingPackageCreated, PetProfileCreated, PlanChosen } from '../events';
 import { renderPackageDocuments } from '../documents/render-package-documents';
@@ -39,6 +40,8 @@ export interface WizardDeps {
   signatureProvider: SignatureProvider;
   /** DEV_AUTO_ENROLL_PET: approve inline and enroll synchronously at confirmation. */
   autoEnroll: boolean;
+  /** Where confirmation reports what no caller sees (a lost dispatch claim and its cancel). */
+  logger?: Logger;
 }
 
 export interface NewPet {
@@ -190,7 +193,13 @@ export const DISPATCH_CLAIM_STALE_AFTER_SECONDS = 60;
  * `dispatching` with a claim older than DISPATCH_CLAIM_STALE_AFTER_SECONDS
  * (its process died between 2 and 4), claims it again and dispatches. A
  * provider request orphaned that way is never bound: its callbacks name a
- * signature_request_id we did not record, and are refused.
+ * signature_request_id we did not record, and are refused. Canceling it:
+ * - a dispatcher that stalled and lost its claim still holds the id the
+ *   provider gave it; its fenced UPDATE matches nothing, and it cancels that
+ *   request at the provider (cancelLostDispatch);
+ * - a dispatcher that died took the id with it: the takeover cannot name
+ *   the orphan (Dropbox Sign cannot be searched by our metadata), so it is
+ *   left to expire at the provider; it can never approve anything.
  *
  * Idempotent and safe under concurrency: one package per draft, one
  * dispatch in flight per request. Throws NotFoundError, StateConflictError
@@ -384,8 +393,27 @@ async function dispatchApprovalRequest(deps: WizardDeps, owner: string, draftId:
       .where(and(eq(approvalRequest.id, claim.id), eq(approvalRequest.dispatchAttempt, claim.attempt), eq(approvalRequest.status, 'dispatching')));
     throw error;
   }
-  await deps.db
+  const recorded = await deps.db
     .update(approvalRequest)
     .set({ providerRequestId, provider: deps.signatureProvider.name, status: 'dispatched', dispatchedAt: sql`now()`, updatedAt: sql`now()` })
-    .where(and(eq(approvalRequest.id, claim.id), eq(approvalRequest.dispatchAttempt, claim.attempt), isNull(approvalRequest.providerRequestId)));
+    .where(and(eq(approvalRequest.id, claim.id), eq(approvalRequest.dispatchAttempt, claim.attempt), isNull(approvalRequest.providerRequestId)))
+    .returning({ id: approvalRequest.id });
+  if (recorded.length === 0) await cancelLostDispatch(deps, claim, providerRequestId);
+}
+
+/**
+ * Our claim was taken over while the provider answered (this dispatcher
+ * stalled past DISPATCH_CLAIM_STALE_AFTER_SECONDS), so the request we just
+ * sent is one we will never record or bind: cancel it at the provider, so
+ * the owner is not asked to sign two requests of which only one counts.
+ * Best effort: a refusal is logged, never thrown at the owner.
+ */
+async function cancelLostDispatch(deps: WizardDeps, claim: { id: string; attempt: number }, providerRequestId: string): Promise<void> {
+  const context = { approvalRequestId: claim.id, dispatchAttempt: claim.attempt, providerRequestId };
+  try {
+    await deps.signatureProvider.cancelRequest(providerRequestId);
+    deps.logger?.warn(context, 'dispatch claim taken over while the provider answered; canceled the request it sent');
+  } catch (error) {
+    deps.logger?.error({ ...context, err: error }, 'dispatch claim taken over while the provider answered; canceling the request it sent failed (cancel it at the provider)');
+  }
 }

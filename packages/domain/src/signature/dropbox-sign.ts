@@ -2,7 +2,7 @@
  * Dropbox Sign adapter over its HTTP API (HTTP basic auth with the API key
  * as user name): `POST {baseUrl}/signature_request/send` (multipart form)
  * dispatches, `GET {baseUrl}/signature_request/{id}` reads a request's
- * state. The approval request id travels in the request metadata and comes
+ * state, `POST {baseUrl}/signature_request/cancel/{id}` cancels one. The approval request id travels in the request metadata and comes
  * back in every callback and every state read.
  */
 import { SignatureDispatchError, SignatureProviderError } from '../errors';
@@ -40,6 +40,7 @@ export function createDropboxSignProvider(options: DropboxSignOptions): Signatur
     path: string,
     init: RequestInit,
     makeError: (message: string, status?: number) => SignatureProviderError,
+    options: { emptyAnswer?: boolean } = {},
   ): Promise<DropboxSignRequestBody> {
     let response: Response;
     try {
@@ -58,6 +59,8 @@ export function createDropboxSignProvider(options: DropboxSignOptions): Signatur
       const providerMessage = body?.error?.error_msg ?? text.slice(0, 200);
       throw makeError(`Dropbox Sign refused ${what} (HTTP ${response.status}): ${providerMessage}`, response.status);
     }
+    // A cancel is answered with an empty body.
+    if (!body && options.emptyAnswer) return {};
     if (!body) throw makeError(`Dropbox Sign answered ${what} with a body that is not JSON`, response.status);
     return body;
   }
@@ -96,6 +99,15 @@ export function createDropboxSignProvider(options: DropboxSignOptions): Signatur
       }
       const approvalRequestId = request.metadata?.approval_request_id;
       return { allSigned: request.is_complete === true, approvalRequestId: typeof approvalRequestId === 'string' ? approvalRequestId : undefined };
+    },
+    async cancelRequest(providerRequestId) {
+      await call(
+        'the cancellation',
+        `/signature_request/cancel/${encodeURIComponent(providerRequestId)}`,
+        { method: 'POST' },
+        (m, s) => new SignatureProviderError(m, s),
+        { emptyAnswer: true },
+      );
     },
   };
 }

@@ -35,6 +35,13 @@ export interface SignatureProvider {
    * provider does not answer or does not know the request.
    */
   fetchRequestState(providerRequestId: string): Promise<ProviderRequestState>;
+  /**
+   * Cancels a request at the provider so its signer can no longer sign it
+   * (Dropbox Sign: `POST /signature_request/cancel/{id}`). Used for a request
+   * we sent but could not record (see confirmDraft). Throws
+   * SignatureProviderError when the provider refuses or does not answer.
+   */
+  cancelRequest(providerRequestId: string): Promise<void>;
 }
 
 const MANUAL_PREFIX = 'manual-';
@@ -53,6 +60,9 @@ export function createManualSignatureProvider(): SignatureProvider {
     async fetchRequestState(providerRequestId) {
       const approvalRequestId = providerRequestId.startsWith(MANUAL_PREFIX) ? providerRequestId.slice(MANUAL_PREFIX.length) : undefined;
       return { allSigned: true, approvalRequestId };
+    },
+    async cancelRequest() {
+      // Nothing left the process: there is nothing to cancel.
     },
   };
 }

@@ -4,7 +4,8 @@
  * auth and a multipart form, answering `{ signature_request: {...} }`;
  * `GET /v3/signature_request/{id}` answering its state (`is_complete` once
  * every signer signed, i.e. after `markAllSigned` or an all_signed
- * `sendCallback`); and `sendCallback` posts an event to a callback URL the
+ * `sendCallback`); `POST /v3/signature_request/cancel/{id}` (empty 200,
+ * recorded in `canceled`); and `sendCallback` posts an event to a callback URL the
  * way Dropbox Sign does (multipart form, `json` field, event_hash computed
  * here independently).
  */
@@ -32,6 +33,8 @@ export interface FakeDropboxSign {
   markAllSigned(signatureRequestId: string): void;
   /** State reads (`GET /signature_request/{id}`) answered, by request id. */
   stateReads: string[];
+  /** Requests canceled (`POST /signature_request/cancel/{id}`), by request id. */
+  canceled: string[];
   /** Posts a callback as Dropbox Sign would; returns status and body text. */
   sendCallback(
     url: string,
@@ -54,6 +57,7 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
   const requests: ReceivedSignatureRequest[] = [];
   const completed = new Set<string>();
   const stateReads: string[] = [];
+  const canceled: string[] = [];
   let failure: { status: number; message: string } | undefined;
   let hold: Promise<void> | undefined;
   let heldDispatches = 0;
@@ -86,6 +90,14 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
               signatures: [{ signer_email_address: sent.fields['signers[0][email_address]'], status_code: complete ? 'signed' : 'awaiting_signature' }],
             },
           });
+        }
+        const cancel = req.method === 'POST' ? /^\/v3\/signature_request\/cancel\/([0-9a-f]+)$/.exec(req.url ?? '') : null;
+        if (cancel) {
+          const id = cancel[1] as string;
+          if (!requests.some((r) => r.signatureRequestId === id)) return notFound();
+          canceled.push(id);
+          res.writeHead(200);
+          return res.end();
         }
         if (req.method !== 'POST' || req.url !== '/v3/signature_request/send') return notFound();
         if (hold) {
@@ -125,6 +137,7 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
     baseUrl: `http://127.0.0.1:${port}/v3`,
     apiKey,
     requests,
+    canceled,
     failNextWith(status, message) {
       failure = { status, message };
     },
