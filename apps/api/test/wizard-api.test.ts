@@ -24,6 +24,7 @@ import { outboxEvent, outboxMigrations } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { signOwnerToken } from '../src/auth/owner-token';
 import { apiClient } from './support/api-client';
+import { OWNER_COOKIE } from '../src/wizard-pages/session';
 import { InProcessApis } from './support/in-process-api';
 import { countRows as countRowsOf } from './support/rows';
 
@@ -253,4 +254,11 @@ test('/healthz, /readyz and /metrics answer', async () => {
   expect(Object.keys(ready.body.checks).sort()).toEqual(['db', 'migrations', 'redis']);
   const metrics = await fetch(`${autoApi}/metrics`);
   expect(await metrics.text()).toContain('petcover_api_requests_total');
+});
+
+test('dev sign-in is off where devSignIn is false (main.ts: strict mode): the page says so with 403 and issues no session', async () => {
+  const answer = await fetch(`${autoApi}/dev/sign-in`);
+  expect(answer.status).toBe(403);
+  expect(await answer.text()).toContain('Development sign-in is off');
+  expect(answer.headers.get('set-cookie') ?? '').not.toContain(OWNER_COOKIE);
 });

@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '../src';
 
@@ -60,5 +63,20 @@ describe('log lines', () => {
     const { lines, logger } = capture();
     logger.info('hello');
     expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: 'hello', name: 'test' });
+  });
+
+  test('are readable (pino-pretty) when stdout is a terminal, unless LOG_FORMAT says json', () => {
+    const built = path.join(__dirname, '..', 'dist', 'index.js');
+    if (!fs.existsSync(built)) throw new Error(`build service-kit first (pnpm build): missing ${built}`);
+    // `script` (util-linux) runs the child with a pseudo-terminal as its stdout, as a developer's shell would.
+    const onTerminal = (format?: string) =>
+      execFileSync('script', ['-qec', `${process.execPath} -e 'require(${JSON.stringify(built)}).createLogger({ name: "tty", format: ${JSON.stringify(format)} }).info({ petId: "p-1" }, "hello")'`, '/dev/null'], {
+        encoding: 'utf8',
+      }).replace(/\u001b\[[0-9;]*m/g, '');
+    const pretty = onTerminal();
+    expect(pretty).toMatch(/^\[\d\d:\d\d:\d\d\] INFO \(tty\): hello/);
+    expect(pretty).toContain('petId: "p-1"');
+    expect(() => JSON.parse(pretty)).toThrow();
+    expect(JSON.parse(onTerminal('json'))).toMatchObject({ msg: 'hello', name: 'tty', petId: 'p-1' });
   });
 });
