@@ -277,6 +277,28 @@ describe('a running api against a slow provider and slow clients', () => {
     expect(await confirmations).toEqual(Array(12).fill(202));
   });
 
+  test('a client trickling its headers (never ending them) is answered 408 and cut off', async () => {
+    const socket = net.connect(Number(env.PORT), '127.0.0.1');
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('GET /v1/plans HTTP/1.1\r\nHost: x\r\n');
+    let stillOpen = true;
+    void closed.then(() => (stillOpen = false));
+    // A header line every 200 ms, never the blank line that ends them.
+    let header = 0;
+    await waitFor(
+      () => {
+        if (stillOpen) socket.write(`X-Slow-${(header += 1)}: 1\r\n`);
+        return !stillOpen;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, description: 'the api to close the connection of slow headers' },
+    );
+    expect(Buffer.concat(received).toString()).toMatch(/^HTTP\/1\.1 408/);
+  });
+
   test('a client trickling its body is cut off after REQUEST_TIMEOUT_MS', async () => {
     const socket = net.connect(Number(env.PORT), '127.0.0.1');
     const received: Buffer[] = [];
