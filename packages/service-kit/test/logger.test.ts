@@ -72,7 +72,9 @@ describe('log lines', () => {
     const onTerminal = (format?: string) =>
       execFileSync('script', ['-qec', `${process.execPath} -e 'require(${JSON.stringify(built)}).createLogger({ name: "tty", format: ${JSON.stringify(format)} }).info({ petId: "p-1" }, "hello")'`, '/dev/null'], {
         encoding: 'utf8',
-      }).replace(/\u001b\[[0-9;]*m/g, '');
+        // Plain text to compare (pino-pretty colours a terminal unless NO_COLOR is set).
+        env: { ...process.env, NO_COLOR: '1' },
+      });
     const pretty = onTerminal();
     expect(pretty).toMatch(/^\[\d\d:\d\d:\d\d\] INFO \(tty\): hello/);
     expect(pretty).toContain('petId: "p-1"');
