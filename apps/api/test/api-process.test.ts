@@ -277,47 +277,45 @@ describe('a running api against a slow provider and slow clients', () => {
     expect(await confirmations).toEqual(Array(12).fill(202));
   });
 
-  test('a client trickling its headers (never ending them) is answered 408 and cut off', async () => {
+  /**
+   * A client that sends `start`, then `next(i)` every 200 ms for as long as
+   * the api keeps the connection open; resolves with what the api answered.
+   */
+  async function trickle(start: string, next: (i: number) => string, description: string): Promise<string> {
     const socket = net.connect(Number(env.PORT), '127.0.0.1');
     const received: Buffer[] = [];
     socket.on('data', (chunk: Buffer) => received.push(chunk));
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => undefined);
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write('GET /v1/plans HTTP/1.1\r\nHost: x\r\n');
+    socket.write(start);
     let stillOpen = true;
     void closed.then(() => (stillOpen = false));
-    // A header line every 200 ms, never the blank line that ends them.
-    let header = 0;
+    let sent = 0;
     await waitFor(
       () => {
-        if (stillOpen) socket.write(`X-Slow-${(header += 1)}: 1\r\n`);
+        if (stillOpen) socket.write(next((sent += 1)));
         return !stillOpen;
       },
-      { timeoutMs: 30_000, intervalMs: 200, description: 'the api to close the connection of slow headers' },
+      { timeoutMs: 30_000, intervalMs: 200, description },
     );
-    expect(Buffer.concat(received).toString()).toMatch(/^HTTP\/1\.1 408/);
+    return Buffer.concat(received).toString();
+  }
+
+  test('a client trickling its headers (never ending them) is answered 408 and cut off', async () => {
+    // A header line every 200 ms, never the blank line that ends them.
+    const answer = await trickle('GET /v1/plans HTTP/1.1\r\nHost: x\r\n', (i) => `X-Slow-${i}: 1\r\n`, 'the api to close the connection of slow headers');
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
   });
 
   test('a client trickling its body is cut off after REQUEST_TIMEOUT_MS', async () => {
-    const socket = net.connect(Number(env.PORT), '127.0.0.1');
-    const received: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => received.push(chunk));
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    socket.on('error', () => undefined);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write(`POST /v1/webhooks/signature HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"event":`);
-    let stillOpen = true;
-    void closed.then(() => (stillOpen = false));
-    // Keep trickling a byte every 200 ms; the api must close the connection anyway.
-    await waitFor(
-      () => {
-        if (stillOpen) socket.write(' ');
-        return !stillOpen;
-      },
-      { timeoutMs: 30_000, intervalMs: 200, description: 'the api to close the slow connection' },
+    // A byte every 200 ms; the api must close the connection anyway.
+    const answer = await trickle(
+      'POST /v1/webhooks/signature HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"event":',
+      () => ' ',
+      'the api to close the slow connection',
     );
-    expect(Buffer.concat(received).toString()).toMatch(/^HTTP\/1\.1 408/);
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
   });
 
   test('dev-token prints a token the api accepts, and is refused in strict mode', async () => {
