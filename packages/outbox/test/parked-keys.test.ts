@@ -9,6 +9,7 @@ import pino from 'pino';
 import { z } from 'zod';
 import { collectEventsStatus, createConsumer, createHandlerRegistry, redisStreamKey, type Consumer, type HandledEvent, type HandlerContext } from '../src';
 import { runEventsCli } from '../src/cli/events';
+import { verifyPipeline } from '../src/verify';
 import {
   appendTestEvents,
   createTestDatabase,
@@ -141,6 +142,27 @@ describe('halted keys', () => {
     expect(letters).toEqual([
       { event_id: headEventId, status: 'discarded', resolved_by: expect.stringMatching(/^cli:/), attempts: 2, error_message: 'payment provider down for owner-a' },
     ]);
+  });
+
+  test('events verify and lookup do not count a parked event as handled (its inbox row is written when it is parked)', async () => {
+    const stream = uniqueStreamName();
+    const group = uniqueGroupName();
+    const [row] = await testDb.sql<{ event_id: string }[]>`
+      INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, published_at)
+      VALUES (gen_random_uuid(), ${stream}, 'owner-a', 'Recorded', '{"seq":1}', now()) RETURNING event_id::text`;
+    const eventId = row!.event_id;
+    await testDb.sql`INSERT INTO events.processed_event (group_name, event_id) VALUES (${group}, ${eventId})`;
+    await testDb.sql`INSERT INTO events.parked_key (group_name, stream_name, partition_key, attempts, last_error) VALUES (${group}, ${stream}, 'owner-a', 1, 'down')`;
+    await testDb.sql`INSERT INTO events.parked_event (group_name, stream_name, partition_key, redis_entry_id, event_id, event_type, outbox_id, payload, headers, event_created_at)
+      VALUES (${group}, ${stream}, 'owner-a', '1-0', ${eventId}, 'Recorded', '1', '{"seq":1}', '{}', now()::text)`;
+    const subscriptions = [{ group, stream }];
+    const parked = await verifyPipeline(testDb.sql, null, { subscriptions });
+    expect(parked).toMatchObject({ ok: false, missing: 1 });
+    const lookup = await cli(['lookup', eventId, '--json'], prefixes.next());
+    expect(JSON.parse(lookup.stdout).events[0].groups).toEqual([expect.objectContaining({ group, state: 'delivered', handledAt: null })]);
+
+    await testDb.sql`DELETE FROM events.parked_event WHERE event_id = ${eventId}`;
+    expect(await verifyPipeline(testDb.sql, null, { subscriptions })).toMatchObject({ ok: true, missing: 0 });
   });
 
   test('bad input: usage errors exit 2 and change nothing', async () => {

@@ -17,7 +17,8 @@ export interface GroupStep {
   group: string;
   /**
    * `dead`: dead-lettered (see deadLetter); `handled`: its effect committed
-   * (processed_event); `delivered`: read by the group, not settled yet;
+   * (processed_event); `delivered`: read by the group, not settled yet, or
+   * parked behind its failing key (events.parked_event: not run yet);
    * `waiting`: in the stream, not read by the group yet.
    */
   state: 'waiting' | 'delivered' | 'handled' | 'dead';
@@ -189,13 +190,16 @@ async function journeyOf(
     }
   }
 
-  const [handled, dead] = await Promise.all([
+  const [handled, dead, parked] = await Promise.all([
+    // A parked event's inbox row is written when it is parked: it is handled only once its parked row is gone.
     sql<{ group_name: string; processed_ms: string }[]>`
-      SELECT group_name, (extract(epoch FROM processed_at) * 1000)::bigint::text AS processed_ms
-      FROM events.processed_event WHERE event_id = ${row.event_id}::uuid`,
+      SELECT p.group_name, (extract(epoch FROM p.processed_at) * 1000)::bigint::text AS processed_ms
+      FROM events.processed_event p WHERE p.event_id = ${row.event_id}::uuid
+        AND NOT EXISTS (SELECT 1 FROM events.parked_event pe WHERE pe.group_name = p.group_name AND pe.event_id = p.event_id)`,
     sql<{ id: string; group_name: string; status: string; attempts: number; error_message: string; dead_ms: string }[]>`
       SELECT id::text, group_name, status, attempts, error_message, (extract(epoch FROM dead_lettered_at) * 1000)::bigint::text AS dead_ms
       FROM events.dead_letter WHERE event_id = ${row.event_id}::uuid ORDER BY id DESC`,
+    sql<{ group_name: string }[]>`SELECT group_name FROM events.parked_event WHERE event_id = ${row.event_id}::uuid`,
   ]);
   let known = groupsByStream.get(row.stream_name);
   if (!known) {
@@ -204,7 +208,7 @@ async function journeyOf(
     known = new Set(leased.map((l) => l.role.slice('consumer:'.length)));
     groupsByStream.set(row.stream_name, known);
   }
-  const groups = new Set<string>([...known, ...lastDelivered.keys(), ...handled.map((h) => h.group_name), ...dead.map((d) => d.group_name)]);
+  const groups = new Set<string>([...known, ...lastDelivered.keys(), ...handled.map((h) => h.group_name), ...dead.map((d) => d.group_name), ...parked.map((p) => p.group_name)]);
 
   const steps: GroupStep[] = [...groups].sort().map((group) => {
     const letter = dead.find((d) => d.group_name === group);
@@ -226,7 +230,8 @@ async function journeyOf(
     if (processed && handledAfterLetter) return { group, state: 'handled', handledAt: iso(processed.processed_ms), deadLetter };
     const delivered = lastDelivered.get(group);
     const read = redisEntryId !== null && delivered !== undefined && compareEntryIds(redisEntryId, delivered) <= 0;
-    return { group, state: read ? 'delivered' : 'waiting', handledAt: null, deadLetter };
+    const isParked = parked.some((p) => p.group_name === group);
+    return { group, state: read || isParked ? 'delivered' : 'waiting', handledAt: null, deadLetter };
   });
 
   return {

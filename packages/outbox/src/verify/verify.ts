@@ -211,7 +211,9 @@ export async function verifyPipeline(sql: Sql, redis: RedisClient | null | undef
   const expectedCte = sql`
     WITH ${subsCte}, expected AS (
       SELECT s.group_name, o.id, o.event_id, o.stream_name, o.partition_key, o.event_type, o.published_at,
-             EXISTS (SELECT 1 FROM events.processed_event p WHERE p.group_name = s.group_name AND p.event_id = o.event_id) AS processed,
+             -- A parked event has its inbox row (written when parked) but has not run yet: not processed.
+             EXISTS (SELECT 1 FROM events.processed_event p WHERE p.group_name = s.group_name AND p.event_id = o.event_id)
+               AND NOT EXISTS (SELECT 1 FROM events.parked_event pe WHERE pe.group_name = s.group_name AND pe.event_id = o.event_id) AS processed,
              EXISTS (SELECT 1 FROM events.dead_letter d WHERE d.group_name = s.group_name AND d.event_id = o.event_id AND d.status = 'dead') AS dead,
              EXISTS (SELECT 1 FROM events.dead_letter d WHERE d.group_name = s.group_name AND d.event_id = o.event_id AND d.status = 'discarded') AS discarded
       FROM events.outbox_event o
