@@ -10,7 +10,8 @@
  * drawn at random. `kinds` narrows a run to some kinds (to rehearse one
  * fault, or to prove the verdict can fail with `planted-loss`, which is never
  * drawn otherwise). Transient handler failures are not scheduled: the
- * handler fails a seeded fraction of first attempts all along.
+ * handler fails a seeded fraction of first attempts all along; slow and hung
+ * handler calls likewise (slow-handlers.ts).
  */
 import { seededRandom } from './seeded-random';
 

@@ -9,13 +9,17 @@
  * keys of its partition flow, and it resumes in order after the window.
  * OrderChanged also has a batch form (one INSERT per run of events).
  *
+ * Slow and hung first calls (slow-handlers.ts) exercise the handler deadline.
+ *
  * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1),
- * CHAOS_KEY_OUTAGE_FRACTION (0..1, default 0.1).
+ * CHAOS_KEY_OUTAGE_FRACTION (0..1, default 0.1); CHAOS_SLOW_FRACTION,
+ * CHAOS_HANG_FRACTION (0..1), CHAOS_HANDLER_TIMEOUT_MS.
  */
 import type { EventHandler, HandledEvent, HandlerContext, HandlerRegistry } from '@petcover/outbox';
 import { handledRecordOf, recordHandled } from '@petcover/outbox/verify';
 import { CHAOS_STREAMS, chaosPayloadSchema, type ChaosPayload } from './chaos-streams';
 import { seededFraction } from './seeded-random';
+import { misbehaveOnFirstCall, slowHandlerOptionsFromEnv, type SlowHandlerOptions } from './slow-handlers';
 
 /** Same shape as `ConsumerModule` of @petcover/outbox (declared here until every branch has it). */
 export interface ChaosConsumerModule {
@@ -43,6 +47,8 @@ export interface ChaosHandlerOptions {
   failFraction: number;
   /** Fraction of (key, window) pairs during which every attempt of the key throws; 0 turns outages off. */
   keyOutageFraction?: number;
+  /** Slow and hung first calls; none when absent. */
+  slow?: SlowHandlerOptions;
 }
 
 /**
@@ -67,20 +73,25 @@ export function failsFirstAttempt(eventId: string, options: ChaosHandlerOptions)
 export const BATCH_HANDLED_TYPES: ReadonlySet<string> = new Set(['OrderChanged']);
 
 export function createChaosModule(options: ChaosHandlerOptions): ChaosConsumerModule {
-  const record = (event: HandledEvent<ChaosPayload>, ctx: HandlerContext) => {
+  const record = async (event: HandledEvent<ChaosPayload>, ctx: HandlerContext) => {
+    if (options.slow) await misbehaveOnFirstCall(event.eventId, ctx.attempt, ctx.signal, options.slow);
     if (ctx.attempt === 1 && failsFirstAttempt(event.eventId, options)) throw new ChaosTransientFailure(event.eventId);
     if (inKeyOutage(event.partitionKey, Date.now(), options)) throw new ChaosKeyOutage(event.partitionKey);
     return handledRecordOf(event, ctx, event.payload.seq);
   };
   const handler: EventHandler<ChaosPayload> = {
     schema: chaosPayloadSchema,
-    handle: async (event, ctx) => recordHandled(ctx.tx, record(event, ctx)),
+    handle: async (event, ctx) => recordHandled(ctx.tx, await record(event, ctx)),
   };
-  // One INSERT per run; a transient failure of any event in it fails the run,
-  // and the consumer then handles those events one by one.
+  // One INSERT per run; a transient failure (or a slow or hung call) of any
+  // event in it fails the run, and the consumer then handles those events one by one.
   const batchHandler: EventHandler<ChaosPayload> = {
     ...handler,
-    handleBatch: async (events, ctx) => recordHandled(ctx.tx, events.map((event) => record(event, ctx))),
+    handleBatch: async (events, ctx) => {
+      const records = [];
+      for (const event of events) records.push(await record(event, ctx));
+      await recordHandled(ctx.tx, records);
+    },
   };
   return {
     streams: CHAOS_STREAMS.map((s) => ({ name: s.name, partitions: s.partitions })),
@@ -101,7 +112,7 @@ function optionsFromEnv(env: NodeJS.ProcessEnv): ChaosHandlerOptions {
   if (!(keyOutageFraction >= 0 && keyOutageFraction <= 1)) {
     throw new Error(`CHAOS_KEY_OUTAGE_FRACTION must be between 0 and 1 (got ${JSON.stringify(env.CHAOS_KEY_OUTAGE_FRACTION)})`);
   }
-  return { seed, failFraction, keyOutageFraction };
+  return { seed, failFraction, keyOutageFraction, slow: slowHandlerOptionsFromEnv(env, seed) };
 }
 
 export const consumerModule = createChaosModule(optionsFromEnv(process.env));

@@ -60,6 +60,11 @@ export interface ChaosOptions {
   redis?: 'single' | 'cluster';
   /** Only these fault kinds (`--faults`); default every kind of FAULT_KINDS. */
   faultKinds?: readonly FaultKind[];
+  /** The consumers' `--handler-timeout`; slow and hung handler calls (slow-handlers.ts) run past it. */
+  handlerTimeoutSec: number;
+  /** Fractions of events whose first handler call is slow (past the deadline) or hung (never returns, ignores the abort). */
+  slowHandlerFraction: number;
+  hungHandlerFraction: number;
 }
 
 export const DEFAULT_CHAOS_OPTIONS = {
@@ -72,6 +77,13 @@ export const DEFAULT_CHAOS_OPTIONS = {
   pollIntervalSec: 0.5,
   drainTimeoutSec: 120,
   replicas: 2,
+  // Short, so a slow or hung call stalls its partition briefly; long enough
+  // that a healthy batch on a loaded 2-core box (a Postgres restart in the
+  // middle) does not time out five times in a row and get dead-lettered.
+  handlerTimeoutSec: 3,
+  // About a dozen of each in a 60 s run at 100 events/s.
+  slowHandlerFraction: 0.002,
+  hungHandlerFraction: 0.002,
 } as const;
 
 export interface ChaosSummary {
@@ -104,6 +116,8 @@ export interface ChaosSummary {
    * (must be > 0 unless another fault overlapped it: the fault stays on its stream).
    */
   wrongTypePlants: WrongTypePlantReport[];
+  /** Handler calls the consumers abandoned at their deadline (slow and hung calls), as they logged them. */
+  handlerTimeouts: number;
   verify: VerifyReport;
   passed: boolean;
 }
@@ -206,6 +220,9 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     CONSUMER_GROUP: CHAOS_GROUP,
     CHAOS_SEED: String(options.seed),
     CHAOS_FAIL_FRACTION: String(options.failFraction),
+    CHAOS_SLOW_FRACTION: String(options.slowHandlerFraction),
+    CHAOS_HANG_FRACTION: String(options.hungHandlerFraction),
+    CHAOS_HANDLER_TIMEOUT_MS: String(options.handlerTimeoutSec * 1000),
   };
   const publisherScript = appScript('@petcover/events-publisher');
   const consumerScript = appScript('@petcover/events-consumer');
@@ -227,7 +244,10 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
       new AppProcess({
         name: `consumer#${replica}`,
         script: consumerScript,
-        args: ['start', '--log-level', 'info', '--group', CHAOS_GROUP, '--module', handlerModule, '--lease-ttl', String(options.leaseTtlSec)],
+        args: [
+          'start', '--log-level', 'info', '--group', CHAOS_GROUP, '--module', handlerModule, '--lease-ttl', String(options.leaseTtlSec),
+          '--handler-timeout', String(options.handlerTimeoutSec),
+        ],
         env,
         healthPort: await freePort(),
         logFile: path.join(services.tempDir, `consumer-${replica}.log`),
@@ -435,6 +455,8 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
       overlapped: plant.overlapped || faultSpans.some((span) => span.fault !== fault && span.fault.kind !== 'poison' && span.from < to && span.to > from),
     }));
     const isolationHeld = plants.every((plant) => plant.overlapped || plant.otherStreamsHandled > 0);
+    const handlerTimeouts = countHandlerTimeouts(apps.consumer);
+    faults['slow/hung handler calls (abandoned at the deadline, retried)'] = handlerTimeouts;
     const passed =
       drained &&
       verify.missing === 0 &&
@@ -462,6 +484,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
       unexpectedExits,
       redisRecoveries,
       wrongTypePlants: plants,
+      handlerTimeouts,
       verify,
       passed,
     };
@@ -501,6 +524,19 @@ function countRedisRecoveries(publishers: readonly AppProcess[]): { recoveries: 
     }
   }
   return { recoveries, republishedRows };
+}
+
+/** The consumer logs one line per handler call abandoned at its deadline (first attempts; retries log at debug). */
+function countHandlerTimeouts(consumers: readonly AppProcess[]): number {
+  let timeouts = 0;
+  for (const consumer of consumers) {
+    try {
+      timeouts += fs.readFileSync(consumer.spec.logFile, 'utf8').split('handler ran past its deadline').length - 1;
+    } catch {
+      // No log yet: nothing counted.
+    }
+  }
+  return timeouts;
 }
 
 /** Resolves or rejects with `work`, or rejects when `ms` pass or `signal` aborts — whichever comes first. */

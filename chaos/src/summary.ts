@@ -23,6 +23,7 @@ export function formatChaosSummary(summary: ChaosSummary, replicas: number): str
     `  out-of-order      ${summary.outOfOrder}`,
     `  dead-lettered     ${summary.deadLettered} (poison ${summary.poison}; unexpected ${summary.unexpectedDeadLetters}; poison not dead-lettered ${summary.poisonNotDeadLettered})`,
     `  time to drain     ${(summary.drainMs / 1000).toFixed(1)} s${summary.drained ? '' : ' (DEADLINE PASSED, not drained)'}`,
+    `  handler timeouts  ${summary.handlerTimeouts} (slow or hung first calls abandoned at the deadline, then retried)`,
     `  Redis recoveries  ${summary.redisRecoveries.recoveries} logged by publishers (${summary.redisRecoveries.republishedRows} rows re-sent, deduplicated by consumers)`,
     `  WRONGTYPE plants  ${plants || 'none'}`,
     `  app crashes       ${exits || 'none'}`,

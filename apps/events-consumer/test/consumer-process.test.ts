@@ -26,6 +26,15 @@ import {
 } from '@petcover/outbox/testing';
 
 const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
+/**
+ * Every wait bounds a hang, not the machine's speed: conditions are polled
+ * and met in well under a second on an idle machine, but a shared 2-core box
+ * at load 10+ can take tens of seconds to start a process and settle a few
+ * entries. A test that times out here found a hang.
+ */
+const HANG_MS = 120_000;
+
+jest.setTimeout(4 * HANG_MS);
 const FIXTURE = path.join(__dirname, 'fixtures', 'recording-module.ts');
 
 let testDb: TestDatabase;
@@ -97,7 +106,7 @@ describe('events-consumer process', () => {
 
     const fixtureEnv = { FIXTURE_STREAM: stream, REDIS_KEY_PREFIX: prefix };
     const a = await spawnConsumer(startArgs(group, ['--batch-size', '1']), { ...fixtureEnv, FIXTURE_BLOCK_SEQ: '2', FIXTURE_MARKER: marker });
-    await waitFor(() => fs.existsSync(marker), { timeoutMs: 20_000, description: `replica A blocked in the handler of seq 2\n${a.output()}` });
+    await waitFor(() => fs.existsSync(marker), { timeoutMs: HANG_MS, description: `replica A blocked in the handler of seq 2\n${a.output()}` });
     const b = await spawnConsumer(startArgs(group, ['--batch-size', '1']), fixtureEnv);
     // B is idle while A holds the partition lease.
     expect((await effects(group)).map((r) => r.seq)).toEqual([1]);
@@ -107,11 +116,11 @@ describe('events-consumer process', () => {
     const rows = await waitFor(async () => {
       const found = await effects(group);
       return found.length >= 4 ? found : null;
-    }, { timeoutMs: 20_000, description: `replica B handles what A left\n${b.output()}` });
+    }, { timeoutMs: HANG_MS, description: `replica B handles what A left\n${b.output()}` });
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
     expect(rows[0]!.pid).toBe(a.child.pid);
     expect(rows.slice(1).every((r) => r.pid === b.child.pid)).toBe(true);
-    await waitFor(async () => (await consumersOf(key, group)).every((c) => c.pending === 0), { description: 'nothing pending' });
+    await waitFor(async () => (await consumersOf(key, group)).every((c) => c.pending === 0), { timeoutMs: HANG_MS, description: 'nothing pending' });
     expect(b.output()).toContain('reclaimed entries left pending by a previous owner');
     b.child.kill('SIGTERM');
     expect((await b.exited).code).toBe(0);
@@ -129,12 +138,12 @@ describe('events-consumer process', () => {
     // Attempts are plenty so a slow machine (a healthy handler past 2 s) cannot dead-letter anything.
     const args = startArgs(group, ['--batch-size', '1', '--handler-timeout', '2', '--max-attempts', '50']);
     const a = await spawnConsumer(args, { ...fixtureEnv, FIXTURE_WEDGE_SEQ: '2', FIXTURE_MARKER: marker });
-    await waitFor(() => fs.existsSync(marker), { timeoutMs: 20_000, description: `replica A wedged in the handler of seq 2\n${a.output()}` });
+    await waitFor(() => fs.existsSync(marker), { timeoutMs: HANG_MS, description: `replica A wedged in the handler of seq 2\n${a.output()}` });
     const b = await spawnConsumer(args, fixtureEnv);
     const rows = await waitFor(async () => {
       const found = await effects(group);
       return found.length >= 4 ? found : null;
-    }, { timeoutMs: 60_000, description: `replica B takes over from the wedged A\n${a.output()}\n${b.output()}` });
+    }, { timeoutMs: HANG_MS, description: `replica B takes over from the wedged A\n${a.output()}\n${b.output()}` });
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
     expect(rows[0]!.pid).toBe(a.child.pid);
     expect(rows.slice(1).every((r) => r.pid === b.child.pid)).toBe(true);
@@ -152,10 +161,12 @@ describe('events-consumer process', () => {
     const group = uniqueGroupName();
     const key = redisStreamKey(partitionStreamName(stream, 0, 2), prefix);
     const events = Array.from({ length: 40 }, (_, seq) => testStreamEvent({ type: 'Recorded', partitionKey: 'k', payload: { seq } }));
-    const fixtureEnv = { FIXTURE_STREAM: stream, FIXTURE_PARTITIONS: '2', REDIS_KEY_PREFIX: prefix, FIXTURE_SLOW_MS: '50' };
+    // 40 × 250 ms: the first consumer needs 10 s for them all, far more than the few health requests
+    // before its SIGTERM take even on a loaded machine, so entries are in flight when it stops.
+    const fixtureEnv = { FIXTURE_STREAM: stream, FIXTURE_PARTITIONS: '2', REDIS_KEY_PREFIX: prefix, FIXTURE_SLOW_MS: '250' };
     const first = await spawnConsumer(startArgs(group, ['--batch-size', '5']), fixtureEnv);
     await appendTestEvents(redis, key, events);
-    await waitFor(async () => (await effects(group)).length >= 3, { timeoutMs: 20_000, description: `first effects\n${first.output()}` });
+    await waitFor(async () => (await effects(group)).length >= 3, { timeoutMs: HANG_MS, description: `first effects\n${first.output()}` });
 
     // Health endpoints of a running consumer.
     const base = `http://127.0.0.1:${first.healthPort}`;
@@ -181,7 +192,7 @@ describe('events-consumer process', () => {
     const rows = await waitFor(async () => {
       const found = await effects(group);
       return found.length >= events.length ? found : null;
-    }, { timeoutMs: 20_000, description: `the rest handled\n${second.output()}` });
+    }, { timeoutMs: HANG_MS, description: `the rest handled\n${second.output()}` });
     expect(rows.map((r) => r.seq)).toEqual(events.map((_, seq) => seq));
     second.child.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
@@ -199,29 +210,29 @@ describe('events-consumer process', () => {
         const response = await fetch(`http://127.0.0.1:${consumer.healthPort}/readyz`);
         return { status: response.status, body: (await response.json()) as { checks: Record<string, { ok: boolean }> } };
       };
-      await waitFor(async () => (await readyz()).status === 200, { timeoutMs: 20_000, description: `ready\n${consumer.output()}` });
+      await waitFor(async () => (await readyz()).status === 200, { timeoutMs: HANG_MS, description: `ready\n${consumer.output()}` });
       await appendTestEvents(client, stream, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
-      await waitFor(async () => (await effects(group)).length === 1, { description: 'first event handled' });
+      await waitFor(async () => (await effects(group)).length === 1, { timeoutMs: HANG_MS, description: 'first event handled' });
 
       await dedicated.stop();
       const down = await waitFor(async () => {
         const answer = await readyz();
         return answer.status === 503 ? answer : null;
-      }, { description: 'readyz 503 while redis is down' });
+      }, { timeoutMs: HANG_MS, description: 'readyz 503 while redis is down' });
       expect(down.body.checks.redis!.ok).toBe(false);
       expect(down.body.checks.db!.ok).toBe(true);
-      await waitFor(() => consumer.output().includes('redis unreachable'), { description: 'outage logged' });
+      await waitFor(() => consumer.output().includes('redis unreachable'), { timeoutMs: HANG_MS, description: 'outage logged' });
 
       await dedicated.start();
-      await waitFor(async () => (await client.ping()) === 'PONG', { description: 'client reconnected' });
+      await waitFor(async () => (await client.ping()) === 'PONG', { timeoutMs: HANG_MS, description: 'client reconnected' });
       await appendTestEvents(client, stream, [2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
       const rows = await waitFor(async () => {
         const found = await effects(group);
         return found.length === 3 ? found : null;
-      }, { timeoutMs: 20_000, description: `events after the restart handled\n${consumer.output()}` });
+      }, { timeoutMs: HANG_MS, description: `events after the restart handled\n${consumer.output()}` });
       expect(rows.map((r) => r.seq)).toEqual([1, 2, 3]);
-      await waitFor(async () => (await readyz()).status === 200, { description: 'ready again' });
-      await waitFor(() => consumer.output().includes('redis reachable again'), { description: 'recovery logged' });
+      await waitFor(async () => (await readyz()).status === 200, { timeoutMs: HANG_MS, description: 'ready again' });
+      await waitFor(() => consumer.output().includes('redis reachable again'), { timeoutMs: HANG_MS, description: 'recovery logged' });
       expect(consumer.output().split('redis unreachable').length - 1).toBe(1);
       consumer.child.kill('SIGTERM');
       expect((await consumer.exited).code).toBe(0);

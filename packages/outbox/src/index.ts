@@ -17,7 +17,7 @@ export { traceIdOf, TRACE_CONTEXT_HEADERS } from './tracing';
 export type { EventDefinition } from './define-event';
 export { createDatabaseIfMissing, outboxMigrations, runMigrations } from './migrations';
 export type { MigrationSet } from './migrations';
-export { acquireLease, forceReleaseLease } from './lease/lease';
+export { acquireLease, forceReleaseLease, ImpossibleLeaseError } from './lease/lease';
 export { deadLetter, eventsSchema, outboxEvent, parkedEvent, parkedKey, processedEvent, relayNode, streamLease, DEAD_LETTER_STATUSES } from './schema';
 export type { DeadLetterStatus } from './schema';
 export {

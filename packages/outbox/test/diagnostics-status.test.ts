@@ -7,7 +7,8 @@ import type { RedisClient } from '@petcover/service-kit';
 import { acquireLease, collectEventsStatus, formatEventsStatus, partitionStreamName, redisStreamKey, type EventsStatus } from '../src';
 import { encodeEntry } from '../src/streams';
 import { runEventsCli } from '../src/cli/events';
-import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
+import { partitionFaultsKey, reportPartitionFault, reportStuckPartition, stuckPartitionsKey } from '../src/consumer/stuck-partitions';
+import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
 let redis: RedisClient;
@@ -313,5 +314,142 @@ describe('events status', () => {
     expect(down).toBe(1);
     expect(JSON.parse(stdout).problems).toEqual([expect.objectContaining({ kind: 'database_unreachable' })]);
     expect(stdout).not.toContain('hunter2secret');
+  });
+});
+
+describe('events status: consumer-side problems (issue 14)', () => {
+  test('a partition stuck on an entry whose dead letter Postgres refuses → partition_stuck naming entry, group, cause and the fix', async () => {
+    const stream = uniqueStreamName();
+    const ids = await insertRows(stream, 1, { published: true });
+    const key = `${keyPrefix}${stream}`;
+    const entryId = await appendEntry(key, ids[0]!);
+    await redis.xgroup('CREATE', key, 'stuckgroup', '0');
+    await redis.xreadgroup('GROUP', 'stuckgroup', 'c:1:s', 'COUNT', 10, 'STREAMS', key, '>');
+    await leaseOfLiveOwner({ streamName: stream, role: 'consumer:stuckgroup', ownerId: 'c:1:s', ttlMs: 30_000 });
+    await reportStuckPartition(redis, stuckPartitionsKey(keyPrefix, 'stuckgroup'), {
+      partitionStream: stream,
+      entryId,
+      cause: 'permission denied for table dead_letter',
+      ownerId: 'c:1:s',
+      since: new Date().toISOString(),
+    });
+    const report = await status(stream);
+    expect(report.streams[0]!.groups[0]!.partitions[0]!.stuck).toMatchObject({ entryId, cause: 'permission denied for table dead_letter' });
+    expect(report.problems).toEqual([
+      expect.objectContaining({
+        kind: 'partition_stuck',
+        group: 'stuckgroup',
+        partition: stream,
+        message: expect.stringMatching(new RegExp(`entry ${entryId}.*permission denied for table dead_letter`)),
+        fix: expect.stringContaining(`XACK ${key} stuckgroup ${entryId}`),
+      }),
+    ]);
+    expect(formatEventsStatus(report)).toContain('[partition_stuck]');
+  });
+
+  test('a partition the group cannot be created on (WRONGTYPE) → consumer_partition_fault with the fix', async () => {
+    const stream = uniqueStreamName();
+    const partition = partitionStreamName(stream, 1, 2);
+    const key = redisStreamKey(partition, keyPrefix);
+    await redis.set(key, 'not a stream');
+    await redis.xgroup('CREATE', redisStreamKey(partitionStreamName(stream, 0, 2), keyPrefix), 'faultgroup', '0', 'MKSTREAM');
+    await reportPartitionFault(redis, partitionFaultsKey(keyPrefix, 'faultgroup'), {
+      partitionStream: partition,
+      redisKey: key,
+      cause: 'wrong_key_type',
+      message: 'WRONGTYPE Operation against a key holding the wrong kind of value',
+      ownerId: 'c:2:f',
+      since: new Date().toISOString(),
+    });
+    const report = await status(stream);
+    expect(report.streams[0]!.groups[0]!.faults).toEqual([expect.objectContaining({ partition, redisKey: key, cause: 'wrong_key_type' })]);
+    expect(report.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          kind: 'consumer_partition_fault',
+          group: 'faultgroup',
+          partition,
+          message: expect.stringContaining('WRONGTYPE'),
+          fix: expect.stringContaining(`Redis key ${key} is not a stream`),
+        }),
+      ]),
+    );
+  });
+
+  test('no live consumer for longer than the threshold → group_abandoned (configurable), not group_not_consuming', async () => {
+    const stream = uniqueStreamName();
+    const ids = await insertRows(stream, 2, { published: true });
+    const key = `${keyPrefix}${stream}`;
+    await appendEntry(key, ids[0]!);
+    await redis.xgroup('CREATE', key, 'oneoff', '0');
+    await redis.xreadgroup('GROUP', 'oneoff', 'laptop:1:x', 'COUNT', 10, 'STREAMS', key, '>');
+    await redis.xack(key, 'oneoff', ...((await redis.xrange(key, '-', '+')) as [string, string[]][]).map(([id]) => id));
+    await appendEntry(key, ids[1]!);
+    // Under the default threshold (300 s) a consumer that read a moment ago is not abandoned.
+    expect((await status(stream)).problems.map((p) => p.kind)).not.toContain('group_abandoned');
+    const report = await waitFor(
+      async () => {
+        const r = await collectEventsStatus({ sql: testDb.sql, redis, keyPrefix, stream, thresholds: { abandonedAfterSeconds: 1 } });
+        return r.problems.some((p) => p.kind === 'group_abandoned') ? r : null;
+      },
+      { timeoutMs: 30_000, description: 'the group idle past a 1 s threshold' },
+    );
+    expect(report.problems).toEqual([
+      expect.objectContaining({
+        kind: 'group_abandoned',
+        group: 'oneoff',
+        message: expect.stringContaining('last read by laptop:1:x'),
+        fix: expect.stringContaining('events group delete --group oneoff'),
+      }),
+    ]);
+    const run = await cli(['status', '--stream', stream, '--abandoned-after', '1', '--json']);
+    expect(run.code).toBe(1);
+    expect(JSON.parse(run.stdout).problems).toEqual([expect.objectContaining({ kind: 'group_abandoned' })]);
+    expect(await cli(['status', '--abandoned-after', 'soon'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--abandoned-after must be a whole number of seconds (got soon)') });
+  });
+
+  test('a live consumer holding the lease with an entry pending too long → group_stuck, not abandoned', async () => {
+    const stream = uniqueStreamName();
+    const ids = await insertRows(stream, 1, { published: true });
+    const key = `${keyPrefix}${stream}`;
+    await appendEntry(key, ids[0]!);
+    await redis.xgroup('CREATE', key, 'hung', '0');
+    await redis.xreadgroup('GROUP', 'hung', 'c:3:h', 'COUNT', 10, 'STREAMS', key, '>');
+    await leaseOfLiveOwner({ streamName: stream, role: 'consumer:hung', ownerId: 'c:3:h', ttlMs: 60_000 });
+    const report = await waitFor(
+      async () => {
+        const r = await collectEventsStatus({ sql: testDb.sql, redis, keyPrefix, stream, thresholds: { stuckPendingSeconds: 1, abandonedAfterSeconds: 1 } });
+        return r.problems.some((p) => p.kind === 'group_stuck') ? r : null;
+      },
+      { timeoutMs: 30_000, description: 'the pending entry idle past a 1 s threshold' },
+    );
+    expect(report.problems).toEqual([
+      expect.objectContaining({ kind: 'group_stuck', group: 'hung', message: expect.stringContaining('holds'), fix: expect.stringContaining('c:3:h') }),
+    ]);
+  });
+
+  test('a lease row edited by hand into an impossible state → lease_impossible with the release command', async () => {
+    const stream = uniqueStreamName();
+    await leaseOfLiveOwner({ streamName: stream, role: 'publisher', ownerId: 'p:4:i', ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: stream, role: 'consumer:edited', ownerId: 'c:4:i', ttlMs: 30_000 });
+    await testDb.sql`UPDATE events.stream_lease SET fencing_token = 9223372036854775807 WHERE stream_name = ${stream} AND role = 'publisher'`;
+    await testDb.sql`UPDATE events.stream_lease SET fencing_token = -1, owner_id = ' ' WHERE stream_name = ${stream} AND role = 'consumer:edited'`;
+    const report = await status(stream);
+    // Leases in (stream, role) order: consumer:edited, then publisher.
+    expect(report.problems).toEqual([
+      expect.objectContaining({
+        kind: 'lease_impossible',
+        group: 'edited',
+        message: expect.stringContaining('owner_id is empty'),
+        fix: expect.stringContaining(`events lease release --stream ${stream} --role consumer:edited`),
+      }),
+      expect.objectContaining({
+        kind: 'lease_impossible',
+        stream,
+        message: expect.stringContaining('bigint maximum'),
+        fix: `events lease release --stream ${stream} --role publisher; a running replica takes it with a fresh token within its poll interval`,
+      }),
+    ]);
+    expect(formatEventsStatus(report)).toContain('IMPOSSIBLE ROW');
   });
 });

@@ -9,15 +9,24 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { acquireLease } from '../src';
 import { parseTimeArgument, runEventsCli } from '../src/cli/events';
-import { createTestDatabase, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
+import type { RedisClient } from '@petcover/service-kit';
+import { partitionStreamName, redisStreamKey } from '../src/streams';
+import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
+let redis: RedisClient;
 const keyPrefix = uniqueRedisPrefix();
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
+  redis = createTestRedis();
 });
-afterAll(async () => testDb.drop());
+afterAll(async () => {
+  const keys = await redis.keys(`${keyPrefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+  await testDb.drop();
+});
 
 async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -142,6 +151,86 @@ describe('events lease release', () => {
     expect(await cli(['lease', 'release', '--stream', stream, '--role', 'boss'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--role must be') });
     expect(await cli(['lease', 'release', '--stream', 'contracts', '--role', 'publisher'])).toMatchObject({ code: 2 });
     expect(await cli(['lease', 'release', '--role', 'publisher'])).toMatchObject({ code: 2 });
+  });
+});
+
+describe('events group', () => {
+  /** The group on both partitions of a new 2-partition stream, one entry pending on p0; returns the keys. */
+  async function groupOnTwoPartitions(group: string): Promise<{ stream: string; keys: string[] }> {
+    const stream = uniqueStreamName();
+    const keys = [0, 1].map((i) => redisStreamKey(partitionStreamName(stream, i, 2), keyPrefix));
+    for (const key of keys) await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
+    await redis.xadd(keys[0]!, '*', 'outbox_id', '1');
+    await redis.xadd(keys[1]!, '*', 'outbox_id', '2');
+    await redis.xreadgroup('GROUP', group, 'c:1:a', 'COUNT', 1, 'STREAMS', keys[0]!, '>');
+    return { stream, keys };
+  }
+
+  async function groupsOn(key: string): Promise<string[]> {
+    return ((await redis.xinfo('GROUPS', key)) as unknown[][]).map((g) => String(g[1]));
+  }
+
+  test('list shows each group with its streams, live consumers, leases, pending, lag and dead letters', async () => {
+    const group = uniqueGroupName();
+    const { stream } = await groupOnTwoPartitions(group);
+    await registerTestNode(testDb.sql, 'c:1:a', `consumer:${group}`);
+    await acquireLease(testDb.sql, { streamName: partitionStreamName(stream, 0, 2), role: `consumer:${group}`, ownerId: 'c:1:a', ttlMs: 60_000 });
+    await insertDeadLetter(group, partitionStreamName(stream, 1, 2));
+
+    const listed = await cli(['group', 'list', '--json']);
+    expect(listed.code).toBe(0);
+    expect((JSON.parse(listed.stdout) as Array<{ group: string }>).find((g) => g.group === group)).toEqual({
+      group,
+      streams: [stream],
+      partitions: [partitionStreamName(stream, 0, 2), partitionStreamName(stream, 1, 2)],
+      liveConsumers: ['c:1:a'],
+      leases: [{ partition: partitionStreamName(stream, 0, 2), ownerId: 'c:1:a', live: true }],
+      pending: 1,
+      lag: 1,
+      deadLetters: 1,
+      lastReadSecondsAgo: expect.any(Number),
+    });
+    const table = await cli(['group', 'list']);
+    expect(table.stdout).toMatch(new RegExp(`^${group}\t${stream}\tc:1:a\t`, 'm'));
+  });
+
+  test('delete refuses while a live consumer holds a lease (nothing changed); --force removes the group on every partition and its leases', async () => {
+    const group = uniqueGroupName();
+    const { stream, keys } = await groupOnTwoPartitions(group);
+    await registerTestNode(testDb.sql, 'c:2:live', `consumer:${group}`);
+    await acquireLease(testDb.sql, { streamName: partitionStreamName(stream, 1, 2), role: `consumer:${group}`, ownerId: 'c:2:live', ttlMs: 60_000 });
+
+    const refused = await cli(['group', 'delete', '--group', group]);
+    expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining(`group ${group} is in use: a live consumer holds its lease on ${partitionStreamName(stream, 1, 2)} by c:2:live`) });
+    for (const key of keys) expect(await groupsOn(key)).toEqual([group]);
+    expect(await testDb.sql`SELECT 1 FROM events.stream_lease WHERE role = ${`consumer:${group}`}`).toHaveLength(1);
+
+    const forced = await cli(['group', 'delete', '--group', group, '--force']);
+    expect(forced).toMatchObject({ code: 0, stdout: expect.stringContaining(`deleted group ${group}: consumer group destroyed on 2 partition stream(s)`) });
+    expect(forced.stderr).toContain('--force: deleted the live lease');
+    for (const key of keys) expect(await groupsOn(key)).toEqual([]);
+    expect(await testDb.sql`SELECT 1 FROM events.stream_lease WHERE role = ${`consumer:${group}`}`).toHaveLength(0);
+    // The entries themselves stay: other groups still read them.
+    expect(await redis.xlen(keys[0]!)).toBe(1);
+  });
+
+  test('delete without a live consumer needs no --force; a group that does not exist exits 1; bad input exits 2 and changes nothing', async () => {
+    const group = uniqueGroupName();
+    const { stream, keys } = await groupOnTwoPartitions(group);
+    // The lease of a consumer that stopped long ago (expired): not live.
+    await acquireLease(testDb.sql, { streamName: partitionStreamName(stream, 0, 2), role: `consumer:${group}`, ownerId: 'c:3:gone', ttlMs: 60_000 });
+    await testDb.sql`UPDATE events.stream_lease SET lease_until = now() - interval '1 hour' WHERE role = ${`consumer:${group}`}`;
+
+    expect(await cli(['group', 'delete'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--group <name> is required') });
+    expect(await cli(['group', 'delete', '--group', 'a b'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--group must hold only letters, digits and _.- (got a b)') });
+    expect(await cli(['group', 'delete', group])).toMatchObject({ code: 2, stderr: expect.stringContaining(`unexpected argument ${group}`) });
+    expect(await cli(['group', 'delete', '--group', group, '--forse'])).toMatchObject({ code: 2 });
+    expect(await cli(['group', 'list', 'extra'])).toMatchObject({ code: 2 });
+    for (const key of keys) expect(await groupsOn(key)).toEqual([group]);
+
+    expect(await cli(['group', 'delete', '--group', group])).toMatchObject({ code: 0, stdout: expect.stringContaining('1 lease row(s) removed') });
+    for (const key of keys) expect(await groupsOn(key)).toEqual([]);
+    expect(await cli(['group', 'delete', '--group', group])).toMatchObject({ code: 1, stderr: expect.stringContaining(`group ${group} does not exist`) });
   });
 });
 

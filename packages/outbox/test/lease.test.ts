@@ -1,5 +1,5 @@
 import { acquireLease, forceReleaseLease } from '../src';
-import { consumerRole, makeOwnerId, releaseLease } from '../src/lease/lease';
+import { consumerRole, ImpossibleLeaseError, impossibleLeaseReason, makeOwnerId, releaseLease } from '../src/lease/lease';
 import { createTestDatabase, uniqueStreamName, type TestDatabase } from '../src/testing';
 
 let testDb: TestDatabase;
@@ -75,5 +75,41 @@ describe('acquireLease', () => {
 
   test('makeOwnerId is host:pid:random', () => {
     expect(makeOwnerId()).toMatch(new RegExp(`^[^:]+:${process.pid}:[0-9a-f]{6}$`));
+  });
+
+  test('a row edited into an impossible state is an ImpossibleLeaseError naming the fix, not a database error; release heals it', async () => {
+    const streamName = uniqueStreamName();
+    const a = { streamName, role: 'publisher' as const, ownerId: 'host-a:1:aaa', ttlMs: 10_000 };
+    const b = { ...a, ownerId: 'host-b:2:bbb' };
+    await acquireLease(testDb.sql, a);
+
+    // Token at bigint max, expired: the takeover's token + 1 overflows (Postgres 22003).
+    await testDb.sql`UPDATE events.stream_lease SET fencing_token = 9223372036854775807, lease_until = now() - interval '1 second' WHERE stream_name = ${streamName}`;
+    const overflow = await acquireLease(testDb.sql, b).catch((error: unknown) => error);
+    expect(overflow).toBeInstanceOf(ImpossibleLeaseError);
+    expect(overflow).toMatchObject({
+      streamName,
+      role: 'publisher',
+      reason: expect.stringContaining('bigint maximum'),
+      fix: `events lease release --stream ${streamName} --role publisher`,
+    });
+    // Its holder renewing it is told the same (it would never be taken over).
+    await testDb.sql`UPDATE events.stream_lease SET lease_until = now() + interval '10 seconds' WHERE stream_name = ${streamName}`;
+    await expect(acquireLease(testDb.sql, a)).rejects.toBeInstanceOf(ImpossibleLeaseError);
+
+    // A negative token held by its owner (Redis would fence every append with it).
+    await testDb.sql`UPDATE events.stream_lease SET fencing_token = -5 WHERE stream_name = ${streamName}`;
+    await expect(acquireLease(testDb.sql, a)).rejects.toMatchObject({ reason: expect.stringContaining('fencing_token -5 is not positive') });
+
+    expect(await forceReleaseLease(testDb.sql, { streamName, role: 'publisher' })).toBe(true);
+    expect(await acquireLease(testDb.sql, b)).toMatchObject({ acquired: true, ownerId: b.ownerId });
+  });
+
+  test('impossibleLeaseReason: blank owner, token out of range or not a number; sane rows pass', () => {
+    expect(impossibleLeaseReason({ ownerId: ' ', fencingToken: '1' })).toBe('its owner_id is empty');
+    expect(impossibleLeaseReason({ ownerId: 'h:1:a', fencingToken: '0' })).toContain('not positive');
+    expect(impossibleLeaseReason({ ownerId: 'h:1:a', fencingToken: '9223372036854775807' })).toContain('bigint maximum');
+    expect(impossibleLeaseReason({ ownerId: 'h:1:a', fencingToken: 'x' })).toContain('not a number');
+    expect(impossibleLeaseReason({ ownerId: 'h:1:a', fencingToken: String(Date.now()) })).toBeNull();
   });
 });

@@ -2,7 +2,9 @@
 /**
  * `events` — the on-call command of the pipeline (`pnpm events <command>`).
  *
- *   events status [--stream <name>] [--json]
+ *   events status [--stream <name>] [--abandoned-after <seconds>] [--json]
+ *   events group list [--json]
+ *   events group delete --group <g> [--force]
  *   events lease release --stream <name> --role <publisher|maintenance|consumer:<group>> | --all-dead
  *   events nodes [--json]
  *   events dlq list [--group <g>] [--type <t>] [--status dead|replayed|discarded] [--limit <n>] [--json]
@@ -28,7 +30,8 @@ import { EVENT_TYPE_PATTERN } from '../enqueue';
 import { forceReleaseLease } from '../lease/lease';
 import { DEAD_LETTER_STATUSES, type DeadLetterStatus } from '../schema';
 import { parsePartitionStreamName, STREAM_NAME_PATTERN } from '../streams';
-import { formatEventsStatus, formatLookup, formatNodes } from '../diagnostics/format';
+import { formatConsumerGroups, formatEventsStatus, formatLookup, formatNodes } from '../diagnostics/format';
+import { deleteConsumerGroup, GroupInUseError, summarizeConsumerGroups, UnknownGroupError } from '../diagnostics/consumer-groups';
 import { lookupEvents } from '../diagnostics/event-journey';
 import { deadLettersOfFingerprint, listDeadLetterGroups, resolveDeadLetters } from '../consumer/dead-letter-groups';
 import { releaseLeasesOfDeadOwners } from '../liveness/nodes';
@@ -44,7 +47,12 @@ export const EXIT_PROBLEM = 1;
 export const EXIT_USAGE = 2;
 
 export const USAGE = `usage: events <command>
-  status [--stream <name>] [--json]           pipeline status and the likely cause of a problem
+  status [--stream <name>] [--abandoned-after <seconds>] [--json]
+                                               pipeline status and the likely cause of a problem; a group with no
+                                               live consumer for --abandoned-after (default 300) is reported abandoned
+  group list [--json]                          consumer groups: streams, live consumers, leases, pending, lag, dead letters
+  group delete --group <g> [--force]           remove a consumer group from every partition stream, and its leases;
+                                               refused while a live consumer holds a lease of it, unless --force
   lease release --stream <name> --role <role>  drop a lease (role publisher, maintenance or consumer:<group>)
   lease release --all-dead                     drop every lease whose owner is dead or never registered
   nodes [--json]                               registered publishers and consumers, alive or dead, with their leases
@@ -98,6 +106,8 @@ type Command = (ctx: CommandContext) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   status: statusCommand,
   'lease release': leaseReleaseCommand,
+  'group list': groupListCommand,
+  'group delete': groupDeleteCommand,
   nodes: nodesCommand,
   lookup: lookupCommand,
   'dlq list': dlqListCommand,
@@ -149,23 +159,85 @@ export function parseTimeArgument(value: string | undefined, flag: string, now =
 }
 
 async function statusCommand(ctx: CommandContext): Promise<number> {
-  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, 'abandoned-after': { type: 'string' }, json: { type: 'boolean' } });
   const stream = values.stream === undefined ? undefined : requireStreamName(values.stream);
-  const redis = connectCliRedis(ctx.config.redis);
-  try {
-    await redis.connect().catch(() => undefined);
+  const abandoned = values['abandoned-after'];
+  if (abandoned !== undefined && !/^\d{1,9}$/.test(abandoned)) throw new UsageError(`--abandoned-after must be a whole number of seconds (got ${abandoned})`);
+  return withCliRedis(ctx, async (redis) => {
     const status = await collectEventsStatus({
       sql: ctx.database().sql,
       redis,
       keyPrefix: ctx.config.keyPrefix,
       partitions: ctx.config.partitions,
       stream,
+      thresholds: abandoned === undefined ? undefined : { abandonedAfterSeconds: Number(abandoned) },
     });
     ctx.io.stdout(values.json ? JSON.stringify(status, null, 2) : formatEventsStatus(status));
     return status.healthy ? EXIT_OK : EXIT_PROBLEM;
+  });
+}
+
+/** Runs `body` with a CLI Redis connection (a failed connect shows in what body reports), always disconnected after. */
+async function withCliRedis(ctx: CommandContext, body: (redis: ReturnType<typeof connectCliRedis>) => Promise<number>): Promise<number> {
+  const redis = connectCliRedis(ctx.config.redis);
+  try {
+    await redis.connect().catch(() => undefined);
+    return await body(redis);
   } finally {
     redis.disconnect();
   }
+}
+
+async function groupListCommand(ctx: CommandContext): Promise<number> {
+  const { values } = parseCommandArgs(ctx.args, { json: { type: 'boolean' } });
+  return withCliRedis(ctx, async (redis) => {
+    const status = await collectEventsStatus({ sql: ctx.database().sql, redis, keyPrefix: ctx.config.keyPrefix, partitions: ctx.config.partitions });
+    if (!status.redis.ok) {
+      ctx.io.stderr(`cannot list consumer groups: Redis unreachable (${status.redis.error ?? 'unknown error'})`);
+      return EXIT_PROBLEM;
+    }
+    const groups = summarizeConsumerGroups(status);
+    if (values.json) ctx.io.stdout(JSON.stringify(groups, null, 2));
+    else ctx.io.stdout(formatConsumerGroups(groups));
+    return EXIT_OK;
+  });
+}
+
+async function groupDeleteCommand(ctx: CommandContext): Promise<number> {
+  const { values } = parseCommandArgs(ctx.args, { group: { type: 'string' }, force: { type: 'boolean' } });
+  const group = requireGroupName(values.group);
+  return withCliRedis(ctx, async (redis) => {
+    const { sql } = ctx.database();
+    const status = await collectEventsStatus({ sql, redis, keyPrefix: ctx.config.keyPrefix, partitions: ctx.config.partitions });
+    if (!status.redis.ok) {
+      ctx.io.stderr(`cannot delete group ${group}: Redis unreachable (${status.redis.error ?? 'unknown error'}); nothing changed`);
+      return EXIT_PROBLEM;
+    }
+    try {
+      const deleted = await deleteConsumerGroup({ sql, redis, keyPrefix: ctx.config.keyPrefix, status }, group, { force: values.force ?? false });
+      for (const l of deleted.forcedLeases) ctx.io.stderr(`--force: deleted the live lease on ${l.partition} of ${l.ownerId}; stop that consumer, or it recreates the group`);
+      ctx.io.stdout(
+        `deleted group ${group}: consumer group destroyed on ${deleted.destroyedOn.length} partition stream(s)` +
+          `${deleted.destroyedOn.length > 0 ? ` (${deleted.destroyedOn.join(', ')})` : ''}, ${deleted.leasesDeleted} lease row(s) removed; ` +
+          'its dead letters and inbox rows are kept',
+      );
+      return EXIT_OK;
+    } catch (error) {
+      if (error instanceof GroupInUseError || error instanceof UnknownGroupError) {
+        ctx.io.stderr(error.message);
+        return EXIT_PROBLEM;
+      }
+      throw error;
+    }
+  });
+}
+
+const GROUP_NAME = /^[A-Za-z0-9_.-]+$/;
+
+function requireGroupName(value: string | undefined, flag = '--group'): string {
+  if (!value) throw new UsageError(`${flag} <name> is required`);
+  if (!GROUP_NAME.test(value)) throw new UsageError(`${flag} must hold only letters, digits and _.- (got ${value})`);
+  return value;
 }
 
 const LEASE_ROLE = /^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$/;
@@ -315,8 +387,6 @@ async function dlqResolveCommand(ctx: CommandContext, action: 'replay' | 'discar
   return done < outcomes.length ? EXIT_PROBLEM : EXIT_OK;
 }
 
-const GROUP_NAME = /^[A-Za-z0-9_.-]+$/;
-
 async function keyListCommand(ctx: CommandContext): Promise<number> {
   const { values } = parseCommandArgs(ctx.args, {
     group: { type: 'string' },
@@ -394,15 +464,11 @@ async function lookupCommand(ctx: CommandContext): Promise<number> {
   const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean' } }, 1);
   const query = positionals[0];
   if (!query) throw new UsageError('lookup needs an event id, outbox id, Redis entry id or partition key');
-  const redis = connectCliRedis(ctx.config.redis);
-  try {
-    await redis.connect().catch(() => undefined);
+  return withCliRedis(ctx, async (redis) => {
     const result = await lookupEvents({ sql: ctx.database().sql, redis, keyPrefix: ctx.config.keyPrefix, partitions: ctx.config.partitions }, query);
     ctx.io.stdout(values.json ? JSON.stringify(result, null, 2) : formatLookup(result));
     return result.events.length > 0 ? EXIT_OK : EXIT_PROBLEM;
-  } finally {
-    redis.disconnect();
-  }
+  });
 }
 
 async function outboxReplayCommand(ctx: CommandContext): Promise<number> {
@@ -464,9 +530,7 @@ async function verifyCommand(ctx: CommandContext): Promise<number> {
   const since = values.since === undefined ? undefined : parseTimeArgument(values.since, '--since');
   const until = values.until === undefined ? undefined : parseTimeArgument(values.until, '--until');
   if (since && until && until <= since) throw new UsageError('--until must be after --since');
-  if (values.group !== undefined && !/^[A-Za-z0-9_.-]+$/.test(values.group)) {
-    throw new UsageError(`--group must hold only letters, digits and _.- (got ${values.group})`);
-  }
+  if (values.group !== undefined) requireGroupName(values.group);
   return runVerify({
     sql: ctx.database().sql,
     redis: ctx.config.redis,

@@ -8,7 +8,7 @@ import type { RedisClient } from '@petcover/service-kit';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { Database, Sql } from '../db';
-import { acquireLease, consumerRole, makeOwnerId, releaseLease, type LeaseRole } from '../lease/lease';
+import { acquireLease, consumerRole, ImpossibleLeaseError, makeOwnerId, releaseLease, type LeaseGrant, type LeaseRole } from '../lease/lease';
 import { createNodeHeartbeat } from '../liveness/node-heartbeat';
 import { assertKeyPrefix, assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
 import { backoffDelay, sleep } from '../backoff';
@@ -19,7 +19,7 @@ import { INBOX_RETENTION_DEFAULTS, startInboxPruner } from './inbox-retention';
 import { ConcurrencyLimit, PartitionWorker, partitionErrorCause } from './partition-worker';
 import { ensureGroup, groupBacklog } from './redis-group';
 import { EXHAUSTED_POLICIES, type ExhaustedPolicy, type HandlerRegistry } from './registry';
-import { stuckPartitionsKey } from './stuck-partitions';
+import { clearPartitionFault, partitionFaultsKey, reportPartitionFault, stuckPartitionsKey } from './stuck-partitions';
 
 /** Defaults of every consumer option; the app's flags fall back to these. */
 export const CONSUMER_DEFAULTS = {
@@ -213,6 +213,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   // Start the scan for free partitions at a per-owner offset so replicas starting together collide less.
   const scanOffset = [...ownerId].reduce((sum, c) => sum + c.charCodeAt(0), 0) % Math.max(1, partitions.length);
   const stuckKey = stuckPartitionsKey(keyPrefix, group);
+  const faultsKey = partitionFaultsKey(keyPrefix, group);
   // The watchdog's bound: a partition busy for this long with no handler call ending is given up.
   const watchdogMs = options.registry.longestTimeoutMs(settings.handlerTimeoutMs) + settings.leaseTtlMs;
   // Workers the watchdog gave up on, until their loop ends: their partition is not re-leased meanwhile.
@@ -224,9 +225,11 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   let stopping: Promise<void> | undefined;
   // Per partition, so one bad key (WRONGTYPE) neither stops the others nor reads as "redis unreachable".
   const groupReady = new Set<string>();
-  const partitionFaults = new Map<string, { cause: string; message: string; failures: number; retryAt: number }>();
+  const partitionFaults = new Map<string, { cause: string; message: string; failures: number; retryAt: number; since: string }>();
   let redisReachable = true;
   let databaseReachable = true;
+  // Partitions whose lease row was edited into an impossible state, with the reason last logged.
+  const impossibleLeases = new Map<string, string>();
 
   const lease = (p: Partition) => ({ streamName: p.partitionStream, role, ownerId });
 
@@ -299,6 +302,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
           partitionFaults.delete(p.partitionStream);
           logger.info({ stream: p.partitionStream, key: p.key }, 'consumer group created on the partition; it is consumed again');
         }
+        // Also after a restart: a record left by an earlier process is stale now.
+        await clearPartitionFault(options.redis, faultsKey, p.partitionStream);
       } catch (error) {
         if (!isReplyError(error)) throw error;
         const cause = partitionErrorCause(error);
@@ -308,7 +313,10 @@ export function createConsumer(options: ConsumerOptions): Consumer {
           logger.error({ stream: p.partitionStream, key: p.key, cause, err: error }, 'cannot create the consumer group on this partition; it is skipped and retried with backoff, the others go on');
         }
         const message = (error as Error).message;
-        partitionFaults.set(p.partitionStream, { cause, message, failures, retryAt: now + backoffDelay(failures, { baseDelayMs: 1_000, maxDelayMs: 30_000 }) });
+        const since = fault?.since ?? new Date(now).toISOString();
+        partitionFaults.set(p.partitionStream, { cause, message, failures, since, retryAt: now + backoffDelay(failures, { baseDelayMs: 1_000, maxDelayMs: 30_000 }) });
+        // For events status; the partition's own key is the broken one, this record lives elsewhere.
+        await reportPartitionFault(options.redis, faultsKey, { partitionStream: p.partitionStream, redisKey: p.key, cause, message, ownerId, since }).catch(() => undefined);
       }
     }
   }
@@ -366,6 +374,27 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     else logger.error({ err: error }, 'postgres unreachable; cannot renew partition leases');
   }
 
+  /**
+   * Acquire or renew one partition's lease. A lease row edited by hand into an
+   * impossible state is that partition's problem, not Postgres being down:
+   * logged once per reason with the fix, and the partition left alone (null)
+   * until an operator drops the row.
+   */
+  async function leasePartition(p: Partition): Promise<LeaseGrant | null> {
+    try {
+      const grant = await acquireLease(options.sql, { ...lease(p), ttlMs: settings.leaseTtlMs });
+      if (impossibleLeases.delete(p.partitionStream)) logger.info({ stream: p.partitionStream }, 'partition lease row is sane again; leasing it normally');
+      return grant;
+    } catch (error) {
+      if (!(error instanceof ImpossibleLeaseError)) throw error;
+      if (impossibleLeases.get(p.partitionStream) !== error.reason) {
+        impossibleLeases.set(p.partitionStream, error.reason);
+        logger.error({ stream: p.partitionStream, role, reason: error.reason, fix: error.fix }, error.message);
+      }
+      return null;
+    }
+  }
+
   /** One coordination round: renew, shed extras, take free partitions up to the fair share. */
   async function tick(): Promise<void> {
     await releaseStalledPartitions();
@@ -374,9 +403,9 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     try {
       await Promise.all(
         held.map(async (p) => {
-          const grant = await acquireLease(options.sql, { ...lease(p), ttlMs: settings.leaseTtlMs });
+          const grant = await leasePartition(p);
           if (!grant) {
-            logger.warn({ stream: p.partitionStream }, 'partition lease taken by another replica; stopping that partition');
+            if (!impossibleLeases.has(p.partitionStream)) logger.warn({ stream: p.partitionStream }, 'partition lease taken by another replica; stopping that partition');
             await stopWorker(p, false);
           }
         }),
@@ -411,7 +440,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
       const p = partitions[(i + scanOffset) % partitions.length] as Partition;
       if (workers.has(p.partitionStream) || abandoned.has(p.partitionStream) || !groupReady.has(p.partitionStream)) continue;
       if ((cooldownUntil.get(p.partitionStream) ?? 0) > Date.now()) continue;
-      const grant = await acquireLease(options.sql, { ...lease(p), ttlMs: settings.leaseTtlMs });
+      const grant = await leasePartition(p);
       if (!grant) continue;
       logger.info({ stream: p.partitionStream, fencingToken: grant.fencingToken }, 'partition leased');
       startWorker(p);

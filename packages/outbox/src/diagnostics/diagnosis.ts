@@ -4,13 +4,14 @@
  * matches one row of the runbook's "diagnosing silence" table.
  */
 import { compareEntryIds, isEntryId } from '../entry-id';
-import { parsePartitionStreamName } from '../streams';
-import type { EventsStatus, LeaseStatus, PartitionStreamStatus, StreamStatus } from './status';
+import { parsePartitionStreamName, redisStreamKey } from '../streams';
+import type { EventsStatus, GroupStatus, LeaseStatus, PartitionStreamStatus, StreamStatus } from './status';
 
 export type ProblemKind =
   | 'database_unreachable'
   | 'events_schema_missing'
   | 'redis_unreachable'
+  | 'lease_impossible'
   | 'lease_owner_dead'
   | 'no_publisher_lease'
   | 'publisher_stopped_renewing'
@@ -18,6 +19,10 @@ export type ProblemKind =
   | 'redis_stream_missing'
   | 'redis_behind_outbox'
   | 'publisher_stream_fault'
+  | 'consumer_partition_fault'
+  | 'partition_stuck'
+  | 'group_abandoned'
+  | 'group_stuck'
   | 'group_not_consuming'
   | 'group_consuming_elsewhere'
   | 'dead_letters'
@@ -43,11 +48,27 @@ export interface DiagnosisThresholds {
   stuckAfterSeconds: number;
   /** A Redis consumer that read within this many seconds is alive. Default 15 s (reads block for at most a few seconds). */
   consumerActiveSeconds: number;
+  /**
+   * A group with no live lease whose consumers last read longer ago than
+   * this is abandoned (a one-off `--group x` run, a decommissioned service),
+   * not merely down for a restart. Default 300 s: longer than any rolling
+   * deploy or crash loop back-off, short enough to be noticed the same shift.
+   */
+  abandonedAfterSeconds: number;
+  /**
+   * An entry pending this long under a live lease means the group is stuck
+   * on it. Default 60 s: above the default handler deadline (30 s) plus the
+   * largest retry backoff (10 s); a retried entry is re-read, which resets
+   * its idle time.
+   */
+  stuckPendingSeconds: number;
 }
 
 export const DEFAULT_DIAGNOSIS_THRESHOLDS: DiagnosisThresholds = {
   stuckAfterSeconds: 15,
   consumerActiveSeconds: 15,
+  abandonedAfterSeconds: 300,
+  stuckPendingSeconds: 60,
 };
 
 /** Returns the problems of a snapshot, most fundamental first; empty when healthy. */
@@ -76,10 +97,11 @@ export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds =
       fix: 'check REDIS_URL and that Redis is up (redis-cli ping)',
     });
   }
-  problems.push(...deadOwnerProblems(status));
+  problems.push(...impossibleLeaseProblems(status), ...deadOwnerProblems(status));
   for (const stream of status.streams) {
     problems.push(...publisherProblems(stream, thresholds));
     if (stream.redis) problems.push(...redisProblems(stream), ...publisherFaultProblems(stream));
+    problems.push(...groupFaultProblems(stream, status.redis.keyPrefix));
     problems.push(...groupProblems(stream, thresholds));
     problems.push(...deadLetterProblems(stream));
     problems.push(...haltedKeyProblems(stream));
@@ -89,7 +111,22 @@ export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds =
 
 /** A live lease whose owner is not a live node: it blocks its stream until it expires, however long the TTL. */
 function heldByDeadOwner(lease: LeaseStatus | null): boolean {
-  return lease !== null && !lease.expired && (lease.owner === 'dead' || lease.owner === 'unregistered');
+  return lease !== null && !lease.impossible && !lease.expired && (lease.owner === 'dead' || lease.owner === 'unregistered');
+}
+
+/** A lease row edited by hand into a state no owner writes: reported as exactly that, whoever holds it. */
+function impossibleLeaseProblems(status: EventsStatus): StatusProblem[] {
+  return status.leases
+    .filter((lease) => lease.impossible !== null)
+    .map((lease) => ({
+      kind: 'lease_impossible' as const,
+      stream: parsePartitionStreamName(lease.stream)?.stream ?? lease.stream,
+      ...(lease.role.startsWith('consumer:') ? { group: lease.role.slice('consumer:'.length), partition: lease.stream } : {}),
+      message:
+        `the ${lease.role} lease row on ${lease.stream} (owner ${JSON.stringify(lease.ownerId)}, fencing token ${lease.fencingToken}) ` +
+        `was edited into an impossible state: ${lease.impossible}; publishers and consumers leave the stream alone until it is dropped`,
+      fix: `events lease release --stream ${lease.stream} --role ${lease.role}; a running replica takes it with a fresh token within its poll interval`,
+    }));
 }
 
 function deadOwnerProblems(status: EventsStatus): StatusProblem[] {
@@ -118,8 +155,8 @@ function deadOwnerProblems(status: EventsStatus): StatusProblem[] {
 }
 
 function publisherProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProblem[] {
-  // Reported as lease_owner_dead, with the precise fix.
-  if (heldByDeadOwner(stream.publisherLease)) return [];
+  // Reported as lease_owner_dead / lease_impossible, with the precise fix.
+  if (heldByDeadOwner(stream.publisherLease) || stream.publisherLease?.impossible) return [];
   const { unpublished, oldestUnpublishedAgeSeconds: age } = stream.outbox;
   if (unpublished === 0 || age === null || age < t.stuckAfterSeconds) return [];
   const queued = `${unpublished} event(s) queued, oldest ${age}s`;
@@ -258,11 +295,91 @@ function unrecordedRedisProblems(stream: StreamStatus): StatusProblem[] {
   return [];
 }
 
+/**
+ * What consumers recorded about partitions they cannot move: a key the group
+ * cannot be created on (WRONGTYPE...), or an entry whose dead letter
+ * Postgres refuses even in minimal form.
+ */
+function groupFaultProblems(stream: StreamStatus, keyPrefix: string): StatusProblem[] {
+  const problems: StatusProblem[] = [];
+  for (const group of stream.groups) {
+    for (const f of group.faults) {
+      const wrongType = /WRONGTYPE/.test(f.message);
+      problems.push({
+        kind: 'consumer_partition_fault',
+        stream: stream.stream,
+        group: group.group,
+        partition: f.partition,
+        message: `group ${group.group} cannot consume ${f.partition} since ${f.since}: ${f.message} (reported by ${f.ownerId}); the group's other partitions go on`,
+        fix: wrongType
+          ? `Redis key ${f.redisKey} is not a stream: something else wrote it. Check what it holds (TYPE / DUMP), then rename it away or delete it and fix that writer; ` +
+            'the consumer retries creating its group there with backoff and resumes by itself'
+          : `read the consumer logs of group ${group.group} for ${f.partition} (one line per new cause); the consumer retries with backoff and resumes by itself`,
+      });
+    }
+    for (const p of group.partitions) {
+      if (!p.stuck) continue;
+      const key = redisStreamKey(p.partition, keyPrefix);
+      problems.push({
+        kind: 'partition_stuck',
+        stream: stream.stream,
+        group: group.group,
+        partition: p.partition,
+        message:
+          `group ${group.group} is stuck on entry ${p.stuck.entryId} of ${p.partition} (since ${p.stuck.since}, consumer ${p.stuck.ownerId}): ` +
+          `even a minimal dead letter was refused: ${p.stuck.cause}; the entry stays pending and everything after it on this partition waits`,
+        fix:
+          'make Postgres accept the dead letter (the cause names it: disk full, permissions, a constraint or trigger on events.dead_letter); ' +
+          `the consumer retries the entry with backoff and the partition flows again. To give this one entry up instead: XACK ${key} ${group.group} ${p.stuck.entryId} ` +
+          '(the event is then neither handled nor dead-lettered for this group)',
+      });
+    }
+  }
+  return problems;
+}
+
+function liveLease(lease: LeaseStatus | null): boolean {
+  return lease !== null && !lease.expired && !lease.impossible && !heldByDeadOwner(lease);
+}
+
+/**
+ * A group nobody consumes any more: no live lease on any partition and no
+ * Redis consumer of it read within `abandonedAfterSeconds` (or, when it has
+ * no consumer at all, entries have waited that long).
+ */
+function abandonedGroupProblem(stream: StreamStatus, group: GroupStatus, t: DiagnosisThresholds): StatusProblem | null {
+  if (group.partitions.length === 0 || group.faults.length > 0) return null;
+  if (group.partitions.some((p) => liveLease(p.lease) || heldByDeadOwner(p.lease) || p.lease?.impossible)) return null;
+  const idles = group.partitions.flatMap((p) => p.consumers.map((c) => c.idleSeconds));
+  const waited = group.partitions.map((p) => p.oldestUndeliveredAgeSeconds ?? 0);
+  const quietFor = idles.length > 0 ? Math.min(...idles) : Math.max(0, ...waited);
+  if (quietFor < t.abandonedAfterSeconds) return null;
+  const lastReader = group.partitions.flatMap((p) => p.consumers).sort((a, b) => a.idleSeconds - b.idleSeconds)[0];
+  return {
+    kind: 'group_abandoned',
+    stream: stream.stream,
+    group: group.group,
+    message:
+      `group ${group.group} has had no live consumer for ${Math.round(quietFor)}s (over ${t.abandonedAfterSeconds}s): no lease on any partition, ` +
+      (lastReader ? `last read by ${lastReader.name}` : 'no consumer ever read') +
+      `; lag ${group.lag ?? 'unknown'}, pending ${group.pending}`,
+    fix:
+      `if the group is still wanted, start events-consumer with CONSUMER_GROUP=${group.group}; if it was a one-off run or its service is gone, ` +
+      `remove it: events group delete --group ${group.group} (events group list shows every group)`,
+  };
+}
+
 function groupProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProblem[] {
   const problems: StatusProblem[] = [];
   for (const group of stream.groups) {
+    const abandoned = abandonedGroupProblem(stream, group, t);
+    if (abandoned) {
+      problems.push(abandoned);
+      continue;
+    }
     for (const p of group.partitions) {
-      if (heldByDeadOwner(p.lease)) continue; // reported as lease_owner_dead
+      // Reported as lease_owner_dead / lease_impossible / partition_stuck, each with its own fix.
+      if (heldByDeadOwner(p.lease) || p.lease?.impossible || p.stuck) continue;
       const leaseAlive = p.lease !== null && !p.lease.expired;
       const activeConsumer = p.consumers.find((c) => c.idleSeconds <= t.consumerActiveSeconds);
       if (!leaseAlive && activeConsumer) {
@@ -281,7 +398,24 @@ function groupProblems(stream: StreamStatus, t: DiagnosisThresholds): StatusProb
       // A consumer that reads under a live lease is working through a backlog, not stuck.
       const working = leaseAlive && activeConsumer !== undefined;
       const waiting = !working && p.lag !== null && p.lag > 0 && (p.oldestUndeliveredAgeSeconds ?? 0) >= t.stuckAfterSeconds;
-      const stalePending = p.pending > 0 && (p.oldestPendingIdleSeconds ?? 0) >= t.stuckAfterSeconds && !leaseAlive;
+      const pendingIdle = p.oldestPendingIdleSeconds ?? 0;
+      if (leaseAlive && (waiting || (p.pending > 0 && pendingIdle >= t.stuckPendingSeconds))) {
+        problems.push({
+          kind: 'group_stuck',
+          stream: stream.stream,
+          group: group.group,
+          partition: p.partition,
+          message:
+            `group ${group.group} holds ${p.partition} (lease of ${p.lease!.ownerId}${p.lease!.ownerRenewing ? ', renewed' : ', not renewed'}) but makes no progress: ` +
+            `lag ${p.lag ?? 'unknown'}${p.oldestUndeliveredAgeSeconds !== null ? ` (oldest ${p.oldestUndeliveredAgeSeconds}s)` : ''}, ` +
+            `pending ${p.pending}${p.oldestPendingIdleSeconds !== null ? ` (oldest idle ${p.oldestPendingIdleSeconds}s)` : ''}`,
+          fix:
+            `read the logs of consumer ${p.lease!.ownerId} (a handler hung or timing out, Postgres locks, retries): its watchdog gives the partition up after ` +
+            'the handler deadline plus the lease TTL; if it does not, restart that consumer (another replica takes the partition over)',
+        });
+        continue;
+      }
+      const stalePending = p.pending > 0 && pendingIdle >= t.stuckAfterSeconds && !leaseAlive;
       if (waiting || stalePending) {
         const leaseText = p.lease
           ? `lease held by ${p.lease.ownerId}${p.lease.expired ? ' (expired)' : p.lease.ownerRenewing ? '' : ' (not renewed)'}`

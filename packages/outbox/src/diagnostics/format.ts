@@ -4,13 +4,15 @@
  * last so they are what stays on screen.
  */
 import type { NodeStatus } from '../liveness/nodes';
+import type { ConsumerGroupSummary } from './consumer-groups';
 import type { LookupResult } from './event-journey';
 import type { EventsStatus, LeaseStatus } from './status';
 
 function lease(l: LeaseStatus | null): string {
   if (!l) return 'none';
-  const state =
-    l.owner === 'dead' ? 'OWNER DEAD' : l.owner === 'unregistered' ? 'OWNER NEVER REGISTERED' : l.expired ? 'EXPIRED' : l.ownerRenewing ? 'alive' : 'NOT RENEWED';
+  const state = l.impossible
+    ? `IMPOSSIBLE ROW (${l.impossible})`
+    : l.owner === 'dead' ? 'OWNER DEAD' : l.owner === 'unregistered' ? 'OWNER NEVER REGISTERED' : l.expired ? 'EXPIRED' : l.ownerRenewing ? 'alive' : 'NOT RENEWED';
   return `${l.ownerId} ${state}, until ${l.leaseUntil}, renewed ${l.secondsSinceRenewal}s ago, token ${l.fencingToken}`;
 }
 
@@ -107,6 +109,18 @@ export function formatLookup(result: LookupResult): string {
         g.state === 'handled' ? `handled at ${g.handledAt}` : g.state === 'dead' ? `DEAD LETTER ${g.deadLetter!.id} after ${g.deadLetter!.attempts} attempt(s): ${g.deadLetter!.errorMessage.split('\n')[0]}` : g.state;
       lines.push(`  group ${g.group}: ${detail}`);
     }
+  }
+  return lines.join('\n');
+}
+
+/** `events group list`: one line per consumer group. */
+export function formatConsumerGroups(groups: readonly ConsumerGroupSummary[]): string {
+  if (groups.length === 0) return 'no consumer groups (no Redis consumer group on any stream, no consumer lease)';
+  const lines = ['group\tstreams\tlive consumers\tleases\tpending\tlag\tdead letters\tlast read'];
+  for (const g of groups) {
+    const leases = g.leases.map((l) => `${l.partition}=${l.ownerId}${l.live ? '' : ' (not live)'}`).join(', ') || '-';
+    const lastRead = g.lastReadSecondsAgo === null ? 'never' : `${g.lastReadSecondsAgo}s ago`;
+    lines.push([g.group, g.streams.join(','), g.liveConsumers.join(',') || 'NONE', leases, g.pending, g.lag ?? '?', g.deadLetters, lastRead].join('\t'));
   }
   return lines.join('\n');
 }

@@ -5,7 +5,8 @@
  */
 import { scanKeys, type RedisClient } from '@petcover/service-kit';
 import { entryIdMs } from '../entry-id';
-import { partitionStreamOfKey, redisStreamKeyPattern } from '../streams';
+import { escapeRedisGlob, partitionStreamOfKey, redisStreamKeyPattern } from '../streams';
+import { partitionFaultsKey, stuckPartitionsKey } from '../consumer/stuck-partitions';
 
 
 /** One field of an entry's flat [field, value, ...] list. */
@@ -41,6 +42,21 @@ export async function scanStreamKeys(redis: RedisClient, keyPrefix: string): Pro
     for (const key of keys) {
       const name = partitionStreamOfKey(key, keyPrefix);
       if (name) found.add(name);
+    }
+  }
+  return [...found].sort();
+}
+
+/**
+ * Groups that have a record of the consumer for `events status` (faulty or
+ * stuck partitions) under `keyPrefix`, found by SCAN on every master.
+ */
+export async function scanConsumerRecordGroups(redis: RedisClient, keyPrefix: string): Promise<string[]> {
+  const found = new Set<string>();
+  for (const probe of [partitionFaultsKey(keyPrefix, '*'), stuckPartitionsKey(keyPrefix, '*')]) {
+    const head = probe.slice(0, -1);
+    for await (const { keys } of scanKeys(redis, `${escapeRedisGlob(head)}*`, { type: 'hash' })) {
+      for (const key of keys) found.add(key.slice(head.length));
     }
   }
   return [...found].sort();

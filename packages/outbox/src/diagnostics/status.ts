@@ -21,7 +21,9 @@ import {
 } from './queries';
 import { listNodes, relayNodeTableExists, type NodeStatus } from '../liveness/nodes';
 import { listParkedKeys, type ParkedKeyRow } from '../consumer/parked-keys';
-import { inspectStream, redisNowMs, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
+import { impossibleLeaseReason } from '../lease/lease';
+import { readPartitionFaults, readStuckPartitions } from '../consumer/stuck-partitions';
+import { inspectStream, redisNowMs, scanConsumerRecordGroups, scanStreamKeys, type RedisConsumerInfo } from './redis-inspect';
 
 export interface LeaseStatus {
   ownerId: string;
@@ -43,6 +45,8 @@ export interface LeaseStatus {
    * `unknown` (the schema has no relay_node table yet).
    */
   owner: 'alive' | 'dead' | 'unregistered' | 'unknown';
+  /** Why the row is in a state no owner writes (edited by hand), or null; see impossibleLeaseReason. */
+  impossible: string | null;
 }
 
 /** One row of events.stream_lease with its owner's liveness. */
@@ -63,6 +67,18 @@ export interface GroupPartitionStatus {
   consumers: RedisConsumerInfo[];
   /** The group's lease on this partition in this database (role `consumer:<group>`). */
   lease: LeaseStatus | null;
+  /** The entry this partition is stuck on (its dead letter refused even in minimal form), as the consumer recorded it. */
+  stuck: { entryId: string; cause: string; ownerId: string; since: string } | null;
+}
+
+/** A partition the group cannot use at all (the consumer could not create the group on its key), as the consumer recorded it. */
+export interface GroupPartitionFault {
+  partition: string;
+  redisKey: string;
+  cause: string;
+  message: string;
+  ownerId: string;
+  since: string;
 }
 
 export interface GroupStatus {
@@ -72,6 +88,8 @@ export interface GroupStatus {
   pending: number;
   oldestPendingIdleSeconds: number | null;
   partitions: GroupPartitionStatus[];
+  /** Partitions whose key the group cannot use (WRONGTYPE...); they are not consumed. */
+  faults: GroupPartitionFault[];
 }
 
 export interface PartitionStreamStatus {
@@ -161,6 +179,7 @@ function leaseStatus(row: LeaseRow, nodes: NodeStatus[] | null): LeaseStatus {
     secondsSinceRenewal: round(sinceRenewal),
     ownerRenewing: !row.expired && sinceRenewal <= grantedTtl * 0.75,
     owner: nodes === null ? 'unknown' : !node ? 'unregistered' : node.alive ? 'alive' : 'dead',
+    impossible: impossibleLeaseReason({ ownerId: row.owner_id, fencingToken: row.fencing_token }),
   };
 }
 
@@ -247,9 +266,18 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
 
   let redisKeys: string[] = [];
   let redisNow = 0;
+  // What consumers recorded for status, per group: faulty partitions (no group on the key) and stuck entries.
+  const faultsByGroup = new Map<string, GroupPartitionFault[]>();
+  const stuckByGroup = new Map<string, Map<string, GroupPartitionStatus['stuck']>>();
   try {
     redisNow = await redisNowMs(options.redis);
     redisKeys = await scanStreamKeys(options.redis, keyPrefix);
+    for (const group of await scanConsumerRecordGroups(options.redis, keyPrefix)) {
+      const faults = await readPartitionFaults(options.redis, keyPrefix, group);
+      if (faults.length > 0) faultsByGroup.set(group, faults.map(({ partitionStream, ...f }) => ({ partition: partitionStream, ...f })));
+      const stuck = await readStuckPartitions(options.redis, keyPrefix, group);
+      if (stuck.length > 0) stuckByGroup.set(group, new Map(stuck.map(({ partitionStream, ...rest }) => [partitionStream, rest])));
+    }
     status.redis.ok = true;
   } catch (error) {
     status.redis.error = describeError(error);
@@ -269,6 +297,9 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
   for (const row of deadLetterRows) noteStream(row.stream_name);
   for (const row of parkedKeyRows) noteStream(row.stream);
   for (const key of redisKeys) noteStream(key);
+  // A partition only a consumer's record names (its key is not a stream, so SCAN TYPE stream misses it).
+  for (const faults of faultsByGroup.values()) for (const f of faults) noteStream(f.partition);
+  for (const stuck of stuckByGroup.values()) for (const partition of stuck.keys()) noteStream(partition);
   for (const [stream, count] of Object.entries(options.partitions ?? {})) {
     if (partitionCounts.has(stream)) partitionCounts.set(stream, Math.max(partitionCounts.get(stream)!, count));
   }
@@ -312,7 +343,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     const groupFor = (name: string): GroupStatus => {
       let group = groups.get(name);
       if (!group) {
-        group = { group: name, lag: 0, pending: 0, oldestPendingIdleSeconds: null, partitions: [] };
+        group = { group: name, lag: 0, pending: 0, oldestPendingIdleSeconds: null, partitions: [], faults: [] };
         groups.set(name, group);
       }
       return group;
@@ -349,6 +380,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
               lastDeliveredId: g.lastDeliveredId,
               consumers: g.consumers.map((c) => ({ ...c, idleSeconds: round(c.idleSeconds) })),
               lease: consumerLease(g.name, partition),
+              stuck: stuckByGroup.get(g.name)?.get(partition) ?? null,
             });
           }
         } catch (error) {
@@ -387,7 +419,13 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
         lastDeliveredId: '',
         consumers: [],
         lease: leaseStatus(row, nodes),
+        stuck: stuckByGroup.get(row.role.slice('consumer:'.length))?.get(row.stream_name) ?? null,
       });
+    }
+    // Partitions a group could not be created on (it has no Redis side there to inspect).
+    for (const [name, faults] of faultsByGroup) {
+      const own = faults.filter((f) => partitionNames.includes(f.partition));
+      if (own.length > 0) groupFor(name).faults.push(...own);
     }
     for (const group of groups.values()) {
       group.partitions.sort((a, b) => a.partition.localeCompare(b.partition, undefined, { numeric: true }));

@@ -7,7 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { OUTBOX_NOTIFY_CHANNEL } from '../enqueue';
-import { acquireLease, releaseLease, type LeaseGrant } from '../lease/lease';
+import { acquireLease, ImpossibleLeaseError, releaseLease, type LeaseGrant } from '../lease/lease';
 import { FailureLog, sleep, Wakeup } from '../backoff';
 import type { PublisherContext } from './context';
 import { compareEntryIds } from '../entry-id';
@@ -23,6 +23,8 @@ export class LeaseKeeper {
   private readonly held = new Map<string, StreamDrainer>();
   /** Streams we already said we wait for: stream → owner, so each wait is logged once. */
   private readonly waitingFor = new Map<string, string>();
+  /** Streams whose lease row was edited into an impossible state: stream → reason logged, so each is logged once. */
+  private readonly impossible = new Map<string, string>();
   /** Per-stream failures of the lease round, each logged once per state change. */
   private readonly streamHealth = new Map<string, FailureLog>();
   private readonly tick = new Wakeup();
@@ -130,8 +132,21 @@ export class LeaseKeeper {
 
   private async keepStream(stream: string): Promise<void> {
     const { ctx } = this;
-    const grant = await acquireLease(ctx.sql, { streamName: stream, role: 'publisher', ownerId: ctx.ownerId, ttlMs: ctx.config.leaseTtlMs });
     const current = this.held.get(stream);
+    let grant: LeaseGrant | null;
+    try {
+      grant = await acquireLease(ctx.sql, { streamName: stream, role: 'publisher', ownerId: ctx.ownerId, ttlMs: ctx.config.leaseTtlMs });
+    } catch (error) {
+      if (!(error instanceof ImpossibleLeaseError)) throw error;
+      // A hand-edited row, not a database outage: said once, the stream left alone until an operator drops the row.
+      if (current) this.dropped(current, 'its lease row is in an impossible state');
+      if (this.impossible.get(stream) !== error.reason) {
+        this.impossible.set(stream, error.reason);
+        ctx.log.error({ stream, role: 'publisher', reason: error.reason, fix: error.fix }, error.message);
+      }
+      return;
+    }
+    if (this.impossible.delete(stream)) ctx.log.info({ stream }, 'publisher lease row is sane again; leasing it normally');
     if (!grant) {
       if (current) this.dropped(current, 'lease renewal failed: another owner holds it now');
       await this.noteLeaseWait(stream);

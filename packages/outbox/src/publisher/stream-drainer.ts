@@ -18,7 +18,7 @@
  *   is selected and appended (at most one).
  */
 import { ReplyError } from 'ioredis';
-import { acquireLease, type LeaseGrant } from '../lease/lease';
+import { acquireLease, ImpossibleLeaseError, type LeaseGrant } from '../lease/lease';
 import { compareEntryIds, entryIdParts, NO_ENTRY } from '../entry-id';
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey } from '../streams';
 import { FailureLog, sleep, Wakeup } from '../backoff';
@@ -158,7 +158,8 @@ export class StreamDrainer {
         }
       } catch (error) {
         this.idle = false;
-        if (error instanceof LeaseGoneError) {
+        // A hand-edited lease row is the lease keeper's to report (once); this drainer just stops.
+        if (error instanceof LeaseGoneError || error instanceof ImpossibleLeaseError) {
           this.drop(error.message);
           break;
         }
