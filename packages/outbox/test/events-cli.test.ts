@@ -188,6 +188,7 @@ describe('events group', () => {
       pending: 1,
       lag: 1,
       deadLetters: 1,
+      parkedKeys: 0,
       lastReadSecondsAgo: expect.any(Number),
     });
     const table = await cli(['group', 'list']);
@@ -228,7 +229,13 @@ describe('events group', () => {
     expect(await cli(['group', 'list', 'extra'])).toMatchObject({ code: 2 });
     for (const key of keys) expect(await groupsOn(key)).toEqual([group]);
 
-    expect(await cli(['group', 'delete', '--group', group])).toMatchObject({ code: 0, stdout: expect.stringContaining('1 lease row(s) removed') });
+    // A key of the group parked on p1 is kept, and the output says so.
+    await testDb.sql`INSERT INTO events.parked_key (group_name, stream_name, partition_key, attempts, last_error)
+                     VALUES (${group}, ${partitionStreamName(stream, 1, 2)}, 'owner-a', 1, 'down')`;
+    const deleted = await cli(['group', 'delete', '--group', group]);
+    expect(deleted).toMatchObject({ code: 0, stdout: expect.stringContaining('1 lease row(s) removed') });
+    expect(deleted.stdout).toContain(`1 parked key(s) of group ${group} are kept and no longer retried: events key list --group ${group}`);
+    expect(await testDb.sql`SELECT 1 FROM events.parked_key WHERE group_name = ${group}`).toHaveLength(1);
     for (const key of keys) expect(await groupsOn(key)).toEqual([]);
     expect(await cli(['group', 'delete', '--group', group])).toMatchObject({ code: 1, stderr: expect.stringContaining(`group ${group} does not exist`) });
   });

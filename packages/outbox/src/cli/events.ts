@@ -221,6 +221,9 @@ async function groupDeleteCommand(ctx: CommandContext): Promise<number> {
           `${deleted.destroyedOn.length > 0 ? ` (${deleted.destroyedOn.join(', ')})` : ''}, ${deleted.leasesDeleted} lease row(s) removed; ` +
           'its dead letters and inbox rows are kept',
       );
+      if (deleted.parkedKeys > 0) {
+        ctx.io.stdout(`${deleted.parkedKeys} parked key(s) of group ${group} are kept and no longer retried: events key list --group ${group}, then events key discard for each`);
+      }
       return EXIT_OK;
     } catch (error) {
       if (error instanceof GroupInUseError || error instanceof UnknownGroupError) {

@@ -37,6 +37,8 @@ export interface ConsumerGroupSummary {
   lag: number | null;
   /** Dead letters still `dead`. */
   deadLetters: number;
+  /** Keys parked in this group (a failing event parks its key; see `events key list`), from the status snapshot. */
+  parkedKeys: number;
   /** Seconds since any Redis consumer of the group last read; null when none ever did. */
   lastReadSecondsAgo: number | null;
 }
@@ -52,13 +54,14 @@ export function summarizeConsumerGroups(status: EventsStatus, consumerActiveSeco
     for (const g of stream.groups) {
       let summary = byName.get(g.group);
       if (!summary) {
-        summary = { group: g.group, streams: [], partitions: [], liveConsumers: [], leases: [], pending: 0, lag: 0, deadLetters: 0, lastReadSecondsAgo: null };
+        summary = { group: g.group, streams: [], partitions: [], liveConsumers: [], leases: [], pending: 0, lag: 0, deadLetters: 0, parkedKeys: 0, lastReadSecondsAgo: null };
         byName.set(g.group, summary);
       }
       summary.streams.push(stream.stream);
       summary.pending += g.pending;
       summary.lag = summary.lag === null || g.lag === null ? null : summary.lag + g.lag;
       summary.deadLetters += stream.deadLetters.filter((d) => d.group === g.group).reduce((n, d) => n + d.count, 0);
+      summary.parkedKeys += stream.parkedKeys.filter((k) => k.group === g.group).length;
       for (const p of g.partitions) {
         if (p.lag !== null) summary.partitions.push(p.partition);
         if (p.lease) {
@@ -106,13 +109,16 @@ export interface DeletedGroup {
   leasesDeleted: number;
   /** Live leases deleted under --force. */
   forcedLeases: ConsumerGroupLease[];
+  /** Keys of the group still parked (kept; nobody retries them once the group is gone). */
+  parkedKeys: number;
 }
 
 /**
  * Deletes consumer group `group`: XGROUP DESTROY on every partition stream
  * it exists on, its lease rows, and what consumers recorded for it in Redis
- * (membership, stuck and faulty partitions). Its dead letters and
- * processed_event rows stay (history; the inbox is pruned by retention).
+ * (membership, stuck and faulty partitions). Its dead letters, parked keys
+ * and processed_event rows stay (history, and what an operator may still
+ * replay or release; the inbox is pruned by retention).
  * Refuses (GroupInUseError, nothing changed) while a live consumer holds a
  * lease of the group, unless `force`. Throws UnknownGroupError when there is
  * nothing to delete. Idempotent in effect.
@@ -135,5 +141,5 @@ export async function deleteConsumerGroup(
   await input.redis.del(membersKey(input.keyPrefix, group));
   await input.redis.del(stuckPartitionsKey(input.keyPrefix, group));
   await input.redis.del(partitionFaultsKey(input.keyPrefix, group));
-  return { group, destroyedOn, leasesDeleted: deleted.length, forcedLeases: live };
+  return { group, destroyedOn, leasesDeleted: deleted.length, forcedLeases: live, parkedKeys: summary.parkedKeys };
 }

@@ -116,11 +116,11 @@ export function formatLookup(result: LookupResult): string {
 /** `events group list`: one line per consumer group. */
 export function formatConsumerGroups(groups: readonly ConsumerGroupSummary[]): string {
   if (groups.length === 0) return 'no consumer groups (no Redis consumer group on any stream, no consumer lease)';
-  const lines = ['group\tstreams\tlive consumers\tleases\tpending\tlag\tdead letters\tlast read'];
+  const lines = ['group\tstreams\tlive consumers\tleases\tpending\tlag\tdead letters\tparked keys\tlast read'];
   for (const g of groups) {
     const leases = g.leases.map((l) => `${l.partition}=${l.ownerId}${l.live ? '' : ' (not live)'}`).join(', ') || '-';
     const lastRead = g.lastReadSecondsAgo === null ? 'never' : `${g.lastReadSecondsAgo}s ago`;
-    lines.push([g.group, g.streams.join(','), g.liveConsumers.join(',') || 'NONE', leases, g.pending, g.lag ?? '?', g.deadLetters, lastRead].join('\t'));
+    lines.push([g.group, g.streams.join(','), g.liveConsumers.join(',') || 'NONE', leases, g.pending, g.lag ?? '?', g.deadLetters, g.parkedKeys, lastRead].join('\t'));
   }
   return lines.join('\n');
 }
