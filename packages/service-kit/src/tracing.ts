@@ -5,8 +5,8 @@
  * OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
  * OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES...).
  *
- * Off unless an OTLP endpoint (or a traces exporter) is configured: then no
- * SDK is registered at all, the OpenTelemetry API stays a no-op and the
+ * Off unless an OTLP endpoint (or a traces exporter) is configured: then the
+ * SDK is not even loaded, the OpenTelemetry API stays a no-op and the
  * pipeline pays a few function calls per event.
  *
  * Postgres: our driver is postgres.js, which no OpenTelemetry instrumentation
@@ -18,15 +18,8 @@
  * patch modules as they are required.
  */
 import { SpanStatusCode, trace } from '@opentelemetry/api';
-import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
-import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
-import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
-import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { z } from 'zod';
-
-/** Paths probed by Kubernetes and Prometheus: a trace per probe would drown the real ones. */
-export const UNTRACED_PATHS = ['/healthz', '/readyz', '/metrics'] as const;
 
 /** The few variables that decide whether tracing starts; the SDK reads the rest itself. */
 export const tracingEnvSchema = z.object({
@@ -72,26 +65,14 @@ export function startTracing(options: TracingOptions): Tracing {
   if (started) return started;
   const env = tracingEnvSchema.parse(options.env);
   if (!options.spanProcessors && !tracingRequested(env)) return DISABLED;
-  const sdk = new NodeSDK({
-    serviceName: env.OTEL_SERVICE_NAME?.trim() || options.serviceName,
-    instrumentations: [
-      new HttpInstrumentation({
-        ignoreIncomingRequestHook: (request) => UNTRACED_PATHS.some((path) => request.url === path || request.url?.startsWith(`${path}?`)),
-      }),
-      new ExpressInstrumentation(),
-      // Only commands inside a traced operation (a request, a publish, a handler call): the loops' polling stays out.
-      new IORedisInstrumentation({ requireParentSpan: true }),
-    ],
-    // Metrics are Prometheus (/metrics) and logs are JSON lines carrying trace_id: traces only here.
-    metricReaders: [],
-    logRecordProcessors: [],
-    ...(options.spanProcessors ? { spanProcessors: options.spanProcessors } : {}),
-  });
-  sdk.start();
+  // Required here, not imported at the top: a process that does not trace never loads the SDK (see node-sdk.ts).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { startNodeSdk } = require('./node-sdk') as typeof import('./node-sdk');
+  const shutdownSdk = startNodeSdk(env.OTEL_SERVICE_NAME?.trim() || options.serviceName, options.spanProcessors);
   let stopping: Promise<void> | undefined;
   started = {
     enabled: true,
-    shutdown: () => (stopping ??= sdk.shutdown().catch(() => undefined)),
+    shutdown: () => (stopping ??= shutdownSdk().catch(() => undefined)),
   };
   return started;
 }
