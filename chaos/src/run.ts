@@ -517,7 +517,7 @@ function countRedisRecoveries(publishers: readonly AppProcess[]): { recoveries: 
       continue;
     }
     for (const line of text.split('\n')) {
-      if (!line.includes('Redis had lost entries; re-appended the missing rows')) continue;
+      if (!line.includes('Redis had lost entries;')) continue;
       recoveries++;
       const republished = /"republished":(\d+)/.exec(line);
       if (republished) republishedRows += Number(republished[1]);

@@ -71,7 +71,7 @@ export async function selectUnpublishedBatch(sql: Sql, stream: string, afterId: 
 /**
  * Published rows of one stream, id > `afterId`, whose recorded Redis entry id
  * is newer than `after` (ms, seq), bounded like the drain: what a Redis found
- * behind must get back. Rows published before entry ids were recorded (null)
+ * behind must get back (requeueRows puts them back in the queue). Rows published before entry ids were recorded (null)
  * cannot be told apart and are not returned. A scan of the stream's published
  * rows in id order (no index serves it: it runs only after Redis lost data,
  * and an index on the entry id would cost every mark an index insert).
@@ -159,6 +159,19 @@ function toDrainRow(r: DrainRecord): DrainRow {
   };
 }
 
+/**
+ * SQL fragment: the stream's publisher lease row when `ownerId` holds it with
+ * `fencingToken` and it has not expired (database clock). Every write of the
+ * record is fenced by it.
+ */
+function heldLease(sql: Sql, stream: string, ownerId: string, fencingToken: string): ReturnType<Sql> {
+  return sql`
+    SELECT 1 FROM events.stream_lease
+    WHERE stream_name = ${stream} AND role = 'publisher'
+      AND owner_id = ${ownerId} AND fencing_token = ${fencingToken}::bigint
+      AND lease_until > now()`;
+}
+
 /** Rows to record with the Redis entries they went to, and each partition's new last entry. */
 export interface EntryRecord {
   /** Outbox ids, event ids and Redis entry ids, index-aligned. */
@@ -175,25 +188,20 @@ export interface EntryRecord {
  * fenced in SQL: nothing changes unless `ownerId` still holds the stream's
  * publisher lease with `fencingToken` and the lease has not expired (database
  * clock). A row is matched by outbox id AND event id, so entries read back
- * from Redis never mark another database's row. `rerecord` false: only
- * unpublished rows (the drain, and entries found ahead of Postgres); true:
- * published rows get their new entry id and keep their published_at (rows
- * re-appended after Redis lost them). Clears the partitions' recorded fault.
- * Returns whether the lease held and the number of rows updated.
+ * from Redis never mark another database's row. Only unpublished rows are
+ * marked (the drain, and entries found ahead of Postgres). Clears the
+ * partitions' recorded fault. Returns whether the lease held and the number
+ * of rows updated.
  */
-export async function recordEntries(sql: Sql, stream: string, ownerId: string, fencingToken: string, record: EntryRecord, rerecord = false): Promise<{ leaseHeld: boolean; updated: number }> {
+export async function recordEntries(sql: Sql, stream: string, ownerId: string, fencingToken: string, record: EntryRecord): Promise<{ leaseHeld: boolean; updated: number }> {
   const [row] = await sql<{ lease_held: boolean; updated: number }[]>`
-    WITH lease AS (
-      SELECT 1 FROM events.stream_lease
-      WHERE stream_name = ${stream} AND role = 'publisher'
-        AND owner_id = ${ownerId} AND fencing_token = ${fencingToken}::bigint
-        AND lease_until > now()),
+    WITH lease AS (${heldLease(sql, stream, ownerId, fencingToken)}),
     marked AS (
       UPDATE events.outbox_event o
       SET published_at = COALESCE(o.published_at, now()), redis_entry_id = m.entry_id
       FROM unnest(${textArray(record.ids)}::bigint[], ${textArray(record.eventIds)}::uuid[], ${textArray(record.entryIds)}::text[]) AS m(id, event_id, entry_id)
       WHERE o.id = m.id AND o.event_id = m.event_id
-        AND (o.published_at IS NULL) <> ${rerecord}::boolean
+        AND o.published_at IS NULL
         AND EXISTS (SELECT 1 FROM lease)
       RETURNING 1),
     heads AS (
@@ -207,6 +215,51 @@ export async function recordEntries(sql: Sql, stream: string, ownerId: string, f
             fault = NULL, fault_since = NULL, updated_at = now())
     SELECT EXISTS (SELECT 1 FROM lease) AS lease_held, (SELECT count(*)::int FROM marked) AS updated`;
   return { leaseHeld: Boolean(row?.lease_held), updated: Number(row?.updated ?? 0) };
+}
+
+/**
+ * Puts published rows that Redis lost back in the queue: `published_at` and
+ * the recorded entry id set back to NULL, so the drain appends them again,
+ * in outbox-id order, before any newer row. Rows are matched by outbox id AND
+ * event id, and nothing changes unless `ownerId` holds the stream's lease with
+ * `fencingToken` (database clock), as in recordEntries. Returns whether the
+ * lease held and the number of rows queued again.
+ */
+export async function requeueRows(
+  sql: Sql,
+  stream: string,
+  ownerId: string,
+  fencingToken: string,
+  rows: { ids: readonly string[]; eventIds: readonly string[] },
+): Promise<{ leaseHeld: boolean; updated: number }> {
+  const [row] = await sql<{ lease_held: boolean; updated: number }[]>`
+    WITH lease AS (${heldLease(sql, stream, ownerId, fencingToken)}),
+    requeued AS (
+      UPDATE events.outbox_event o SET published_at = NULL, redis_entry_id = NULL
+      FROM unnest(${textArray(rows.ids)}::bigint[], ${textArray(rows.eventIds)}::uuid[]) AS m(id, event_id)
+      WHERE o.id = m.id AND o.event_id = m.event_id AND o.stream_name = ${stream}
+        AND o.published_at IS NOT NULL
+        AND EXISTS (SELECT 1 FROM lease)
+      RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM lease) AS lease_held, (SELECT count(*)::int FROM requeued) AS updated`;
+  return { leaseHeld: Boolean(row?.lease_held), updated: Number(row?.updated ?? 0) };
+}
+
+/**
+ * Records that a partition stream ends at `lastEntryId` (Redis's own last
+ * entry, after the rows it lost were queued again), fenced like
+ * recordEntries. Returns whether the lease held.
+ */
+export async function recordPosition(sql: Sql, stream: string, ownerId: string, fencingToken: string, redisKey: string, lastEntryId: string): Promise<boolean> {
+  const [row] = await sql<{ lease_held: boolean }[]>`
+    WITH lease AS (${heldLease(sql, stream, ownerId, fencingToken)}),
+    moved AS (
+      INSERT INTO events.redis_stream_position AS p (redis_key, stream_name, last_entry_id, last_outbox_id)
+      SELECT ${redisKey}, ${stream}, ${lastEntryId}, NULL WHERE EXISTS (SELECT 1 FROM lease)
+      ON CONFLICT (redis_key) DO UPDATE
+        SET last_entry_id = excluded.last_entry_id, last_outbox_id = NULL, updated_at = now())
+    SELECT EXISTS (SELECT 1 FROM lease) AS lease_held`;
+  return Boolean(row?.lease_held);
 }
 
 /** A Postgres array literal of plain values (ids, uuids, entry ids, stream keys: no quotes or commas). */

@@ -25,7 +25,17 @@ import { FailureLog, sleep, Wakeup } from '../backoff';
 import { tracePublish } from '../tracing';
 import type { PublisherContext } from './context';
 import { appendBatch, entriesAfter, stampFence, streamHead, type AppendedEntry, type OutboxRowForAppend } from './redis-scripts';
-import { DrainBatchSizer, readPositions, recordEntries, recordFault, selectRecordedAfter, selectUnpublishedBatch, type EntryRecord } from './statements';
+import {
+  DrainBatchSizer,
+  readPositions,
+  recordEntries,
+  recordFault,
+  recordPosition,
+  requeueRows,
+  selectRecordedAfter,
+  selectUnpublishedBatch,
+  type EntryRecord,
+} from './statements';
 
 type DrainOutcome = 'full' | 'partial' | 'idle' | 'stop';
 
@@ -313,8 +323,8 @@ export class StreamDrainer {
    * Before any append: confirm the lease, fence every partition with our
    * token, then bring each partition's head in line with what Postgres
    * recorded. Redis ahead → mark the rows its newer entries carry. Redis
-   * behind → re-append exactly the rows recorded after its last entry, in
-   * outbox-id order, before the drain appends any newer row.
+   * behind → queue exactly the rows recorded after its last entry again; the
+   * drain then appends them in outbox-id order, before any newer row.
    */
   private async reconcile(): Promise<void> {
     const { ctx, stream } = this;
@@ -345,7 +355,7 @@ export class StreamDrainer {
         await this.markFromEntries(partition, last, actual);
       } else if (compareEntryIds(actual, last) < 0) {
         partition.head = actual;
-        await this.reappendLost(partition, actual, last, position?.trimmedBelow ?? null);
+        await this.requeueLost(partition, actual, last, position?.trimmedBelow ?? null);
       } else {
         partition.head = actual;
       }
@@ -393,12 +403,23 @@ export class StreamDrainer {
 
   /**
    * Redis ends before what Postgres recorded (restarted from an older
-   * snapshot, failover to a lagging replica, flush, stream deleted): re-append
-   * the published rows recorded after Redis's last entry (and not below the
-   * last trim, which removed entries by design), in outbox-id order, and
-   * record their new entry ids. Consumers dedupe by event_id.
+   * snapshot, failover to a lagging replica, flush, stream deleted): the
+   * published rows recorded after Redis's last entry (and not below the last
+   * trim, which removed entries by design) go back into the queue in Postgres
+   * — published_at and entry id cleared, fenced — and the drain appends them
+   * again, in outbox-id order, before any newer row. Consumers dedupe by
+   * event_id.
+   *
+   * Why queue them first rather than append while reading: the debt must stay
+   * recorded until it is paid. Appending page by page left the rows not yet
+   * re-sent with entry ids of the Redis that lost them; when Redis lost data
+   * again mid-way (a second restore, a crash loop) those stale ids compared as
+   * older than the new Redis's last entry, so the next recovery skipped them
+   * for good (pnpm chaos --seed 930171721 --duration 600: 1,985 lost). The
+   * partition's position moves to Redis's last entry only after every page is
+   * queued, so a crash in between finds Redis behind again and finishes.
    */
-  private async reappendLost(partition: Partition, actual: string, recordedLast: string, trimmedBelow: string | null): Promise<void> {
+  private async requeueLost(partition: Partition, actual: string, recordedLast: string, trimmedBelow: string | null): Promise<void> {
     const { ctx, stream } = this;
     const [ms, seq] = entryIdParts(actual);
     let bound = { ms, seq };
@@ -409,39 +430,25 @@ export class StreamDrainer {
     ctx.metrics.redisDataLoss.inc({ stream });
     ctx.log.warn(
       { stream, redisKey: partition.redisKey, redisLastEntryId: actual, recordedEntryId: recordedLast, trimmedBelow },
-      'Redis is behind what Postgres recorded (older snapshot, lagging replica, flush or deleted stream); re-appending exactly the missing rows, in outbox-id order, before any newer row',
+      'Redis is behind what Postgres recorded (older snapshot, lagging replica, flush or deleted stream); queueing exactly the missing rows again, to be re-appended in outbox-id order before any newer row',
     );
-    const writer = ctx.writerWith(this.fencingToken);
     let afterId = '0';
-    let resent = 0;
+    let requeued = 0;
     for (;;) {
       const { rows } = await selectRecordedAfter(ctx.sql, stream, bound, afterId, this.sizer.bounds);
       if (rows.length === 0) break;
       afterId = rows[rows.length - 1]!.id;
       const mine = rows.filter((r) => partitionFor(r.partitionKey, this.partitions.length) === partition.index);
       if (mine.length === 0) continue;
-      const result = await onKey(partition.redisKey, appendBatch(ctx.redis, partition.redisKey, writer, partition.head ?? NO_ENTRY, mine));
-      if (result.status === 'fenced') throw new LeaseGoneError('fenced by a newer owner while re-appending lost rows');
-      if (result.status !== 'ok') throw new Error(`Redis stream ${partition.redisKey} changed again while re-appending lost rows (${result.status}); reconciling again`);
-      partition.head = result.entryIds[result.entryIds.length - 1]!;
-      const recorded = await recordEntries(
-        ctx.sql,
-        stream,
-        ctx.ownerId,
-        this.fencingToken,
-        {
-          ids: mine.map((r) => r.id),
-          eventIds: mine.map((r) => r.eventId),
-          entryIds: result.entryIds,
-          heads: [{ redisKey: partition.redisKey, lastEntryId: partition.head, lastOutboxId: mine[mine.length - 1]!.id }],
-        },
-        true,
-      );
-      if (!recorded.leaseHeld) throw new LeaseGoneError('lease lost while re-appending lost rows');
-      resent += mine.length;
+      const result = await requeueRows(ctx.sql, stream, ctx.ownerId, this.fencingToken, { ids: mine.map((r) => r.id), eventIds: mine.map((r) => r.eventId) });
+      if (!result.leaseHeld) throw new LeaseGoneError('lease lost while queueing the rows Redis lost');
+      requeued += result.updated;
     }
-    ctx.metrics.republished.inc({ stream }, resent);
-    ctx.log.warn({ stream, redisKey: partition.redisKey, republished: resent }, 'Redis had lost entries; re-appended the missing rows');
+    if (!(await recordPosition(ctx.sql, stream, ctx.ownerId, this.fencingToken, partition.redisKey, actual))) {
+      throw new LeaseGoneError('lease lost while recording where Redis ends');
+    }
+    ctx.metrics.republished.inc({ stream }, requeued);
+    ctx.log.warn({ stream, redisKey: partition.redisKey, republished: requeued }, 'Redis had lost entries; the missing rows are queued again and re-appended before any newer row');
   }
 
   // ---- faults -------------------------------------------------------------
