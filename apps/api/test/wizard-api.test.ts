@@ -19,7 +19,7 @@ import {
   petProfile,
   signatureCallback,
 } from '@petcover/domain';
-import { startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/testing';
+import { FAKE_SIGNING_URL_BASE, startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/testing';
 import { outboxEvent, outboxMigrations } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { signOwnerToken } from '../src/auth/owner-token';
@@ -92,6 +92,36 @@ test('the wizard with DEV_AUTO_ENROLL_PET=1 enrolls at once, and ContractCreated
     .from(outboxEvent)
     .where(and(eq(outboxEvent.eventType, 'ContractCreated'), eq(outboxEvent.partitionKey, confirmed.body.contract.id)));
   expect(event).toMatchObject({ streamName: 'stream:contracting:contract_changes', publishedAt: null });
+});
+
+test('with Dropbox Sign, the signing_url it answers is recorded, in the owner\'s draft, and linked from the signing page', async () => {
+  const owner = randomUUID();
+  const { draftId } = await draftWithPlan(signingApi, owner);
+  const confirmed = await call(signingApi, 'POST', `/v1/drafts/${draftId}/confirm`, { owner, json: { signer: { name: 'Ann Owner', email: 'ann@example.com' } } });
+  expect(confirmed.status).toBe(202);
+  const { id, providerRequestId } = confirmed.body.approvalRequest;
+  const signingUrl = `${FAKE_SIGNING_URL_BASE}${providerRequestId}`;
+  const [row] = await database.db.select().from(approvalRequest).where(eq(approvalRequest.id, id));
+  expect(row).toMatchObject({ status: 'dispatched', providerRequestId, signingUrl });
+  expect((await call(signingApi, 'GET', `/v1/drafts/${draftId}`, { owner })).body.draft.approvalRequest).toMatchObject({ providerRequestId, signingUrl });
+  // Another owner does not see the draft at all.
+  expect((await call(signingApi, 'GET', `/v1/drafts/${draftId}`, { owner: randomUUID() })).status).toBe(404);
+
+  const token = await signOwnerToken({ secret: AUTH_SECRET }, owner);
+  const page = await fetch(`${signingApi}/drafts/${draftId}/signing`, { headers: { cookie: `${OWNER_COOKIE}=${token}` } });
+  expect(page.status).toBe(200);
+  const text = await page.text();
+  expect(text).toContain(`<a class="button" id="signing-link" href="${signingUrl}" target="_blank" rel="noopener noreferrer">Sign the documents at Dropbox Sign</a>`);
+  expect(text).toContain('Or open the email from Dropbox Sign sent to <strong>ann@example.com</strong>');
+
+  // A signing_url that is not https is not recorded: the page keeps to the email.
+  fake.answerNextSigningUrlWith('http://app.hellosign.test/sign/plain');
+  const other = await draftWithPlan(signingApi, owner);
+  const plain = await call(signingApi, 'POST', `/v1/drafts/${other.draftId}/confirm`, { owner, json: { signer: { name: 'Ann Owner', email: 'ann@example.com' } } });
+  expect(plain.body.approvalRequest).toMatchObject({ status: 'dispatched', signingUrl: null });
+  const plainText = await (await fetch(`${signingApi}/drafts/${other.draftId}/signing`, { headers: { cookie: `${OWNER_COOKIE}=${token}` } })).text();
+  expect(plainText).not.toContain('signing-link');
+  expect(plainText).toContain('Open the email from Dropbox Sign and sign there');
 });
 
 test('confirmation dispatches to Dropbox Sign and answers 202; callbacks are verified, recorded once, acknowledged', async () => {

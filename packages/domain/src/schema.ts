@@ -150,6 +150,8 @@ export const approvalRequest = enrollmentSchema.table(
       .references(() => contractingPackage.id),
     provider: text('provider').notNull(),
     providerRequestId: text('provider_request_id'),
+    /** Where the signer signs at the provider (Dropbox Sign's https signing_url), recorded with the dispatch; null when the provider gave none. */
+    signingUrl: text('signing_url'),
     status: text('status').$type<ApprovalStatus>().notNull(),
     signerName: text('signer_name').notNull(),
     signerEmail: text('signer_email').notNull(),

@@ -4,7 +4,7 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { CallbackRejectedError, createDropboxSignProvider, SignatureDispatchError, verifySignatureCallback } from '@petcover/domain';
-import { startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/testing';
+import { FAKE_SIGNING_URL_BASE, startFakeDropboxSign, type FakeDropboxSign } from '@petcover/domain/testing';
 
 let fake: FakeDropboxSign;
 beforeAll(async () => {
@@ -42,6 +42,18 @@ test('dispatch sends the documents, signer and our approval request id with basi
     ['files[0]', 'insurance_application.pdf', '%PDF-1.3 one'],
     ['files[1]', 'terms_and_conditions.pdf', '%PDF-1.3 two'],
   ]);
+});
+
+test('dispatch reads signature_request.signing_url when it is an https URL; any other value is ignored', async () => {
+  const provider = createDropboxSignProvider({ apiKey: fake.apiKey, baseUrl: fake.baseUrl });
+  const sent = await provider.dispatch(dispatch(randomUUID()));
+  expect(sent.signingUrl).toBe(`${FAKE_SIGNING_URL_BASE}${sent.providerRequestId}`);
+  for (const value of ['http://app.hellosign.com/sign/abc', 'javascript:alert(1)', '/sign/abc', 'not a url', 42, null, undefined]) {
+    fake.answerNextSigningUrlWith(value);
+    const answer = await provider.dispatch(dispatch(randomUUID()));
+    expect(answer.providerRequestId).toMatch(/^[0-9a-f]{40}$/);
+    expect(answer.signingUrl).toBeUndefined();
+  }
 });
 
 test('a wrong API key, a provider error and an unreachable provider are SignatureDispatchErrors', async () => {

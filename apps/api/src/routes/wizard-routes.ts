@@ -61,6 +61,7 @@ function draftJson(view: DraftView) {
       id: view.approvalRequest.id,
       provider: view.approvalRequest.provider,
       providerRequestId: view.approvalRequest.providerRequestId,
+      signingUrl: view.approvalRequest.signingUrl,
       status: view.approvalRequest.status,
     },
     documents: view.documents.map((d) => ({ id: d.id, kind: d.kind, title: d.title, sha256: d.sha256, byteSize: d.byteSize })),

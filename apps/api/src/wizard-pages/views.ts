@@ -263,8 +263,17 @@ export function signingView(csrf: VNode, view: DraftView, petName: string, manua
             ${csrf}
             <div class="actions"><button type="submit">Sign all documents</button></div>
           </form>`
-      : html`<h2>Signature</h2>
-          <p>The signature request was sent to <strong>${request?.signerEmail ?? 'you'}</strong>. Open the email from Dropbox Sign and sign there; this page moves on by itself once every document is signed.</p>`}
+      : request?.signingUrl
+        ? html`<h2>Signature</h2>
+            <p class="actions">
+              <a class="button" id="signing-link" href=${request.signingUrl} target="_blank" rel="noopener noreferrer">Sign the documents at Dropbox Sign</a>
+            </p>
+            <p>
+              Or open the email from Dropbox Sign sent to <strong>${request.signerEmail}</strong> and sign there; this page moves on by itself once every
+              document is signed.
+            </p>`
+        : html`<h2>Signature</h2>
+            <p>The signature request was sent to <strong>${request?.signerEmail ?? 'you'}</strong>. Open the email from Dropbox Sign and sign there; this page moves on by itself once every document is signed.</p>`}
     ${progressBlock(view, petName, `/drafts/${draftId}/progress?from=signing`)}`;
 }
 

@@ -376,9 +376,10 @@ async function dispatchApprovalRequest(deps: WizardDeps, owner: string, draftId:
 
   const documents = await deps.db.select().from(packageDocument).where(eq(packageDocument.packageId, found.pkg.id));
   let providerRequestId: string;
+  let signingUrl: string | undefined;
   try {
     const files = await Promise.all(documents.map(async (d) => ({ fileName: `${d.kind}.pdf`, pdf: await deps.documentStore.get(d.storageKey) })));
-    ({ providerRequestId } = await deps.signatureProvider.dispatch({
+    ({ providerRequestId, signingUrl } = await deps.signatureProvider.dispatch({
       approvalRequestId: claim.id,
       title: `PetCover enrollment of ${found.pet.name}`,
       subject: `Please sign the insurance documents for ${found.pet.name}`,
@@ -395,7 +396,7 @@ async function dispatchApprovalRequest(deps: WizardDeps, owner: string, draftId:
   }
   const recorded = await deps.db
     .update(approvalRequest)
-    .set({ providerRequestId, provider: deps.signatureProvider.name, status: 'dispatched', dispatchedAt: sql`now()`, updatedAt: sql`now()` })
+    .set({ providerRequestId, signingUrl: signingUrl ?? null, provider: deps.signatureProvider.name, status: 'dispatched', dispatchedAt: sql`now()`, updatedAt: sql`now()` })
     .where(and(eq(approvalRequest.id, claim.id), eq(approvalRequest.dispatchAttempt, claim.attempt), isNull(approvalRequest.providerRequestId)))
     .returning({ id: approvalRequest.id });
   if (recorded.length === 0) await cancelLostDispatch(deps, claim, providerRequestId);

@@ -24,9 +24,20 @@ interface DropboxSignRequestBody {
   signature_request?: {
     signature_request_id?: unknown;
     is_complete?: unknown;
+    signing_url?: unknown;
     metadata?: { approval_request_id?: unknown } | null;
   };
   error?: { error_msg?: string };
+}
+
+/** The value when it is an absolute https URL (what the owner's browser may be sent to), else undefined. */
+function httpsUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  try {
+    return new URL(value).protocol === 'https:' ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function createDropboxSignProvider(options: DropboxSignOptions): SignatureProvider {
@@ -84,7 +95,7 @@ export function createDropboxSignProvider(options: DropboxSignOptions): Signatur
       if (typeof id !== 'string' || id.length === 0) {
         throw new SignatureDispatchError('Dropbox Sign answered without signature_request.signature_request_id');
       }
-      return { providerRequestId: id };
+      return { providerRequestId: id, signingUrl: httpsUrl(body.signature_request?.signing_url) };
     },
     async fetchRequestState(providerRequestId): Promise<ProviderRequestState> {
       const body = await call(

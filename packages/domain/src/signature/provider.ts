@@ -25,10 +25,12 @@ export interface SignatureProvider {
   /** Stored in approval_request.provider. */
   readonly name: string;
   /**
-   * Sends the documents; resolves with the provider's id of the request.
+   * Sends the documents; resolves with the provider's id of the request and,
+   * when the provider gives one, the https URL where the signer signs
+   * (Dropbox Sign: `signature_request.signing_url`).
    * Throws SignatureDispatchError when the provider refuses or is unreachable.
    */
-  dispatch(request: SignatureDispatch): Promise<{ providerRequestId: string }>;
+  dispatch(request: SignatureDispatch): Promise<{ providerRequestId: string; signingUrl?: string }>;
   /**
    * Reads the request's state from the provider (Dropbox Sign:
    * `GET /signature_request/{id}`). Throws SignatureProviderError when the

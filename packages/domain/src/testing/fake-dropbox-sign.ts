@@ -13,6 +13,9 @@ import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+/** The fake answers each dispatch with signing_url = this + the request id (https, as Dropbox Sign's). */
+export const FAKE_SIGNING_URL_BASE = 'https://app.hellosign.test/sign/';
+
 export interface ReceivedSignatureRequest {
   signatureRequestId: string;
   fields: Record<string, string>;
@@ -26,6 +29,8 @@ export interface FakeDropboxSign {
   requests: ReceivedSignatureRequest[];
   /** Makes the next dispatches answer this HTTP status with a Dropbox Sign error body. */
   failNextWith(status: number, message: string): void;
+  /** Makes the next dispatch answer this `signing_url` (any JSON value; undefined leaves it out) instead of the https one. */
+  answerNextSigningUrlWith(value: unknown): void;
   /** Holds every dispatch unanswered until `release()` (a slow provider); `heldDispatches` counts them. */
   holdDispatches(): { release(): void };
   readonly heldDispatches: number;
@@ -59,6 +64,7 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
   const stateReads: string[] = [];
   const canceled: string[] = [];
   let failure: { status: number; message: string } | undefined;
+  let nextSigningUrl: { value: unknown } | undefined;
   let hold: Promise<void> | undefined;
   let heldDispatches = 0;
   const expectedAuth = `Basic ${Buffer.from(`${apiKey}:`).toString('base64')}`;
@@ -119,10 +125,13 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
         }
         const signatureRequestId = randomBytes(20).toString('hex');
         requests.push({ signatureRequestId, fields, files });
+        const signingUrl = nextSigningUrl ? nextSigningUrl.value : `${FAKE_SIGNING_URL_BASE}${signatureRequestId}`;
+        nextSigningUrl = undefined;
         reply(200, {
           signature_request: {
             signature_request_id: signatureRequestId,
             title: fields.title,
+            signing_url: signingUrl,
             metadata: { approval_request_id: fields['metadata[approval_request_id]'] },
             signatures: [{ signature_id: randomBytes(16).toString('hex'), signer_email_address: fields['signers[0][email_address]'], status_code: 'awaiting_signature' }],
           },
@@ -140,6 +149,9 @@ export async function startFakeDropboxSign(apiKey = `test-key-${randomBytes(6).t
     canceled,
     failNextWith(status, message) {
       failure = { status, message };
+    },
+    answerNextSigningUrlWith(value) {
+      nextSigningUrl = { value };
     },
     holdDispatches() {
       let release!: () => void;

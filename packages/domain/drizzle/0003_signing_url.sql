@@ -1,0 +1,1 @@
+ALTER TABLE "enrollment"."approval_request" ADD COLUMN "signing_url" text;
