@@ -7,11 +7,12 @@
  * real Redis Cluster: ready with REDIS_CLUSTER=1, not ready (naming the
  * setting) without it; a REDIS_KEY_PREFIX with a brace exits 78.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MigrationSet } from '../migrations';
 import { deleteKeysWithPrefix } from '../publisher/redis-scripts';
 import { createTestDatabase, createTestRedis, freePort, testRedisUrl, uniqueRedisPrefix, waitFor, type TestDatabase } from './index';
+import { spawnNodeProcess, type CapturedProcess } from './built-apps';
 import { startRedisCluster, type DedicatedRedisCluster } from './redis-cluster';
 
 export interface AppGatesOptions {
@@ -34,12 +35,8 @@ export interface AppGatesOptions {
 
 const PASSWORD = 'gates-Secret-pw-4242';
 
-interface SpawnedApp {
-  child: ChildProcess;
+interface SpawnedApp extends CapturedProcess {
   port: number;
-  output: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
 }
 
 export function describeAppGates(options: AppGatesOptions): void {
@@ -68,22 +65,12 @@ export function describeAppGates(options: AppGatesOptions): void {
 
   async function spawnApp(env: Record<string, string>): Promise<SpawnedApp> {
     const port = await freePort();
-    const child = spawn(process.execPath, [options.main, ...options.args], {
-      env: { PATH: process.env.PATH ?? '', [options.portVariable]: String(port), REDIS_KEY_PREFIX: keyPrefix, ...options.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.add(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) =>
-      child.once('exit', (code) => {
-        children.delete(child);
-        resolve(code);
-      }),
+    const app = spawnNodeProcess(
+      [options.main, ...options.args],
+      { [options.portVariable]: String(port), REDIS_KEY_PREFIX: keyPrefix, ...options.env, ...env },
+      children,
     );
-    return { child, port, output: () => out + err, stderr: () => err, exited };
+    return { ...app, port };
   }
 
   async function get(port: number, route: string): Promise<{ status: number; body: string; ms: number }> {

@@ -14,39 +14,57 @@ export const BUILT_APP_MAINS = {
   consumer: path.join(APPS_DIR, 'events-consumer', 'dist', 'main.js'),
 } as const;
 
-export interface BuiltAppProcess {
+/** A child process whose output is collected for assertions and failure messages. */
+export interface CapturedProcess {
   child: ChildProcess;
   /** Everything it printed so far (stdout and stderr). */
   output(): string;
+  /** What it printed on stderr so far. */
+  stderr(): string;
   exited: Promise<number | null>;
   /** Sends `signal` (default SIGTERM) unless it already exited; resolves with the exit code. Idempotent. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
+export type BuiltAppProcess = CapturedProcess;
 
 const spawned = new Set<ChildProcess>();
 
-/** `node <main> start <args>` with only PATH and `env` in its environment. */
-export function spawnBuiltApp(app: keyof typeof BUILT_APP_MAINS, args: readonly string[], env: Record<string, string>): BuiltAppProcess {
-  const child = spawn(process.execPath, [BUILT_APP_MAINS[app], 'start', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  spawned.add(child);
+/**
+ * `node <args>` with only PATH and `env` in its environment, its output
+ * collected. The child is in `tracked` until it exits (default: the set
+ * `killSpawnedApps` empties), so a test file can kill what it left running.
+ */
+export function spawnNodeProcess(args: readonly string[], env: Record<string, string>, tracked: Set<ChildProcess> = spawned): CapturedProcess {
+  const child = spawn(process.execPath, [...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  tracked.add(child);
   let output = '';
+  let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stderr += chunk.toString();
+  });
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => {
-      spawned.delete(child);
+      tracked.delete(child);
       resolve(code);
     }),
   );
   return {
     child,
     output: () => output,
+    stderr: () => stderr,
     exited,
     stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
     },
   };
+}
+
+/** `node <main> start <args>` of a built app, with only PATH and `env` in its environment. */
+export function spawnBuiltApp(app: keyof typeof BUILT_APP_MAINS, args: readonly string[], env: Record<string, string>): BuiltAppProcess {
+  return spawnNodeProcess([BUILT_APP_MAINS[app], 'start', ...args], env);
 }
 
 /** SIGKILLs every app this test file spawned that still runs (afterEach / afterAll). */
