@@ -164,11 +164,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     if (failed) {
       for (const app of services.apps) log(`--- last lines of ${app.name} (pid ${app.pid ?? '-'}):\n${app.tailLog()}`);
     }
-    if (options.keepLogsDir) {
+    // A failed run keeps its app logs even when nobody asked: the temp directory goes with the teardown,
+    // and a failure seen once must be readable afterwards.
+    const keepLogsDir = options.keepLogsDir ?? (failed ? fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-chaos-failed-')) : undefined);
+    if (keepLogsDir) {
       try {
-        fs.mkdirSync(options.keepLogsDir, { recursive: true });
-        for (const app of services.apps) fs.copyFileSync(app.spec.logFile, path.join(options.keepLogsDir, path.basename(app.spec.logFile)));
-        log(`chaos: app logs copied to ${options.keepLogsDir}`);
+        fs.mkdirSync(keepLogsDir, { recursive: true });
+        for (const app of services.apps) fs.copyFileSync(app.spec.logFile, path.join(keepLogsDir, path.basename(app.spec.logFile)));
+        log(`chaos: app logs copied to ${keepLogsDir}`);
       } catch (error) {
         log(`chaos: could not copy the app logs: ${(error as Error).message}`);
       }
