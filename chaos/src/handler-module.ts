@@ -13,8 +13,10 @@
  *
  * Env (set by the chaos runner): CHAOS_SEED, CHAOS_FAIL_FRACTION (0..1),
  * CHAOS_KEY_OUTAGE_FRACTION (0..1, default 0.1); CHAOS_SLOW_FRACTION,
- * CHAOS_HANG_FRACTION (0..1), CHAOS_HANDLER_TIMEOUT_MS.
+ * CHAOS_HANG_FRACTION (0..1), CHAOS_HANDLER_TIMEOUT_MS; CHAOS_OUTAGES_OVER_FILE
+ * (once this file exists, key outages are over).
  */
+import fs from 'node:fs';
 import type { EventHandler, HandledEvent, HandlerContext, HandlerRegistry } from '@petcover/outbox';
 import { handledRecordOf, recordHandled } from '@petcover/outbox/verify';
 import { CHAOS_STREAMS, chaosPayloadSchema, type ChaosPayload } from './chaos-streams';
@@ -47,6 +49,8 @@ export interface ChaosHandlerOptions {
   failFraction: number;
   /** Fraction of (key, window) pairs during which every attempt of the key throws; 0 turns outages off. */
   keyOutageFraction?: number;
+  /** True once key outages are over for good (the run's producer stopped); asked only for a key whose window is drawn down. */
+  outagesOver?: () => boolean;
   /** Slow and hung first calls; none when absent. */
   slow?: SlowHandlerOptions;
 }
@@ -58,10 +62,23 @@ export interface ChaosHandlerOptions {
  */
 export const KEY_OUTAGE_WINDOW_MS = 10_000;
 
-/** Whether `key` is in an outage at `nowMs`; both consumer replicas agree (seeded, wall clock). */
+function outageDraw(key: string, window: number, options: ChaosHandlerOptions): boolean {
+  return seededFraction(options.seed, `${key}@${window}`) < (options.keyOutageFraction ?? 0);
+}
+
+/**
+ * Whether `key` is in an outage at `nowMs`; both consumer replicas agree
+ * (seeded, wall clock). An outage is ONE window: a window drawn right after
+ * one of the same key is up. With the windows on the wall clock, back-to-back
+ * draws once made a key fail for 70 s, its retry delay grew to 60 s and the
+ * run's drain timed out with the key still parked (a rig artefact, not a
+ * pipeline fault). Outages also end for good once `options.outagesOver()`
+ * says the producer has stopped: the drain must be able to finish.
+ */
 export function inKeyOutage(key: string, nowMs: number, options: ChaosHandlerOptions): boolean {
-  const fraction = options.keyOutageFraction ?? 0;
-  return fraction > 0 && seededFraction(options.seed, `${key}@${Math.floor(nowMs / KEY_OUTAGE_WINDOW_MS)}`) < fraction;
+  if ((options.keyOutageFraction ?? 0) <= 0) return false;
+  const window = Math.floor(nowMs / KEY_OUTAGE_WINDOW_MS);
+  return outageDraw(key, window, options) && !outageDraw(key, window - 1, options) && !(options.outagesOver?.() ?? false);
 }
 
 /** Whether the handler fails this event's first attempt; the same answer in every process. */
@@ -112,7 +129,10 @@ function optionsFromEnv(env: NodeJS.ProcessEnv): ChaosHandlerOptions {
   if (!(keyOutageFraction >= 0 && keyOutageFraction <= 1)) {
     throw new Error(`CHAOS_KEY_OUTAGE_FRACTION must be between 0 and 1 (got ${JSON.stringify(env.CHAOS_KEY_OUTAGE_FRACTION)})`);
   }
-  return { seed, failFraction, keyOutageFraction, slow: slowHandlerOptionsFromEnv(env, seed) };
+  // The run creates this file when its producer stops (see run.ts).
+  const outagesOverFile = env.CHAOS_OUTAGES_OVER_FILE;
+  const outagesOver = outagesOverFile ? () => fs.existsSync(outagesOverFile) : undefined;
+  return { seed, failFraction, keyOutageFraction, outagesOver, slow: slowHandlerOptionsFromEnv(env, seed) };
 }
 
 export const consumerModule = createChaosModule(optionsFromEnv(process.env));

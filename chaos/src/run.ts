@@ -7,6 +7,7 @@
  * Everything it starts — app processes, servers, temp directories — is torn
  * down in `finally`, whatever happened.
  */
+import { spawnSync } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -175,8 +176,44 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       } catch (error) {
         log(`chaos: could not copy the app logs: ${(error as Error).message}`);
       }
+      if (failed) await keepEvidence(services, keepLogsDir, log);
     }
     await tearDown(services, log);
+  }
+}
+
+/**
+ * What a failed run leaves for its reader beside the app logs: a dump of the
+ * run's database (outbox rows with their entry ids, inbox, parked keys, dead
+ * letters, chaos.handled in handling order) and every Redis stream's entries,
+ * groups and pending lists. Best effort: a server that is down is skipped.
+ */
+async function keepEvidence(services: Services, dir: string, log: (line: string) => void): Promise<void> {
+  if (services.postgres) {
+    const dumped = spawnSync('pg_dump', ['--no-owner', '-f', path.join(dir, 'chaos-db.sql'), withDatabaseName(services.postgres.url, 'chaos')], { encoding: 'utf8' });
+    log(dumped.status === 0 ? `chaos: database dumped to ${dir}/chaos-db.sql` : `chaos: could not dump the database: ${dumped.stderr || dumped.error?.message}`);
+  }
+  if (!services.redis) return;
+  const redis = createRedisClient({ url: services.redis.url, cluster: false }, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const streams: Record<string, unknown> = {};
+    for (const key of (await redis.keys('*')).sort()) {
+      if ((await redis.type(key)) !== 'stream') continue;
+      const groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
+      const pending: Record<string, unknown> = {};
+      for (const group of groups) {
+        const name = String(group[group.indexOf('name') + 1]);
+        pending[name] = await redis.call('XPENDING', key, name, '-', '+', '100000');
+      }
+      streams[key] = { groups, pending, entries: await redis.xrange(key, '-', '+') };
+    }
+    fs.writeFileSync(path.join(dir, 'redis-streams.json'), JSON.stringify(streams));
+    log(`chaos: Redis streams dumped to ${dir}/redis-streams.json`);
+  } catch (error) {
+    log(`chaos: could not dump the Redis streams: ${(error as Error).message}`);
+  } finally {
+    redis.disconnect();
   }
 }
 
@@ -213,6 +250,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   await ensureHandledLogTable(monitorSql);
   log(`chaos: Redis ${onCluster ? `Cluster ${services.cluster?.seeds.join(',')}` : services.redis?.url}, Postgres ${databaseUrl}, logs in ${services.tempDir}`);
 
+  const outagesOverFile = path.join(services.tempDir, 'outages-over');
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     NODE_ENV: 'development',
@@ -226,6 +264,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
     CHAOS_SLOW_FRACTION: String(options.slowHandlerFraction),
     CHAOS_HANG_FRACTION: String(options.hungHandlerFraction),
     CHAOS_HANDLER_TIMEOUT_MS: String(options.handlerTimeoutSec * 1000),
+    CHAOS_OUTAGES_OVER_FILE: outagesOverFile,
   };
   const publisherScript = appScript('@petcover/events-publisher');
   const consumerScript = appScript('@petcover/events-consumer');
@@ -406,6 +445,8 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   try {
     await sleep(options.durationSec * 1000, undefined, { signal });
     await producer.stop();
+    // Downstream outages end with the traffic, so every parked key can be retried to the end within the drain.
+    fs.writeFileSync(outagesOverFile, new Date().toISOString());
     await Promise.all(faultTasks);
     for (const app of services.apps) app.thaw();
     log(`chaos: producer stopped after ${producer.stats.committedEvents} events; waiting for the pipeline to drain`);
