@@ -49,7 +49,7 @@ export const CONSUMER_DEFAULTS = {
   retryMaxDelayMs: 60_000,
   /** Policy when an event runs out of attempts, unless its handler's registration says otherwise. */
   onExhausted: 'dead-letter-and-continue' as ExhaustedPolicy,
-  /** A partition with halted keys looks this often for an operator's release (`events key release`). */
+  /** A partition with parked keys looks this often for an operator's release or discard (`events key ...`). */
   parkingRecheckMs: 1_000,
   /**
    * Deadline of one handler call (and statement_timeout of its transaction).
@@ -216,8 +216,9 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   const faultsKey = partitionFaultsKey(keyPrefix, group);
   // The watchdog's bound: a partition busy for this long with no handler call ending is given up.
   const watchdogMs = options.registry.longestTimeoutMs(settings.handlerTimeoutMs) + settings.leaseTtlMs;
-  // Workers the watchdog gave up on, until their loop ends: their partition is not re-leased meanwhile.
-  const abandoned = new Map<string, PartitionWorker>();
+  // Workers leaving their partition (given up by the watchdog, or stale: see tick), until their loop ends:
+  // their partition is not leased again meanwhile, so two workers of this process never share one.
+  const retiring = new Map<string, PartitionWorker>();
   // And not for one watchdog period after it either, so another replica takes it first.
   const cooldownUntil = new Map<string, number>();
   let loop: Promise<void> | undefined;
@@ -233,9 +234,10 @@ export function createConsumer(options: ConsumerOptions): Consumer {
 
   const lease = (p: Partition) => ({ streamName: p.partitionStream, role, ownerId });
 
-  function startWorker(p: Partition): void {
+  function startWorker(p: Partition, grant: LeaseGrant): void {
     const worker = new PartitionWorker({
       context: {
+        fencingToken: grant.fencingToken,
         db: options.db,
         registry: options.registry,
         metrics,
@@ -321,6 +323,14 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     }
   }
 
+  /** Keeps `p` from being leased by this process again until `worker`'s loop has ended. */
+  function retireUntilEnded(p: Partition, worker: PartitionWorker): void {
+    retiring.set(p.partitionStream, worker);
+    void worker.ended.then(() => {
+      if (retiring.get(p.partitionStream) === worker) retiring.delete(p.partitionStream);
+    });
+  }
+
   /** The watchdog: gives up partitions whose worker is stuck on a call that neither ends nor times out. */
   async function releaseStalledPartitions(): Promise<void> {
     const now = Date.now();
@@ -336,13 +346,10 @@ export function createConsumer(options: ConsumerOptions): Consumer {
       metrics.watchdogReleases.inc({ group, stream: p.partitionStream });
       workers.delete(p.partitionStream);
       metrics.leasesHeld.set({ group }, workers.size);
-      abandoned.set(p.partitionStream, worker);
       cooldownUntil.set(p.partitionStream, now + watchdogMs);
       const pid = worker.transactionBackendPid;
       worker.abandon();
-      void worker.ended.then(() => {
-        if (abandoned.get(p.partitionStream) === worker) abandoned.delete(p.partitionStream);
-      });
+      retireUntilEnded(p, worker);
       try {
         await releaseLease(options.sql, lease(p));
       } catch {
@@ -407,6 +414,22 @@ export function createConsumer(options: ConsumerOptions): Consumer {
           if (!grant) {
             if (!impossibleLeases.has(p.partitionStream)) logger.warn({ stream: p.partitionStream }, 'partition lease taken by another replica; stopping that partition');
             await stopWorker(p, false);
+            return;
+          }
+          const worker = workers.get(p.partitionStream);
+          if (worker && worker.fencingToken !== grant.fencingToken) {
+            // Lost and taken back since the last round (this process stalled past the TTL): another replica may have
+            // parked keys, claimed entries or moved on meanwhile, none of which this worker knows. Its commits are
+            // refused from now on (the fence checks the token); a fresh worker starts once it has ended.
+            logger.warn(
+              { stream: p.partitionStream, fencingToken: grant.fencingToken, previousFencingToken: worker.fencingToken },
+              'partition lease was lost and taken back since the last round; replacing its worker, which missed what happened meanwhile',
+            );
+            metrics.leaseRegains.inc({ group, stream: p.partitionStream });
+            workers.delete(p.partitionStream);
+            metrics.leasesHeld.set({ group }, workers.size);
+            retireUntilEnded(p, worker);
+            void worker.stop();
           }
         }),
       );
@@ -438,12 +461,12 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     let count = Math.min(holding.length, target);
     for (let i = 0; i < partitions.length && count < target && !abort.signal.aborted; i++) {
       const p = partitions[(i + scanOffset) % partitions.length] as Partition;
-      if (workers.has(p.partitionStream) || abandoned.has(p.partitionStream) || !groupReady.has(p.partitionStream)) continue;
+      if (workers.has(p.partitionStream) || retiring.has(p.partitionStream) || !groupReady.has(p.partitionStream)) continue;
       if ((cooldownUntil.get(p.partitionStream) ?? 0) > Date.now()) continue;
       const grant = await leasePartition(p);
       if (!grant) continue;
       logger.info({ stream: p.partitionStream, fencingToken: grant.fencingToken }, 'partition leased');
-      startWorker(p);
+      startWorker(p, grant);
       count++;
     }
   }

@@ -18,6 +18,8 @@ export interface ConsumerMetrics {
   stuckEntries: Counter<'group' | 'stream'>;
   /** Partitions the watchdog gave up because they made no progress. */
   watchdogReleases: Counter<'group' | 'stream'>;
+  /** Partition leases found lost and taken back between two rounds (the process stalled past the TTL); the worker is replaced. */
+  leaseRegains: Counter<'group' | 'stream'>;
   /** Entries parked behind their failing key (issue 19), heads included. */
   parked: Counter<'group' | 'stream' | 'event_type'>;
   /** Parked events, parked keys and halted keys of each partition this process holds. */
@@ -81,6 +83,12 @@ export function createConsumerMetrics(registry: Registry): ConsumerMetrics {
     watchdogReleases: new Counter({
       name: 'petcover_consumer_watchdog_releases_total',
       help: 'Partition leases given up because the partition made no progress for longer than the handler deadline plus the lease TTL',
+      labelNames: ['group', 'stream'],
+      registers,
+    }),
+    leaseRegains: new Counter({
+      name: 'petcover_consumer_lease_regains_total',
+      help: 'Partition leases lost and taken back between two coordination rounds (this process stalled past the lease TTL); the partition worker was replaced',
       labelNames: ['group', 'stream'],
       registers,
     }),

@@ -5,9 +5,10 @@
  * entries are parked behind it in arrival order (each with its inbox row, in
  * the transaction that parks it), their Redis entries acknowledged, and the
  * partition moves on. The partition's lease holder retries the key when due
- * (retry-parked-keys.ts). Only the lease holder ever ADDS parked rows (every
- * transaction that parks checks the lease), which is what lets a worker skip
- * the lookup while it knows its partition has no parked key.
+ * (retry-parked-keys.ts). Only the holder of the partition's current lease
+ * grant ever ADDS parked rows (every transaction that parks checks the lease,
+ * owner and fencing token), which is what lets a worker skip the lookup while
+ * it knows its partition has no parked key.
  */
 import { sql as drizzleSql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db';

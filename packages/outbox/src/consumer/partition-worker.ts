@@ -98,6 +98,11 @@ export class PartitionWorker {
     return this.options.context.partitionStream;
   }
 
+  /** The token of the lease grant this worker runs under (its commits are fenced on it). */
+  get fencingToken(): string {
+    return this.options.context.fencingToken;
+  }
+
   start(): void {
     this.loop ??= this.run();
   }

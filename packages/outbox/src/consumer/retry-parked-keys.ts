@@ -78,8 +78,9 @@ export async function retryDueKeys(ctx: PartitionContext, limits: RetryLimits): 
   ctx.parking.any = parking.keys > 0;
   ctx.parking.checkAt = Infinity;
   if (parking.nextDueInMs !== null) parkingDueIn(ctx.parking, parking.nextDueInMs);
-  // Halted keys only change by an operator's hand: look again now and then.
-  if (parking.halted > 0) parkingDueIn(ctx.parking, ctx.parkingRecheckMs);
+  // An operator's release or discard (events key ..., the console) changes parked keys outside any schedule: a
+  // halted key has none, a retrying one may not be due for a minute. Look again now and then while any is parked.
+  if (parking.keys > 0) parkingDueIn(ctx.parking, ctx.parkingRecheckMs);
   for (const due of parking.due) {
     if (ctx.signal.aborted) break;
     await retryKey(ctx, due.partitionKey, due.attempts, due.firstFailedAt, limits);

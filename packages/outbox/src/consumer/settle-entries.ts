@@ -49,6 +49,8 @@ export interface PartitionContext {
   group: string;
   role: LeaseRole;
   ownerId: string;
+  /** Token of the lease grant this worker runs under; every commit is fenced on it (assertPartitionLease). */
+  fencingToken: string;
   /** Logical stream name. */
   stream: string;
   /** Partition stream name (lease name, dead-letter stream_name). */
@@ -61,7 +63,7 @@ export interface PartitionContext {
   parking: ParkingHint;
   /** Deadline of a handler call unless its registration overrides it. */
   handlerTimeoutMs: number;
-  /** How often a partition with halted keys (and none due) looks again for an operator's release. */
+  /** How often a partition with parked keys (and none due) looks again for an operator's release or discard. */
   parkingRecheckMs: number;
   /** Called whenever the partition moves (a handler call ends, a batch commits): the watchdog's pulse. */
   progress(): void;
@@ -350,7 +352,7 @@ function rawFieldsOf(item: Item & { kind: 'handle' | 'reject' }): Record<string,
 }
 
 export function partitionLease(ctx: PartitionContext) {
-  return { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, group: ctx.group };
+  return { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, fencingToken: ctx.fencingToken, group: ctx.group };
 }
 
 /** One handler call: `handle` for a single entry, `handleBatch` for a run of several. */
@@ -585,8 +587,7 @@ async function settleFailure(ctx: PartitionContext, item: HandleItem, error: Err
     return;
   }
   ctx.metrics.parked.inc(metricLabels(ctx, item.event.type));
-  if (halted) parkingDueIn(ctx.parking, ctx.parkingRecheckMs);
-  else parkingDueIn(ctx.parking, delayMs);
+  parkingDueIn(ctx.parking, halted ? ctx.parkingRecheckMs : Math.min(delayMs, ctx.parkingRecheckMs));
 }
 
 /** The error as stored with a parked key (Postgres text refuses NUL). */

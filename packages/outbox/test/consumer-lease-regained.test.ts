@@ -1,0 +1,122 @@
+/**
+ * A partition lease lost and taken back between two coordination rounds.
+ *
+ * The fault: a consumer replica stalls (CPU starvation, a GC pause, SIGSTOP)
+ * longer than its lease TTL. Another replica takes the partition over, works
+ * on it (parks a key whose handler fails), and gives it up again (its own
+ * lease lapses, or it hands the partition back on a rebalance). The first
+ * replica wakes up and renews "its" lease, which succeeds: the row is free.
+ * Its old partition worker never saw the other owner, so everything it knew
+ * was stale: that the partition had no parked key, its read position, what
+ * it had in hand. Seen in `pnpm chaos` (older snapshot restore + WRONGTYPE
+ * plant on a loaded machine): event 586 of orders-11 handled after 1099, the
+ * later event run while the earlier one was parked by the other replica.
+ *
+ * The other replica's tenure is compressed here into one SQL transaction
+ * (take the lease over, park a key as its worker would, give the lease up),
+ * so the first replica observes exactly what it would after a stall.
+ */
+import { sql } from 'drizzle-orm';
+import type { RedisClient } from '@petcover/service-kit';
+import pino from 'pino';
+import { z } from 'zod';
+import { createConsumer, createHandlerRegistry, partitionStreamName, redisStreamKey, type Consumer } from '../src';
+import { consumerRole } from '../src/lease/lease';
+import { markProcessed } from '../src/consumer/inbox';
+import { releaseParkedKey } from '../src/consumer/parked-keys';
+import { parkEntries, parkKey } from '../src/consumer/parking';
+import { appendTestEvents, createTestDatabase, createTestRedis, testStreamEvent, trackedRedisPrefixes, uniqueGroupName, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
+
+let testDb: TestDatabase;
+let redis: RedisClient;
+const running: Consumer[] = [];
+const prefixes = trackedRedisPrefixes();
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+beforeAll(async () => {
+  testDb = await createTestDatabase({ poolSize: 10 });
+  redis = createTestRedis();
+  await testDb.sql`CREATE TABLE test_effect (id bigserial PRIMARY KEY, group_name text NOT NULL, partition_key text NOT NULL, seq int NOT NULL)`;
+});
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((c) => c.stop()));
+});
+afterAll(async () => {
+  await prefixes.deleteAll(redis);
+  redis.disconnect();
+  await testDb.drop();
+});
+
+const payloadSchema = z.object({ seq: z.number().int() });
+
+async function seqsOf(group: string, key: string): Promise<number[]> {
+  const rows = await testDb.sql<{ seq: number }[]>`SELECT seq FROM test_effect WHERE group_name = ${group} AND partition_key = ${key} ORDER BY id`;
+  return rows.map((r) => r.seq);
+}
+
+async function leaseOf(partitionStream: string, group: string) {
+  const [row] = await testDb.sql<{ owner_id: string; fencing_token: string }[]>`
+    SELECT owner_id, fencing_token::text FROM events.stream_lease WHERE stream_name = ${partitionStream} AND role = ${consumerRole(group)}`;
+  return row;
+}
+
+test('a lease lost and taken back between two rounds: the stale worker is replaced, and a key the other owner parked meanwhile keeps its order', async () => {
+  const stream = uniqueStreamName();
+  const prefix = prefixes.next();
+  const group = uniqueGroupName();
+  const key = redisStreamKey(stream, prefix);
+  const partitionStream = partitionStreamName(stream, 0, 1);
+  const registry = createHandlerRegistry().register('Recorded', {
+    schema: payloadSchema,
+    async handle(event, ctx) {
+      await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, partition_key, seq) VALUES (${ctx.group}, ${event.partitionKey}, ${event.payload.seq})`);
+    },
+  });
+  const consumer = createConsumer({
+    db: testDb.db, sql: testDb.sql, redis, logger, registry, group, keyPrefix: prefix, streams: [{ name: stream }],
+    blockMs: 100, leaseTtlMs: 2_000, retryBaseDelayMs: 20, retryMaxDelayMs: 100,
+  });
+  running.push(consumer);
+  consumer.start();
+
+  // Seq 1 is handled: the worker has looked at its parking (none) and is waiting for entries.
+  const [first] = [testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 1 } })];
+  await appendTestEvents(redis, key, [first!]);
+  await waitFor(async () => (await seqsOf(group, 'owner-a')).length === 1, { description: 'seq 1 handled' });
+  const ours = await leaseOf(partitionStream, group);
+  expect(ours?.owner_id).toBe(consumer.ownerId);
+
+  // Another replica's whole tenure: it takes the partition over, its handler fails on seq 2 of owner-a, so it
+  // parks the key (due in an hour: only the order matters here), then it gives the lease up.
+  const second = testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 2 } });
+  await testDb.db.transaction(async (tx) => {
+    await tx.execute(sql`UPDATE events.stream_lease SET owner_id = 'other-replica', fencing_token = fencing_token + 1
+      WHERE stream_name = ${partitionStream} AND role = ${consumerRole(group)}`);
+    await markProcessed(tx, group, [second.eventId]);
+    const scope = { group, partitionStream };
+    await parkKey(tx, scope, { partitionKey: 'owner-a', attempts: 1, delayMs: 3_600_000, error: 'downstream refuses owner-a', halted: false });
+    await parkEntries(tx, scope, [{ entryId: '1-1', event: second }]);
+    await tx.execute(sql`DELETE FROM events.stream_lease WHERE stream_name = ${partitionStream} AND role = ${consumerRole(group)}`);
+  });
+
+  // The first replica's next round renews its lease: free, so it is taken again, with a new fencing token.
+  const regained = await waitFor(async () => {
+    const lease = await leaseOf(partitionStream, group);
+    return lease?.owner_id === consumer.ownerId ? lease : null;
+  }, { description: 'the lease taken back by the first replica' });
+  expect(BigInt(regained.fencing_token)).toBeGreaterThan(BigInt(ours!.fencing_token));
+
+  // Seq 3 of the parked key arrives: it must park behind seq 2, not run before it.
+  const third = testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 3 } });
+  await appendTestEvents(redis, key, [third]);
+  await waitFor(async () => {
+    const [row] = await testDb.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM events.parked_event WHERE group_name = ${group} AND partition_key = 'owner-a'`;
+    return row!.n === 2 ? true : (await seqsOf(group, 'owner-a')).length > 1 ? true : null;
+  }, { description: 'seq 3 parked behind seq 2 (or, wrongly, handled)' });
+  expect(await seqsOf(group, 'owner-a')).toEqual([1]);
+
+  // An operator retries the key now (events key release): it completes in order.
+  await releaseParkedKey(testDb.db, { group, stream: partitionStream, key: 'owner-a' });
+  await waitFor(async () => (await seqsOf(group, 'owner-a')).length === 3, { description: 'owner-a completed' });
+  expect(await seqsOf(group, 'owner-a')).toEqual([1, 2, 3]);
+});
