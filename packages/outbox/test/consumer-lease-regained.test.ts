@@ -1,4 +1,8 @@
 /**
+ * Partition leases across coordination rounds, under the faults that make
+ * them move: a lease lost and taken back between two rounds, and a handover
+ * whose worker is slow to finish.
+ *
  * A partition lease lost and taken back between two coordination rounds.
  *
  * The fault: a consumer replica stalls (CPU starvation, a GC pause, SIGSTOP)
@@ -20,7 +24,7 @@ import { sql } from 'drizzle-orm';
 import type { RedisClient } from '@petcover/service-kit';
 import pino from 'pino';
 import { z } from 'zod';
-import { createConsumer, createHandlerRegistry, partitionStreamName, redisStreamKey, type Consumer } from '../src';
+import { createConsumer, createHandlerRegistry, partitionFor, partitionStreamName, redisStreamKey, type Consumer } from '../src';
 import { consumerRole } from '../src/lease/lease';
 import { markProcessed } from '../src/consumer/inbox';
 import { releaseParkedKey } from '../src/consumer/parked-keys';
@@ -119,4 +123,51 @@ test('a lease lost and taken back between two rounds: the stale worker is replac
   await releaseParkedKey(testDb.db, { group, stream: partitionStream, key: 'owner-a' });
   await waitFor(async () => (await seqsOf(group, 'owner-a')).length === 3, { description: 'owner-a completed' });
   expect(await seqsOf(group, 'owner-a')).toEqual([1, 2, 3]);
+});
+
+test('a handover to rebalance whose worker is busy for longer than the lease TTL does not cost the replica its other partitions', async () => {
+  const stream = uniqueStreamName();
+  const prefix = prefixes.next();
+  const group = uniqueGroupName();
+  const [p0, p1] = [0, 1].map((i) => partitionStreamName(stream, i, 2)) as [string, string];
+  const slowKey = Array.from({ length: 100 }, (_, i) => `owner-${i}`).find((k) => partitionFor(k, 2) === 1)!;
+  // The first event of slowKey holds its handler until the test lets it go.
+  let releaseSlow!: () => void;
+  const slowGate = new Promise<void>((resolve) => (releaseSlow = resolve));
+  let markStarted!: () => void;
+  const slowStarted = new Promise<void>((resolve) => (markStarted = resolve));
+  const registry = createHandlerRegistry().register('Recorded', {
+    schema: payloadSchema,
+    timeoutMs: 60_000,
+    async handle(event, ctx) {
+      if (event.partitionKey === slowKey && event.payload.seq === 1) {
+        markStarted();
+        await slowGate;
+      }
+      await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, partition_key, seq) VALUES (${ctx.group}, ${event.partitionKey}, ${event.payload.seq})`);
+    },
+  });
+  const consumerOptions = { db: testDb.db, sql: testDb.sql, redis, logger, registry, group, keyPrefix: prefix, streams: [{ name: stream, partitions: 2 }], blockMs: 100, leaseTtlMs: 3_000 };
+  const first = createConsumer(consumerOptions);
+  running.push(first);
+  first.start();
+  await waitFor(async () => (first.status().leased.length === 2 ? true : null), { description: 'the first replica holds both partitions' });
+  const p0Lease = await leaseOf(p0, group);
+  await appendTestEvents(redis, redisStreamKey(p1, prefix), [testStreamEvent({ type: 'Recorded', partitionKey: slowKey, payload: { seq: 1 } })]);
+  await slowStarted;
+
+  // A second replica joins: the first hands one partition over (p1, whose worker is busy in the slow handler).
+  const second = createConsumer(consumerOptions);
+  running.push(second);
+  second.start();
+  // Held busy for several lease TTLs: the round must go on renewing p0 meanwhile (same owner, same token throughout).
+  expect(p0Lease?.owner_id).toBe(first.ownerId);
+  for (const busyUntil = Date.now() + 2.5 * 3_000; Date.now() < busyUntil; await new Promise((resolve) => setTimeout(resolve, 100))) {
+    expect(await leaseOf(p0, group)).toEqual(p0Lease);
+  }
+  releaseSlow();
+  await waitFor(async () => ((await leaseOf(p1, group))?.owner_id === second.ownerId ? true : null), { description: 'p1 taken by the second replica after the handover' });
+  expect(first.status().leased).toEqual([p0]);
+  expect(await leaseOf(p0, group)).toEqual(p0Lease);
+  expect(await seqsOf(group, slowKey)).toEqual([1]);
 });

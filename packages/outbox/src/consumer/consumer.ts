@@ -151,6 +151,15 @@ interface Partition {
   key: string;
 }
 
+/** A worker leaving its partition (see retire). */
+interface Retiring {
+  worker: PartitionWorker;
+  /** The lease is still ours: renewed until the worker has ended, then released. */
+  handover: boolean;
+  /** Resolves once the worker has ended (and the lease is released if handed over). */
+  ended: Promise<void>;
+}
+
 const GROUP_NAME_PATTERN = /^[A-Za-z0-9_.-]+$/;
 
 function positiveInteger(name: string, value: number): number {
@@ -216,9 +225,9 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   const faultsKey = partitionFaultsKey(keyPrefix, group);
   // The watchdog's bound: a partition busy for this long with no handler call ending is given up.
   const watchdogMs = options.registry.longestTimeoutMs(settings.handlerTimeoutMs) + settings.leaseTtlMs;
-  // Workers leaving their partition (given up by the watchdog, or stale: see tick), until their loop ends:
-  // their partition is not leased again meanwhile, so two workers of this process never share one.
-  const retiring = new Map<string, PartitionWorker>();
+  // Workers leaving their partition (handed over, lease lost or taken back, given up by the watchdog), until their
+  // loop ends: the partition is not leased again by this process meanwhile, so two of its workers never share one.
+  const retiring = new Map<string, Retiring>();
   // And not for one watchdog period after it either, so another replica takes it first.
   const cooldownUntil = new Map<string, number>();
   let loop: Promise<void> | undefined;
@@ -271,13 +280,28 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     metrics.leasesHeld.set({ group }, workers.size);
   }
 
-  async function stopWorker(p: Partition, release: boolean): Promise<void> {
-    const worker = workers.get(p.partitionStream);
-    if (!worker) return;
-    await worker.stop();
+  /**
+   * Takes `p`'s worker out of service without holding up the round: a worker
+   * may take up to a handler deadline to finish its batch in hand, and
+   * meanwhile the round must go on renewing every other lease (awaiting it
+   * there once let a rebalance cost a replica all its other partitions).
+   * `handover`: the lease is still ours; the round renews it until the
+   * worker has ended, then it is released for another replica.
+   */
+  function retire(p: Partition, worker: PartitionWorker, how: { stop: boolean; handover: boolean }): void {
     if (workers.get(p.partitionStream) === worker) workers.delete(p.partitionStream);
     metrics.leasesHeld.set({ group }, workers.size);
-    if (release) await releaseLease(options.sql, lease(p));
+    const entry: Retiring = { worker, handover: how.handover, ended: Promise.resolve() };
+    retiring.set(p.partitionStream, entry);
+    entry.ended = (async () => {
+      await (how.stop ? worker.stop() : worker.ended);
+      if (entry.handover) {
+        await releaseLease(options.sql, lease(p)).catch((error: unknown) =>
+          logger.warn({ stream: p.partitionStream, err: error }, 'releasing a partition lease failed; it expires by itself'),
+        );
+      }
+      if (retiring.get(p.partitionStream) === entry) retiring.delete(p.partitionStream);
+    })();
   }
 
   /** A Redis error reply about one key (WRONGTYPE...), as opposed to a lost connection. */
@@ -323,14 +347,6 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     }
   }
 
-  /** Keeps `p` from being leased by this process again until `worker`'s loop has ended. */
-  function retireUntilEnded(p: Partition, worker: PartitionWorker): void {
-    retiring.set(p.partitionStream, worker);
-    void worker.ended.then(() => {
-      if (retiring.get(p.partitionStream) === worker) retiring.delete(p.partitionStream);
-    });
-  }
-
   /** The watchdog: gives up partitions whose worker is stuck on a call that neither ends nor times out. */
   async function releaseStalledPartitions(): Promise<void> {
     const now = Date.now();
@@ -344,12 +360,10 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         'partition made no progress for longer than the handler deadline plus the lease TTL; giving its lease up so another replica takes over',
       );
       metrics.watchdogReleases.inc({ group, stream: p.partitionStream });
-      workers.delete(p.partitionStream);
-      metrics.leasesHeld.set({ group }, workers.size);
       cooldownUntil.set(p.partitionStream, now + watchdogMs);
       const pid = worker.transactionBackendPid;
       worker.abandon();
-      retireUntilEnded(p, worker);
+      retire(p, worker, { stop: false, handover: false });
       try {
         await releaseLease(options.sql, lease(p));
       } catch {
@@ -405,19 +419,25 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   /** One coordination round: renew, shed extras, take free partitions up to the fair share. */
   async function tick(): Promise<void> {
     await releaseStalledPartitions();
-    // Renew first and on Postgres only, so a slow or absent Redis never lets our leases lapse.
-    const held = partitions.filter((p) => workers.has(p.partitionStream));
+    // Renew first and on Postgres only, so a slow or absent Redis never lets our leases lapse. Partitions being handed
+    // over are renewed too, until their worker has finished its batch in hand.
+    const held = partitions.filter((p) => workers.has(p.partitionStream) || retiring.get(p.partitionStream)?.handover);
     try {
       await Promise.all(
         held.map(async (p) => {
           const grant = await leasePartition(p);
-          if (!grant) {
-            if (!impossibleLeases.has(p.partitionStream)) logger.warn({ stream: p.partitionStream }, 'partition lease taken by another replica; stopping that partition');
-            await stopWorker(p, false);
+          const worker = workers.get(p.partitionStream);
+          if (!worker) {
+            // Handed over and still finishing: nothing to release once it has if the lease is gone already.
+            if (!grant) retiring.get(p.partitionStream)!.handover = false;
             return;
           }
-          const worker = workers.get(p.partitionStream);
-          if (worker && worker.fencingToken !== grant.fencingToken) {
+          if (!grant) {
+            if (!impossibleLeases.has(p.partitionStream)) logger.warn({ stream: p.partitionStream }, 'partition lease taken by another replica; stopping that partition');
+            retire(p, worker, { stop: true, handover: false });
+            return;
+          }
+          if (worker.fencingToken !== grant.fencingToken) {
             // Lost and taken back since the last round (this process stalled past the TTL): another replica may have
             // parked keys, claimed entries or moved on meanwhile, none of which this worker knows. Its commits are
             // refused from now on (the fence checks the token); a fresh worker starts once it has ended.
@@ -426,10 +446,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
               'partition lease was lost and taken back since the last round; replacing its worker, which missed what happened meanwhile',
             );
             metrics.leaseRegains.inc({ group, stream: p.partitionStream });
-            workers.delete(p.partitionStream);
-            metrics.leasesHeld.set({ group }, workers.size);
-            retireUntilEnded(p, worker);
-            void worker.stop();
+            retire(p, worker, { stop: true, handover: false });
           }
         }),
       );
@@ -456,7 +473,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     const holding = partitions.filter((p) => workers.has(p.partitionStream));
     for (const extra of holding.slice(target)) {
       logger.info({ stream: extra.partitionStream, target, liveMembers }, 'handing a partition over to rebalance');
-      await stopWorker(extra, true);
+      retire(extra, workers.get(extra.partitionStream)!, { stop: true, handover: true });
     }
     let count = Math.min(holding.length, target);
     for (let i = 0; i < partitions.length && count < target && !abort.signal.aborted; i++) {
@@ -532,9 +549,9 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         abort.abort();
         await loop;
         await pruner?.stop();
-        const held = partitions.filter((p) => workers.has(p.partitionStream));
-        const results = await Promise.allSettled(held.map((p) => stopWorker(p, true)));
-        for (const result of results) if (result.status === 'rejected') logger.error({ err: result.reason }, 'releasing a partition lease failed; it expires by itself');
+        // Each worker finishes its batch in hand, then its lease is released (a failure is logged: it expires by itself).
+        for (const [partitionStream, worker] of [...workers]) retire(partitions.find((p) => p.partitionStream === partitionStream)!, worker, { stop: true, handover: true });
+        await Promise.all([...retiring.values()].map((r) => r.ended));
         // With Redis down the command would wait out its retries; the membership expires by itself.
         if (options.redis.status === 'ready') {
           try {
