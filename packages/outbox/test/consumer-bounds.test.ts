@@ -7,16 +7,12 @@
  * Real processes (watchdog takeover, memory) live in apps/events-consumer/test.
  */
 import { sql } from 'drizzle-orm';
-import type { RedisClient } from '@petcover/service-kit';
 import { z } from 'zod';
 import {
-  createConsumer,
   createHandlerRegistry,
   partitionStreamName,
   redisStreamKey,
   replayDeadLetter,
-  type Consumer,
-  type ConsumerOptions,
   type HandlerRegistry,
 } from '../src';
 import { pruneInboxBatch } from '../src/consumer/inbox-retention';
@@ -24,36 +20,18 @@ import { readGroup } from '../src/consumer/redis-group';
 import { readStuckPartitions } from '../src/consumer/stuck-partitions';
 import {
   appendTestEvents,
-  createTestDatabase,
-  createTestRedis,
   testStreamEvent,
-  trackedRedisPrefixes,
   uniqueGroupName,
   uniqueStreamName,
   waitFor,
-  type TestDatabase,
 } from '../src/testing';
+import { useConsumerHarness, type TestConsumerOptions } from './consumer-harness';
 import { capturingLogger } from './publisher-helpers';
 
-let testDb: TestDatabase;
-let redis: RedisClient;
-const running: Consumer[] = [];
-const prefixes = trackedRedisPrefixes();
-const usePrefix = prefixes.next;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase({ poolSize: 20 });
-  redis = createTestRedis();
-  await testDb.sql`CREATE TABLE test_effect (id bigserial PRIMARY KEY, group_name text NOT NULL, event_id uuid NOT NULL, seq int NOT NULL, attempt int NOT NULL)`;
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((c) => c.stop()));
-});
-afterAll(async () => {
-  await prefixes.deleteAll(redis);
-  redis.disconnect();
-  await testDb.drop();
-});
+const harness = useConsumerHarness();
+const { recordEffects, effectsOf, waitForEffects, pendingOf } = harness;
+const usePrefix = harness.nextPrefix;
+const counter = harness.metricSum;
 
 const payloadSchema = z.object({ seq: z.number().int(), text: z.string().optional() });
 
@@ -62,43 +40,20 @@ function recordingRegistry(behaviour?: (attempt: number, seq: number, signal: Ab
     schema: payloadSchema,
     timeoutMs: options.timeoutMs,
     async handle(event, ctx) {
-      await ctx.tx.execute(sql`
-        INSERT INTO test_effect (group_name, event_id, seq, attempt) VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.payload.seq}, ${ctx.attempt})`);
+      await recordEffects(ctx, [event]);
       await behaviour?.(ctx.attempt, event.payload.seq, ctx.signal);
     },
   });
 }
 
-function startConsumer(options: Partial<ConsumerOptions> & Pick<ConsumerOptions, 'registry' | 'streams'>) {
+/** A consumer whose log lines the test reads. */
+function startConsumer(options: TestConsumerOptions) {
   const { logger, lines } = capturingLogger();
-  const consumer = createConsumer({
-    db: testDb.db,
-    sql: testDb.sql,
-    redis,
-    logger,
-    blockMs: 200,
-    leaseTtlMs: 2_000,
-    retryBaseDelayMs: 10,
-    retryMaxDelayMs: 50,
-    ...options,
-  });
-  running.push(consumer);
-  consumer.start();
-  return { consumer, lines };
-}
-
-const effectsOf = (group: string) =>
-  testDb.sql<{ event_id: string; seq: number; attempt: number }[]>`SELECT event_id::text, seq, attempt FROM test_effect WHERE group_name = ${group} ORDER BY id`;
-
-async function waitForEffects(group: string, count: number, timeoutMs = 20_000) {
-  return waitFor(async () => {
-    const rows = await effectsOf(group);
-    return rows.length >= count ? rows : null;
-  }, { timeoutMs, description: `${count} effects for group ${group}` });
+  return { consumer: harness.startConsumer({ logger, ...options }), lines };
 }
 
 const lettersOf = (group: string) =>
-  testDb.sql<{ id: string; event_id: string | null; attempts: number; error_message: string; payload: unknown; raw_entry: Record<string, string> | null; status: string }[]>`
+  harness.testDb.sql<{ id: string; event_id: string | null; attempts: number; error_message: string; payload: unknown; raw_entry: Record<string, string> | null; status: string }[]>`
     SELECT id::text, event_id::text, attempts, error_message, payload, raw_entry, status FROM events.dead_letter WHERE group_name = ${group} ORDER BY id`;
 
 async function waitForLetters(group: string, count: number) {
@@ -107,18 +62,6 @@ async function waitForLetters(group: string, count: number) {
     return rows.length >= count ? rows : null;
   }, { timeoutMs: 20_000, description: `${count} dead letters for ${group}` });
 }
-
-async function pendingOf(key: string, group: string): Promise<number> {
-  const [count] = (await redis.xpending(key, group)) as [number, ...unknown[]];
-  return Number(count);
-}
-
-const counter = async (consumer: Consumer, name: string, labels: Record<string, string> = {}) => {
-  const metric = (await consumer.metricsRegistry.getMetricsAsJSON()).find((m) => m.name === name);
-  return (metric?.values ?? [])
-    .filter((v) => Object.entries(labels).every(([k, value]) => (v.labels as Record<string, unknown>)[k] === value))
-    .reduce((sum, v) => sum + Number(v.value), 0);
-};
 
 const seqEvent = (seq: number, extra: Record<string, unknown> = {}) => testStreamEvent({ type: 'Recorded', payload: { seq, ...extra } });
 
@@ -134,7 +77,7 @@ describe('handler deadline', () => {
       signal.addEventListener('abort', () => aborted.push(signal.aborted));
       return new Promise<void>(() => undefined); // hangs, ignoring its signal
     });
-    await appendTestEvents(redis, key, [1, 2, 3].map((seq) => seqEvent(seq)));
+    await appendTestEvents(harness.redis, key, [1, 2, 3].map((seq) => seqEvent(seq)));
     const { consumer, lines } = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, handlerTimeoutMs: 300, maxAttempts: 2 });
     const rows = await waitForEffects(group, 2);
     // seq 2's insert never committed: both its attempts were rolled back.
@@ -171,10 +114,10 @@ describe('handler deadline', () => {
             throw error;
           }
         }
-        await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, seq, attempt) VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.payload.seq}, ${ctx.attempt})`);
+        await recordEffects(ctx, [event]);
       },
     });
-    await appendTestEvents(redis, key, [seqEvent(1), seqEvent(2)]);
+    await appendTestEvents(harness.redis, key, [seqEvent(1), seqEvent(2)]);
     const started = Date.now();
     startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, handlerTimeoutMs: 60_000 });
     const rows = await waitForEffects(group, 2);
@@ -190,15 +133,15 @@ describe('bounded memory', () => {
     const stream = uniqueStreamName();
     const key = redisStreamKey(stream, usePrefix());
     const group = uniqueGroupName();
-    await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
-    await appendTestEvents(redis, key, Array.from({ length: 10 }, (_, i) => seqEvent(i, { text: 'x'.repeat(10_000) })));
-    const first = await readGroup(redis, { key, group, consumer: 'c1', from: '>', count: 100, maxBytes: 25_000, firstChunk: 100 });
+    await harness.redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
+    await appendTestEvents(harness.redis, key, Array.from({ length: 10 }, (_, i) => seqEvent(i, { text: 'x'.repeat(10_000) })));
+    const first = await readGroup(harness.redis, { key, group, consumer: 'c1', from: '>', count: 100, maxBytes: 25_000, firstChunk: 100 });
     expect(first.entries).toHaveLength(3);
     expect(first.more).toBe(true);
     expect(first.bytes).toBeGreaterThan(25_000);
-    const rest = await readGroup(redis, { key, group, consumer: 'c1', from: first.entries[2]!.id, count: 100, maxBytes: 25_000, firstChunk: 1 });
+    const rest = await readGroup(harness.redis, { key, group, consumer: 'c1', from: first.entries[2]!.id, count: 100, maxBytes: 25_000, firstChunk: 1 });
     expect(rest.entries).toHaveLength(3);
-    const big = await readGroup(redis, { key, group, consumer: 'c1', from: '0-0', count: 100, maxBytes: 10, firstChunk: 1 });
+    const big = await readGroup(harness.redis, { key, group, consumer: 'c1', from: '0-0', count: 100, maxBytes: 10, firstChunk: 1 });
     expect(big.entries).toHaveLength(1);
   });
 
@@ -207,7 +150,7 @@ describe('bounded memory', () => {
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
-    await appendTestEvents(redis, key, Array.from({ length: 40 }, (_, i) => seqEvent(i, { text: 'y'.repeat(50_000) })));
+    await appendTestEvents(harness.redis, key, Array.from({ length: 40 }, (_, i) => seqEvent(i, { text: 'y'.repeat(50_000) })));
     startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix, readMaxBytes: 120_000 });
     const rows = await waitForEffects(group, 40);
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i));
@@ -228,10 +171,10 @@ describe('bounded memory', () => {
       }
       if (seq !== 100 && failedAt > 0 && Date.now() - failedAt < 2_500) handledDuringBackoff.push(seq);
     });
-    await appendTestEvents(redis, p0!, [seqEvent(100)]);
+    await appendTestEvents(harness.redis, p0!, [seqEvent(100)]);
     startConsumer({ registry, streams: [{ name: stream, partitions: 2 }], group, keyPrefix: prefix, concurrency: 1, retryBaseDelayMs: 3_000, retryMaxDelayMs: 3_000 });
     await waitFor(async () => failedAt > 0 || null, { description: 'first attempt failed' });
-    await appendTestEvents(redis, p1!, [seqEvent(1), seqEvent(2)]);
+    await appendTestEvents(harness.redis, p1!, [seqEvent(1), seqEvent(2)]);
     const rows = await waitForEffects(group, 3);
     expect(rows.map((r) => r.seq).sort((a, b) => a - b)).toEqual([1, 2, 100]);
     expect(handledDuringBackoff).toEqual([1, 2]);
@@ -249,7 +192,7 @@ describe('dead letters always land', () => {
     const registry = recordingRegistry((_attempt, seq) => {
       if (seq === 2) throw new Error('cannot store \u0000');
     });
-    await appendTestEvents(redis, key, [nul, seqEvent(1), nulHandled, seqEvent(3)]);
+    await appendTestEvents(harness.redis, key, [nul, seqEvent(1), nulHandled, seqEvent(3)]);
     const { consumer } = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, maxAttempts: 2 });
     const rows = await waitForEffects(group, 2);
     expect(rows.map((r) => r.seq)).toEqual([1, 3]);
@@ -272,16 +215,16 @@ describe('dead letters always land', () => {
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
-    await testDb.sql.unsafe(`
+    await harness.testDb.sql.unsafe(`
       CREATE FUNCTION refuse_letters_${group.replace(/-/g, '_')}() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.group_name = '${group}' THEN RAISE EXCEPTION 'dead letters refused for this test'; END IF; RETURN NEW; END $$;
       CREATE TRIGGER refuse_${group.replace(/-/g, '_')} BEFORE INSERT ON events.dead_letter
         FOR EACH ROW EXECUTE FUNCTION refuse_letters_${group.replace(/-/g, '_')}();`);
     const bad = testStreamEvent({ type: 'Recorded', payload: { seq: 'bad' } });
-    await appendTestEvents(redis, key, [bad, seqEvent(1)]);
+    await appendTestEvents(harness.redis, key, [bad, seqEvent(1)]);
     const { consumer, lines } = startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix });
     const [stuck] = await waitFor(async () => {
-      const found = await readStuckPartitions(redis, prefix, group);
+      const found = await readStuckPartitions(harness.redis, prefix, group);
       return found.length > 0 ? found : null;
     }, { description: 'partition reported stuck' });
     expect(stuck).toMatchObject({ partitionStream: stream, entryId: expect.stringMatching(/^\d+-\d+$/), ownerId: consumer.ownerId });
@@ -293,10 +236,10 @@ describe('dead letters always land', () => {
     expect(lines.filter((l) => String(l.msg).startsWith('partition stuck'))).toHaveLength(1);
     expect(await counter(consumer, 'petcover_consumer_stuck_entries_total')).toBe(1);
     expect(await effectsOf(group)).toEqual([]);
-    await testDb.sql.unsafe(`DROP TRIGGER refuse_${group.replace(/-/g, '_')} ON events.dead_letter`);
+    await harness.testDb.sql.unsafe(`DROP TRIGGER refuse_${group.replace(/-/g, '_')} ON events.dead_letter`);
     await waitForEffects(group, 1);
     expect((await lettersOf(group)).map((l) => l.event_id)).toEqual([bad.eventId]);
-    await waitFor(async () => (await readStuckPartitions(redis, prefix, group)).length === 0 || null, { description: 'stuck record cleared' });
+    await waitFor(async () => (await readStuckPartitions(harness.redis, prefix, group)).length === 0 || null, { description: 'stuck record cleared' });
   });
 });
 
@@ -314,13 +257,13 @@ describe('exactly once around dead letters', () => {
       }
     });
     const event = seqEvent(1);
-    await appendTestEvents(redis, key, [event]);
+    await appendTestEvents(harness.redis, key, [event]);
     const { consumer } = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, maxAttempts: 2 });
     await waitForLetters(group, 1);
-    const [inbox] = await testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group} AND event_id = ${event.eventId}`;
+    const [inbox] = await harness.testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group} AND event_id = ${event.eventId}`;
     expect(inbox!.n).toBe(1);
     // The same event again (as the publisher re-appends it after a Redis data loss), then a marker.
-    await appendTestEvents(redis, key, [event, seqEvent(2)]);
+    await appendTestEvents(harness.redis, key, [event, seqEvent(2)]);
     await waitForEffects(group, 1);
     await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'all acknowledged' });
     expect(await lettersOf(group)).toHaveLength(1);
@@ -340,22 +283,22 @@ describe('exactly once around dead letters', () => {
         async handle(event, ctx) {
           calls[ctx.group] = (calls[ctx.group] ?? 0) + 1;
           if (!fixed) throw new Error('broken until fixed');
-          await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, seq, attempt) VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.payload.seq}, ${ctx.attempt})`);
+          await recordEffects(ctx, [event]);
         },
       });
     // Through the outbox, so the replay path (re-enqueue, publish) is the real one: the test plays publisher.
     const key = redisStreamKey(stream, prefix);
     const event = seqEvent(1);
-    await appendTestEvents(redis, key, [event]);
+    await appendTestEvents(harness.redis, key, [event]);
     startConsumer({ registry: registry(), streams: [{ name: stream }], group: g1, keyPrefix: prefix, maxAttempts: 1 });
     startConsumer({ registry: registry(), streams: [{ name: stream }], group: g2, keyPrefix: prefix, maxAttempts: 1 });
     const [letter1] = await waitForLetters(g1, 1);
     await waitForLetters(g2, 1);
     fixed = true;
-    const replayed = await replayDeadLetter(testDb.db, letter1!.id, { by: 'test' });
-    const [row] = await testDb.sql<{ headers: Record<string, string>; event_id: string }[]>`SELECT headers, event_id::text FROM events.outbox_event WHERE id = ${replayed.outboxId}`;
+    const replayed = await replayDeadLetter(harness.testDb.db, letter1!.id, { by: 'test' });
+    const [row] = await harness.testDb.sql<{ headers: Record<string, string>; event_id: string }[]>`SELECT headers, event_id::text FROM events.outbox_event WHERE id = ${replayed.outboxId}`;
     expect(row!.headers).toMatchObject({ replayForGroup: g1, replayOfDeadLetter: letter1!.id });
-    await appendTestEvents(redis, key, [{ ...event, headers: row!.headers, outboxId: replayed.outboxId }, seqEvent(2)]);
+    await appendTestEvents(harness.redis, key, [{ ...event, headers: row!.headers, outboxId: replayed.outboxId }, seqEvent(2)]);
     await waitForEffects(g1, 2);
     await waitForEffects(g2, 1);
     await waitFor(async () => (await pendingOf(key, g2)) === 0, { description: 'g2 acknowledged the replay' });
@@ -372,10 +315,10 @@ describe('faults stay in their partition', () => {
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const bad = partitionStreamName(stream, 0, 3);
-    await redis.set(redisStreamKey(bad, prefix), 'not a stream');
+    await harness.redis.set(redisStreamKey(bad, prefix), 'not a stream');
     const good = [1, 2].map((p) => redisStreamKey(partitionStreamName(stream, p, 3), prefix));
-    await appendTestEvents(redis, good[0]!, [seqEvent(1)]);
-    await appendTestEvents(redis, good[1]!, [seqEvent(2)]);
+    await appendTestEvents(harness.redis, good[0]!, [seqEvent(1)]);
+    await appendTestEvents(harness.redis, good[1]!, [seqEvent(2)]);
     const { consumer, lines } = startConsumer({ registry: recordingRegistry(), streams: [{ name: stream, partitions: 3 }], group, keyPrefix: prefix });
     await waitForEffects(group, 2);
     await waitFor(async () => (await counter(consumer, 'petcover_consumer_partition_errors_total', { stream: bad, cause: 'wrong_key_type' })) >= 2 || null, {
@@ -386,8 +329,8 @@ describe('faults stay in their partition', () => {
     expect(lines.filter((l) => l.stream === bad && l.level === 50)).toHaveLength(1);
     expect(lines.some((l) => String(l.msg).includes('redis unreachable'))).toBe(false);
     // Fixed by hand: the partition is picked up.
-    await redis.del(redisStreamKey(bad, prefix));
-    await appendTestEvents(redis, redisStreamKey(bad, prefix), [seqEvent(3)]);
+    await harness.redis.del(redisStreamKey(bad, prefix));
+    await appendTestEvents(harness.redis, redisStreamKey(bad, prefix), [seqEvent(3)]);
     await waitForEffects(group, 3, 60_000);
     expect(consumer.status().faulty).toEqual([]);
   });
@@ -396,21 +339,21 @@ describe('faults stay in their partition', () => {
 describe('inbox retention', () => {
   test('prunes old inbox rows in batches; keeps recent rows and any row whose event the outbox still holds (a replay must still dedupe)', async () => {
     const group = uniqueGroupName();
-    await testDb.sql`
+    await harness.testDb.sql`
       INSERT INTO events.processed_event (group_name, event_id, processed_at)
       SELECT ${group}, gen_random_uuid(), now() - interval '10 days' FROM generate_series(1, 25)`;
-    await testDb.sql`INSERT INTO events.processed_event (group_name, event_id) SELECT ${group}, gen_random_uuid() FROM generate_series(1, 3)`;
+    await harness.testDb.sql`INSERT INTO events.processed_event (group_name, event_id) SELECT ${group}, gen_random_uuid() FROM generate_series(1, 3)`;
     // An old inbox row of an event still in the outbox.
-    const [kept] = await testDb.sql<{ event_id: string }[]>`
+    const [kept] = await harness.testDb.sql<{ event_id: string }[]>`
       INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, published_at)
       VALUES (gen_random_uuid(), 'stream:t:inbox', 'k', 'T', '{}', now()) RETURNING event_id::text`;
-    await testDb.sql`INSERT INTO events.processed_event (group_name, event_id, processed_at) VALUES (${group}, ${kept!.event_id}, now() - interval '10 days')`;
+    await harness.testDb.sql`INSERT INTO events.processed_event (group_name, event_id, processed_at) VALUES (${group}, ${kept!.event_id}, now() - interval '10 days')`;
     const retention = 8 * 24 * 3_600_000;
-    expect(await pruneInboxBatch(testDb.sql, retention, 10)).toBe(10);
-    expect(await pruneInboxBatch(testDb.sql, retention, 10)).toBe(10);
-    expect(await pruneInboxBatch(testDb.sql, retention, 10)).toBe(5);
-    expect(await pruneInboxBatch(testDb.sql, retention, 10)).toBe(0);
-    const left = await testDb.sql<{ event_id: string; old: boolean }[]>`
+    expect(await pruneInboxBatch(harness.testDb.sql, retention, 10)).toBe(10);
+    expect(await pruneInboxBatch(harness.testDb.sql, retention, 10)).toBe(10);
+    expect(await pruneInboxBatch(harness.testDb.sql, retention, 10)).toBe(5);
+    expect(await pruneInboxBatch(harness.testDb.sql, retention, 10)).toBe(0);
+    const left = await harness.testDb.sql<{ event_id: string; old: boolean }[]>`
       SELECT event_id::text, processed_at < now() - interval '1 day' AS old FROM events.processed_event WHERE group_name = ${group}`;
     expect(left).toHaveLength(4);
     expect(left.filter((r) => r.old).map((r) => r.event_id)).toEqual([kept!.event_id]);
@@ -418,7 +361,7 @@ describe('inbox retention', () => {
 
   test('a running consumer prunes under the maintenance lease and counts it', async () => {
     const group = uniqueGroupName();
-    await testDb.sql`
+    await harness.testDb.sql`
       INSERT INTO events.processed_event (group_name, event_id, processed_at)
       SELECT ${group}, gen_random_uuid(), now() - interval '2 hours' FROM generate_series(1, 7)`;
     const { consumer, lines } = startConsumer({
@@ -430,10 +373,10 @@ describe('inbox retention', () => {
       inboxPruneIntervalMs: 200,
     });
     await waitFor(async () => (await counter(consumer, 'petcover_consumer_inbox_pruned_total')) >= 7 || null, { description: 'pruned' });
-    const [left] = await testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group}`;
+    const [left] = await harness.testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group}`;
     expect(left!.n).toBe(0);
     expect(lines.some((l) => String(l.msg).startsWith('pruned processed_event rows'))).toBe(true);
-    const [lease] = await testDb.sql`SELECT owner_id FROM events.stream_lease WHERE stream_name = 'stream:events:inbox' AND role = 'maintenance'`;
+    const [lease] = await harness.testDb.sql`SELECT owner_id FROM events.stream_lease WHERE stream_name = 'stream:events:inbox' AND role = 'maintenance'`;
     expect(lease!.owner_id).toBe(consumer.ownerId);
   });
 });

@@ -6,68 +6,33 @@
  * key is checked under per-event handlers, handleBatch, concurrency > 1,
  * several partitions and a takeover mid-retry; exactly once and replay too.
  */
-import { sql } from 'drizzle-orm';
-import type { RedisClient } from '@petcover/service-kit';
-import pino from 'pino';
 import { z } from 'zod';
 import {
-  createConsumer,
   createHandlerRegistry,
   partitionFor,
   partitionStreamName,
   redisStreamKey,
   replayDeadLetter,
-  type Consumer,
-  type ConsumerOptions,
   type HandledEvent,
   type HandlerContext,
   type HandlerRegistry,
 } from '../src';
 import {
   appendTestEvents,
-  createTestDatabase,
-  createTestRedis,
   testStreamEvent,
-  trackedRedisPrefixes,
   uniqueGroupName,
   uniqueStreamName,
   waitFor,
-  type TestDatabase,
 } from '../src/testing';
+import { useConsumerHarness } from './consumer-harness';
 
-let testDb: TestDatabase;
-let redis: RedisClient;
-const running: Consumer[] = [];
-const prefixes = trackedRedisPrefixes();
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-
-beforeAll(async () => {
-  testDb = await createTestDatabase({ poolSize: 20 });
-  redis = createTestRedis();
-  await testDb.sql`CREATE TABLE test_effect (
-    id bigserial PRIMARY KEY, group_name text NOT NULL, event_id uuid NOT NULL, partition_key text NOT NULL,
-    seq int NOT NULL, attempt int NOT NULL)`;
+const harness = useConsumerHarness({
+  consumerDefaults: { retryBaseDelayMs: 20, retryMaxDelayMs: 100, maxAttempts: 1_000, parkingRecheckMs: 100 },
 });
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((c) => c.stop()));
-});
-afterAll(async () => {
-  await prefixes.deleteAll(redis);
-  redis.disconnect();
-  await testDb.drop();
-});
+const { startConsumer, recordEffects, effectsOf, waitForEffects, pendingOf, metricSum } = harness;
 
 const payloadSchema = z.object({ seq: z.number().int() });
 type Payload = z.infer<typeof payloadSchema>;
-
-function insertEffects(ctx: HandlerContext, events: HandledEvent<Payload>[]) {
-  return ctx.tx.execute(sql`
-    INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
-    SELECT ${ctx.group}, e.event_id, e.partition_key, e.seq, ${ctx.attempt}
-    FROM unnest(${`{${events.map((e) => e.eventId).join(',')}}`}::uuid[], ${`{${events.map((e) => JSON.stringify(e.partitionKey)).join(',')}}`}::text[],
-                ${`{${events.map((e) => e.payload.seq).join(',')}}`}::int[]) WITH ORDINALITY AS e(event_id, partition_key, seq, n)
-    ORDER BY e.n`);
-}
 
 /** Fails every event of a key in `failing` (a downstream outage for that entity); records the others. */
 function faultyRegistry(failing: Set<string>, options: { batch?: boolean; onExhausted?: 'halt' | 'dead-letter-and-continue' } = {}): HandlerRegistry {
@@ -79,48 +44,17 @@ function faultyRegistry(failing: Set<string>, options: { batch?: boolean; onExha
     onExhausted: options.onExhausted,
     async handle(event, ctx) {
       check(event);
-      await insertEffects(ctx, [event]);
+      await recordEffects(ctx, [event]);
     },
     ...(options.batch
       ? {
           async handleBatch(events: HandledEvent<Payload>[], ctx: HandlerContext) {
             for (const event of events) check(event);
-            await insertEffects(ctx, events);
+            await recordEffects(ctx, events);
           },
         }
       : {}),
   });
-}
-
-function startConsumer(options: Partial<ConsumerOptions> & Pick<ConsumerOptions, 'registry' | 'streams'>): Consumer {
-  const consumer = createConsumer({
-    db: testDb.db,
-    sql: testDb.sql,
-    redis,
-    logger,
-    blockMs: 200,
-    leaseTtlMs: 2_000,
-    retryBaseDelayMs: 20,
-    retryMaxDelayMs: 100,
-    maxAttempts: 1_000,
-    parkingRecheckMs: 100,
-    ...options,
-  });
-  running.push(consumer);
-  consumer.start();
-  return consumer;
-}
-
-async function effectsOf(group: string) {
-  return testDb.sql<{ event_id: string; partition_key: string; seq: number; attempt: number }[]>`
-    SELECT event_id::text, partition_key, seq, attempt FROM test_effect WHERE group_name = ${group} ORDER BY id`;
-}
-
-async function waitForEffects(group: string, count: number, timeoutMs = 30_000) {
-  return waitFor(async () => {
-    const rows = await effectsOf(group);
-    return rows.length >= count ? rows : null;
-  }, { timeoutMs, description: `${count} effects for group ${group}` });
 }
 
 function seqsOf(rows: { partition_key: string; seq: number }[], key: string): number[] {
@@ -128,22 +62,12 @@ function seqsOf(rows: { partition_key: string; seq: number }[], key: string): nu
 }
 
 async function parkedOf(group: string) {
-  return testDb.sql<{ partition_key: string; parked: number; attempts: number; halted: boolean; last_error: string | null }[]>`
+  return harness.testDb.sql<{ partition_key: string; parked: number; attempts: number; halted: boolean; last_error: string | null }[]>`
     SELECT k.partition_key, (SELECT count(*)::int FROM events.parked_event e WHERE e.group_name = k.group_name
       AND e.stream_name = k.stream_name AND e.partition_key = k.partition_key) AS parked,
       k.attempts, k.halted_at IS NOT NULL AS halted, k.last_error
     FROM events.parked_key k WHERE k.group_name = ${group} ORDER BY k.partition_key`;
 }
-
-async function pendingOf(key: string, group: string): Promise<number> {
-  const [count] = (await redis.xpending(key, group)) as [number, ...unknown[]];
-  return Number(count);
-}
-
-const metricSum = async (consumer: Consumer, name: string) => {
-  const metric = (await consumer.metricsRegistry.getMetricsAsJSON()).find((m) => m.name === name);
-  return (metric?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0);
-};
 
 /** Events seq 1..n of each key, interleaved (a1 b1 a2 b2 ...), as one partition receives them. */
 function interleaved(keys: readonly string[], n: number) {
@@ -158,12 +82,12 @@ describe.each([
 ])('parking with a %s', (_name, batch) => {
   test('a failing key is parked with its later events; other keys flow; when the fault clears the key completes in order, and is released', async () => {
     const stream = uniqueStreamName();
-    const prefix = prefixes.next();
+    const prefix = harness.nextPrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const failing = new Set(['owner-a']);
     const consumer = startConsumer({ registry: faultyRegistry(failing, { batch }), streams: [{ name: stream }], group, keyPrefix: prefix });
-    await appendTestEvents(redis, key, interleaved(['owner-a', 'owner-b', 'owner-c'], 5));
+    await appendTestEvents(harness.redis, key, interleaved(['owner-a', 'owner-b', 'owner-c'], 5));
 
     // With in-place retries this would wait forever: owner-a fails until the others are done.
     const others = await waitForEffects(group, 10);
@@ -183,7 +107,7 @@ describe.each([
     expect(rows.filter((r) => r.partition_key === 'owner-a' && r.seq === 1)[0]!.attempt).toBeGreaterThan(1);
     expect(rows.filter((r) => r.partition_key === 'owner-a' && r.seq > 1).every((r) => r.attempt === 1)).toBe(true);
     await waitFor(async () => (await parkedOf(group)).length === 0, { description: 'owner-a released' });
-    const [left] = await testDb.sql`SELECT count(*)::int AS n FROM events.parked_event WHERE group_name = ${group}`;
+    const [left] = await harness.testDb.sql`SELECT count(*)::int AS n FROM events.parked_event WHERE group_name = ${group}`;
     expect(left!.n).toBe(0);
     await waitFor(async () => (await metricSum(consumer, 'petcover_consumer_parked_entries')) === 0, { description: 'gauge back to 0' });
     expect(await metricSum(consumer, 'petcover_consumer_handled_total')).toBe(15);
@@ -193,16 +117,16 @@ describe.each([
 describe('parking', () => {
   test('new events of a parked key park behind it while it waits; a re-delivered parked event is a duplicate', async () => {
     const stream = uniqueStreamName();
-    const prefix = prefixes.next();
+    const prefix = harness.nextPrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const failing = new Set(['owner-a']);
     const consumer = startConsumer({ registry: faultyRegistry(failing), streams: [{ name: stream }], group, keyPrefix: prefix });
     const first = testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 1 } });
-    await appendTestEvents(redis, key, [first]);
+    await appendTestEvents(harness.redis, key, [first]);
     await waitFor(async () => (await parkedOf(group)).length === 1, { description: 'owner-a parked' });
     // Later events of the key, and the parked one again (a replay of the outbox, Redis data loss...).
-    await appendTestEvents(redis, key, [
+    await appendTestEvents(harness.redis, key, [
       testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 2 } }),
       first,
       testStreamEvent({ type: 'Recorded', partitionKey: 'owner-b', payload: { seq: 1 } }),
@@ -215,14 +139,14 @@ describe('parking', () => {
     expect(seqsOf(rows, 'owner-a')).toEqual([1, 2]);
     await waitFor(async () => (await parkedOf(group)).length === 0, { description: 'released' });
     // Exactly once: one inbox row per event, none left behind.
-    const [inbox] = await testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group}`;
+    const [inbox] = await harness.testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group}`;
     expect(inbox!.n).toBe(3);
     expect(await effectsOf(group)).toHaveLength(3);
   });
 
   test('several partitions, concurrency 2, keys failing transiently at random: every event once, in order per key', async () => {
     const stream = uniqueStreamName();
-    const prefix = prefixes.next();
+    const prefix = harness.nextPrefix();
     const group = uniqueGroupName();
     const P = 3;
     const keys = Array.from({ length: 9 }, (_, i) => `pet-${i}`);
@@ -239,11 +163,11 @@ describe('parking', () => {
           failuresLeft.set(id, left - 1);
           throw new Error(`transient failure of ${id}`);
         }
-        await insertEffects(ctx, [event]);
+        await recordEffects(ctx, [event]);
       },
       async handleBatch(events, ctx) {
         for (const event of events) if ((failuresLeft.get(`${event.partitionKey}/${event.payload.seq}`) ?? 0) > 0) throw new Error('a batch with a failing event');
-        await insertEffects(ctx, events);
+        await recordEffects(ctx, events);
       },
     });
     const streams = [{ name: stream, partitions: P }];
@@ -253,7 +177,7 @@ describe('parking', () => {
       const p = partitionFor(event.partitionKey, P);
       byPartition.set(p, [...(byPartition.get(p) ?? []), event]);
     }
-    for (const [p, events] of byPartition) await appendTestEvents(redis, redisStreamKey(partitionStreamName(stream, p, P), prefix), events);
+    for (const [p, events] of byPartition) await appendTestEvents(harness.redis, redisStreamKey(partitionStreamName(stream, p, P), prefix), events);
     const rows = await waitForEffects(group, keys.length * perKey, 60_000);
     expect(rows).toHaveLength(keys.length * perKey);
     expect(new Set(rows.map((r) => r.event_id)).size).toBe(keys.length * perKey);
@@ -263,12 +187,12 @@ describe('parking', () => {
 
   test('takeover mid-retry: parked keys belong to the group and partition; the next lease owner continues them in order', async () => {
     const stream = uniqueStreamName();
-    const prefix = prefixes.next();
+    const prefix = harness.nextPrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const failing = new Set(['owner-a']);
     const first = startConsumer({ registry: faultyRegistry(failing), streams: [{ name: stream }], group, keyPrefix: prefix });
-    await appendTestEvents(redis, key, interleaved(['owner-a', 'owner-b'], 3));
+    await appendTestEvents(harness.redis, key, interleaved(['owner-a', 'owner-b'], 3));
     await waitForEffects(group, 3);
     await waitFor(async () => (await parkedOf(group))[0]?.parked === 3, { description: 'owner-a parked with 3 events' });
     await first.stop();
@@ -276,7 +200,7 @@ describe('parking', () => {
     // A new owner (another process): the parked rows say what to continue.
     const second = startConsumer({ registry: faultyRegistry(failing), streams: [{ name: stream }], group, keyPrefix: prefix });
     expect(second.ownerId).not.toBe(first.ownerId);
-    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 4 } })]);
+    await appendTestEvents(harness.redis, key, [testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 4 } })]);
     const rows = await waitForEffects(group, 7);
     expect(seqsOf(rows, 'owner-a')).toEqual([1, 2, 3, 4]);
     expect(seqsOf(rows, 'owner-b')).toEqual([1, 2, 3]);
@@ -285,54 +209,54 @@ describe('parking', () => {
 
   test('out of attempts under dead-letter-and-continue: the head is dead-lettered, the key goes on in order; replay re-delivers it once', async () => {
     const stream = uniqueStreamName();
-    const prefix = prefixes.next();
+    const prefix = harness.nextPrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const registry = createHandlerRegistry().register('Recorded', {
       schema: payloadSchema,
       async handle(event, ctx) {
         if (event.partitionKey === 'owner-a' && event.payload.seq === 2 && !event.headers.replayOfDeadLetter) throw new Error('seq 2 is broken');
-        await insertEffects(ctx, [event]);
+        await recordEffects(ctx, [event]);
       },
     });
     const consumer = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, maxAttempts: 3 });
-    await appendTestEvents(redis, key, interleaved(['owner-a', 'owner-b'], 3));
+    await appendTestEvents(harness.redis, key, interleaved(['owner-a', 'owner-b'], 3));
     const rows = await waitForEffects(group, 5);
     expect(seqsOf(rows, 'owner-a')).toEqual([1, 3]);
     expect(seqsOf(rows, 'owner-b')).toEqual([1, 2, 3]);
-    const letters = await testDb.sql<{ id: string; attempts: number; partition_key: string }[]>`
+    const letters = await harness.testDb.sql<{ id: string; attempts: number; partition_key: string }[]>`
       SELECT id::text, attempts, partition_key FROM events.dead_letter WHERE group_name = ${group}`;
     expect(letters).toEqual([{ id: expect.any(String), attempts: 3, partition_key: 'owner-a' }]);
     await waitFor(async () => (await parkedOf(group)).length === 0, { description: 'key released' });
     expect(await metricSum(consumer, 'petcover_consumer_dead_lettered_total')).toBe(1);
 
     // Replay goes through the outbox; relay its row as the publisher would.
-    const replayed = await replayDeadLetter(testDb.db, letters[0]!.id, { by: 'test' });
-    const [row] = await testDb.sql<{ event_id: string; partition_key: string; payload: Payload; headers: Record<string, string> }[]>`
+    const replayed = await replayDeadLetter(harness.testDb.db, letters[0]!.id, { by: 'test' });
+    const [row] = await harness.testDb.sql<{ event_id: string; partition_key: string; payload: Payload; headers: Record<string, string> }[]>`
       SELECT event_id::text, partition_key, payload, headers FROM events.outbox_event WHERE id = ${replayed.outboxId}`;
-    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', eventId: row!.event_id, partitionKey: row!.partition_key, payload: row!.payload, headers: row!.headers })]);
+    await appendTestEvents(harness.redis, key, [testStreamEvent({ type: 'Recorded', eventId: row!.event_id, partitionKey: row!.partition_key, payload: row!.payload, headers: row!.headers })]);
     const after = await waitForEffects(group, 6);
     expect(seqsOf(after, 'owner-a')).toEqual([1, 3, 2]);
   });
 
   test('out of attempts under halt (per handler): the key halts with its later events parked; other keys go on', async () => {
     const stream = uniqueStreamName();
-    const prefix = prefixes.next();
+    const prefix = harness.nextPrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const failing = new Set(['owner-a']);
     const consumer = startConsumer({ registry: faultyRegistry(failing, { onExhausted: 'halt' }), streams: [{ name: stream }], group, keyPrefix: prefix, maxAttempts: 2 });
-    await appendTestEvents(redis, key, interleaved(['owner-a', 'owner-b'], 3));
+    await appendTestEvents(harness.redis, key, interleaved(['owner-a', 'owner-b'], 3));
     await waitFor(async () => (await parkedOf(group))[0]?.halted === true, { description: 'owner-a halted' });
     const [halted] = await parkedOf(group);
     expect(halted).toMatchObject({ partition_key: 'owner-a', parked: 3, attempts: 2, last_error: 'downstream refuses owner-a' });
     const rows = await waitForEffects(group, 3);
     expect(seqsOf(rows, 'owner-b')).toEqual([1, 2, 3]);
-    expect(await testDb.sql`SELECT 1 FROM events.dead_letter WHERE group_name = ${group}`).toHaveLength(0);
+    expect(await harness.testDb.sql`SELECT 1 FROM events.dead_letter WHERE group_name = ${group}`).toHaveLength(0);
     await waitFor(async () => (await metricSum(consumer, 'petcover_consumer_halted_keys')) === 1, { description: 'halted gauge' });
     // Halted means no more attempts, even once the fault is gone, until an operator acts.
     failing.clear();
-    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', partitionKey: 'owner-b', payload: { seq: 4 } })]);
+    await appendTestEvents(harness.redis, key, [testStreamEvent({ type: 'Recorded', partitionKey: 'owner-b', payload: { seq: 4 } })]);
     await waitForEffects(group, 4);
     expect(seqsOf(await effectsOf(group), 'owner-a')).toEqual([]);
     expect((await parkedOf(group))[0]).toMatchObject({ halted: true, attempts: 2 });
@@ -340,7 +264,7 @@ describe('parking', () => {
 
   test('a PermanentError dead-letters at once under the default policy (no parking)', async () => {
     const stream = uniqueStreamName();
-    const prefix = prefixes.next();
+    const prefix = harness.nextPrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const { PermanentError } = await import('../src');
@@ -348,14 +272,14 @@ describe('parking', () => {
       schema: payloadSchema,
       async handle(event, ctx) {
         if (event.payload.seq === 1) throw new PermanentError('contract 1 does not exist');
-        await insertEffects(ctx, [event]);
+        await recordEffects(ctx, [event]);
       },
     });
     startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
-    await appendTestEvents(redis, key, [1, 2].map((seq) => testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq } })));
+    await appendTestEvents(harness.redis, key, [1, 2].map((seq) => testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq } })));
     const rows = await waitForEffects(group, 1);
     expect(rows.map((r) => r.seq)).toEqual([2]);
-    expect(await testDb.sql`SELECT 1 FROM events.dead_letter WHERE group_name = ${group} AND attempts = 1`).toHaveLength(1);
+    expect(await harness.testDb.sql`SELECT 1 FROM events.dead_letter WHERE group_name = ${group} AND attempts = 1`).toHaveLength(1);
     expect(await parkedOf(group)).toEqual([]);
   });
 });

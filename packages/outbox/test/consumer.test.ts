@@ -1,6 +1,3 @@
-import { sql } from 'drizzle-orm';
-import type { RedisClient } from '@petcover/service-kit';
-import pino from 'pino';
 import { z } from 'zod';
 import {
   createConsumer,
@@ -9,52 +6,26 @@ import {
   partitionStreamName,
   PermanentError,
   redisStreamKey,
-  type Consumer,
-  type ConsumerOptions,
-  type HandledEvent,
-  type HandlerContext,
   type HandlerRegistry,
 } from '../src';
 import { encodeEntry } from '../src/streams';
 import {
   appendRawEntry,
   appendTestEvents,
-  createTestDatabase,
-  createTestRedis,
-  trackedRedisPrefixes,
   startDedicatedRedis,
   testStreamEvent,
   uniqueGroupName,
   uniqueRedisPrefix,
   uniqueStreamName,
   waitFor,
-  type TestDatabase,
 } from '../src/testing';
+import { useConsumerHarness } from './consumer-harness';
 import { pruneIdleConsumers } from '../src/consumer/prune-idle-consumers';
 
-let testDb: TestDatabase;
-let redis: RedisClient;
-const running: Consumer[] = [];
-const prefixes = trackedRedisPrefixes();
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-
-const usePrefix = prefixes.next;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase({ poolSize: 20 });
-  redis = createTestRedis();
-  await testDb.sql`CREATE TABLE test_effect (
-    id bigserial PRIMARY KEY, group_name text NOT NULL, event_id uuid NOT NULL, partition_key text NOT NULL,
-    seq int NOT NULL, attempt int NOT NULL)`;
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((c) => c.stop()));
-});
-afterAll(async () => {
-  await prefixes.deleteAll(redis);
-  redis.disconnect();
-  await testDb.drop();
-});
+const harness = useConsumerHarness();
+const { startConsumer, recordEffects, effectsOf, waitForEffects, pendingOf, logger } = harness;
+const usePrefix = harness.nextPrefix;
+const counter = harness.metricSum;
 
 const payloadSchema = z.object({ seq: z.number().int() });
 
@@ -63,62 +34,21 @@ function recordingRegistry(type = 'Recorded', behaviour?: (attempt: number, seq:
   return createHandlerRegistry().register(type, {
     schema: payloadSchema,
     async handle(event, ctx) {
-      await ctx.tx.execute(sql`
-        INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
-        VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+      await recordEffects(ctx, [event]);
       behaviour?.(ctx.attempt, event.payload.seq);
     },
   });
 }
 
-function startConsumer(options: Partial<ConsumerOptions> & Pick<ConsumerOptions, 'registry' | 'streams'>): Consumer {
-  const consumer = createConsumer({
-    db: testDb.db,
-    sql: testDb.sql,
-    redis,
-    logger,
-    blockMs: 200,
-    leaseTtlMs: 2_000,
-    retryBaseDelayMs: 10,
-    retryMaxDelayMs: 50,
-    ...options,
-  });
-  running.push(consumer);
-  consumer.start();
-  return consumer;
-}
-
-async function effectsOf(group: string) {
-  return testDb.sql<{ event_id: string; partition_key: string; seq: number; attempt: number }[]>`
-    SELECT event_id::text, partition_key, seq, attempt FROM test_effect WHERE group_name = ${group} ORDER BY id`;
-}
-
-async function waitForEffects(group: string, count: number, timeoutMs = 15_000) {
-  return waitFor(async () => {
-    const rows = await effectsOf(group);
-    return rows.length >= count ? rows : null;
-  }, { timeoutMs, description: `${count} effects for group ${group}` });
-}
-
-async function pendingOf(key: string, group: string): Promise<number> {
-  const [count] = (await redis.xpending(key, group)) as [number, ...unknown[]];
-  return Number(count);
-}
-
 async function consumerPending(key: string, group: string, consumer: string): Promise<number> {
-  return ((await redis.call('XPENDING', key, group, '-', '+', '100', consumer)) as unknown[]).length;
+  return ((await harness.redis.call('XPENDING', key, group, '-', '+', '100', consumer)) as unknown[]).length;
 }
 
 async function deadLettersOf(group: string) {
-  return testDb.sql<{ event_id: string | null; event_type: string | null; attempts: number; error_message: string; error_stack: string | null; raw_entry: unknown; redis_entry_id: string; status: string }[]>`
+  return harness.testDb.sql<{ event_id: string | null; event_type: string | null; attempts: number; error_message: string; error_stack: string | null; raw_entry: unknown; redis_entry_id: string; status: string }[]>`
     SELECT event_id::text, event_type, attempts, error_message, error_stack, raw_entry, redis_entry_id, status
     FROM events.dead_letter WHERE group_name = ${group} ORDER BY id`;
 }
-
-const counter = async (consumer: Consumer, name: string) => {
-  const metric = (await consumer.metricsRegistry.getMetricsAsJSON()).find((m) => m.name === name);
-  return (metric?.values ?? []).reduce((sum, v) => sum + Number(v.value), 0);
-};
 
 describe('consumer', () => {
   test('handles events appended before it first started, then new ones; nothing left pending', async () => {
@@ -127,11 +57,11 @@ describe('consumer', () => {
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const early = [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } }));
-    await appendTestEvents(redis, key, early);
+    await appendTestEvents(harness.redis, key, early);
 
     const consumer = startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix });
     await waitForEffects(group, 3);
-    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 4 } })]);
+    await appendTestEvents(harness.redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 4 } })]);
     const rows = await waitForEffects(group, 4);
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
     await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'all acknowledged' });
@@ -145,10 +75,10 @@ describe('consumer', () => {
     const key = redisStreamKey(stream, prefix);
     const event = testStreamEvent({ type: 'Recorded', payload: { seq: 1 } });
     // Twice in one batch, and once more after it was handled.
-    await appendTestEvents(redis, key, [event, event]);
+    await appendTestEvents(harness.redis, key, [event, event]);
     const consumer = startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix });
     await waitForEffects(group, 1);
-    await appendTestEvents(redis, key, [event, testStreamEvent({ type: 'Recorded', payload: { seq: 2 } })]);
+    await appendTestEvents(harness.redis, key, [event, testStreamEvent({ type: 'Recorded', payload: { seq: 2 } })]);
     await waitForEffects(group, 2);
     await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'duplicates acknowledged' });
     const rows = await effectsOf(group);
@@ -165,7 +95,7 @@ describe('consumer', () => {
     const registry = recordingRegistry('Recorded', (attempt, seq) => {
       if (seq === 2 && attempt < 3) throw new Error(`transient failure on attempt ${attempt}`);
     });
-    await appendTestEvents(redis, key, [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+    await appendTestEvents(harness.redis, key, [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
     const consumer = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
     const rows = await waitForEffects(group, 3);
     expect(rows.map((r) => [r.seq, r.attempt])).toEqual([[1, 1], [2, 3], [3, 1]]);
@@ -183,7 +113,7 @@ describe('consumer', () => {
       if (seq === 2) throw new Error('contract 42 is broken for good');
     });
     const events = [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } }));
-    await appendTestEvents(redis, key, events);
+    await appendTestEvents(harness.redis, key, events);
     startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, maxAttempts: 4 });
     const rows = await waitForEffects(group, 2);
     expect(rows.map((r) => r.seq)).toEqual([1, 3]);
@@ -193,7 +123,7 @@ describe('consumer', () => {
     expect(letters[0]!.error_stack).toContain('contract 42 is broken for good');
     await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'dead letter acknowledged' });
     // The dead letter and the event's inbox row commit together: a redelivery is a duplicate (replay removes the row).
-    const [processed] = await testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group} AND event_id = ${events[1]!.eventId}`;
+    const [processed] = await harness.testDb.sql`SELECT count(*)::int AS n FROM events.processed_event WHERE group_name = ${group} AND event_id = ${events[1]!.eventId}`;
     expect(processed!.n).toBe(1);
   });
 
@@ -203,28 +133,21 @@ describe('consumer', () => {
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     const batchCalls: number[][] = [];
-    const insertAll = (ctx: HandlerContext, events: HandledEvent<{ seq: number }>[]) =>
-      ctx.tx.execute(sql`
-        INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
-        SELECT ${ctx.group}, e.event_id, e.partition_key, e.seq, ${ctx.attempt}
-        FROM unnest(${`{${events.map((e) => e.eventId).join(',')}}`}::uuid[], ${`{${events.map((e) => JSON.stringify(e.partitionKey)).join(',')}}`}::text[],
-                    ${`{${events.map((e) => e.payload.seq).join(',')}}`}::int[]) WITH ORDINALITY AS e(event_id, partition_key, seq, n)
-        ORDER BY e.n`);
     let seq150Attempts = 0;
     const registry = createHandlerRegistry().register('Recorded', {
       schema: payloadSchema,
       async handle(event, ctx) {
         if (event.payload.seq === 150 && ++seq150Attempts === 1) throw new Error('seq 150 fails once');
-        await insertAll(ctx, [event]);
+        await recordEffects(ctx, [event]);
       },
       async handleBatch(events, ctx) {
         batchCalls.push(events.map((e) => e.payload.seq));
         if (events.some((e) => e.payload.seq === 150)) throw new Error('a batch holding seq 150 always fails');
-        await insertAll(ctx, events);
+        await recordEffects(ctx, events);
       },
     });
     const seqs = Array.from({ length: 300 }, (_, i) => i + 1);
-    await appendTestEvents(redis, key, seqs.map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+    await appendTestEvents(harness.redis, key, seqs.map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
     const consumer = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, batchSize: 300 });
     // 300 handler calls one by one, twice (the failing run, then its prefix again): slow on a loaded machine.
     const rows = await waitForEffects(group, 300, 60_000);
@@ -238,7 +161,7 @@ describe('consumer', () => {
     expect(await deadLettersOf(group)).toEqual([]);
 
     // The next read uses the batch handler again.
-    await appendTestEvents(redis, key, [301, 302, 303].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
+    await appendTestEvents(harness.redis, key, [301, 302, 303].map((seq) => testStreamEvent({ type: 'Recorded', payload: { seq } })));
     await waitForEffects(group, 303);
     expect(batchCalls.slice(2)).toEqual([[301, 302, 303]]);
     await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'all acknowledged' });
@@ -249,25 +172,22 @@ describe('consumer', () => {
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
-    const insert = (ctx: HandlerContext, event: HandledEvent<{ seq: number }>) =>
-      ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
-        VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
     const batchCalls: number[][] = [];
     const registry = createHandlerRegistry()
       .register('Fast', {
         schema: payloadSchema,
-        handle: async (event, ctx) => void (await insert(ctx, event)),
+        handle: async (event, ctx) => void (await recordEffects(ctx, [event])),
         async handleBatch(events, ctx) {
           batchCalls.push(events.map((e) => e.payload.seq));
-          for (const event of events) await insert(ctx, event);
+          for (const event of events) await recordEffects(ctx, [event]);
         },
       })
-      .register('Slow', { schema: payloadSchema, handle: async (event, ctx) => void (await insert(ctx, event)) });
+      .register('Slow', { schema: payloadSchema, handle: async (event, ctx) => void (await recordEffects(ctx, [event])) });
     const types = ['Fast', 'Fast', 'Slow', 'Fast', 'Slow', 'Slow', 'Fast', 'Fast', 'Fast'];
     const events = types.map((type, i) => testStreamEvent({ type, payload: { seq: i + 1 } }));
     // The 8th entry repeats the 7th's event: a duplicate inside the run.
     events[7] = { ...events[6]! };
-    await appendTestEvents(redis, key, events);
+    await appendTestEvents(harness.redis, key, events);
     startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
     const rows = await waitForEffects(group, 8);
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 9]);
@@ -284,9 +204,9 @@ describe('consumer', () => {
     });
     const badSchema = testStreamEvent({ type: 'Recorded', payload: { seq: 'one' } });
     const permanent = testStreamEvent({ type: 'Recorded', payload: { seq: 13 } });
-    await appendTestEvents(redis, key, [badSchema]);
-    const missingId = await appendRawEntry(redis, key, { type: 'Recorded', payload: '{"seq":5}' });
-    await appendTestEvents(redis, key, [
+    await appendTestEvents(harness.redis, key, [badSchema]);
+    const missingId = await appendRawEntry(harness.redis, key, { type: 'Recorded', payload: '{"seq":5}' });
+    await appendTestEvents(harness.redis, key, [
       permanent,
       testStreamEvent({ type: 'NobodyHandlesThis', payload: { seq: 7 } }),
       testStreamEvent({ type: 'Recorded', payload: { seq: 8 } }),
@@ -316,7 +236,7 @@ describe('consumer', () => {
     const [billing, emails] = [uniqueGroupName('billing'), uniqueGroupName('emails')];
     const key = redisStreamKey(stream, prefix);
     const events = Array.from({ length: 20 }, (_, i) => testStreamEvent({ type: 'Recorded', payload: { seq: i } }));
-    await appendTestEvents(redis, key, events);
+    await appendTestEvents(harness.redis, key, events);
     startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group: billing, keyPrefix: prefix });
     startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group: emails, keyPrefix: prefix });
     for (const group of [billing, emails]) {
@@ -346,7 +266,7 @@ describe('consumer', () => {
     const a = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix, batchSize: 7 });
     const b = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix, batchSize: 7 });
     await waitFor(() => a.status().leased.length === 2 && b.status().leased.length === 2, { description: 'partitions shared 2/2' });
-    for (const [p, events] of byPartition) await appendTestEvents(redis, redisStreamKey(partitionStreamName(stream, p, P), prefix), events);
+    for (const [p, events] of byPartition) await appendTestEvents(harness.redis, redisStreamKey(partitionStreamName(stream, p, P), prefix), events);
 
     const rows = await waitForEffects(group, keys.length * perKey, 30_000);
     expect(rows).toHaveLength(keys.length * perKey);
@@ -367,11 +287,11 @@ describe('consumer', () => {
     const b = startConsumer({ registry: recordingRegistry(), streams, group, keyPrefix: prefix });
     await waitFor(() => a.status().leased.length === 1 && b.status().leased.length === 1, { description: 'one partition each' });
     await a.stop();
-    const [leases] = await testDb.sql`SELECT count(*)::int AS n FROM events.stream_lease WHERE owner_id = ${a.ownerId}`;
+    const [leases] = await harness.testDb.sql`SELECT count(*)::int AS n FROM events.stream_lease WHERE owner_id = ${a.ownerId}`;
     expect(leases!.n).toBe(0);
     await waitFor(() => b.status().leased.length === 2, { description: 'b takes both partitions' });
     for (let p = 0; p < 2; p++) {
-      await appendTestEvents(redis, redisStreamKey(partitionStreamName(stream, p, 2), prefix), [testStreamEvent({ type: 'Recorded', payload: { seq: p } })]);
+      await appendTestEvents(harness.redis, redisStreamKey(partitionStreamName(stream, p, 2), prefix), [testStreamEvent({ type: 'Recorded', payload: { seq: p } })]);
     }
     await waitForEffects(group, 2);
   });
@@ -388,17 +308,16 @@ describe('consumer', () => {
     const registry = createHandlerRegistry().register('Recorded', {
       schema: payloadSchema,
       async handle(event, ctx) {
-        await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, partition_key, seq, attempt)
-          VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.partitionKey}, ${event.payload.seq}, ${ctx.attempt})`);
+        await recordEffects(ctx, [event]);
         entered();
         await handlerMayFinish;
       },
     });
-    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+    await appendTestEvents(harness.redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
     const zombie = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 60_000 });
     await inHandler;
     // Another replica takes the partition over (as after an expiry while this one was paused).
-    await testDb.sql`UPDATE events.stream_lease SET owner_id = 'other-host:1:abcdef', lease_until = now() + interval '1 minute'
+    await harness.testDb.sql`UPDATE events.stream_lease SET owner_id = 'other-host:1:abcdef', lease_until = now() + interval '1 minute'
       WHERE stream_name = ${stream} AND role = ${`consumer:${group}`}`;
     releaseHandler();
     await waitFor(() => zombie.status().leased.length === 0, { description: 'zombie leaves the partition' });
@@ -412,10 +331,10 @@ describe('consumer', () => {
     const group = uniqueGroupName();
     const key = redisStreamKey(stream, prefix);
     startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 1_000 });
-    await waitFor(async () => ((await redis.call('XINFO', 'GROUPS', key)) as unknown[]).length === 1, { description: 'group created' });
+    await waitFor(async () => ((await harness.redis.call('XINFO', 'GROUPS', key)) as unknown[]).length === 1, { description: 'group created' });
     // XADD and the zombie's read in one MULTI: Redis serves the owner's blocked read only after EXEC,
     // so the entry is delivered to the zombie and sits pending under its name.
-    const replies = (await redis
+    const replies = (await harness.redis
       .multi()
       .xadd(key, '*', ...encodeEntry(testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })))
       .call('XREADGROUP', 'GROUP', group, 'zombie-host:1:abcdef', 'COUNT', '10', 'STREAMS', key, '>')
@@ -435,10 +354,10 @@ describe('consumer', () => {
     const key = redisStreamKey(stream, prefix);
     // A long TTL: the periodic sweep cannot be what puts the zombie's entry first.
     startConsumer({ registry: recordingRegistry(), streams: [{ name: stream }], group, keyPrefix: prefix, leaseTtlMs: 30_000 });
-    await waitFor(async () => ((await redis.call('XINFO', 'GROUPS', key)) as unknown[]).length === 1, { description: 'group created' });
+    await waitFor(async () => ((await harness.redis.call('XINFO', 'GROUPS', key)) as unknown[]).length === 1, { description: 'group created' });
     // Atomically: seq 1 is delivered to a zombie that lost the partition but does not know it yet,
     // then seq 2 (same key) is appended; the owner's blocked read gets only seq 2.
-    await redis
+    await harness.redis
       .multi()
       .xadd(key, '*', ...encodeEntry(testStreamEvent({ type: 'Recorded', partitionKey: 'order-1', payload: { seq: 1 } })))
       .call('XREADGROUP', 'GROUP', group, 'zombie-host:2:abcdef', 'COUNT', '10', 'STREAMS', key, '>')
@@ -450,7 +369,7 @@ describe('consumer', () => {
   });
 
   test('rejects bad options with a typed error naming the option', () => {
-    const base = { db: testDb.db, sql: testDb.sql, redis, logger, registry: createHandlerRegistry(), streams: [{ name: uniqueStreamName() }] };
+    const base = { db: harness.testDb.db, sql: harness.testDb.sql, redis: harness.redis, logger, registry: createHandlerRegistry(), streams: [{ name: uniqueStreamName() }] };
     expect(() => createConsumer({ ...base, group: 'bad group!' })).toThrow(/invalid consumer option group/);
     expect(() => createConsumer({ ...base, concurrency: 0 })).toThrow(/invalid consumer option concurrency/);
     expect(() => createConsumer({ ...base, streams: [{ name: 'orders' }] })).toThrow(/stream:<context>:<name>/);
@@ -462,16 +381,16 @@ describe('pruneIdleConsumers', () => {
   test('removes idle consumers with nothing pending, never the caller or one with pending entries', async () => {
     const key = `${uniqueRedisPrefix()}stream:prune:test`;
     const group = uniqueGroupName();
-    await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
-    await appendTestEvents(redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
-    await redis.call('XREADGROUP', 'GROUP', group, 'holder', 'COUNT', '1', 'STREAMS', key, '>');
-    await redis.call('XGROUP', 'CREATECONSUMER', key, group, 'gone-long-ago');
-    await redis.call('XGROUP', 'CREATECONSUMER', key, group, 'me');
-    expect(await pruneIdleConsumers(redis, key, group, 'me', 0)).toBe(1);
-    const names = ((await redis.call('XINFO', 'CONSUMERS', key, group)) as unknown[][]).map((c) => c[1]).sort();
+    await harness.redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
+    await appendTestEvents(harness.redis, key, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
+    await harness.redis.call('XREADGROUP', 'GROUP', group, 'holder', 'COUNT', '1', 'STREAMS', key, '>');
+    await harness.redis.call('XGROUP', 'CREATECONSUMER', key, group, 'gone-long-ago');
+    await harness.redis.call('XGROUP', 'CREATECONSUMER', key, group, 'me');
+    expect(await pruneIdleConsumers(harness.redis, key, group, 'me', 0)).toBe(1);
+    const names = ((await harness.redis.call('XINFO', 'CONSUMERS', key, group)) as unknown[][]).map((c) => c[1]).sort();
     expect(names).toEqual(['holder', 'me']);
-    expect(await pruneIdleConsumers(redis, key, group, 'me', 60_000)).toBe(0);
-    await redis.del(key);
+    expect(await pruneIdleConsumers(harness.redis, key, group, 'me', 60_000)).toBe(0);
+    await harness.redis.del(key);
   });
 });
 
@@ -483,12 +402,7 @@ describe('consumer against a Redis that restarts', () => {
     try {
       const stream = uniqueStreamName();
       const group = uniqueGroupName();
-      const consumer = createConsumer({
-        db: testDb.db, sql: testDb.sql, redis: client, logger, registry: recordingRegistry(), streams: [{ name: stream }], group,
-        blockMs: 200, leaseTtlMs: 2_000,
-      });
-      running.push(consumer);
-      consumer.start();
+      const consumer = startConsumer({ redis: client, registry: recordingRegistry(), streams: [{ name: stream }], group });
       await appendTestEvents(client, stream, [testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })]);
       await waitForEffects(group, 1);
 

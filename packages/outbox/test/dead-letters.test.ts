@@ -1,9 +1,6 @@
 import { sql } from 'drizzle-orm';
-import type { RedisClient } from '@petcover/service-kit';
-import pino from 'pino';
 import { z } from 'zod';
 import {
-  createConsumer,
   createHandlerRegistry,
   DeadLetterNotFoundError,
   DeadLetterStateError,
@@ -13,42 +10,19 @@ import {
   PermanentError,
   redisStreamKey,
   replayDeadLetter,
-  type Consumer,
 } from '../src';
 import {
   appendRawEntry,
   appendTestEvents,
-  createTestDatabase,
-  createTestRedis,
-  trackedRedisPrefixes,
   testStreamEvent,
   uniqueGroupName,
   uniqueStreamName,
   waitFor,
-  type TestDatabase,
 } from '../src/testing';
+import { useConsumerHarness } from './consumer-harness';
 
-let testDb: TestDatabase;
-let redis: RedisClient;
-const running: Consumer[] = [];
-const prefixes = trackedRedisPrefixes();
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-
-const usePrefix = prefixes.next;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase({ poolSize: 10 });
-  redis = createTestRedis();
-  await testDb.sql`CREATE TABLE test_effect (id bigserial PRIMARY KEY, group_name text NOT NULL, event_id uuid NOT NULL, seq int NOT NULL)`;
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((c) => c.stop()));
-});
-afterAll(async () => {
-  await prefixes.deleteAll(redis);
-  redis.disconnect();
-  await testDb.drop();
-});
+const harness = useConsumerHarness({ poolSize: 10 });
+const usePrefix = harness.nextPrefix;
 
 /** A one-partition stream with a handler that refuses seq 2 until `fixed` is set. */
 async function consumeWithBrokenHandler(stream = uniqueStreamName('payments')) {
@@ -60,36 +34,33 @@ async function consumeWithBrokenHandler(stream = uniqueStreamName('payments')) {
     schema: z.object({ seq: z.number() }),
     async handle(event, ctx) {
       if (event.payload.seq === 2 && !state.fixed) throw new PermanentError('payment 2 references a missing policy');
-      await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, event_id, seq) VALUES (${ctx.group}, ${event.eventId}::uuid, ${event.payload.seq})`);
+      await harness.recordEffects(ctx, [event]);
     },
   });
-  const consumer = createConsumer({ db: testDb.db, sql: testDb.sql, redis, logger, registry, streams: [{ name: stream }], group, keyPrefix: prefix, blockMs: 200, leaseTtlMs: 2_000 });
-  running.push(consumer);
-  consumer.start();
+  harness.startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
   const events = [1, 2, 3].map((seq) =>
     testStreamEvent({ type: 'PaymentTaken', partitionKey: 'policy-9', payload: { seq }, headers: { correlationId: `corr-${seq}` } }),
   );
-  await appendTestEvents(redis, key, events);
+  await appendTestEvents(harness.redis, key, events);
   const [letter] = await waitFor(async () => {
-    const found = await listDeadLetters(testDb.sql, { group });
+    const found = await listDeadLetters(harness.testDb.sql, { group });
     return found.length === 1 ? found : null;
   }, { description: 'one dead letter' });
   return { state, stream, key, group, events, letter: letter! };
 }
 
-const effects = (group: string) =>
-  testDb.sql<{ event_id: string; seq: number }[]>`SELECT event_id::text, seq FROM test_effect WHERE group_name = ${group} ORDER BY id`;
+const effects = harness.effectsOf;
 
 describe('dead letters', () => {
   test('replay re-enqueues the original event once; the fixed handler handles it once; a second replay is refused', async () => {
     const { state, stream, key, group, events, letter } = await consumeWithBrokenHandler();
     expect(letter).toMatchObject({ groupName: group, streamName: stream, eventId: events[1]!.eventId, status: 'dead', attempts: 1 });
-    expect(await getDeadLetter(testDb.sql, letter.id)).toMatchObject({ id: letter.id, status: 'dead' });
+    expect(await getDeadLetter(harness.testDb.sql, letter.id)).toMatchObject({ id: letter.id, status: 'dead' });
 
     state.fixed = true;
-    const replayed = await replayDeadLetter(testDb.db, letter.id, { by: 'alice@oncall' });
+    const replayed = await replayDeadLetter(harness.testDb.db, letter.id, { by: 'alice@oncall' });
     expect(replayed).toMatchObject({ deadLetterId: letter.id, eventId: events[1]!.eventId });
-    const [row] = await testDb.sql<{ id: string; event_id: string; stream_name: string; event_type: string; partition_key: string; payload: unknown; headers: Record<string, string>; published_at: string | null }[]>`
+    const [row] = await harness.testDb.sql<{ id: string; event_id: string; stream_name: string; event_type: string; partition_key: string; payload: unknown; headers: Record<string, string>; published_at: string | null }[]>`
       SELECT id::text, event_id::text, stream_name, event_type, partition_key, payload, headers, published_at FROM events.outbox_event`;
     expect(row).toMatchObject({
       id: replayed.outboxId,
@@ -101,31 +72,31 @@ describe('dead letters', () => {
       headers: { correlationId: 'corr-2', replayOfDeadLetter: letter.id },
       published_at: null,
     });
-    expect(await getDeadLetter(testDb.sql, letter.id)).toMatchObject({ status: 'replayed', resolvedBy: 'alice@oncall' });
+    expect(await getDeadLetter(harness.testDb.sql, letter.id)).toMatchObject({ status: 'replayed', resolvedBy: 'alice@oncall' });
 
     // What the publisher would append for that outbox row.
     const replayedEvent = { ...events[1]!, outboxId: row!.id, headers: row!.headers };
-    await appendTestEvents(redis, key, [replayedEvent, replayedEvent]);
+    await appendTestEvents(harness.redis, key, [replayedEvent, replayedEvent]);
     await waitFor(async () => (await effects(group)).length === 3, { description: 'replayed event handled' });
-    await waitFor(async () => Number(((await redis.xpending(key, group)) as [number])[0]) === 0, { description: 'all acknowledged' });
+    await waitFor(async () => Number(((await harness.redis.xpending(key, group)) as [number])[0]) === 0, { description: 'all acknowledged' });
     const rows = await effects(group);
     expect(rows.map((r) => r.seq)).toEqual([1, 3, 2]);
 
-    await expect(replayDeadLetter(testDb.db, letter.id, { by: 'bob' })).rejects.toThrow(DeadLetterStateError);
-    await expect(replayDeadLetter(testDb.db, letter.id, { by: 'bob' })).rejects.toThrow(/its status is replayed/);
-    await expect(discardDeadLetter(testDb.db, letter.id, { by: 'bob' })).rejects.toThrow(/its status is replayed/);
-    const [outboxCount] = await testDb.sql`SELECT count(*)::int AS n FROM events.outbox_event`;
+    await expect(replayDeadLetter(harness.testDb.db, letter.id, { by: 'bob' })).rejects.toThrow(DeadLetterStateError);
+    await expect(replayDeadLetter(harness.testDb.db, letter.id, { by: 'bob' })).rejects.toThrow(/its status is replayed/);
+    await expect(discardDeadLetter(harness.testDb.db, letter.id, { by: 'bob' })).rejects.toThrow(/its status is replayed/);
+    const [outboxCount] = await harness.testDb.sql`SELECT count(*)::int AS n FROM events.outbox_event`;
     expect(outboxCount!.n).toBe(1);
   });
 
   test('replay replaces an outbox row still holding that event_id (event_id stays unique)', async () => {
     const { stream, events, letter } = await consumeWithBrokenHandler();
-    await testDb.db.transaction(async (tx) => {
+    await harness.testDb.db.transaction(async (tx) => {
       await tx.execute(sql`INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, published_at)
         VALUES (${events[1]!.eventId}::uuid, ${stream}, 'policy-9', 'PaymentTaken', '{"seq":2}', now())`);
     });
-    const replayed = await replayDeadLetter(testDb.db, BigInt(letter.id), { by: 'ops' });
-    const rows = await testDb.sql`SELECT id::text AS id, published_at FROM events.outbox_event WHERE event_id = ${events[1]!.eventId}`;
+    const replayed = await replayDeadLetter(harness.testDb.db, BigInt(letter.id), { by: 'ops' });
+    const rows = await harness.testDb.sql`SELECT id::text AS id, published_at FROM events.outbox_event WHERE event_id = ${events[1]!.eventId}`;
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ id: replayed.outboxId, published_at: null });
   });
@@ -135,22 +106,22 @@ describe('dead letters', () => {
     const stream = uniqueStreamName('p1');
     const { letter } = await consumeWithBrokenHandler(stream);
     expect(letter.streamName).toBe(stream);
-    const replayed = await replayDeadLetter(testDb.db, letter.id, { by: 'ops' });
-    const [row] = await testDb.sql`SELECT stream_name FROM events.outbox_event WHERE id = ${replayed.outboxId}`;
+    const replayed = await replayDeadLetter(harness.testDb.db, letter.id, { by: 'ops' });
+    const [row] = await harness.testDb.sql`SELECT stream_name FROM events.outbox_event WHERE id = ${replayed.outboxId}`;
     expect(row).toEqual({ stream_name: stream });
   });
 
   test('discard marks the letter discarded and is refused the second time; unknown ids are NotFound', async () => {
     const { group, letter } = await consumeWithBrokenHandler();
-    await discardDeadLetter(testDb.db, letter.id, { by: 'ops' });
-    expect(await getDeadLetter(testDb.sql, letter.id)).toMatchObject({ status: 'discarded', resolvedBy: 'ops' });
-    expect(await listDeadLetters(testDb.sql, { group, status: 'dead' })).toEqual([]);
-    expect(await listDeadLetters(testDb.sql, { group, status: 'discarded', type: 'PaymentTaken' })).toHaveLength(1);
-    await expect(discardDeadLetter(testDb.db, letter.id, { by: 'ops' })).rejects.toThrow(new DeadLetterStateError(letter.id, 'discarded', 'discarded'));
-    await expect(replayDeadLetter(testDb.db, letter.id, { by: 'ops' })).rejects.toThrow(/its status is discarded/);
-    await expect(replayDeadLetter(testDb.db, '999999999', { by: 'ops' })).rejects.toThrow(DeadLetterNotFoundError);
-    await expect(discardDeadLetter(testDb.db, 'not-a-number', { by: 'ops' })).rejects.toThrow(DeadLetterNotFoundError);
-    expect(await getDeadLetter(testDb.sql, '999999999')).toBeNull();
+    await discardDeadLetter(harness.testDb.db, letter.id, { by: 'ops' });
+    expect(await getDeadLetter(harness.testDb.sql, letter.id)).toMatchObject({ status: 'discarded', resolvedBy: 'ops' });
+    expect(await listDeadLetters(harness.testDb.sql, { group, status: 'dead' })).toEqual([]);
+    expect(await listDeadLetters(harness.testDb.sql, { group, status: 'discarded', type: 'PaymentTaken' })).toHaveLength(1);
+    await expect(discardDeadLetter(harness.testDb.db, letter.id, { by: 'ops' })).rejects.toThrow(new DeadLetterStateError(letter.id, 'discarded', 'discarded'));
+    await expect(replayDeadLetter(harness.testDb.db, letter.id, { by: 'ops' })).rejects.toThrow(/its status is discarded/);
+    await expect(replayDeadLetter(harness.testDb.db, '999999999', { by: 'ops' })).rejects.toThrow(DeadLetterNotFoundError);
+    await expect(discardDeadLetter(harness.testDb.db, 'not-a-number', { by: 'ops' })).rejects.toThrow(DeadLetterNotFoundError);
+    expect(await getDeadLetter(harness.testDb.sql, '999999999')).toBeNull();
   });
 
   test('a dead letter of a malformed entry cannot be replayed (nothing to rebuild), only discarded', async () => {
@@ -158,16 +129,14 @@ describe('dead letters', () => {
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const registry = createHandlerRegistry().register('PaymentTaken', { schema: z.object({}), handle: async () => undefined });
-    const consumer = createConsumer({ db: testDb.db, sql: testDb.sql, redis, logger, registry, streams: [{ name: stream }], group, keyPrefix: prefix, blockMs: 200, leaseTtlMs: 2_000 });
-    running.push(consumer);
-    consumer.start();
-    await appendRawEntry(redis, redisStreamKey(stream, prefix), { garbage: 'yes' });
+    harness.startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix });
+    await appendRawEntry(harness.redis, redisStreamKey(stream, prefix), { garbage: 'yes' });
     const [letter] = await waitFor(async () => {
-      const found = await listDeadLetters(testDb.sql, { group });
+      const found = await listDeadLetters(harness.testDb.sql, { group });
       return found.length === 1 ? found : null;
     }, { description: 'dead letter of the malformed entry' });
-    await expect(replayDeadLetter(testDb.db, letter!.id, { by: 'ops' })).rejects.toThrow(/lacked event_id.*discard it instead/);
-    expect(await getDeadLetter(testDb.sql, letter!.id)).toMatchObject({ status: 'dead' });
-    await discardDeadLetter(testDb.db, letter!.id, { by: 'ops' });
+    await expect(replayDeadLetter(harness.testDb.db, letter!.id, { by: 'ops' })).rejects.toThrow(/lacked event_id.*discard it instead/);
+    expect(await getDeadLetter(harness.testDb.sql, letter!.id)).toMatchObject({ status: 'dead' });
+    await discardDeadLetter(harness.testDb.db, letter!.id, { by: 'ops' });
   });
 });

@@ -3,45 +3,21 @@
  * real consumer: `events key list|release|discard`, `events status` naming a
  * halted key with its head event and error, and the halted-keys gauge.
  */
-import { sql } from 'drizzle-orm';
-import type { RedisClient } from '@petcover/service-kit';
-import pino from 'pino';
 import { z } from 'zod';
-import { collectEventsStatus, createConsumer, createHandlerRegistry, redisStreamKey, type Consumer, type HandledEvent, type HandlerContext } from '../src';
+import { collectEventsStatus, createHandlerRegistry, redisStreamKey, type HandledEvent, type HandlerContext } from '../src';
 import { runEventsCli } from '../src/cli/events';
 import { verifyPipeline } from '../src/verify';
 import {
   appendTestEvents,
-  createTestDatabase,
-  createTestRedis,
   testRedisUrl,
   testStreamEvent,
-  trackedRedisPrefixes,
   uniqueGroupName,
   uniqueStreamName,
   waitFor,
-  type TestDatabase,
 } from '../src/testing';
+import { useConsumerHarness } from './consumer-harness';
 
-let testDb: TestDatabase;
-let redis: RedisClient;
-const running: Consumer[] = [];
-const prefixes = trackedRedisPrefixes();
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-
-beforeAll(async () => {
-  testDb = await createTestDatabase({ poolSize: 12 });
-  redis = createTestRedis();
-  await testDb.sql`CREATE TABLE test_effect (id bigserial PRIMARY KEY, group_name text NOT NULL, partition_key text NOT NULL, seq int NOT NULL)`;
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((c) => c.stop()));
-});
-afterAll(async () => {
-  await prefixes.deleteAll(redis);
-  redis.disconnect();
-  await testDb.drop();
-});
+const harness = useConsumerHarness({ poolSize: 12 });
 
 const payloadSchema = z.object({ seq: z.number().int() });
 
@@ -49,7 +25,7 @@ async function cli(argv: string[], keyPrefix: string): Promise<{ code: number; s
   let stdout = '';
   let stderr = '';
   const code = await runEventsCli(argv, {
-    env: { DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
+    env: { DATABASE_URL: harness.testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
     stdout: (t) => (stdout += `${t}\n`),
     stderr: (t) => (stderr += `${t}\n`),
   });
@@ -59,33 +35,31 @@ async function cli(argv: string[], keyPrefix: string): Promise<{ code: number; s
 /** A group whose handler fails for the keys in `failing`, halting them after two attempts. */
 async function haltedSetup(failing: Set<string>) {
   const stream = uniqueStreamName();
-  const keyPrefix = prefixes.next();
+  const keyPrefix = harness.nextPrefix();
   const group = uniqueGroupName();
   const registry = createHandlerRegistry().register('Recorded', {
     schema: payloadSchema,
     async handle(event: HandledEvent<{ seq: number }>, ctx: HandlerContext) {
       if (failing.has(event.partitionKey)) throw new Error(`payment provider down for ${event.partitionKey}`);
-      await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, partition_key, seq) VALUES (${ctx.group}, ${event.partitionKey}, ${event.payload.seq})`);
+      await harness.recordEffects(ctx, [event]);
     },
   });
-  const consumer = createConsumer({
-    db: testDb.db, sql: testDb.sql, redis, logger, registry, streams: [{ name: stream }], group, keyPrefix,
-    blockMs: 200, leaseTtlMs: 2_000, retryBaseDelayMs: 20, retryMaxDelayMs: 50, maxAttempts: 2, onExhausted: 'halt', parkingRecheckMs: 100,
+  const consumer = harness.startConsumer({
+    registry, streams: [{ name: stream }], group, keyPrefix,
+    retryBaseDelayMs: 20, maxAttempts: 2, onExhausted: 'halt', parkingRecheckMs: 100,
   });
-  running.push(consumer);
-  consumer.start();
   const events = [1, 2, 3].flatMap((seq) => ['owner-a', 'owner-b'].map((partitionKey) => testStreamEvent({ type: 'Recorded', partitionKey, payload: { seq } })));
-  await appendTestEvents(redis, redisStreamKey(stream, keyPrefix), events);
+  await appendTestEvents(harness.redis, redisStreamKey(stream, keyPrefix), events);
   await waitFor(async () => (await seqsOf(group, 'owner-b')).length === 3, { description: 'owner-b done' });
   await waitFor(async () => {
-    const [row] = await testDb.sql`SELECT 1 FROM events.parked_key WHERE group_name = ${group} AND halted_at IS NOT NULL`;
+    const [row] = await harness.testDb.sql`SELECT 1 FROM events.parked_key WHERE group_name = ${group} AND halted_at IS NOT NULL`;
     return row !== undefined;
   }, { description: 'owner-a halted' });
   return { stream, keyPrefix, group, consumer, headEventId: events[0]!.eventId };
 }
 
 async function seqsOf(group: string, key: string): Promise<number[]> {
-  const rows = await testDb.sql<{ seq: number }[]>`SELECT seq FROM test_effect WHERE group_name = ${group} AND partition_key = ${key} ORDER BY id`;
+  const rows = await harness.testDb.sql<{ seq: number }[]>`SELECT seq FROM test_effect WHERE group_name = ${group} AND partition_key = ${key} ORDER BY id`;
   return rows.map((r) => r.seq);
 }
 
@@ -94,7 +68,7 @@ describe('halted keys', () => {
     const failing = new Set(['owner-a']);
     const { stream, keyPrefix, group, consumer, headEventId } = await haltedSetup(failing);
 
-    const status = await collectEventsStatus({ sql: testDb.sql, redis, keyPrefix, stream });
+    const status = await collectEventsStatus({ sql: harness.testDb.sql, redis: harness.redis, keyPrefix, stream });
     expect(status.healthy).toBe(false);
     const problem = status.problems.find((p) => p.kind === 'halted_keys');
     expect(problem).toMatchObject({ group, stream, partition: stream });
@@ -138,7 +112,7 @@ describe('halted keys', () => {
     expect(discarded).toMatchObject({ code: 0, stdout: expect.stringContaining(`head event ${headEventId} discarded`) });
     await waitFor(async () => (await seqsOf(group, 'owner-a')).length === 2, { description: 'owner-a goes on' });
     expect(await seqsOf(group, 'owner-a')).toEqual([2, 3]);
-    const letters = await testDb.sql`SELECT event_id::text, status, resolved_by, attempts, error_message FROM events.dead_letter WHERE group_name = ${group}`;
+    const letters = await harness.testDb.sql`SELECT event_id::text, status, resolved_by, attempts, error_message FROM events.dead_letter WHERE group_name = ${group}`;
     expect(letters).toEqual([
       { event_id: headEventId, status: 'discarded', resolved_by: expect.stringMatching(/^cli:/), attempts: 2, error_message: 'payment provider down for owner-a' },
     ]);
@@ -147,26 +121,26 @@ describe('halted keys', () => {
   test('events verify and lookup do not count a parked event as handled (its inbox row is written when it is parked)', async () => {
     const stream = uniqueStreamName();
     const group = uniqueGroupName();
-    const [row] = await testDb.sql<{ event_id: string }[]>`
+    const [row] = await harness.testDb.sql<{ event_id: string }[]>`
       INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, published_at)
       VALUES (gen_random_uuid(), ${stream}, 'owner-a', 'Recorded', '{"seq":1}', now()) RETURNING event_id::text`;
     const eventId = row!.event_id;
-    await testDb.sql`INSERT INTO events.processed_event (group_name, event_id) VALUES (${group}, ${eventId})`;
-    await testDb.sql`INSERT INTO events.parked_key (group_name, stream_name, partition_key, attempts, last_error) VALUES (${group}, ${stream}, 'owner-a', 1, 'down')`;
-    await testDb.sql`INSERT INTO events.parked_event (group_name, stream_name, partition_key, redis_entry_id, event_id, event_type, outbox_id, payload, headers, event_created_at)
+    await harness.testDb.sql`INSERT INTO events.processed_event (group_name, event_id) VALUES (${group}, ${eventId})`;
+    await harness.testDb.sql`INSERT INTO events.parked_key (group_name, stream_name, partition_key, attempts, last_error) VALUES (${group}, ${stream}, 'owner-a', 1, 'down')`;
+    await harness.testDb.sql`INSERT INTO events.parked_event (group_name, stream_name, partition_key, redis_entry_id, event_id, event_type, outbox_id, payload, headers, event_created_at)
       VALUES (${group}, ${stream}, 'owner-a', '1-0', ${eventId}, 'Recorded', '1', '{"seq":1}', '{}', now()::text)`;
     const subscriptions = [{ group, stream }];
-    const parked = await verifyPipeline(testDb.sql, null, { subscriptions });
+    const parked = await verifyPipeline(harness.testDb.sql, null, { subscriptions });
     expect(parked).toMatchObject({ ok: false, missing: 1 });
-    const lookup = await cli(['lookup', eventId, '--json'], prefixes.next());
+    const lookup = await cli(['lookup', eventId, '--json'], harness.nextPrefix());
     expect(JSON.parse(lookup.stdout).events[0].groups).toEqual([expect.objectContaining({ group, state: 'delivered', handledAt: null })]);
 
-    await testDb.sql`DELETE FROM events.parked_event WHERE event_id = ${eventId}`;
-    expect(await verifyPipeline(testDb.sql, null, { subscriptions })).toMatchObject({ ok: true, missing: 0 });
+    await harness.testDb.sql`DELETE FROM events.parked_event WHERE event_id = ${eventId}`;
+    expect(await verifyPipeline(harness.testDb.sql, null, { subscriptions })).toMatchObject({ ok: true, missing: 0 });
   });
 
   test('bad input: usage errors exit 2 and change nothing', async () => {
-    const keyPrefix = prefixes.next();
+    const keyPrefix = harness.nextPrefix();
     expect(await cli(['key', 'release', '--stream', 'stream:a:b', '--key', 'k'], keyPrefix)).toMatchObject({ code: 2, stderr: expect.stringContaining('--group <name> is required') });
     expect(await cli(['key', 'release', '--group', 'g', '--stream', 'nope', '--key', 'k'], keyPrefix)).toMatchObject({ code: 2, stderr: expect.stringContaining('--stream must be') });
     expect(await cli(['key', 'discard', '--group', 'g', '--stream', 'stream:a:b'], keyPrefix)).toMatchObject({ code: 2, stderr: expect.stringContaining('--key <partition key> is required') });
