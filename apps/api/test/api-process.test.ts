@@ -21,14 +21,13 @@ import { outboxMigrations } from '@petcover/outbox';
 import { createTestDatabase, freePort, testRedisUrl, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { EXIT_CONFIG } from '@petcover/service-kit';
 import { signOwnerToken } from '../src/auth/owner-token';
+import { API_DIST, API_MAIN, REPO_ROOT, requireBuiltFiles } from './support/built-files';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const API_MAIN = path.join(ROOT, 'apps/api/dist/main.js');
-const DEV_TOKEN = path.join(ROOT, 'apps/api/dist/commands/dev-token.js');
+const DEV_TOKEN = path.join(API_DIST, 'commands/dev-token.js');
 const AUTH_SECRET = 'process-test-auth-secret-0123456789';
 const run = promisify(execFile);
 
-if (!fs.existsSync(API_MAIN)) throw new Error(`build the api first (pnpm build): missing ${API_MAIN}`);
+requireBuiltFiles([API_MAIN, DEV_TOKEN]);
 
 // Each test starts node processes; on a loaded CI machine one start-up alone can take tens of seconds.
 jest.setTimeout(300_000);
@@ -119,7 +118,7 @@ function kubernetesApiEnv(rendered: string): Env {
 
 /** A compose service's environment with `${VAR:-default}` interpolated from an empty shell environment. */
 function composeServiceEnv(service: string): Env {
-  const text = fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
+  const text = fs.readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8');
   const interpolated = text.replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_m, _name: string, fallback?: string) => fallback ?? '');
   const compose = parseDocument(interpolated, { merge: true }).toJS() as { services: Record<string, { environment?: Env | string[] }> };
   const environment = compose.services[service]?.environment;
@@ -129,15 +128,15 @@ function composeServiceEnv(service: string): Env {
 }
 
 function kustomize(dir: string): string {
-  return execFileSync('kubectl', ['kustomize', path.join(ROOT, dir)], { encoding: 'utf8' });
+  return execFileSync('kubectl', ['kustomize', path.join(REPO_ROOT, dir)], { encoding: 'utf8' });
 }
 
 function composeApiServices(): string[] {
-  const compose = parseDocument(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }).toJS() as { services: Record<string, unknown> };
+  const compose = parseDocument(fs.readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }).toJS() as { services: Record<string, unknown> };
   return Object.keys(compose.services).filter((name) => /^api\b/.test(name));
 }
 
-const overlays = fs.readdirSync(path.join(ROOT, 'infra/k8s/overlays')).filter((d) => fs.existsSync(path.join(ROOT, 'infra/k8s/overlays', d, 'kustomization.yaml')));
+const overlays = fs.readdirSync(path.join(REPO_ROOT, 'infra/k8s/overlays')).filter((d) => fs.existsSync(path.join(REPO_ROOT, 'infra/k8s/overlays', d, 'kustomization.yaml')));
 const shippedEnvironments: Array<[string, () => Env]> = [
   ['infra/k8s/base (rendered)', () => kubernetesApiEnv(kustomize('infra/k8s/base'))],
   ...overlays.map((o): [string, () => Env] => [`infra/k8s/overlays/${o} (rendered)`, () => kubernetesApiEnv(kustomize(`infra/k8s/overlays/${o}`))]),

@@ -7,16 +7,15 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { domainMigrations } from '@petcover/domain';
 import { outboxMigrations } from '@petcover/outbox';
 import { createTestDatabase, freePort, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { API_DIST, REPO_ROOT, requireBuiltApps } from './support/built-files';
 
-const ROOT = path.resolve(__dirname, '../../..');
-const DEV_MAIN = path.join(ROOT, 'apps/api/dist/commands/dev.js');
-if (!fs.existsSync(DEV_MAIN)) throw new Error(`build the apps first (pnpm build): missing ${DEV_MAIN}`);
+const DEV_MAIN = path.join(API_DIST, 'commands/dev.js');
+requireBuiltApps([DEV_MAIN]);
 
 // pnpm, three apps and their connections start on a loaded CI machine.
 jest.setTimeout(180_000);
@@ -30,7 +29,7 @@ interface DevRun {
 async function startDev(env: NodeJS.ProcessEnv): Promise<DevRun> {
   const [port, publisherPort, consumerPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const child = spawn('pnpm', ['dev', '--no-demo'], {
-    cwd: ROOT,
+    cwd: REPO_ROOT,
     env: {
       ...process.env,
       PORT: String(port),

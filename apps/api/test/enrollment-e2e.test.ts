@@ -19,19 +19,14 @@ import { deadLetter, enqueue, outboxMigrations, processedEvent, outboxEvent } fr
 import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { signOwnerToken } from '../src/auth/owner-token';
 import { appsEnvironment, RunningApps } from './support/running-apps';
+import { API_DIST, CONSUMER_MAIN, PUBLISHER_MAIN, REPO_ROOT, requireBuiltApps } from './support/built-files';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const API_DIST = path.join(ROOT, 'apps/api/dist');
-const PUBLISHER_MAIN = path.join(ROOT, 'apps/events-publisher/dist/main.js');
-const CONSUMER_MAIN = path.join(ROOT, 'apps/events-consumer/dist/main.js');
-const AUDIT_MODULE = path.join(ROOT, 'packages/domain/dist/consumer-modules/enrollment-audit.js');
+const AUDIT_MODULE = path.join(REPO_ROOT, 'packages/domain/dist/consumer-modules/enrollment-audit.js');
 const AUTH_SECRET = 'e2e-auth-secret-0123456789abcdef';
 const SIGNATURE_API_KEY = 'e2e-signature-api-key';
 const run = promisify(execFile);
 
-// Turbo's test task builds first; running this file alone needs `pnpm build`.
-const missingBuilds = [path.join(API_DIST, 'main.js'), PUBLISHER_MAIN, CONSUMER_MAIN, AUDIT_MODULE].filter((file) => !fs.existsSync(file));
-if (missingBuilds.length > 0) throw new Error(`build the apps first (pnpm build): missing ${missingBuilds.join(', ')}`);
+requireBuiltApps([AUDIT_MODULE]);
 
 describe('enrollment end to end with real processes', () => {
   // Process start-up plus a chain of four events through Redis; generous for a loaded CI machine.

@@ -38,14 +38,10 @@ import {
   type TestDatabase,
 } from '@petcover/outbox/testing';
 import { RunningApps, type RunningApp } from './support/running-apps';
+import { API_DIST, CONSUMER_MAIN, PUBLISHER_MAIN, REPO_ROOT, requireBuiltApps } from './support/built-files';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const API_DIST = path.join(ROOT, 'apps/api/dist');
-const PUBLISHER_MAIN = path.join(ROOT, 'apps/events-publisher/dist/main.js');
-const CONSUMER_MAIN = path.join(ROOT, 'apps/events-consumer/dist/main.js');
-const EVENTS_CLI = path.join(ROOT, 'packages/outbox/dist/cli/events.js');
-const missingBuilds = [path.join(API_DIST, 'main.js'), PUBLISHER_MAIN, CONSUMER_MAIN, EVENTS_CLI].filter((file) => !fs.existsSync(file));
-if (missingBuilds.length > 0) throw new Error(`build the apps first (pnpm build): missing ${missingBuilds.join(', ')}`);
+const EVENTS_CLI = path.join(REPO_ROOT, 'packages/outbox/dist/cli/events.js');
+requireBuiltApps([EVENTS_CLI]);
 
 const execFileAsync = promisify(execFile);
 /** Bounds a hang of the pipeline on a loaded machine; the waits end as soon as their condition holds. */

@@ -20,17 +20,13 @@ import { domainMigrations, SIGNATURE_EVENTS_STREAM } from '@petcover/domain';
 import { outboxMigrations, releaseParkedKey } from '@petcover/outbox';
 import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, freePort, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
 import { RunningApps } from './support/running-apps';
+import { API_DIST, CONSUMER_MAIN, PUBLISHER_MAIN, requireBuiltApps } from './support/built-files';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const API_DIST = path.join(ROOT, 'apps/api/dist');
-const PUBLISHER_MAIN = path.join(ROOT, 'apps/events-publisher/dist/main.js');
-const CONSUMER_MAIN = path.join(ROOT, 'apps/events-consumer/dist/main.js');
 const FAULT_MODULE = path.join(__dirname, 'fixtures', 'tenant-fault-module.ts');
 const FAULT_MS = 10_000;
 const run = promisify(execFile);
 
-const missingBuilds = [path.join(API_DIST, 'main.js'), PUBLISHER_MAIN, CONSUMER_MAIN].filter((file) => !fs.existsSync(file));
-if (missingBuilds.length > 0) throw new Error(`build the apps first (pnpm build): missing ${missingBuilds.join(', ')}`);
+requireBuiltApps();
 
 interface Pipeline {
   database: TestDatabase;

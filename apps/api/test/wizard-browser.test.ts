@@ -47,16 +47,12 @@ import {
 import { launchBrowser, PHONE_VIEWPORT, screenshotsFor, type Screenshots } from './support/browser';
 import { InProcessApis } from './support/in-process-api';
 import { appsEnvironment, RunningApps } from './support/running-apps';
+import { API_MAIN, CONSUMER_MAIN, PUBLISHER_MAIN, requireBuiltApps } from './support/built-files';
 
-const ROOT = path.resolve(__dirname, '../../..');
-const API_MAIN = path.join(ROOT, 'apps/api/dist/main.js');
-const PUBLISHER_MAIN = path.join(ROOT, 'apps/events-publisher/dist/main.js');
-const CONSUMER_MAIN = path.join(ROOT, 'apps/events-consumer/dist/main.js');
 const AUTH_SECRET = 'wizard-browser-secret-0123456789';
 const SIGNATURE_API_KEY = 'wizard-browser-signature-key';
 
-const missingBuilds = [API_MAIN, PUBLISHER_MAIN, CONSUMER_MAIN].filter((file) => !fs.existsSync(file));
-if (missingBuilds.length > 0) throw new Error(`build the apps first (pnpm build): missing ${missingBuilds.join(', ')}`);
+requireBuiltApps();
 
 // Chromium start-up and a chain of events through Redis, on a loaded CI machine.
 jest.setTimeout(180_000);

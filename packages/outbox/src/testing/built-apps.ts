@@ -5,6 +5,7 @@
  * and every process a test file spawned killed at its end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
 const APPS_DIR = path.join(__dirname, '..', '..', '..', '..', 'apps');
@@ -13,6 +14,16 @@ export const BUILT_APP_MAINS = {
   publisher: path.join(APPS_DIR, 'events-publisher', 'dist', 'main.js'),
   consumer: path.join(APPS_DIR, 'events-consumer', 'dist', 'main.js'),
 } as const;
+
+/**
+ * Fails a test file at once, naming what to build, when any of `files` (built
+ * outputs it runs: an app's dist/main.js, a command) is missing. Turbo's test
+ * task builds first; a file run alone needs `pnpm build`.
+ */
+export function requireBuiltFiles(files: readonly string[]): void {
+  const missing = files.filter((file) => !fs.existsSync(file));
+  if (missing.length > 0) throw new Error(`build the apps first (pnpm build): missing ${missing.join(', ')}`);
+}
 
 /** A child process whose output is collected for assertions and failure messages. */
 export interface CapturedProcess {

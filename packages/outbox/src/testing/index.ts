@@ -13,7 +13,7 @@ import { outboxMigrations, runMigrations, type MigrationSet } from '../migration
 import { deleteKeysWithPrefix } from '../publisher/redis-scripts';
 
 export { APP_READY_TIMEOUT_MS, waitFor, waitForReady } from './wait';
-export { BUILT_APP_MAINS, killSpawnedApps, spawnBuiltApp } from './built-apps';
+export { BUILT_APP_MAINS, killSpawnedApps, requireBuiltFiles, spawnBuiltApp } from './built-apps';
 export type { BuiltAppProcess } from './built-apps';
 export { appendRawEntry, appendTestEvents, testStreamEvent } from './stream-events';
 /** Removes what a test wrote under its uniqueRedisPrefix(), publisher meta/dedupe keys included. */
