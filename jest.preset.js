@@ -2,10 +2,21 @@
 // Workspace packages are mapped to their TypeScript sources so tests never run
 // against a stale dist/. Type checking is `pnpm typecheck`'s job; ts-jest only
 // transpiles (isolatedModules) to keep test start-up fast.
+const crypto = require('node:crypto');
+const os = require('node:os');
 const path = require('node:path');
 
 const root = __dirname;
+
+// Jest's default cache (<tmpdir>/jest_0) is shared by every checkout on the
+// machine, and its haste map is keyed by the config, not by where the files
+// are: parallel worktrees ran each other's files (one worktree's chaos test ran
+// another's chaos/src/run.ts). A cache per checkout, named by a hash of its
+// root path, keeps them apart; --cacheDirectory on the command line still wins.
+const cacheDirectory = path.join(os.tmpdir(), `jest-petcover-${crypto.createHash('sha256').update(root).digest('hex').slice(0, 12)}`);
+
 module.exports = {
+  cacheDirectory,
   testEnvironment: 'node',
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   transform: {
