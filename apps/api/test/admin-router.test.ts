@@ -1,7 +1,8 @@
 /**
  * The admin router on a bare express app, over a real database and Redis:
- * key checks, status, dead-letter replay/discard, lease release, refusals,
- * and the audit log line of every action.
+ * key checks, status, dead-letter replay/discard, lease release, parked keys
+ * (list, release, discard on a real consumer's halted key), refusals, and
+ * the audit log line of every action.
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -9,8 +10,19 @@ import type { Server } from 'node:http';
 import { Writable } from 'node:stream';
 import express from 'express';
 import type { RedisClient } from '@petcover/service-kit';
-import { acquireLease } from '@petcover/outbox';
-import { createTestDatabase, createTestRedis, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '@petcover/outbox/testing';
+import { acquireLease, createConsumer, createHandlerRegistry, redisStreamKey, type Consumer } from '@petcover/outbox';
+import {
+  appendTestEvents,
+  createTestDatabase,
+  createTestRedis,
+  testStreamEvent,
+  uniqueGroupName,
+  uniqueRedisPrefix,
+  uniqueStreamName,
+  waitFor,
+  type TestDatabase,
+} from '@petcover/outbox/testing';
+import { z } from 'zod';
 import { createLogger } from '@petcover/service-kit';
 import { createAdminRouter } from '../src/admin/router';
 
@@ -185,5 +197,121 @@ describe('admin routes', () => {
     expect(await testDb.sql`SELECT 1 FROM events.stream_lease WHERE stream_name = ${stream}`).toHaveLength(0);
     expect(await call('POST', '/leases/release', body({ stream, role: 'publisher' }))).toMatchObject({ status: 404 });
     expect(logLines.some((l) => l.includes('"lease.release"') && l.includes(stream))).toBe(true);
+  });
+});
+
+describe('parked keys', () => {
+  /** A consumer whose handler fails for the keys in `failing`, halting them after two attempts (issue 19's `halt` policy). */
+  async function haltedKey(failing: Set<string>) {
+    const stream = uniqueStreamName();
+    const group = uniqueGroupName('billing');
+    const keyPrefix = uniqueRedisPrefix();
+    const registry = createHandlerRegistry().register('Recorded', {
+      schema: z.object({ seq: z.number().int() }),
+      async handle(event) {
+        if (failing.has(event.partitionKey)) throw new Error(`payment provider down for ${event.partitionKey}`);
+        handled.push(`${event.partitionKey}:${event.payload.seq}`);
+      },
+    });
+    const consumer = createConsumer({
+      db: testDb.db, sql: testDb.sql, redis, logger: createLogger({ name: 'parked-test', level: 'silent' }), registry, streams: [{ name: stream }], group, keyPrefix,
+      blockMs: 200, leaseTtlMs: 2_000, retryBaseDelayMs: 20, retryMaxDelayMs: 50, maxAttempts: 2, onExhausted: 'halt', parkingRecheckMs: 100,
+    });
+    consumers.push(consumer);
+    consumer.start();
+    const events = [1, 2, 3].map((seq) => testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq } }));
+    await appendTestEvents(redis, redisStreamKey(stream, keyPrefix), events);
+    await waitFor(async () => (await testDb.sql`SELECT 1 FROM events.parked_key WHERE group_name = ${group} AND halted_at IS NOT NULL`).length === 1, {
+      description: 'owner-a halted',
+    });
+    return { stream, group, headEventId: events[0]!.eventId, secondEventId: events[1]!.eventId };
+  }
+
+  const handled: string[] = [];
+  const consumers: Consumer[] = [];
+  afterAll(async () => {
+    await Promise.all(consumers.map((c) => c.stop()));
+  });
+
+  /** Everything an action could change: the key rows, the parked events, the group's dead letters. */
+  const parkedState = (group: string) => testDb.sql`
+    SELECT (SELECT json_agg(json_build_object('key', partition_key, 'attempts', attempts, 'halted', halted_at IS NOT NULL, 'next', next_attempt_at) ORDER BY partition_key)
+              FROM events.parked_key WHERE group_name = ${group}) AS keys,
+           (SELECT json_agg(event_id ORDER BY id) FROM events.parked_event WHERE group_name = ${group}) AS events,
+           (SELECT count(*)::int FROM events.dead_letter WHERE group_name = ${group}) AS dead_letters`;
+  const body = (value: unknown) => ({ body: JSON.stringify(value) });
+
+  test('GET /parked-keys lists a halted key with its head event, error and waiting count; filters; bad query 400; key required', async () => {
+    const { stream, group, headEventId } = await haltedKey(new Set(['owner-a']));
+    const res = await call('GET', `/parked-keys?group=${group}`);
+    expect(res.status).toBe(200);
+    expect(res.body.items).toEqual([
+      expect.objectContaining({
+        group,
+        stream,
+        key: 'owner-a',
+        state: 'halted',
+        attempts: 2,
+        parkedEvents: 3,
+        lastError: expect.stringContaining('payment provider down for owner-a'),
+        head: expect.objectContaining({ eventId: headEventId, eventType: 'Recorded' }),
+      }),
+    ]);
+    expect((await call('GET', `/parked-keys?group=${group}&halted=true&stream=${encodeURIComponent(stream)}&key=owner-a`)).body.items).toHaveLength(1);
+    expect((await call('GET', `/parked-keys?group=${group}&key=owner-b`)).body.items).toEqual([]);
+
+    expect(await call('GET', '/parked-keys?halted=yes')).toMatchObject({ status: 400, body: { error: 'bad_request', message: expect.stringContaining('halted') } });
+    expect(await call('GET', '/parked-keys?limit=0')).toMatchObject({ status: 400, body: { message: expect.stringContaining('limit: must be an integer from 1 to 1000') } });
+    expect(await call('GET', '/parked-keys?group=bad%20group')).toMatchObject({ status: 400, body: { message: expect.stringContaining('group') } });
+    expect(await call('GET', '/parked-keys?colour=red')).toMatchObject({ status: 400 });
+    expect(await call('GET', '/parked-keys', { key: null })).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
+  });
+
+  test('release and discard: refused without the key (401), malformed (400) or unknown (404, saying which) with nothing written; discard drops the head, release retries the key, in order', async () => {
+    const failing = new Set(['owner-a']);
+    const { stream, group, headEventId, secondEventId } = await haltedKey(failing);
+    const ref = { group, stream, key: 'owner-a' };
+    const before = await parkedState(group);
+
+    for (const verb of ['release', 'discard']) {
+      expect(await call('POST', `/parked-keys/${verb}`, { ...body(ref), key: null })).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
+      expect(await call('POST', `/parked-keys/${verb}`, { ...body(ref), key: 'wrong' })).toMatchObject({ status: 401 });
+      expect(await call('POST', `/parked-keys/${verb}`, body({ ...ref, stream: 'orders' }))).toMatchObject({
+        status: 400,
+        body: { error: 'bad_request', message: expect.stringContaining('stream: must be the partition stream') },
+      });
+      expect(await call('POST', `/parked-keys/${verb}`, body({ group, stream }))).toMatchObject({ status: 400, body: { message: expect.stringContaining('key') } });
+      expect(await call('POST', `/parked-keys/${verb}`, body({ ...ref, key: '' }))).toMatchObject({ status: 400, body: { message: 'key: must not be empty' } });
+      expect(await call('POST', `/parked-keys/${verb}`, body({ ...ref, group: 'no spaces' }))).toMatchObject({ status: 400, body: { message: expect.stringContaining('group') } });
+      expect(await call('POST', `/parked-keys/${verb}`, body({ ...ref, extra: 1 }))).toMatchObject({ status: 400 });
+      expect(await call('POST', `/parked-keys/${verb}`, { body: '{"group": ' })).toMatchObject({ status: 400 });
+      expect(await call('POST', `/parked-keys/${verb}`, body({ ...ref, key: 'owner-nobody' }))).toMatchObject({
+        status: 404,
+        body: { error: 'not_found', message: `no parked key "owner-nobody" in group ${group} on ${stream} (events key list shows the parked keys)` },
+      });
+      expect(await call('POST', `/parked-keys/${verb}`, body({ ...ref, stream: `${stream}:p1` }))).toMatchObject({ status: 404, body: { message: expect.stringContaining(`on ${stream}:p1`) } });
+    }
+    expect(await parkedState(group)).toEqual(before);
+
+    // Discard the head: a discarded dead letter records it (with who), the key stays parked with its next event due now.
+    const discarded = await call('POST', '/parked-keys/discard', { ...body(ref), actor: 'carol' });
+    expect(discarded).toMatchObject({ status: 200, body: { ...ref, discardedEventId: headEventId, keyReleased: false } });
+    const [letter] = await testDb.sql<{ event_id: string; status: string; resolved_by: string }[]>`
+      SELECT event_id::text, status, resolved_by FROM events.dead_letter WHERE group_name = ${group}`;
+    expect(letter).toEqual({ event_id: headEventId, status: 'discarded', resolved_by: expect.stringMatching(/^admin:carol@/) });
+    expect(JSON.parse(logLines.find((l) => l.includes('"parked_key.discard"') && l.includes(group))!)).toMatchObject({ by: expect.stringContaining('admin:carol@'), discardedEventId: headEventId });
+
+    // The next event fails too and halts again; the fix is deployed, then release: seq 2 and 3 follow in order.
+    await waitFor(async () => {
+      const [row] = (await call('GET', `/parked-keys?group=${group}&halted=true`)).body.items as Array<{ head: { eventId: string } }>;
+      return row?.head.eventId === secondEventId;
+    }, { description: 'owner-a halted again on its second event' });
+    failing.clear();
+    expect(await call('POST', '/parked-keys/release', body(ref))).toMatchObject({ status: 200, body: { ...ref, released: true } });
+    await waitFor(async () => handled.filter((h) => h.startsWith('owner-a:')).length === 2, { description: 'owner-a completes' });
+    expect(handled.filter((h) => h.startsWith('owner-a:'))).toEqual(['owner-a:2', 'owner-a:3']);
+    await waitFor(async () => ((await call('GET', `/parked-keys?group=${group}`)).body.items as unknown[]).length === 0, { description: 'key released' });
+    expect(await call('POST', '/parked-keys/release', body(ref))).toMatchObject({ status: 404 });
+    expect(logLines.some((l) => l.includes('"parked_key.release"') && l.includes(group))).toBe(true);
   });
 });

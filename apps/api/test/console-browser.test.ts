@@ -5,7 +5,8 @@
  * stream flagged, replays a dead-letter group after the handler is fixed and
  * finds the event handled; signed out it is sent to sign-in, read-only it
  * sees no actions, a POST without the CSRF field gets 403, and without
- * ADMIN_API_KEY the console is closed.
+ * ADMIN_API_KEY the console is closed. A halted key (issue 19) is flagged,
+ * listed with its head event and error, and released from the console.
  */
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
@@ -216,3 +217,109 @@ test('signed out → sign-in; wrong key refused; read-only sees no actions; a PO
   expect(await closed.text()).toContain('set ADMIN_API_KEY');
   await context.close();
 }, 120_000);
+
+test('a halted key is flagged on the overview and listed with its head event and error; Release (confirmed) retries it and the key completes in order', async () => {
+  // A second group whose handler fails for one pet until the fix: the key halts after two attempts.
+  const parkedStream = uniqueStreamName('pets');
+  const parkedGroup = uniqueGroupName('enrollment');
+  const brokenKeys = new Set(['pet-a']);
+  const handled: string[] = [];
+  const registry = createHandlerRegistry().register('PetEnrolled', {
+    schema: z.object({ seq: z.number().int() }),
+    async handle(event) {
+      if (brokenKeys.has(event.partitionKey)) throw new Error(`insurer refuses pet ${event.partitionKey}: plan missing`);
+      handled.push(`${event.partitionKey}:${event.payload.seq}`);
+    },
+  });
+  const parkedConsumer = createConsumer({
+    db: testDb.db, sql: testDb.sql, redis, logger, registry, streams: [{ name: parkedStream }], group: parkedGroup, keyPrefix,
+    blockMs: 200, retryBaseDelayMs: 20, retryMaxDelayMs: 50, maxAttempts: 2, onExhausted: 'halt', parkingRecheckMs: 100,
+  });
+  parkedConsumer.start();
+  try {
+    const eventIds: string[] = [];
+    for (const [key, seq] of [['pet-a', 1], ['pet-b', 1], ['pet-a', 2]] as const) {
+      const event = await testDb.db.transaction((tx) => enqueue(tx, { stream: parkedStream, type: 'PetEnrolled', partitionKey: key, payload: { seq } }));
+      eventIds.push(event.eventId);
+    }
+    await waitFor(async () => (await testDb.sql`SELECT 1 FROM events.parked_key WHERE group_name = ${parkedGroup} AND halted_at IS NOT NULL`).length === 1, {
+      timeoutMs: 30_000,
+      description: 'pet-a halted',
+    });
+    expect(handled).toEqual(['pet-b:1']);
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await signIn(page, urls.rw);
+    const problem = page.locator('.problem[data-kind="halted_keys"]', { hasText: parkedGroup });
+    await problem.waitFor();
+    expect(await problem.innerText()).toContain('key pet-a halted');
+    await shots.shoot(page, 'overview-halted-key');
+    await problem.locator('[data-testid=open-parked-keys]').click();
+    await page.waitForURL((url) => url.pathname === '/console/parked-keys');
+
+    const row = page.locator(`[data-testid=parked-keys] tr[data-group="${parkedGroup}"][data-key="pet-a"]`);
+    expect(await row.getAttribute('data-state')).toBe('halted');
+    const text = await row.innerText();
+    expect(text).toContain('halted');
+    expect(text).toContain(eventIds[0]!); // the head event
+    expect(text).toContain('insurer refuses pet pet-a: plan missing');
+    expect(text).toMatch(/PetEnrolled/);
+    expect(await row.locator('td.num').allInnerTexts()).toEqual(['2', '2']); // attempts, events waiting
+    await shots.shoot(page, 'parked-keys');
+
+    // Release asks first; Cancel changes nothing.
+    await row.locator('[data-testid=release-key]').click();
+    await page.locator('[data-testid=confirm]').waitFor();
+    expect(await page.locator('h1').innerText()).toBe('Release key pet-a?');
+    await shots.shoot(page, 'confirm-release');
+    await page.click('text=Cancel');
+    await row.waitFor();
+    expect((await testDb.sql`SELECT 1 FROM events.parked_key WHERE group_name = ${parkedGroup} AND halted_at IS NOT NULL`).length).toBe(1);
+
+    // A post without the CSRF field, and one from a read-only session: 403, the key stays halted.
+    const form = { group: parkedGroup, stream: parkedStream, key: 'pet-a' };
+    const noCsrf = await page.context().request.post(`${urls.rw}/parked-keys/release`, { form, maxRedirects: 0 });
+    expect(noCsrf.status()).toBe(403);
+    const readOnlyContext = await browser.newContext();
+    const readOnly = await readOnlyContext.newPage();
+    await signIn(readOnly, urls.ro);
+    await readOnly.goto(`${urls.ro}/parked-keys`);
+    expect(await readOnly.locator(`[data-testid=parked-keys] tr[data-key="pet-a"]`).count()).toBe(1);
+    expect(await readOnly.locator('[data-testid=release-key]').count()).toBe(0);
+    const roToken = (await readOnlyContext.cookies()).find((c) => c.name === 'petcover_csrf')!.value;
+    const denied = await readOnlyContext.request.post(`${urls.ro}/parked-keys/discard`, { form: { ...form, _csrf: roToken }, maxRedirects: 0 });
+    expect(denied.status()).toBe(403);
+    expect(await denied.text()).toContain('read-only');
+    await readOnlyContext.close();
+    const [still] = await testDb.sql<{ attempts: number; halted: boolean }[]>`
+      SELECT attempts, halted_at IS NOT NULL AS halted FROM events.parked_key WHERE group_name = ${parkedGroup}`;
+    expect(still).toEqual({ attempts: 2, halted: true });
+    expect((await testDb.sql`SELECT 1 FROM events.dead_letter WHERE group_name = ${parkedGroup}`).length).toBe(0);
+
+    brokenKeys.clear(); // the fix is deployed
+    await row.locator('[data-testid=release-key]').click();
+    await page.click('[data-testid=confirm]');
+    await page.locator('.banner.ok', { hasText: 'Released key pet-a' }).waitFor();
+    await waitFor(async () => handled.length === 3, { timeoutMs: 30_000, description: 'pet-a handled after the release' });
+    expect(handled).toEqual(['pet-b:1', 'pet-a:1', 'pet-a:2']);
+    await waitFor(
+      async () => {
+        await page.reload();
+        return (await page.locator('[data-testid=no-parked-keys]').count()) === 1;
+      },
+      { timeoutMs: 20_000, intervalMs: 500, description: 'the console shows no parked key' },
+    );
+    await shots.shoot(page, 'parked-keys-empty');
+
+    // Releasing it again (a stale page, another operator first): 404 naming the key.
+    const stale = await page.context().request.post(`${urls.rw}/parked-keys/release`, {
+      form: { _csrf: (await page.context().cookies()).find((c) => c.name === 'petcover_csrf')!.value, group: parkedGroup, stream: parkedStream, key: 'pet-a' },
+      maxRedirects: 0,
+    });
+    expect(stale.status()).toBe(404);
+    expect(await stale.text()).toMatch(new RegExp(`No parked key (&quot;|")pet-a(&quot;|") in group ${parkedGroup}`));
+    await page.close();
+  } finally {
+    await parkedConsumer.stop();
+  }
+}, 180_000);

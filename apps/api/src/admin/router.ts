@@ -14,10 +14,15 @@
  *   GET  /events/lookup?q=               journeys of the events matching an event id, outbox id, Redis entry id or partition key
  *   GET  /dead-letters/groups            dead letters grouped by fingerprint
  *   POST /dead-letters/groups/:fingerprint/replay|discard   the whole group, or body {"ids": [...]} (a selection within it)
+ *   GET  /parked-keys[?group=&stream=&key=&halted=true&limit=]
+ *                                        parked keys, halted first, each with its head event, error and parked count
+ *                                        (same as `events key list --json`)
+ *   POST /parked-keys/release            body {"group", "stream" (partition stream), "key"}: retry the head now, fresh attempts
+ *   POST /parked-keys/discard            same body: the head becomes a discarded dead letter, the key goes on
  *
  * Every route needs `X-Admin-Key` equal to ADMIN_API_KEY (compared in
  * constant time): 401 without it or when wrong, 503 when no key is configured
- * (the admin API is then off). 400 bad input, 404 unknown id or lease,
+ * (the admin API is then off). 400 bad input, 404 unknown id, lease or parked key,
  * 409 dead letter not in status `dead`. Every action is logged with who and what.
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
@@ -25,6 +30,7 @@ import type { RedisClient } from '@petcover/service-kit';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { sameKey } from './admin-key';
+import { describeIssues, GROUP_NAME_PATTERN, MAX_PARTITION_KEY_LENGTH, parkedKeyRefSchema } from './parked-key-input';
 import {
   collectEventsStatus,
   collectNodesAndLeases,
@@ -37,13 +43,18 @@ import {
   DEAD_LETTER_STATUSES,
   DeadLetterStateError,
   discardDeadLetter,
+  discardParkedHead,
   forceReleaseLease,
   getDeadLetter,
   listDeadLetters,
+  listParkedKeys,
+  ParkedKeyNotFoundError,
   PARTITION_STREAM_NAME_PATTERN,
+  releaseParkedKey,
   replayDeadLetter,
   STREAM_NAME_PATTERN,
   type Database,
+  type ParkedKeyRef,
   type Sql,
   type StreamPartitions,
 } from '@petcover/outbox';
@@ -76,12 +87,24 @@ function pathOf(req: Request): string {
   return `${req.baseUrl}${req.path}`;
 }
 
+const limitParam = z.string().regex(/^\d{1,4}$/, 'must be an integer from 1 to 1000').transform(Number).refine((n) => n >= 1 && n <= 1_000, 'must be an integer from 1 to 1000');
+
+const parkedKeyQuery = z
+  .object({
+    group: z.string().regex(GROUP_NAME_PATTERN, 'must hold only letters, digits and _.-').optional(),
+    stream: z.string().regex(PARTITION_STREAM_NAME_PATTERN, 'must look like stream:<context>:<name>[:p<N>]').optional(),
+    key: z.string().min(1).max(MAX_PARTITION_KEY_LENGTH).optional(),
+    halted: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+    limit: limitParam.optional(),
+  })
+  .strict();
+
 const deadLetterQuery = z
   .object({
-    group: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must hold only letters, digits and _.-').optional(),
+    group: z.string().regex(GROUP_NAME_PATTERN, 'must hold only letters, digits and _.-').optional(),
     status: z.enum(DEAD_LETTER_STATUSES).optional(),
     type: z.string().min(1).max(200).optional(),
-    limit: z.string().regex(/^\d{1,4}$/, 'must be an integer from 1 to 1000').transform(Number).refine((n) => n >= 1 && n <= 1_000, 'must be an integer from 1 to 1000').optional(),
+    limit: limitParam.optional(),
     before: z.string().regex(/^\d{1,19}$/, 'must be a dead letter id').optional(),
   })
   .strict();
@@ -147,7 +170,7 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
   router.get('/dead-letters', async (req, res) => {
     const parsed = deadLetterQuery.safeParse(req.query);
     if (!parsed.success) {
-      sendError(res, 400, 'bad_request', parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '));
+      sendError(res, 400, 'bad_request', describeIssues(parsed.error, 'query'));
       return;
     }
     const { group, status, type, before } = parsed.data;
@@ -188,7 +211,7 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
   router.post('/leases/release', async (req, res) => {
     const parsed = leaseReleaseBody.safeParse(req.body ?? {});
     if (!parsed.success) {
-      sendError(res, 400, 'bad_request', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+      sendError(res, 400, 'bad_request', describeIssues(parsed.error, 'body'));
       return;
     }
     const { stream, role } = parsed.data;
@@ -237,7 +260,7 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
       }
       const parsed = groupActionBody.safeParse(req.body ?? {});
       if (!parsed.success) {
-        sendError(res, 400, 'bad_request', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+        sendError(res, 400, 'bad_request', describeIssues(parsed.error, 'body'));
         return;
       }
       const inGroup = (await deadLettersOfFingerprint(deps.sql, fingerprint)).map((l) => l.id);
@@ -254,9 +277,45 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
     });
   }
 
+  router.get('/parked-keys', async (req, res) => {
+    const parsed = parkedKeyQuery.safeParse(req.query);
+    if (!parsed.success) {
+      sendError(res, 400, 'bad_request', describeIssues(parsed.error, 'query'));
+      return;
+    }
+    const { group, stream, key, halted, limit } = parsed.data;
+    res.json({ items: await listParkedKeys(deps.sql, { group, stream, key, haltedOnly: halted, limit: limit ?? 100 }) });
+  });
+
+  /** Release: the head is retried now with fresh attempts. Discard: the head becomes a discarded dead letter, the key goes on. */
+  const parkedKeyActions = {
+    release: async (ref: ParkedKeyRef) => {
+      await releaseParkedKey(deps.db, ref);
+      return { released: true };
+    },
+    discard: async (ref: ParkedKeyRef, by: string) => {
+      const { eventId, released } = await discardParkedHead(deps.db, ref, { by });
+      return { discardedEventId: eventId, keyReleased: released };
+    },
+  };
+  for (const verb of ['release', 'discard'] as const) {
+    router.post(`/parked-keys/${verb}`, async (req, res) => {
+      const parsed = parkedKeyRefSchema.safeParse(req.body ?? {});
+      if (!parsed.success) {
+        sendError(res, 400, 'bad_request', describeIssues(parsed.error, 'body'));
+        return;
+      }
+      const ref = parsed.data;
+      const by = actorOf(req);
+      const outcome = await parkedKeyActions[verb](ref, by);
+      log.info({ action: `parked_key.${verb}`, ...ref, by, ...outcome }, `admin ${verb === 'release' ? 'released a parked key' : 'discarded the head of a parked key'}`);
+      res.json({ ...ref, ...outcome });
+    });
+  }
+
   // Typed refusals become precise statuses; body-parser errors keep theirs (400 malformed JSON, 413 too large).
   router.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
-    if (error instanceof DeadLetterNotFoundError) return sendError(res, 404, 'not_found', error.message);
+    if (error instanceof DeadLetterNotFoundError || error instanceof ParkedKeyNotFoundError) return sendError(res, 404, 'not_found', error.message);
     if (error instanceof DeadLetterStateError) {
       log.info({ action: req.path, by: actorOf(req), reason: error.message }, 'admin action refused');
       return sendError(res, 409, 'conflict', error.message);

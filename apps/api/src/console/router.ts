@@ -12,6 +12,9 @@
  *   GET  /console/dead-letters/:fp         the letters of one group
  *   POST /console/dead-letters/:fp/confirm asks to confirm replay/discard of a selection or the group
  *   POST /console/dead-letters/:fp/replay|discard
+ *   GET  /console/parked-keys              parked keys (halted first) with head event and error
+ *   POST /console/parked-keys/confirm      asks to confirm release / discard of one key's head
+ *   POST /console/parked-keys/release|discard
  *   GET  /console/nodes                    nodes and leases
  *   POST /console/leases/release | /console/leases/release-dead
  *   GET|POST /console/sign-in, POST /console/sign-out
@@ -25,17 +28,24 @@ import {
   collectEventsStatus,
   collectNodesAndLeases,
   deadLettersOfFingerprint,
+  discardParkedHead,
   forceReleaseLease,
   getDeadLetter,
   fingerprintOf,
   listDeadLetterGroups,
+  listParkedKeys,
   lookupEvents,
+  ParkedKeyNotFoundError,
+  PARTITION_STREAM_NAME_PATTERN,
   releaseLeasesOfDeadOwners,
+  releaseParkedKey,
   resolveDeadLetters,
   type Database,
+  type ParkedKeyRef,
   type Sql,
   type StreamPartitions,
 } from '@petcover/outbox';
+import { describeIssues, parkedKeyRefSchema } from '../admin/parked-key-input';
 import { CsrfError, issueCsrfToken, readCookie, readForm, sendPage, verifyCsrfToken, type VNode } from '../pages/render';
 import { CONSOLE_PATH, endSession, modeForKey, readSession, startSession, type ConsoleKeys, type ConsoleSession } from './session';
 import {
@@ -46,6 +56,8 @@ import {
   messagePage,
   nodesPage,
   overviewPage,
+  parkedKeyConfirmPage,
+  parkedKeysPage,
   signInPage,
   type ViewContext,
 } from './views';
@@ -69,7 +81,6 @@ export interface ConsoleRouterDeps {
 
 const NOTICE_COOKIE = 'petcover_console_notice';
 const FINGERPRINT = /^[0-9a-f]{12}$/;
-const PARTITION_STREAM = /^stream:[A-Za-z0-9_-]+:[A-Za-z0-9_.-]+(:p[0-9]+)?$/;
 const LEASE_ROLE = /^(publisher|maintenance|consumer:[A-Za-z0-9_.-]+)$/;
 const STYLESHEET = fs.readFileSync(path.join(__dirname, 'console.css'), 'utf8');
 
@@ -250,6 +261,44 @@ export function createConsoleRouter(deps: ConsoleRouterDeps): Router {
     });
   }
 
+  router.get('/parked-keys', async (req, res) => {
+    page(res, 200, 'Parked keys', parkedKeysPage(context(req, res), await listParkedKeys(deps.sql, { limit: 500 })));
+  });
+
+  /** The parked key a form names (group, partition stream, key), checked as the admin routes check it. */
+  const parkedKeyOf = (form: Record<string, unknown>): ParkedKeyRef => {
+    const parsed = parkedKeyRefSchema.safeParse({ group: form.group, stream: form.stream, key: form.key });
+    if (!parsed.success) throw new ConsoleRequestError(400, `The parked key is malformed: ${describeIssues(parsed.error, 'form')}.`);
+    return parsed.data;
+  };
+
+  router.post('/parked-keys/confirm', ...action, async (req, res) => {
+    const form = req.body as Record<string, unknown>;
+    const requested = form.action;
+    if (requested !== 'release' && requested !== 'discard') throw new ConsoleRequestError(400, 'Unknown action: release or discard.');
+    const ref = parkedKeyOf(form);
+    const [key] = (await listParkedKeys(deps.sql, { group: ref.group, stream: ref.stream, key: ref.key })).filter((k) => k.stream === ref.stream);
+    if (!key) throw new ParkedKeyNotFoundError(ref);
+    page(res, 200, 'Confirm', parkedKeyConfirmPage(context(req, res), requested, key));
+  });
+
+  router.post('/parked-keys/release', ...action, async (req, res) => {
+    const ref = parkedKeyOf(req.body as Record<string, unknown>);
+    const by = actor(req);
+    await releaseParkedKey(deps.db, ref);
+    log.info({ action: 'parked_key.release', ...ref, by }, 'console released a parked key');
+    redirectWithNotice(res, `${CONSOLE_PATH}/parked-keys`, `Released key ${ref.key} of group ${ref.group}: its head event is retried now, with fresh attempts.`);
+  });
+
+  router.post('/parked-keys/discard', ...action, async (req, res) => {
+    const ref = parkedKeyOf(req.body as Record<string, unknown>);
+    const by = actor(req);
+    const { eventId, released } = await discardParkedHead(deps.db, ref, { by });
+    log.info({ action: 'parked_key.discard', ...ref, by, eventId, keyReleased: released }, 'console discarded the head of a parked key');
+    const what = eventId === null ? 'nothing was parked under it any more' : `head event ${eventId} discarded (kept as a discarded dead letter)`;
+    redirectWithNotice(res, `${CONSOLE_PATH}/parked-keys`, `Key ${ref.key} of group ${ref.group}: ${what}; ${released ? 'the key is released.' : 'its next event runs now.'}`);
+  });
+
   router.get('/nodes', async (req, res) => {
     const { nodes, leases } = await collectNodesAndLeases(deps.sql);
     page(res, 200, 'Nodes and leases', nodesPage(context(req, res), nodes, leases));
@@ -259,7 +308,7 @@ export function createConsoleRouter(deps: ConsoleRouterDeps): Router {
     const form = req.body as Record<string, unknown>;
     const stream = String(form.stream ?? '');
     const role = String(form.role ?? '');
-    if (!PARTITION_STREAM.test(stream) || !LEASE_ROLE.test(role)) throw new ConsoleRequestError(400, 'stream or role is malformed.');
+    if (!PARTITION_STREAM_NAME_PATTERN.test(stream) || !LEASE_ROLE.test(role)) throw new ConsoleRequestError(400, 'stream or role is malformed.');
     const released = await forceReleaseLease(deps.sql, { streamName: stream, role });
     log.info({ action: 'lease.release', stream, role, by: actor(req), released }, 'console released a lease');
     redirectWithNotice(res, `${CONSOLE_PATH}/nodes`, released ? `Released the ${role} lease on ${stream}.` : `No ${role} lease on ${stream} any more.`);
@@ -275,6 +324,10 @@ export function createConsoleRouter(deps: ConsoleRouterDeps): Router {
     if (error instanceof CsrfError) {
       log.warn({ method: req.method, path: req.originalUrl, ip: req.ip }, 'console post refused: CSRF token missing or wrong');
       page(res, 403, 'Refused', messagePage('Refused', error.message));
+      return;
+    }
+    if (error instanceof ParkedKeyNotFoundError) {
+      page(res, 404, 'Not found', messagePage('Not found', `No parked key ${JSON.stringify(error.ref.key)} in group ${error.ref.group} on ${error.ref.stream}: it was released or discarded already.`));
       return;
     }
     if (error instanceof ConsoleRequestError) {

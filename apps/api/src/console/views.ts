@@ -5,7 +5,19 @@
  * fixes it. Actions are plain forms carrying the CSRF field; in read-only
  * mode they are not rendered at all.
  */
-import { traceIdOf, type DeadLetterGroup, type DeadLetterRow, type EventJourney, type EventsStatus, type LeaseEntry, type LookupResult, type NodeStatus, type StatusProblem } from '@petcover/outbox';
+import {
+  traceIdOf,
+  type DeadLetterGroup,
+  type DeadLetterRow,
+  type EventJourney,
+  type EventsStatus,
+  type LeaseEntry,
+  type LookupResult,
+  type NodeStatus,
+  type ParkedKeyRef,
+  type ParkedKeyRow,
+  type StatusProblem,
+} from '@petcover/outbox';
 import { html, type ComponentChildren, type VNode } from '../pages/render';
 import { CONSOLE_PATH, type ConsoleMode } from './session';
 
@@ -18,12 +30,13 @@ export interface ViewContext {
 
 export const CONSOLE_CSS_PATH = `${CONSOLE_PATH}/console.css`;
 
-type Section = 'overview' | 'events' | 'dead-letters' | 'nodes';
+type Section = 'overview' | 'events' | 'dead-letters' | 'parked-keys' | 'nodes';
 
 const SECTIONS: Array<[Section, string, string]> = [
   ['overview', 'Overview', CONSOLE_PATH],
   ['events', 'Event lookup', `${CONSOLE_PATH}/events`],
   ['dead-letters', 'Dead letters', `${CONSOLE_PATH}/dead-letters`],
+  ['parked-keys', 'Parked keys', `${CONSOLE_PATH}/parked-keys`],
   ['nodes', 'Nodes & leases', `${CONSOLE_PATH}/nodes`],
 ];
 
@@ -124,6 +137,7 @@ function problemList(problems: StatusProblem[]): VNode {
           <div class="problem-head"><span class="pill bad">${problemKindLabel(p.kind)}</span> ${p.stream ? html`<code>${p.stream}</code>` : null}</div>
           <p>${p.message}</p>
           <p class="fix"><strong>Fix:</strong> ${p.fix}</p>
+          ${p.kind === 'halted_keys' ? html`<p><a href=${`${CONSOLE_PATH}/parked-keys`} data-testid="open-parked-keys">Open parked keys</a> to release or discard from here.</p>` : null}
         </li>`,
       )}
     </ul>
@@ -353,6 +367,90 @@ export function confirmPage(ctx: ViewContext, options: { fingerprint: string; ac
         ${options.ids.map((id) => html`<input type="hidden" name="ids" value=${id} />`)}
         <button type="submit" data-testid="confirm">Yes, ${verb.toLowerCase()} ${options.ids.length}</button>
         <a class="button secondary" href=${`${CONSOLE_PATH}/dead-letters/${options.fingerprint}`}>Cancel</a>
+      </form>`,
+  );
+}
+
+// ---- Parked keys -------------------------------------------------------------
+
+/** The hidden fields that name one parked key in a form. */
+function parkedKeyFields(ref: ParkedKeyRef): VNode {
+  return html`<input type="hidden" name="group" value=${ref.group} /><input type="hidden" name="stream" value=${ref.stream} /><input type="hidden" name="key" value=${ref.key} />`;
+}
+
+function parkedKeyState(k: ParkedKeyRow): VNode {
+  return k.state === 'halted'
+    ? html`<span class="pill bad">halted</span><div class="small muted">since ${time(k.haltedAt)}</div>`
+    : html`<span class="pill warn">retrying</span><div class="small muted">next ${time(k.nextAttemptAt)}</div>`;
+}
+
+export function parkedKeysPage(ctx: ViewContext, keys: ParkedKeyRow[]): VNode {
+  const writable = ctx.mode === 'read-write';
+  const halted = keys.filter((k) => k.state === 'halted').length;
+  return consoleLayout(
+    ctx,
+    'parked-keys',
+    html`<h1>Parked keys</h1>
+      <p class="muted">
+        When an event fails, its partition key (the entity: a contract, an owner) is parked: that event and every later event of the key wait, in
+        order, while other keys flow. A retrying key is retried on its schedule by the consumer; a halted key ran out of attempts and waits for you.${' '}
+        <strong>Release</strong> retries its head event now with fresh attempts (after the fix is out); <strong>Discard head</strong> drops the head event,
+        kept as a discarded dead letter, and the key's next event runs.
+      </p>
+      ${keys.length === 0
+        ? html`<div class="banner ok" data-testid="no-parked-keys">No parked keys: every key is flowing.</div>`
+        : html`<p data-testid="parked-summary">${halted > 0 ? html`<strong class="bad-text">${halted} halted</strong>` : '0 halted'}, ${keys.length - halted} retrying.</p>
+      <div class="table-wrap">
+        <table class="grid" data-testid="parked-keys">
+          <thead><tr><th scope="col">State</th><th scope="col">Key</th><th scope="col">Group / stream</th><th scope="col">Head event</th><th scope="col">Attempts</th><th scope="col">Waiting</th><th scope="col">Error</th>${writable ? html`<th scope="col"><span class="visually-hidden">Actions</span></th>` : null}</tr></thead>
+          <tbody>
+            ${keys.map(
+              (k) => html`<tr class=${k.state === 'halted' ? 'flagged' : undefined} data-key=${k.key} data-group=${k.group} data-state=${k.state}>
+                <td>${parkedKeyState(k)}</td>
+                <th scope="row"><a href=${`${CONSOLE_PATH}/events?q=${encodeURIComponent(k.key)}`}><code>${k.key}</code></a></th>
+                <td><strong>${k.group}</strong><div><code class="small nowrap">${k.stream}</code></div></td>
+                <td>${k.head ? html`${k.head.eventType}<div><a href=${`${CONSOLE_PATH}/events?q=${k.head.eventId}`}><code class="small">${k.head.eventId}</code></a></div>` : html`<span class="muted">none left</span>`}</td>
+                <td class="num">${k.attempts}</td>
+                <td class="num">${k.parkedEvents}</td>
+                <td>${k.lastError ? html`<details><summary class="error-text small">${truncate(k.lastError, 120)}</summary><pre>${k.lastError}</pre></details>` : html`<span class="muted">–</span>`}</td>
+                ${writable
+                  ? html`<td>
+                      <form method="post" action=${`${CONSOLE_PATH}/parked-keys/confirm`} class="row-actions">
+                        ${csrf(ctx)}${parkedKeyFields(k)}
+                        <button type="submit" name="action" value="release" class="small-button" data-testid="release-key">Release</button>
+                        <button type="submit" name="action" value="discard" class="secondary small-button" data-testid="discard-head">Discard head</button>
+                      </form>
+                    </td>`
+                  : null}
+              </tr>`,
+            )}
+          </tbody>
+        </table>
+      </div>`}`,
+  );
+}
+
+export function parkedKeyConfirmPage(ctx: ViewContext, action: 'release' | 'discard', key: ParkedKeyRow): VNode {
+  const head = key.head ? `${key.head.eventType} ${key.head.eventId}` : 'no event';
+  return consoleLayout(
+    ctx,
+    'parked-keys',
+    html`<h1>${action === 'release' ? `Release key ${key.key}?` : `Discard the head event of key ${key.key}?`}</h1>
+      <dl class="summary">
+        <dt>Group</dt><dd>${key.group}</dd>
+        <dt>Stream</dt><dd><code>${key.stream}</code></dd>
+        <dt>Head event</dt><dd><code>${head}</code>, ${key.attempts} failed attempt(s), ${key.parkedEvents} event(s) waiting</dd>
+        <dt>Error</dt><dd class="error-text">${key.lastError ?? '–'}</dd>
+      </dl>
+      <p class="muted">
+        ${action === 'release'
+          ? 'Its head event is retried now, with fresh attempts, by the consumer that holds the partition (within a second); on success the events behind it follow in order.'
+          : 'Its head event is not delivered again: it is kept as a dead letter with status discarded, and the next event of the key runs now.'}
+      </p>
+      <form method="post" action=${`${CONSOLE_PATH}/parked-keys/${action}`} class="actions">
+        ${csrf(ctx)}${parkedKeyFields(key)}
+        <button type="submit" data-testid="confirm">${action === 'release' ? `Yes, release ${key.key}` : `Yes, discard ${head}`}</button>
+        <a class="button secondary" href=${`${CONSOLE_PATH}/parked-keys`}>Cancel</a>
       </form>`,
   );
 }

@@ -52,6 +52,8 @@ export interface ParkedKeyFilter {
   /** A logical stream (all its partitions) or one partition stream. */
   stream?: string;
   haltedOnly?: boolean;
+  /** One partition key (e.g. the key an operator is about to release). */
+  key?: string;
   limit?: number;
 }
 
@@ -95,6 +97,7 @@ export async function listParkedKeys(sql: Sql, filter: ParkedKeyFilter = {}): Pr
     WHERE (${filter.group ?? null}::text IS NULL OR k.group_name = ${filter.group ?? null})
       AND (${stream}::text IS NULL OR k.stream_name = ${stream} OR k.stream_name LIKE ${`${stream ?? ''}:p%`})
       AND (NOT ${filter.haltedOnly ?? false}::boolean OR k.halted_at IS NOT NULL)
+      AND (${filter.key ?? null}::text IS NULL OR k.partition_key = ${filter.key ?? null})
     ORDER BY k.halted_at IS NULL, k.parked_at, k.group_name, k.stream_name, k.partition_key
     LIMIT ${limit}`;
   const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
