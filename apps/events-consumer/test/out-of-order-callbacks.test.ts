@@ -7,14 +7,8 @@
  * enrollment, one PetEnrolled, one audit entry; nothing dead-lettered.
  */
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import pino from 'pino';
-import { Registry } from 'prom-client';
 import { eq } from 'drizzle-orm';
-import { createConsumer, createHandlerRegistry, createPublisher, outboxMigrations, type Consumer, type ConsumerModule, type Publisher } from '@petcover/outbox';
-import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { waitFor } from '@petcover/outbox/testing';
 import {
   addPet,
   buildSignatureCallback,
@@ -23,61 +17,25 @@ import {
   contract,
   createLocalDocumentStore,
   createManualSignatureProvider,
-  domainConsumerModule,
-  domainMigrations,
   enrollment,
-  enrollmentAuditConsumerModule,
   enrollmentAuditEntry,
   receiveSignatureCallback,
 } from '@petcover/domain';
+import { useDomainPipeline } from './domain-pipeline';
 
 const API_KEY = 'out-of-order-api-key';
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-let database: TestDatabase;
-let redis: ReturnType<typeof createTestRedis>;
-let storeDir: string;
-const prefix = uniqueRedisPrefix();
-const running: Array<Publisher | Consumer> = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase({ migrations: [outboxMigrations, domainMigrations] });
-  redis = createTestRedis();
-  storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-out-of-order-'));
-});
-
-afterAll(async () => {
-  await Promise.all(running.map((r) => r.stop()));
-  await deleteKeysWithPrefix(redis, prefix);
-  redis.disconnect();
-  await database?.drop();
-  fs.rmSync(storeDir, { recursive: true, force: true });
-});
-
-function startConsumer(group: string, module: ConsumerModule): void {
-  const registry = createHandlerRegistry();
-  module.register(registry);
-  const consumer = createConsumer({
-    db: database.db, sql: database.sql, redis, logger, registry, streams: module.streams, group, keyPrefix: prefix,
-    blockMs: 200, leaseTtlMs: 3_000, metricsRegistry: new Registry(),
-  });
-  running.push(consumer);
-  consumer.start();
-}
+const pipeline = useDomainPipeline('out-of-order');
 
 test('interleaved callbacks of two owners, signed after all_signed, sent last, duplicates: each pet enrolled exactly once', async () => {
-  const publisher = createPublisher({ sql: database.sql, redis, logger, registry: new Registry(), keyPrefix: prefix, pollIntervalMs: 200, leaseTtlMs: 3_000 });
-  running.push(publisher);
-  await publisher.start();
-  startConsumer('enrollment', domainConsumerModule);
-  startConsumer('enrollment-audit', enrollmentAuditConsumerModule);
+  await pipeline.start();
 
   const provider = createManualSignatureProvider();
-  const deps = { db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: provider, autoEnroll: false };
+  const deps = { db: pipeline.database.db, documentStore: createLocalDocumentStore(pipeline.storeDir), signatureProvider: provider, autoEnroll: false };
   const owners = [randomUUID(), randomUUID()];
   const requests: { pet: { id: string }; request: { id: string; providerRequestId: string | null } }[] = [];
   for (const owner of owners) {
-    const { pet, draft } = await addPet(database.db, owner, { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' });
-    await choosePlan(database.db, owner, draft.id, 'basic');
+    const { pet, draft } = await addPet(pipeline.database.db, owner, { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' });
+    await choosePlan(pipeline.database.db, owner, draft.id, 'basic');
     const request = (await confirmDraft(deps, owner, draft.id)).view.approvalRequest!;
     requests.push({ pet, request });
   }
@@ -101,24 +59,24 @@ test('interleaved callbacks of two owners, signed after all_signed, sent last, d
     callback(0, 'signature_request_signed', 20),
   ];
   const outcomes = [];
-  for (const body of deliveries) outcomes.push((await receiveSignatureCallback(database.db, body, { apiKey: API_KEY, provider })).outcome);
+  for (const body of deliveries) outcomes.push((await receiveSignatureCallback(pipeline.database.db, body, { apiKey: API_KEY, provider })).outcome);
   expect(outcomes).toContain('duplicate');
 
   for (const { pet } of requests) {
-    await waitFor(async () => (await database.db.select().from(enrollmentAuditEntry).where(eq(enrollmentAuditEntry.petId, pet.id))).length === 1, {
+    await waitFor(async () => (await pipeline.database.db.select().from(enrollmentAuditEntry).where(eq(enrollmentAuditEntry.petId, pet.id))).length === 1, {
       timeoutMs: 60_000,
       description: `pet ${pet.id} enrolled and audited`,
     });
   }
   // Let every later event run through too before counting.
-  await waitFor(async () => (await database.sql`SELECT 1 FROM events.outbox_event WHERE published_at IS NULL`).length === 0, { timeoutMs: 30_000, description: 'outbox drained' });
+  await waitFor(async () => (await pipeline.database.sql`SELECT 1 FROM events.outbox_event WHERE published_at IS NULL`).length === 0, { timeoutMs: 30_000, description: 'outbox drained' });
   for (const { pet } of requests) {
-    expect(await database.db.select().from(enrollment).where(eq(enrollment.petId, pet.id))).toHaveLength(1);
-    expect(await database.db.select().from(contract).where(eq(contract.petId, pet.id))).toHaveLength(1);
-    const [petEnrolled] = await database.sql`SELECT count(*)::int AS n FROM events.outbox_event WHERE event_type = 'PetEnrolled' AND partition_key = ${pet.id}`;
+    expect(await pipeline.database.db.select().from(enrollment).where(eq(enrollment.petId, pet.id))).toHaveLength(1);
+    expect(await pipeline.database.db.select().from(contract).where(eq(contract.petId, pet.id))).toHaveLength(1);
+    const [petEnrolled] = await pipeline.database.sql`SELECT count(*)::int AS n FROM events.outbox_event WHERE event_type = 'PetEnrolled' AND partition_key = ${pet.id}`;
     expect(petEnrolled!.n).toBe(1);
   }
-  const audited = await database.db.select().from(enrollmentAuditEntry);
+  const audited = await pipeline.database.db.select().from(enrollmentAuditEntry);
   expect(audited).toHaveLength(2);
-  expect(await database.sql`SELECT 1 FROM events.dead_letter`).toHaveLength(0);
+  expect(await pipeline.database.sql`SELECT 1 FROM events.dead_letter`).toHaveLength(0);
 });

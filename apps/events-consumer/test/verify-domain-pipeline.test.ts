@@ -7,23 +7,13 @@
  * skipped, not missing (issue 12).
  */
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import pino from 'pino';
-import { Registry } from 'prom-client';
 import {
-  createConsumer,
   createHandlerRegistry,
-  createPublisher,
-  outboxMigrations,
   redisStreamKey,
-  type Consumer,
   type ConsumerModule,
-  type Publisher,
 } from '@petcover/outbox';
 import { formatVerifyReport, verifyPipeline } from '@petcover/outbox/verify';
-import { createTestDatabase, createTestRedis, deleteKeysWithPrefix, uniqueRedisPrefix, waitFor, type TestDatabase } from '@petcover/outbox/testing';
+import { waitFor } from '@petcover/outbox/testing';
 import {
   addPet,
   buildSignatureCallback,
@@ -32,86 +22,42 @@ import {
   createLocalDocumentStore,
   createManualSignatureProvider,
   domainConsumerModule,
-  domainMigrations,
   enrollmentAuditConsumerModule,
   enrollmentAuditEntry,
   receiveSignatureCallback,
   SIGNING_EVENT_TYPES,
 } from '@petcover/domain';
 import { eq } from 'drizzle-orm';
+import { useDomainPipeline } from './domain-pipeline';
 
 const API_KEY = 'verify-domain-api-key';
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-let database: TestDatabase;
-let redis: ReturnType<typeof createTestRedis>;
-let storeDir: string;
-const prefix = uniqueRedisPrefix();
-const running: Array<Publisher | Consumer> = [];
-
-beforeAll(async () => {
-  database = await createTestDatabase({ migrations: [outboxMigrations, domainMigrations] });
-  redis = createTestRedis();
-  storeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-verify-docs-'));
-});
-
-afterAll(async () => {
-  await Promise.all(running.map((r) => r.stop()));
-  await deleteKeysWithPrefix(redis, prefix);
-  redis.disconnect();
-  await database?.drop();
-  fs.rmSync(storeDir, { recursive: true, force: true });
-});
-
-function startConsumer(group: string, module: ConsumerModule): Consumer {
-  const registry = createHandlerRegistry();
-  module.register(registry);
-  const consumer = createConsumer({
-    db: database.db,
-    sql: database.sql,
-    redis,
-    logger,
-    registry,
-    streams: module.streams,
-    group,
-    keyPrefix: prefix,
-    blockMs: 200,
-    leaseTtlMs: 3_000,
-    metricsRegistry: new Registry(),
-  });
-  running.push(consumer);
-  consumer.start();
-  return consumer;
-}
+const pipeline = useDomainPipeline('verify-docs');
 
 test('verify is OK on the enrollment pipeline; types a group has no handler for are skipped, not missing', async () => {
-  const publisher = createPublisher({ sql: database.sql, redis, logger, registry: new Registry(), keyPrefix: prefix, pollIntervalMs: 200, leaseTtlMs: 3_000 });
-  running.push(publisher);
-  await publisher.start();
-  startConsumer('enrollment', domainConsumerModule);
-  startConsumer('enrollment-audit', enrollmentAuditConsumerModule);
+  await pipeline.start();
 
   const owner = randomUUID();
-  const deps = { db: database.db, documentStore: createLocalDocumentStore(storeDir), signatureProvider: createManualSignatureProvider(), autoEnroll: false };
-  const { pet, draft } = await addPet(database.db, owner, { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' });
-  await choosePlan(database.db, owner, draft.id, 'basic');
+  const deps = { db: pipeline.database.db, documentStore: createLocalDocumentStore(pipeline.storeDir), signatureProvider: createManualSignatureProvider(), autoEnroll: false };
+  const { pet, draft } = await addPet(pipeline.database.db, owner, { name: 'Bella', species: 'cat', breed: 'Siamese', birthDate: '2019-03-01' });
+  await choosePlan(pipeline.database.db, owner, draft.id, 'basic');
   const request = (await confirmDraft(deps, owner, draft.id)).view.approvalRequest!;
   for (const eventType of SIGNING_EVENT_TYPES) {
     const body = buildSignatureCallback({ apiKey: API_KEY, eventType, signatureRequestId: request.providerRequestId!, approvalRequestId: request.id });
-    await receiveSignatureCallback(database.db, body, { apiKey: API_KEY, provider: deps.signatureProvider });
+    await receiveSignatureCallback(pipeline.database.db, body, { apiKey: API_KEY, provider: deps.signatureProvider });
   }
 
   // The last link of the chain: the audit group recorded the PetEnrolled event.
-  await waitFor(async () => (await database.db.select().from(enrollmentAuditEntry).where(eq(enrollmentAuditEntry.petId, pet.id))).length === 1, {
+  await waitFor(async () => (await pipeline.database.db.select().from(enrollmentAuditEntry).where(eq(enrollmentAuditEntry.petId, pet.id))).length === 1, {
     timeoutMs: 60_000,
     description: 'the pet enrolled and audited through publisher and consumers',
   });
   // Every group has taken everything relayed to it (nothing pending, nothing undelivered).
   await waitFor(async () => {
-    const [queued] = await database.sql`SELECT count(*)::int AS n FROM events.outbox_event WHERE published_at IS NULL`;
+    const [queued] = await pipeline.database.sql`SELECT count(*)::int AS n FROM events.outbox_event WHERE published_at IS NULL`;
     if (queued?.n !== 0) return false;
     for (const { name } of [...domainConsumerModule.streams, ...enrollmentAuditConsumerModule.streams]) {
-      const key = redisStreamKey(name, prefix); // one partition each
-      const groups = (await redis.xinfo('GROUPS', key)) as unknown[][];
+      const key = redisStreamKey(name, pipeline.prefix); // one partition each
+      const groups = (await pipeline.redis.xinfo('GROUPS', key)) as unknown[][];
       for (const fields of groups) {
         const field = (name: string) => fields[fields.indexOf(name) + 1];
         if (Number(field('pending')) !== 0 || Number(field('lag')) !== 0) return false;
@@ -120,7 +66,7 @@ test('verify is OK on the enrollment pipeline; types a group has no handler for 
     return true;
   }, { timeoutMs: 30_000, description: 'every consumer group drained' });
 
-  const report = await verifyPipeline(database.sql, redis, { keyPrefix: prefix });
+  const report = await verifyPipeline(pipeline.database.sql, pipeline.redis, { keyPrefix: pipeline.prefix });
   const text = formatVerifyReport(report);
   expect({ ok: report.ok, missing: report.missing, text }).toMatchObject({ ok: true, missing: 0 });
   const enrollmentGroup = report.groups.find((g) => g.group === 'enrollment');
@@ -138,8 +84,8 @@ test('verify is OK on the enrollment pipeline; types a group has no handler for 
     module.register(registry);
     return registry.eventTypes();
   };
-  const told = await verifyPipeline(database.sql, redis, {
-    keyPrefix: prefix,
+  const told = await verifyPipeline(pipeline.database.sql, pipeline.redis, {
+    keyPrefix: pipeline.prefix,
     handledTypes: { enrollment: types(domainConsumerModule), 'enrollment-audit': types(enrollmentAuditConsumerModule) },
   });
   expect(told).toMatchObject({ ok: true, missing: 0, skipped: report.skipped });
