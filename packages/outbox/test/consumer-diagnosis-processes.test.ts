@@ -18,7 +18,6 @@
 import path from 'node:path';
 import type { RedisClient } from '@petcover/service-kit';
 import { enqueueMany, type EventsStatus, type StatusProblem } from '../src';
-import { runEventsCli } from '../src/cli/events';
 import { partitionStreamName, redisStreamKey } from '../src/streams';
 import {
   createTestDatabase,
@@ -34,6 +33,7 @@ import {
   type BuiltAppProcess,
   type TestDatabase,
 } from '../src/testing';
+import { eventsCliEnv, runEventsCliCaptured } from './events-cli-runner';
 
 const CONSUMER_MODULE = path.join(__dirname, 'fixtures', 'runbook-consumer-module.ts');
 /** Bounds a hang; a loaded machine (load average 10+) needs seconds for what takes milliseconds idle. */
@@ -71,16 +71,7 @@ const spawnPublisher = () => spawnApp('publisher', ['--poll-interval', '0.2', '-
 const spawnConsumer = (stream: string, group: string, env: Record<string, string> = {}) =>
   spawnApp('consumer', ['--group', group, '--module', CONSUMER_MODULE, '--lease-ttl', '3'], { FIXTURE_STREAM: stream, ...env });
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runEventsCli(argv, {
-    env: { DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
-    stdout: (t) => (stdout += `${t}\n`),
-    stderr: (t) => (stderr += `${t}\n`),
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[]) => runEventsCliCaptured(argv, eventsCliEnv(testDb.url, keyPrefix));
 
 async function status(stream: string, extra: string[] = []): Promise<EventsStatus> {
   return JSON.parse((await cli(['status', '--stream', stream, '--json', ...extra])).stdout) as EventsStatus;

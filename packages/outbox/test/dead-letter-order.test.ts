@@ -5,8 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { listDeadLetters } from '../src';
-import { runEventsCli } from '../src/cli/events';
-import { createTestDatabase, testRedisUrl, uniqueRedisPrefix, type TestDatabase } from '../src/testing';
+import { createTestDatabase, uniqueRedisPrefix, type TestDatabase } from '../src/testing';
+import { eventsCliEnv, runEventsCliCaptured } from './events-cli-runner';
 
 let testDb: TestDatabase;
 beforeAll(async () => {
@@ -14,15 +14,7 @@ beforeAll(async () => {
 });
 afterAll(async () => testDb.drop());
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = '';
-  const code = await runEventsCli(argv, {
-    env: { DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: uniqueRedisPrefix() },
-    stdout: (t) => (stdout += `${t}\n`),
-    stderr: () => undefined,
-  });
-  return { code, stdout };
-}
+const cli = (argv: string[]) => runEventsCliCaptured(argv, eventsCliEnv(testDb.url, uniqueRedisPrefix()));
 
 test('list is newest first by numeric id, pages with a cursor; replay --all goes oldest first by numeric id', async () => {
   // Ids 7..16 cross the 9 → 10 boundary, where text order and numeric order differ.

@@ -8,7 +8,8 @@ import { acquireLease, collectEventsStatus, formatEventsStatus, partitionStreamN
 import { encodeEntry } from '../src/streams';
 import { runEventsCli } from '../src/cli/events';
 import { partitionFaultsKey, reportPartitionFault, reportStuckPartition, stuckPartitionsKey } from '../src/consumer/stuck-partitions';
-import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
+import { createTestDatabase, createTestRedis, registerTestNode, uniqueRedisPrefix, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
+import { eventsCliEnv, runEventsCliCaptured } from './events-cli-runner';
 
 let testDb: TestDatabase;
 let redis: RedisClient;
@@ -66,16 +67,7 @@ async function status(stream: string): Promise<EventsStatus> {
   return collectEventsStatus({ sql: testDb.sql, redis, keyPrefix, stream });
 }
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runEventsCli(argv, {
-    env: { DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
-    stdout: (t) => (stdout += `${t}\n`),
-    stderr: (t) => (stderr += `${t}\n`),
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[]) => runEventsCliCaptured(argv, eventsCliEnv(testDb.url, keyPrefix));
 
 describe('events status', () => {
   test('a healthy stream: published, in Redis, consumed under a live lease → exit 0', async () => {

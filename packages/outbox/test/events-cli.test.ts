@@ -8,10 +8,11 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { acquireLease } from '../src';
-import { parseTimeArgument, runEventsCli } from '../src/cli/events';
+import { parseTimeArgument, } from '../src/cli/events';
 import type { RedisClient } from '@petcover/service-kit';
 import { partitionStreamName, redisStreamKey } from '../src/streams';
 import { createTestDatabase, createTestRedis, registerTestNode, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
+import { eventsCliEnv, runEventsCliCaptured } from './events-cli-runner';
 
 let testDb: TestDatabase;
 let redis: RedisClient;
@@ -28,16 +29,7 @@ afterAll(async () => {
   await testDb.drop();
 });
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runEventsCli(argv, {
-    env: { DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
-    stdout: (t) => (stdout += `${t}\n`),
-    stderr: (t) => (stderr += `${t}\n`),
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[]) => runEventsCliCaptured(argv, eventsCliEnv(testDb.url, keyPrefix));
 
 async function insertDeadLetter(group: string, stream: string, type = 'TestHappened'): Promise<{ id: string; eventId: string }> {
   const eventId = randomUUID();

@@ -8,8 +8,8 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { RedisClient } from '@petcover/service-kit';
 import { collectEventsStatus, connectDatabase, createNodeHeartbeat, createPublisher, enqueue, listNodes } from '../src';
-import { runEventsCli } from '../src/cli/events';
-import { createTestDatabase, createTestRedis, testRedisUrl, trackedRedisPrefixes, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
+import { createTestDatabase, createTestRedis, trackedRedisPrefixes, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
+import { eventsCliEnv, runEventsCliCaptured } from './events-cli-runner';
 
 let testDb: TestDatabase;
 let redis: RedisClient;
@@ -26,16 +26,7 @@ afterAll(async () => {
   await testDb.drop();
 });
 
-async function cli(argv: string[], keyPrefix = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runEventsCli(argv, {
-    env: { DATABASE_URL: testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
-    stdout: (t) => (stdout += `${t}\n`),
-    stderr: (t) => (stderr += `${t}\n`),
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[], keyPrefix = '') => runEventsCliCaptured(argv, eventsCliEnv(testDb.url, keyPrefix));
 
 async function enqueueOne(stream: string): Promise<void> {
   await testDb.db.transaction((tx) => enqueue(tx, { stream, type: 'TestHappened', partitionKey: 'k', payload: {} }));

@@ -5,32 +5,22 @@
  */
 import { z } from 'zod';
 import { collectEventsStatus, createHandlerRegistry, redisStreamKey, type HandledEvent, type HandlerContext } from '../src';
-import { runEventsCli } from '../src/cli/events';
 import { verifyPipeline } from '../src/verify';
 import {
   appendTestEvents,
-  testRedisUrl,
   testStreamEvent,
   uniqueGroupName,
   uniqueStreamName,
   waitFor,
 } from '../src/testing';
 import { useConsumerHarness } from './consumer-harness';
+import { eventsCliEnv, runEventsCliCaptured } from './events-cli-runner';
 
 const harness = useConsumerHarness({ poolSize: 12 });
 
 const payloadSchema = z.object({ seq: z.number().int() });
 
-async function cli(argv: string[], keyPrefix: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runEventsCli(argv, {
-    env: { DATABASE_URL: harness.testDb.url, REDIS_URL: testRedisUrl(), REDIS_KEY_PREFIX: keyPrefix },
-    stdout: (t) => (stdout += `${t}\n`),
-    stderr: (t) => (stderr += `${t}\n`),
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[], keyPrefix: string) => runEventsCliCaptured(argv, eventsCliEnv(harness.testDb.url, keyPrefix));
 
 /** A group whose handler fails for the keys in `failing`, halting them after two attempts. */
 async function haltedSetup(failing: Set<string>) {

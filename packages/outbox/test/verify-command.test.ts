@@ -1,8 +1,8 @@
 /** `events verify` through the events CLI: arguments, exit codes and output, against a real database. */
 import { sql as drizzleSql } from 'drizzle-orm';
-import { runEventsCli } from '../src/cli/events';
 import { enqueue } from '../src';
 import { createTestDatabase, testRedisUrl, uniqueGroupName, uniqueRedisPrefix, uniqueStreamName, type TestDatabase } from '../src/testing';
+import { eventsCliEnv, runEventsCliCaptured } from './events-cli-runner';
 
 let testDb: TestDatabase;
 beforeAll(async () => {
@@ -10,16 +10,7 @@ beforeAll(async () => {
 });
 afterAll(async () => testDb.drop());
 
-async function cli(argv: string[], redisUrl = testRedisUrl()) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runEventsCli(['verify', ...argv], {
-    env: { DATABASE_URL: testDb.url, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: uniqueRedisPrefix() },
-    stdout: (t) => (stdout += `${t}\n`),
-    stderr: (t) => (stderr += `${t}\n`),
-  });
-  return { code, stdout, stderr };
-}
+const cli = (argv: string[], redisUrl = testRedisUrl()) => runEventsCliCaptured(['verify', ...argv], eventsCliEnv(testDb.url, uniqueRedisPrefix(), redisUrl));
 
 describe('events verify', () => {
   test.each([
