@@ -22,8 +22,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { RedisClient } from '@petcover/service-kit';
-import type { Logger } from 'pino';
 import {
   collectEventsStatus,
   collectNodesAndLeases,
@@ -40,12 +38,10 @@ import {
   releaseLeasesOfDeadOwners,
   releaseParkedKey,
   resolveDeadLetters,
-  type Database,
   type ParkedKeyRef,
-  type Sql,
-  type StreamPartitions,
 } from '@petcover/outbox';
 import { describeIssues, parkedKeyRefSchema } from '../admin/parked-key-input';
+import type { AdminRouterDeps } from '../admin/router';
 import { CsrfError, issueCsrfToken, readCookie, readForm, sendPage, verifyCsrfToken, type VNode } from '../pages/render';
 import { CONSOLE_PATH, endSession, modeForKey, readSession, startSession, type ConsoleKeys, type ConsoleSession } from './session';
 import {
@@ -62,19 +58,12 @@ import {
   type ViewContext,
 } from './views';
 
-export interface ConsoleRouterDeps {
-  /** ADMIN_API_KEY; without it the console is closed (503). */
-  adminKey: string | undefined;
+/** What the admin routes need (the console without ADMIN_API_KEY is closed, 503), plus the console's own settings. */
+export interface ConsoleRouterDeps extends AdminRouterDeps {
   /** ADMIN_READ_ONLY_KEY: signs in read-only. */
   readOnlyKey?: string;
   /** CONSOLE_READ_ONLY=1: every session is read-only. */
   readOnly: boolean;
-  db: Database;
-  sql: Sql;
-  redis: RedisClient;
-  logger: Logger;
-  keyPrefix?: string;
-  partitions?: StreamPartitions;
   /** Overview auto-refresh; default 5 s. */
   refreshSeconds?: number;
 }
