@@ -23,6 +23,17 @@ export const MAX_TEXT_LENGTH = 512;
  * publisher LISTENs on it to wake without waiting for its poll interval.
  */
 export const OUTBOX_NOTIFY_CHANNEL = 'petcover_outbox';
+/**
+ * First key of the stream's wake lock, a Postgres advisory lock
+ * `(OUTBOX_WAKE_LOCK_CLASS, hashtext(stream))`. The publisher draining a
+ * stream holds it while it is awake (polling the stream itself); an INSERT
+ * sends the NOTIFY only when it can take the lock shared, i.e. when nobody
+ * is awake on the stream. Why: a NOTIFY takes a database-wide lock from
+ * before the commit until after its WAL flush, so notifying transactions
+ * commit one at a time (no group commit): about half the commit rate of the
+ * same transaction without it (issue 20). See publisher/wake-lock.ts.
+ */
+export const OUTBOX_WAKE_LOCK_CLASS = 1885567793; // 'pcw1'
 
 export interface OutboxEventInput {
   /** `stream:<context>:<name>`. */
@@ -112,7 +123,10 @@ async function insertRows(tx: Transaction, rows: ValidatedEvent[]): Promise<Enqu
   // CPU of the whole statement's round trip, and every producer pays it.
   // The NOTIFY rides on the RETURNING: one round trip per enqueue instead of
   // two. Postgres delivers identical (channel, payload) pairs of one
-  // transaction once, at commit, so a NOTIFY per row is one per stream.
+  // transaction once, at commit, so a NOTIFY per row is one per stream. It
+  // is sent only when no publisher is awake on the stream (its wake lock is
+  // free; the shared lock taken then is held until our commit): an awake
+  // publisher polls and does not need it, and skipping it keeps group commit.
   const values = sql.join(
     rows.map((r) => sql`(${r.eventId}::uuid, ${r.streamName}, ${r.partitionKey}, ${r.eventType}, ${r.payloadJson}::jsonb, ${JSON.stringify(r.headers)}::jsonb)`),
     sql`, `,
@@ -121,7 +135,8 @@ async function insertRows(tx: Transaction, rows: ValidatedEvent[]): Promise<Enqu
     INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, headers)
     VALUES ${values}
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING id::text AS id, event_id::text AS event_id, pg_notify(${OUTBOX_NOTIFY_CHANNEL}, stream_name) AS notified`)) as unknown as { id: string; event_id: string }[];
+    RETURNING id::text AS id, event_id::text AS event_id,
+      CASE WHEN pg_try_advisory_xact_lock_shared(${sql.raw(String(OUTBOX_WAKE_LOCK_CLASS))}, hashtext(stream_name)) THEN pg_notify(${OUTBOX_NOTIFY_CHANNEL}, stream_name) END AS notified`)) as unknown as { id: string; event_id: string }[];
   if (inserted.length !== rows.length) {
     // Undo our own partial insert without aborting the caller's transaction.
     const insertedIds = new Set(inserted.map((r) => r.event_id));

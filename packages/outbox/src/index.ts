@@ -10,7 +10,7 @@ export { OutboxError, OutboxValidationError, DuplicateEventIdError, InvalidKeyPr
 export { newEventId } from './event-id';
 export { backoffDelay, RECONNECT_BACKOFF } from './backoff';
 export type { BackoffPolicy } from './backoff';
-export { enqueue, enqueueMany, MAX_PAYLOAD_BYTES, MAX_TEXT_LENGTH, OUTBOX_NOTIFY_CHANNEL } from './enqueue';
+export { enqueue, enqueueMany, MAX_PAYLOAD_BYTES, MAX_TEXT_LENGTH, OUTBOX_NOTIFY_CHANNEL, OUTBOX_WAKE_LOCK_CLASS } from './enqueue';
 export type { EnqueueOptions, EnqueuedEvent, OutboxEventInput } from './enqueue';
 export { defineEvent } from './define-event';
 export { traceIdOf, TRACE_CONTEXT_HEADERS } from './tracing';

@@ -9,6 +9,7 @@ import type { StreamPartitions } from '../streams';
 import type { PublisherMetrics } from './metrics';
 import type { StreamWriter } from './redis-scripts';
 import type { DrainRow } from './statements';
+import type { WakeLocks } from './wake-lock';
 
 export interface PublisherHooks {
   /** Called with a selected batch right before it is appended. Test-only fault injection. */
@@ -18,12 +19,18 @@ export interface PublisherHooks {
    * published. Test-only fault injection (the app wires `PETCOVER_FAULT`).
    */
   afterAppend?: (stream: string, rows: readonly DrainRow[]) => void;
+  /** Each wake state a drainer enters (awake, settling, settled, asleep) and each settling poll. Test-only. */
+  onWakeState?: (stream: string, state: string) => void;
 }
 
 export interface PublisherConfig {
   batchSize: number;
   batchMaxBytes: number;
   pollIntervalMs: number;
+  /** While a stream has traffic: the pause between a batch that was not full and the next select. */
+  gatherMs: number;
+  /** How long an awake drainer keeps polling without finding rows before it goes to sleep on NOTIFY. */
+  wakeLingerMs: number;
   leaseTtlMs: number;
   trimIntervalMs: number;
   keepAcknowledgedMs: number;
@@ -45,6 +52,8 @@ export interface PublisherContext {
   keyPrefix: string;
   partitions: StreamPartitions | undefined;
   hooks: PublisherHooks | undefined;
+  /** This process's wake locks (see wake-lock.ts). */
+  wakeLocks: WakeLocks;
   /** The writer of a lease: its token and this database's identity (read before the first lease). */
   writerWith(fencingToken: string): StreamWriter;
   /** A stamp or append found the stream last written from another database: count it, warn once per stream. */

@@ -24,6 +24,7 @@ import { partitionCount, partitionFor, partitionStreamName, redisStreamKey } fro
 import { FailureLog, sleep, Wakeup } from '../backoff';
 import { tracePublish } from '../tracing';
 import type { PublisherContext } from './context';
+import { StreamWake } from './wake-lock';
 import { appendBatch, entriesAfter, stampFence, streamHead, type AppendedEntry, type OutboxRowForAppend } from './redis-scripts';
 import {
   DrainBatchSizer,
@@ -93,6 +94,10 @@ export class StreamDrainer {
   /** The fault recorded in Postgres for `events status` (key and message), to clear it once. */
   private recordedFault: { redisKey: string; message: string } | undefined;
   private done: Promise<void> | undefined;
+  /** Awake (polling, holding the wake lock) or asleep on NOTIFY: see wake-lock.ts. */
+  private readonly wake: StreamWake;
+  /** The last drainBatch selected rows. */
+  private rowsSeen = false;
 
   constructor(
     private readonly ctx: PublisherContext,
@@ -110,6 +115,7 @@ export class StreamDrainer {
     }));
     this.health = new FailureLog(ctx.log, { loop: 'drain', stream: this.stream });
     this.sizer = new DrainBatchSizer({ rows: ctx.config.batchSize, bytes: ctx.config.batchMaxBytes });
+    this.wake = new StreamWake(ctx.wakeLocks, ctx.sql, this.stream, ctx.config.wakeLingerMs, ctx.hooks?.onWakeState);
   }
 
   start(): void {
@@ -158,14 +164,21 @@ export class StreamDrainer {
           await this.settleMark();
           await this.reconcile();
         }
+        this.rowsSeen = false;
         const outcome = await this.drainBatch();
         this.healthy();
         if (outcome === 'stop') break;
-        if (outcome !== 'full') {
-          this.idle = true;
-          await this.wakeup.wait(this.ctx.config.pollIntervalMs, signal);
-          this.idle = false;
+        if (this.rowsSeen) await this.wake.sawRows();
+        if (outcome === 'full') continue;
+        // Traffic: poll after the gather interval (producers send no NOTIFY while we are awake).
+        if (outcome === 'partial' || (await this.wake.idle()) === 'poll') {
+          await sleep(this.ctx.config.gatherMs, signal);
+          continue;
         }
+        const sleepMs = await this.wake.sleepMs(this.ctx.config.pollIntervalMs);
+        this.idle = true;
+        await this.wakeup.wait(sleepMs, signal);
+        this.idle = false;
       } catch (error) {
         this.idle = false;
         // A hand-edited lease row is the lease keeper's to report (once); this drainer just stops.
@@ -184,6 +197,7 @@ export class StreamDrainer {
     await this.settleMark().catch((error: unknown) =>
       this.ctx.log.warn({ stream: this.stream, err: error }, 'marking the last batch published failed; the next owner marks it from the Redis entries'),
     );
+    await this.wake.stop();
   }
 
   private drop(reason: string): void {
@@ -211,6 +225,7 @@ export class StreamDrainer {
       this.cursor = '0'; // caught up on the cursor: sweep from the start once before going idle
       return sweeping ? 'idle' : 'full';
     }
+    this.rowsSeen = true;
     // Until this batch is marked published, any early return restarts from a sweep.
     this.cursor = '0';
     for (const row of rows) {

@@ -1,0 +1,199 @@
+/**
+ * Waking the publisher without a NOTIFY per commit (issue 20).
+ *
+ * A NOTIFY takes a database-wide lock from before its transaction's commit
+ * until after the commit's WAL flush, so producers that notify commit one at
+ * a time: about half the commit rate of the same transactions without it.
+ * While a stream has traffic its drainer does not need them: it polls.
+ *
+ * The protocol, per stream, on the advisory lock
+ * `(OUTBOX_WAKE_LOCK_CLASS, hashtext(stream))` (the wake lock):
+ * - Awake: the drainer holds the wake lock (session lock, on this process's
+ *   wake connection) and polls the stream every gather interval. `enqueue`
+ *   sends its NOTIFY only when it can take the wake lock shared
+ *   (`pg_try_advisory_xact_lock_shared`): while the drainer is awake it cannot,
+ *   and sends none.
+ * - Settling: no row for a linger period. The drainer releases the wake lock,
+ *   then reads the database's next transaction id (`pg_snapshot_xmax`), and
+ *   keeps polling until every transaction older than that has ended
+ *   (`pg_snapshot_xmin >= it`). A producer that found the lock held had its
+ *   transaction id before the release (the row is inserted before the lock is
+ *   tried), so by then it has committed or rolled back; every producer after
+ *   the release finds the lock free and notifies.
+ * - Settled: one more poll after that; if it finds nothing, the drainer
+ *   sleeps until a NOTIFY (or its poll interval).
+ * No row is ever lost whatever happens here (the poll interval and every
+ * sweep still find them); the protocol decides only whether a row committed
+ * while the drainer falls asleep waits for the poll interval. It does not.
+ *
+ * A wake lock held by another session (a frozen publisher process whose
+ * connection is still open, or a stream whose hash collides with another
+ * stream's) keeps producers from notifying: the drainer then sleeps at most
+ * `HELD_ELSEWHERE_SLEEP_MS` at a time.
+ */
+import { OUTBOX_WAKE_LOCK_CLASS } from '../enqueue';
+import type { Sql } from '../db';
+
+/** Longest sleep while another session holds the stream's wake lock (no NOTIFY comes then). */
+export const HELD_ELSEWHERE_SLEEP_MS = 250;
+
+type ReservedSql = Awaited<ReturnType<Sql['reserve']>>;
+
+/**
+ * The wake locks of this publisher process, all on one reserved connection
+ * (session locks live on a connection). Any error on it gives the connection
+ * back only after `pg_advisory_unlock_all()` (or after it broke, which
+ * releases them too), and forgets every lock: a lock believed free is at
+ * worst held, which only makes producers send NOTIFYs again.
+ */
+export class WakeLocks {
+  private connection: Promise<ReservedSql> | undefined;
+  private readonly held = new Set<string>();
+  /** A reset in progress: nothing may rely on a lock being released before it ends. */
+  private resetting: Promise<void> = Promise.resolve();
+
+  constructor(private readonly sql: Sql) {}
+
+  holds(stream: string): boolean {
+    return this.held.has(stream);
+  }
+
+  /** Takes the stream's wake lock if nobody holds it (producers in flight may hold it shared). */
+  async tryHold(stream: string): Promise<boolean> {
+    if (this.held.has(stream)) return true;
+    await this.resetting;
+    const [row] = await this.run((c) => c<{ held: boolean }[]>`SELECT pg_try_advisory_lock(${OUTBOX_WAKE_LOCK_CLASS}::int, hashtext(${stream})) AS held`);
+    if (row?.held) this.held.add(stream);
+    return Boolean(row?.held);
+  }
+
+  /** Releases the stream's wake lock; resolves once the server has released it. */
+  async release(stream: string): Promise<void> {
+    await this.resetting;
+    if (!this.held.delete(stream)) return;
+    await this.run((c) => c`SELECT pg_advisory_unlock(${OUTBOX_WAKE_LOCK_CLASS}::int, hashtext(${stream}))`);
+  }
+
+  /** Releases every lock and gives the connection back. Never rejects. */
+  async close(): Promise<void> {
+    await this.reset();
+  }
+
+  private async run<T>(query: (c: ReservedSql) => Promise<T>): Promise<T> {
+    try {
+      this.connection ??= this.sql.reserve();
+      return await query(await this.connection);
+    } catch (error) {
+      await this.reset();
+      throw error;
+    }
+  }
+
+  private reset(): Promise<void> {
+    const connection = this.connection;
+    this.connection = undefined;
+    this.held.clear();
+    const done = (async () => {
+      if (!connection) return;
+      const reserved = await connection.catch(() => undefined);
+      if (!reserved) return;
+      await reserved`SELECT pg_advisory_unlock_all()`.catch(() => undefined);
+      reserved.release();
+    })();
+    this.resetting = this.resetting.then(() => done);
+    return this.resetting;
+  }
+}
+
+export type WakeStep = 'poll' | 'sleep';
+
+/**
+ * One drainer's side of the protocol. `sawRows()` after every batch that
+ * found rows; `idle()` after a sweep that found none says whether to poll
+ * again after the gather interval or to sleep until a NOTIFY.
+ */
+export class StreamWake {
+  private state: 'awake' | 'settling' | 'settled' | 'asleep' = 'awake';
+  private lastRowsAt = Date.now();
+  /** `pg_snapshot_xmax` read after the release: every older transaction must end before sleeping. */
+  private horizon: string | undefined;
+
+  constructor(
+    private readonly locks: WakeLocks,
+    private readonly sql: Sql,
+    readonly stream: string,
+    private readonly lingerMs: number,
+    /** Test hook: each state the drainer enters, and each settling poll. */
+    private readonly onState?: (stream: string, state: string) => void,
+  ) {}
+
+  get current(): string {
+    return this.state;
+  }
+
+  /** Rows were found: stay (or become) awake, holding the wake lock if it can be taken. */
+  async sawRows(): Promise<void> {
+    this.lastRowsAt = Date.now();
+    if (this.state !== 'awake') this.enter('awake');
+    this.horizon = undefined;
+    if (!this.locks.holds(this.stream)) await this.locks.tryHold(this.stream);
+  }
+
+  /** A sweep found nothing: poll again (after the gather interval) or sleep. */
+  async idle(): Promise<WakeStep> {
+    switch (this.state) {
+      case 'awake':
+        if (Date.now() - this.lastRowsAt < this.lingerMs) return 'poll';
+        await this.locks.release(this.stream);
+        this.horizon = await nextTransactionId(this.sql);
+        this.enter('settling');
+        return 'poll';
+      case 'settling':
+        if (await transactionsEndedBefore(this.sql, this.horizon!)) this.enter('settled');
+        else this.onState?.(this.stream, 'settling-poll');
+        return 'poll';
+      case 'settled':
+      case 'asleep':
+        this.enter('asleep');
+        return 'sleep';
+    }
+  }
+
+  /** How long to sleep: the poll interval, unless another session holds the wake lock (no NOTIFY will come). */
+  async sleepMs(pollIntervalMs: number): Promise<number> {
+    return (await heldElsewhere(this.sql, this.stream)) ? Math.min(pollIntervalMs, HELD_ELSEWHERE_SLEEP_MS) : pollIntervalMs;
+  }
+
+  /** The drainer stops: let go of the lock (the next owner starts awake). Never rejects. */
+  async stop(): Promise<void> {
+    await this.locks.release(this.stream).catch(() => undefined);
+  }
+
+  private enter(state: 'awake' | 'settling' | 'settled' | 'asleep'): void {
+    this.state = state;
+    this.onState?.(this.stream, state);
+  }
+}
+
+/** The id the next transaction will get: every transaction that has one now is below it. */
+async function nextTransactionId(sql: Sql): Promise<string> {
+  const [row] = await sql<{ xmax: string }[]>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`;
+  return row!.xmax;
+}
+
+/** Whether every transaction with an id below `xid` has committed or rolled back. */
+async function transactionsEndedBefore(sql: Sql, xid: string): Promise<boolean> {
+  const [row] = await sql<{ ended: boolean }[]>`SELECT pg_snapshot_xmin(pg_current_snapshot()) >= ${xid}::xid8 AS ended`;
+  return Boolean(row?.ended);
+}
+
+/** Whether a session holds the stream's wake lock exclusively (not a producer: they hold it shared). */
+async function heldElsewhere(sql: Sql, stream: string): Promise<boolean> {
+  const [row] = await sql<{ held: boolean }[]>`
+    SELECT EXISTS (
+      SELECT 1 FROM pg_locks
+      WHERE locktype = 'advisory' AND classid = ${OUTBOX_WAKE_LOCK_CLASS}::int::oid AND objid = hashtext(${stream})::oid
+        AND objsubid = 2 AND mode = 'ExclusiveLock' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ) AS held`;
+  return Boolean(row?.held);
+}
