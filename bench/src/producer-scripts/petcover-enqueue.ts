@@ -1,6 +1,7 @@
 /**
  * Our producer transaction for pgbench: the INSERT `enqueue` sends (with its
- * `pg_notify` riding on RETURNING), captured from `enqueue` itself on a
+ * `pg_notify` riding on RETURNING, sent only while no publisher is awake on
+ * the stream: see publisher/wake-lock.ts), captured from `enqueue` itself on a
  * rolled-back transaction, so the script follows enqueue when it changes.
  *
  * Per transaction: the event id is a UUID v7 made in SQL (enqueue makes one
@@ -72,6 +73,6 @@ export async function petcoverEnqueueScript(databaseUrl: string, stream: string)
   return {
     script: producerTransactionScript(statement.sql),
     variables: statement.variables,
-    describe: "enqueue's INSERT … RETURNING pg_notify (captured from enqueue), then the domain row",
+    describe: "enqueue's INSERT … RETURNING pg_notify unless the publisher is awake on the stream (captured from enqueue), then the domain row",
   };
 }

@@ -286,9 +286,15 @@ export async function runBatch(ctx: PartitionContext, items: readonly Item[], on
   if (deadlineMs === 0) deadlineMs = ctx.handlerTimeoutMs;
   try {
     await ctx.db.transaction(async (tx: Transaction) => {
-      ctx.inTransaction(await boundTransaction(tx, deadlineMs));
       const withEventId = items.filter((i): i is HandleItem | RejectWithEvent => i.kind === 'handle' || (i.kind === 'reject' && i.event !== null));
-      const { run: fresh, parked } = await source.claim(tx, withEventId);
+      // One round trip for both: postgres.js pipelines the statements of one
+      // connection, and the server runs them in the order sent (the bounds
+      // first, both are issued in this same tick), so the claim's lock waits
+      // are already bounded. A failure of either rolls the transaction back.
+      const [, { run: fresh, parked }] = await Promise.all([
+        boundTransaction(tx, deadlineMs).then((pid) => ctx.inTransaction(pid)),
+        source.claim(tx, withEventId),
+      ]);
       for (const item of items) {
         if (item.kind !== 'reject') continue;
         if (item.event && !fresh.delete(item.event.eventId)) {

@@ -16,6 +16,9 @@
  * - `cursor`: the keyset cursor of the drain ('0' = a full sweep).
  * - `marking`: the batch whose published_at UPDATE runs while the next batch
  *   is selected and appended (at most one).
+ * - `wake`: awake (holding the stream's wake lock, polling every `gatherMs`
+ *   so one batch carries what committed meanwhile) or asleep on NOTIFY; see
+ *   wake-lock.ts for how it falls asleep without missing a commit.
  */
 import { ReplyError } from 'ioredis';
 import { acquireLease, ImpossibleLeaseError, type LeaseGrant } from '../lease/lease';
