@@ -31,26 +31,26 @@
  * stream's) keeps producers from notifying: the drainer then sleeps at most
  * `HELD_ELSEWHERE_SLEEP_MS` at a time.
  */
+import postgres from 'postgres';
 import { OUTBOX_WAKE_LOCK_CLASS } from '../enqueue';
 import type { Sql } from '../db';
 
 /** Longest sleep while another session holds the stream's wake lock (no NOTIFY comes then). */
 export const HELD_ELSEWHERE_SLEEP_MS = 250;
 
-type ReservedSql = Awaited<ReturnType<Sql['reserve']>>;
-
 /**
- * The wake locks of this publisher process, all on one reserved connection
- * (session locks live on a connection). Any error on it gives the connection
- * back only after `pg_advisory_unlock_all()` (or after it broke, which
- * releases them too), and forgets every lock: a lock believed free is at
- * worst held, which only makes producers send NOTIFYs again.
+ * The wake locks of this publisher process, all on one connection of its own
+ * (session locks live on a connection; a pooled or reserved connection may
+ * be swapped or left dead under us when Postgres restarts). Its settings are
+ * the main client's, as postgres.js builds its LISTEN connection. When that
+ * connection closes, every lock is forgotten at once (the server released
+ * them with it); an error while releasing ends the connection, so the server
+ * has released the lock before anything relies on it. A lock believed free
+ * is at worst still held, which only makes producers send NOTIFYs again.
  */
 export class WakeLocks {
-  private connection: Promise<ReservedSql> | undefined;
+  private client: Sql | undefined;
   private readonly held = new Set<string>();
-  /** A reset in progress: nothing may rely on a lock being released before it ends. */
-  private resetting: Promise<void> = Promise.resolve();
 
   constructor(private readonly sql: Sql) {}
 
@@ -61,47 +61,53 @@ export class WakeLocks {
   /** Takes the stream's wake lock if nobody holds it (producers in flight may hold it shared). */
   async tryHold(stream: string): Promise<boolean> {
     if (this.held.has(stream)) return true;
-    await this.resetting;
-    const [row] = await this.run((c) => c<{ held: boolean }[]>`SELECT pg_try_advisory_lock(${OUTBOX_WAKE_LOCK_CLASS}::int, hashtext(${stream})) AS held`);
-    if (row?.held) this.held.add(stream);
-    return Boolean(row?.held);
+    const client = this.connection();
+    const [row] = await client<{ held: boolean }[]>`SELECT pg_try_advisory_lock(${OUTBOX_WAKE_LOCK_CLASS}::int, hashtext(${stream})) AS held`;
+    // Only if the connection that took it is still ours (a close in between released it).
+    if (row?.held && this.client === client) this.held.add(stream);
+    return this.held.has(stream);
   }
 
   /** Releases the stream's wake lock; resolves once the server has released it. */
   async release(stream: string): Promise<void> {
-    await this.resetting;
     if (!this.held.delete(stream)) return;
-    await this.run((c) => c`SELECT pg_advisory_unlock(${OUTBOX_WAKE_LOCK_CLASS}::int, hashtext(${stream}))`);
-  }
-
-  /** Releases every lock and gives the connection back. Never rejects. */
-  async close(): Promise<void> {
-    await this.reset();
-  }
-
-  private async run<T>(query: (c: ReservedSql) => Promise<T>): Promise<T> {
+    const client = this.connection();
     try {
-      this.connection ??= this.sql.reserve();
-      return await query(await this.connection);
+      await client`SELECT pg_advisory_unlock(${OUTBOX_WAKE_LOCK_CLASS}::int, hashtext(${stream}))`;
     } catch (error) {
-      await this.reset();
+      await this.drop(client);
       throw error;
     }
   }
 
-  private reset(): Promise<void> {
-    const connection = this.connection;
-    this.connection = undefined;
-    this.held.clear();
-    const done = (async () => {
-      if (!connection) return;
-      const reserved = await connection.catch(() => undefined);
-      if (!reserved) return;
-      await reserved`SELECT pg_advisory_unlock_all()`.catch(() => undefined);
-      reserved.release();
-    })();
-    this.resetting = this.resetting.then(() => done);
-    return this.resetting;
+  /** Releases every lock (by closing the connection). Never rejects. */
+  async close(): Promise<void> {
+    if (this.client) await this.drop(this.client);
+  }
+
+  private connection(): Sql {
+    if (!this.client) {
+      const client: Sql = postgres({
+        ...this.sql.options,
+        max: 1,
+        idle_timeout: null,
+        max_lifetime: null,
+        fetch_types: false,
+        onclose: () => {
+          if (this.client === client) this.held.clear();
+        },
+      } as unknown as postgres.Options<Record<string, never>>) as unknown as Sql;
+      this.client = client;
+    }
+    return this.client;
+  }
+
+  private async drop(client: Sql): Promise<void> {
+    if (this.client === client) {
+      this.client = undefined;
+      this.held.clear();
+    }
+    await client.end({ timeout: 1 }).catch(() => undefined);
   }
 }
 
@@ -143,7 +149,11 @@ export class StreamWake {
   async idle(): Promise<WakeStep> {
     switch (this.state) {
       case 'awake':
-        if (Date.now() - this.lastRowsAt < this.lingerMs) return 'poll';
+        if (Date.now() - this.lastRowsAt < this.lingerMs) {
+          // Not taken yet (a committing producer still held it shared, a moment after its row became visible): try again.
+          if (!this.locks.holds(this.stream)) await this.locks.tryHold(this.stream);
+          return 'poll';
+        }
         await this.locks.release(this.stream);
         this.horizon = await nextTransactionId(this.sql);
         this.enter('settling');
@@ -170,6 +180,7 @@ export class StreamWake {
   }
 
   private enter(state: 'awake' | 'settling' | 'settled' | 'asleep'): void {
+    if (this.state === state) return;
     this.state = state;
     this.onState?.(this.stream, state);
   }
