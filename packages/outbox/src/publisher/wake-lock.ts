@@ -14,11 +14,11 @@
  *   (`pg_try_advisory_xact_lock_shared`): while the drainer is awake it cannot,
  *   and sends none.
  * - Settling: no row for a linger period. The drainer releases the wake lock,
- *   then reads the database's next transaction id (`pg_snapshot_xmax`), and
- *   keeps polling until every transaction older than that has ended
- *   (`pg_snapshot_xmin >= it`). A producer that found the lock held had its
- *   transaction id before the release (the row is inserted before the lock is
- *   tried), so by then it has committed or rolled back; every producer after
+ *   then lists the transactions running (each holds a lock on its own id in
+ *   pg_locks), and keeps polling until every one of them has ended. A
+ *   producer that found the lock held had its transaction id before the
+ *   release (the row is inserted before the lock is tried), so it is in that
+ *   list, and by then it has committed or rolled back; every producer after
  *   the release finds the lock free and notifies.
  * - Settled: one more poll after that; if it finds nothing, the drainer
  *   sleeps until a NOTIFY (or its poll interval).
@@ -121,8 +121,8 @@ export type WakeStep = 'poll' | 'sleep';
 export class StreamWake {
   private state: 'awake' | 'settling' | 'settled' | 'asleep' = 'awake';
   private lastRowsAt = Date.now();
-  /** `pg_snapshot_xmax` read after the release: every older transaction must end before sleeping. */
-  private horizon: string | undefined;
+  /** Transactions running just after the release: every one must end before sleeping. */
+  private horizon: string[] | undefined;
 
   constructor(
     private readonly locks: WakeLocks,
@@ -155,11 +155,11 @@ export class StreamWake {
           return 'poll';
         }
         await this.locks.release(this.stream);
-        this.horizon = await nextTransactionId(this.sql);
+        this.horizon = await runningTransactions(this.sql);
         this.enter('settling');
         return 'poll';
       case 'settling':
-        if (await transactionsEndedBefore(this.sql, this.horizon!)) this.enter('settled');
+        if (await allEnded(this.sql, this.horizon!)) this.enter('settled');
         else this.onState?.(this.stream, 'settling-poll');
         return 'poll';
       case 'settled':
@@ -186,15 +186,27 @@ export class StreamWake {
   }
 }
 
-/** The id the next transaction will get: every transaction that has one now is below it. */
-async function nextTransactionId(sql: Sql): Promise<string> {
-  const [row] = await sql<{ xmax: string }[]>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax`;
-  return row!.xmax;
+/**
+ * Ids of the transactions running now, from the lock each holds on its own
+ * id (pg_locks, readable by any role). Not the snapshot's xmax: that is the
+ * last completed id + 1, and a transaction that got its id after it is
+ * running without being listed (a producer's, found so in testing).
+ */
+async function runningTransactions(sql: Sql): Promise<string[]> {
+  const [row] = await sql<{ xids: string[] }[]>`
+    SELECT coalesce(array_agg(transactionid::text), '{}') AS xids FROM pg_locks
+    WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted`;
+  return row!.xids;
 }
 
-/** Whether every transaction with an id below `xid` has committed or rolled back. */
-async function transactionsEndedBefore(sql: Sql, xid: string): Promise<boolean> {
-  const [row] = await sql<{ ended: boolean }[]>`SELECT pg_snapshot_xmin(pg_current_snapshot()) >= ${xid}::xid8 AS ended`;
+/** Whether every one of these transactions has committed or rolled back. */
+async function allEnded(sql: Sql, xids: readonly string[]): Promise<boolean> {
+  if (xids.length === 0) return true;
+  const [row] = await sql<{ ended: boolean }[]>`
+    SELECT NOT EXISTS (
+      SELECT 1 FROM pg_locks
+      WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted AND transactionid = ANY(${`{${xids.join(',')}}`}::xid[])
+    ) AS ended`;
   return Boolean(row?.ended);
 }
 
