@@ -21,71 +21,50 @@
  * so the first replica observes exactly what it would after a stall.
  */
 import { sql } from 'drizzle-orm';
-import type { RedisClient } from '@petcover/service-kit';
-import pino from 'pino';
 import { z } from 'zod';
-import { createConsumer, createHandlerRegistry, partitionFor, partitionStreamName, redisStreamKey, type Consumer } from '../src';
-import { consumerRole } from '../src/lease/lease';
+import { createHandlerRegistry, partitionFor, partitionStreamName, redisStreamKey, type HandledEvent, type HandlerContext } from '../src';
 import { markProcessed } from '../src/consumer/inbox';
 import { releaseParkedKey } from '../src/consumer/parked-keys';
 import { parkEntries, parkKey } from '../src/consumer/parking';
-import { appendTestEvents, createTestDatabase, createTestRedis, testStreamEvent, trackedRedisPrefixes, uniqueGroupName, uniqueStreamName, waitFor, type TestDatabase } from '../src/testing';
+import { consumerRole } from '../src/lease/lease';
+import { appendTestEvents, testStreamEvent, uniqueGroupName, uniqueStreamName, waitFor } from '../src/testing';
+import { useConsumerHarness } from './consumer-harness';
 
-let testDb: TestDatabase;
-let redis: RedisClient;
-const running: Consumer[] = [];
-const prefixes = trackedRedisPrefixes();
-const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-
-beforeAll(async () => {
-  testDb = await createTestDatabase({ poolSize: 10 });
-  redis = createTestRedis();
-  await testDb.sql`CREATE TABLE test_effect (id bigserial PRIMARY KEY, group_name text NOT NULL, partition_key text NOT NULL, seq int NOT NULL)`;
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((c) => c.stop()));
-});
-afterAll(async () => {
-  await prefixes.deleteAll(redis);
-  redis.disconnect();
-  await testDb.drop();
-});
+const harness = useConsumerHarness({ poolSize: 10, consumerDefaults: { blockMs: 100 } });
 
 const payloadSchema = z.object({ seq: z.number().int() });
 
+function record(event: HandledEvent<z.infer<typeof payloadSchema>>, ctx: HandlerContext) {
+  return harness.recordEffects(ctx, [event]);
+}
+
 async function seqsOf(group: string, key: string): Promise<number[]> {
-  const rows = await testDb.sql<{ seq: number }[]>`SELECT seq FROM test_effect WHERE group_name = ${group} AND partition_key = ${key} ORDER BY id`;
-  return rows.map((r) => r.seq);
+  return (await harness.effectsOf(group)).filter((r) => r.partition_key === key).map((r) => r.seq);
 }
 
 async function leaseOf(partitionStream: string, group: string) {
-  const [row] = await testDb.sql<{ owner_id: string; fencing_token: string }[]>`
+  const [row] = await harness.testDb.sql<{ owner_id: string; fencing_token: string }[]>`
     SELECT owner_id, fencing_token::text FROM events.stream_lease WHERE stream_name = ${partitionStream} AND role = ${consumerRole(group)}`;
   return row;
 }
 
 test('a lease lost and taken back between two rounds: the stale worker is replaced, and a key the other owner parked meanwhile keeps its order', async () => {
   const stream = uniqueStreamName();
-  const prefix = prefixes.next();
+  const prefix = harness.nextPrefix();
   const group = uniqueGroupName();
   const key = redisStreamKey(stream, prefix);
   const partitionStream = partitionStreamName(stream, 0, 1);
   const registry = createHandlerRegistry().register('Recorded', {
     schema: payloadSchema,
     async handle(event, ctx) {
-      await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, partition_key, seq) VALUES (${ctx.group}, ${event.partitionKey}, ${event.payload.seq})`);
+      await record(event, ctx);
     },
   });
-  const consumer = createConsumer({
-    db: testDb.db, sql: testDb.sql, redis, logger, registry, group, keyPrefix: prefix, streams: [{ name: stream }],
-    blockMs: 100, leaseTtlMs: 2_000, retryBaseDelayMs: 20, retryMaxDelayMs: 100,
-  });
-  running.push(consumer);
-  consumer.start();
+  const consumer = harness.startConsumer({ registry, group, keyPrefix: prefix, streams: [{ name: stream }] });
 
   // Seq 1 is handled: the worker has looked at its parking (none) and is waiting for entries.
   const [first] = [testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 1 } })];
-  await appendTestEvents(redis, key, [first!]);
+  await appendTestEvents(harness.redis, key, [first!]);
   await waitFor(async () => (await seqsOf(group, 'owner-a')).length === 1, { description: 'seq 1 handled' });
   const ours = await leaseOf(partitionStream, group);
   expect(ours?.owner_id).toBe(consumer.ownerId);
@@ -93,7 +72,7 @@ test('a lease lost and taken back between two rounds: the stale worker is replac
   // Another replica's whole tenure: it takes the partition over, its handler fails on seq 2 of owner-a, so it
   // parks the key (due in an hour: only the order matters here), then it gives the lease up.
   const second = testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 2 } });
-  await testDb.db.transaction(async (tx) => {
+  await harness.testDb.db.transaction(async (tx) => {
     await tx.execute(sql`UPDATE events.stream_lease SET owner_id = 'other-replica', fencing_token = fencing_token + 1
       WHERE stream_name = ${partitionStream} AND role = ${consumerRole(group)}`);
     await markProcessed(tx, group, [second.eventId]);
@@ -112,22 +91,22 @@ test('a lease lost and taken back between two rounds: the stale worker is replac
 
   // Seq 3 of the parked key arrives: it must park behind seq 2, not run before it.
   const third = testStreamEvent({ type: 'Recorded', partitionKey: 'owner-a', payload: { seq: 3 } });
-  await appendTestEvents(redis, key, [third]);
+  await appendTestEvents(harness.redis, key, [third]);
   await waitFor(async () => {
-    const [row] = await testDb.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM events.parked_event WHERE group_name = ${group} AND partition_key = 'owner-a'`;
+    const [row] = await harness.testDb.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM events.parked_event WHERE group_name = ${group} AND partition_key = 'owner-a'`;
     return row!.n === 2 ? true : (await seqsOf(group, 'owner-a')).length > 1 ? true : null;
   }, { description: 'seq 3 parked behind seq 2 (or, wrongly, handled)' });
   expect(await seqsOf(group, 'owner-a')).toEqual([1]);
 
   // An operator retries the key now (events key release): it completes in order.
-  await releaseParkedKey(testDb.db, { group, stream: partitionStream, key: 'owner-a' });
+  await releaseParkedKey(harness.testDb.db, { group, stream: partitionStream, key: 'owner-a' });
   await waitFor(async () => (await seqsOf(group, 'owner-a')).length === 3, { description: 'owner-a completed' });
   expect(await seqsOf(group, 'owner-a')).toEqual([1, 2, 3]);
 });
 
 test('a handover to rebalance whose worker is busy for longer than the lease TTL does not cost the replica its other partitions', async () => {
   const stream = uniqueStreamName();
-  const prefix = prefixes.next();
+  const prefix = harness.nextPrefix();
   const group = uniqueGroupName();
   const [p0, p1] = [0, 1].map((i) => partitionStreamName(stream, i, 2)) as [string, string];
   const slowKey = Array.from({ length: 100 }, (_, i) => `owner-${i}`).find((k) => partitionFor(k, 2) === 1)!;
@@ -144,22 +123,18 @@ test('a handover to rebalance whose worker is busy for longer than the lease TTL
         markStarted();
         await slowGate;
       }
-      await ctx.tx.execute(sql`INSERT INTO test_effect (group_name, partition_key, seq) VALUES (${ctx.group}, ${event.partitionKey}, ${event.payload.seq})`);
+      await record(event, ctx);
     },
   });
-  const consumerOptions = { db: testDb.db, sql: testDb.sql, redis, logger, registry, group, keyPrefix: prefix, streams: [{ name: stream, partitions: 2 }], blockMs: 100, leaseTtlMs: 3_000 };
-  const first = createConsumer(consumerOptions);
-  running.push(first);
-  first.start();
+  const consumerOptions = { registry, group, keyPrefix: prefix, streams: [{ name: stream, partitions: 2 }], leaseTtlMs: 3_000 };
+  const first = harness.startConsumer(consumerOptions);
   await waitFor(async () => (first.status().leased.length === 2 ? true : null), { description: 'the first replica holds both partitions' });
   const p0Lease = await leaseOf(p0, group);
-  await appendTestEvents(redis, redisStreamKey(p1, prefix), [testStreamEvent({ type: 'Recorded', partitionKey: slowKey, payload: { seq: 1 } })]);
+  await appendTestEvents(harness.redis, redisStreamKey(p1, prefix), [testStreamEvent({ type: 'Recorded', partitionKey: slowKey, payload: { seq: 1 } })]);
   await slowStarted;
 
   // A second replica joins: the first hands one partition over (p1, whose worker is busy in the slow handler).
-  const second = createConsumer(consumerOptions);
-  running.push(second);
-  second.start();
+  const second = harness.startConsumer(consumerOptions);
   // Held busy for several lease TTLs: the round must go on renewing p0 meanwhile (same owner, same token throughout).
   expect(p0Lease?.owner_id).toBe(first.ownerId);
   for (const busyUntil = Date.now() + 2.5 * 3_000; Date.now() < busyUntil; await new Promise((resolve) => setTimeout(resolve, 100))) {
