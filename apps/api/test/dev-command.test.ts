@@ -65,10 +65,13 @@ afterAll(async () => {
 
 test.each(['SIGTERM', 'SIGINT'] as const)('%s to the pnpm process stops every app once and exits 0; a healthy start has no ERROR line', async (signal) => {
   const run = await startDev({ DATABASE_URL: database.url, REDIS_URL: testRedisUrl() });
+  // The output is read when the wait fails, not when it starts (it was always empty in the message).
   await waitFor(() => run.lines.some((l) => l.includes('running; Ctrl-C stops everything')), {
     timeoutMs: 120_000,
     intervalMs: 200,
-    description: `pnpm dev running; output so far:\n${run.lines.join('\n')}`,
+    description: 'pnpm dev running',
+  }).catch((error: Error) => {
+    throw new Error(`${error.message}; output so far:\n${run.lines.join('\n')}`);
   });
   expect(run.lines.find((l) => l.includes('wizard: http://127.0.0.1:'))).toMatch(/sign in: open http:\/\/127\.0\.0\.1:\d+\/dev\/sign-in/);
   expect(run.lines.filter((l) => /\bERROR\b/.test(l))).toEqual([]);
