@@ -175,7 +175,7 @@ export class StreamDrainer {
         if (outcome === 'full') continue;
         // Traffic: poll after the gather interval (producers send no NOTIFY while we are awake).
         if (outcome === 'partial' || (await this.wake.idle()) === 'poll') {
-          await sleep(this.ctx.config.gatherMs, signal);
+          await sleep(this.wake.pollDelayMs(this.ctx.config.gatherMs), signal);
           continue;
         }
         const sleepMs = await this.wake.sleepMs(this.ctx.config.pollIntervalMs);

@@ -37,6 +37,16 @@ import type { Sql } from '../db';
 
 /** Longest sleep while another session holds the stream's wake lock (no NOTIFY comes then). */
 export const HELD_ELSEWHERE_SLEEP_MS = 250;
+/**
+ * Settling normally ends within a poll or two (producer transactions are
+ * short). A long transaction anywhere on the server (a report, a migration,
+ * a session left idle in a transaction) keeps it settling: after this long
+ * the drainer polls every SETTLING_SLOW_POLL_MS instead of every gatherMs, so
+ * such a transaction costs 20 polls a second, not 200; a producer racing the
+ * sleep then waits at most that long.
+ */
+export const SETTLING_SLOW_AFTER_MS = 100;
+export const SETTLING_SLOW_POLL_MS = 50;
 
 /**
  * The wake locks of this publisher process, all on one connection of its own
@@ -120,6 +130,7 @@ export type WakeStep = 'poll' | 'sleep';
  */
 export class StreamWake {
   private state: 'awake' | 'settling' | 'settled' | 'asleep' = 'awake';
+  private settlingSince = 0;
   private lastRowsAt = Date.now();
   /** Transactions running just after the release: every one must end before sleeping. */
   private horizon: string[] | undefined;
@@ -157,6 +168,7 @@ export class StreamWake {
         await this.locks.release(this.stream);
         this.horizon = await runningTransactions(this.sql);
         this.enter('settling');
+        this.settlingSince = Date.now();
         return 'poll';
       case 'settling':
         if (await allEnded(this.sql, this.horizon!)) this.enter('settled');
@@ -167,6 +179,12 @@ export class StreamWake {
         this.enter('asleep');
         return 'sleep';
     }
+  }
+
+  /** The pause before the next poll: `gatherMs`, longer once settling has lasted (see SETTLING_SLOW_AFTER_MS). */
+  pollDelayMs(gatherMs: number): number {
+    if (this.state === 'settling' && Date.now() - this.settlingSince > SETTLING_SLOW_AFTER_MS) return Math.max(gatherMs, SETTLING_SLOW_POLL_MS);
+    return gatherMs;
   }
 
   /** How long to sleep: the poll interval, unless another session holds the wake lock (no NOTIFY will come). */
