@@ -57,6 +57,8 @@ export interface ChaosOptions {
   signal?: AbortSignal;
   /** Copy the app logs here before the temp directory is removed (kept for a failed run's post-mortem). */
   keepLogsDir?: string;
+  /** A run meant to fail (the planted loss that proves the verdict can fail): nothing kept for a reader. */
+  failureExpected?: boolean;
   /** `cluster`: every process on a local Redis Cluster (3 masters + 3 replicas); Redis faults are master kills. */
   redis?: 'single' | 'cluster';
   /** Only these fault kinds (`--faults`); default every kind of FAULT_KINDS. */
@@ -167,7 +169,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     }
     // A failed run keeps its app logs even when nobody asked: the temp directory goes with the teardown,
     // and a failure seen once must be readable afterwards.
-    const keepLogsDir = options.keepLogsDir ?? (failed ? fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-chaos-failed-')) : undefined);
+    const keepLogsDir = options.keepLogsDir ?? (failed && !options.failureExpected ? fs.mkdtempSync(path.join(os.tmpdir(), 'petcover-chaos-failed-')) : undefined);
     if (keepLogsDir) {
       try {
         fs.mkdirSync(keepLogsDir, { recursive: true });
@@ -176,7 +178,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       } catch (error) {
         log(`chaos: could not copy the app logs: ${(error as Error).message}`);
       }
-      if (failed) await keepEvidence(services, keepLogsDir, log);
+      if (failed && !options.failureExpected) await keepEvidence(services, keepLogsDir, log);
     }
     await tearDown(services, log);
   }

@@ -34,7 +34,7 @@ test('older snapshot restore and a WRONGTYPE plant: lost = doubled = out-of-orde
 });
 
 test('a planted partial loss with the record erased (recovery impossible): verify reports the events lost and the run FAILS', async () => {
-  const summary = await shortRun({ faultKinds: ['planted-loss'], drainTimeoutSec: 20 });
+  const summary = await shortRun({ faultKinds: ['planted-loss'], drainTimeoutSec: 20, failureExpected: true });
   expect(summary.faults).toMatchObject({ 'PLANTED LOSS (record erased, recovery impossible)': 1 });
   expect(summary.passed).toBe(false);
   expect(summary.drained).toBe(false);

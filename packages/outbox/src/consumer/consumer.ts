@@ -154,8 +154,10 @@ interface Partition {
 /** A worker leaving its partition (see retire). */
 interface Retiring {
   worker: PartitionWorker;
-  /** The lease is still ours: renewed until the worker has ended, then released. */
+  /** The lease is still ours: renewed until the worker has ended (at most until `renewUntil`), then released. */
   handover: boolean;
+  /** Date.now() after which a handed-over lease is no longer renewed: a worker that does not end must not hold its partition. */
+  renewUntil: number;
   /** Resolves once the worker has ended (and the lease is released if handed over). */
   ended: Promise<void>;
 }
@@ -291,7 +293,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
   function retire(p: Partition, worker: PartitionWorker, how: { stop: boolean; handover: boolean }): void {
     if (workers.get(p.partitionStream) === worker) workers.delete(p.partitionStream);
     metrics.leasesHeld.set({ group }, workers.size);
-    const entry: Retiring = { worker, handover: how.handover, ended: Promise.resolve() };
+    const entry: Retiring = { worker, handover: how.handover, renewUntil: Date.now() + watchdogMs, ended: Promise.resolve() };
     retiring.set(p.partitionStream, entry);
     entry.ended = (async () => {
       await (how.stop ? worker.stop() : worker.ended);
@@ -421,6 +423,14 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     await releaseStalledPartitions();
     // Renew first and on Postgres only, so a slow or absent Redis never lets our leases lapse. Partitions being handed
     // over are renewed too, until their worker has finished its batch in hand.
+    for (const [partitionStream, entry] of retiring) {
+      if (!entry.handover || Date.now() < entry.renewUntil) continue;
+      entry.handover = false;
+      logger.error(
+        { stream: partitionStream, watchdogMs },
+        'handed-over partition: its worker has not ended within the handler deadline plus the lease TTL; no longer renewing its lease, so another replica takes it over',
+      );
+    }
     const held = partitions.filter((p) => workers.has(p.partitionStream) || retiring.get(p.partitionStream)?.handover);
     try {
       await Promise.all(

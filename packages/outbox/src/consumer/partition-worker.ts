@@ -312,7 +312,7 @@ export class PartitionWorker {
     }
     if (unacked.length > 0) {
       try {
-        await acknowledge(redis, key, ctx.group, unacked);
+        await this.withinGrace(acknowledge(redis, key, ctx.group, unacked));
       } catch (error) {
         // Committed already: whoever reads the partition next sees duplicates and acknowledges them.
         ctx.logger.warn({ ...logContext, err: error, entries: unacked.length }, 'could not acknowledge the last batch before stopping');
@@ -326,10 +326,25 @@ export class PartitionWorker {
     if (leaseLost) this.options.onLeaseLost();
   }
 
+  /**
+   * The last Redis calls of a stopping loop, bounded by the stop's grace: by
+   * then stop() may have disconnected the connection, and a cluster client
+   * queues a command on a disconnected connection forever (seen in cluster
+   * chaos: the loop never ended, so neither did its handover).
+   */
+  private withinGrace<T>(call: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('Redis did not answer within the stop grace (connection closed?)')), this.options.blockMs + 3_000);
+    });
+    call.catch(() => undefined);
+    return Promise.race([call, grace]).finally(() => clearTimeout(timer));
+  }
+
   private async reportLeftovers(logContext: Record<string, string>): Promise<void> {
     const { context, redis, key } = this.options;
     try {
-      const left = await pendingCountOf(redis, key, context.group, context.ownerId);
+      const left = await this.withinGrace(pendingCountOf(redis, key, context.group, context.ownerId));
       if (left > 0) {
         context.logger.warn({ ...logContext, pending: left }, 'stopping with entries pending; the next owner reclaims them');
       }

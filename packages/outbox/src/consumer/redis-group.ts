@@ -84,8 +84,8 @@ export interface ReadOptions {
   ackFirst?: readonly string[];
   /**
    * For a `>` read that continues one already in hand (waitForEntry's entry):
-   * olderPending compares the group's oldest pending entry with this id
-   * instead of the first one read.
+   * olderPending looks for pending entries after this id (the entry in hand
+   * is pending too, under our name, and older than anything read now).
    */
   continuing?: string;
 }
@@ -107,11 +107,17 @@ function withScripts(redis: RedisClient): RedisClient & ConsumerScripts {
  * Reads entries of one partition for `consumer`, bounded in entries and
  * bytes (read-bounded.lua, never blocking), XACKing `ackFirst` in the same
  * pipeline. A `>` read is followed in the same pipeline by
- * `XPENDING key group - + 1` (the group's oldest pending entry; the entries
- * just read are pending too): an oldest id below the first id read means
- * older entries are pending. The set of pending ids below the first one read
- * can only shrink after the read (new deliveries are always newer), so
- * checking right after the read is as safe as a separate round trip later.
+ * `XPENDING key group <start> + 1`: the oldest pending entry from `start`
+ * (`-`, or just after the entry in hand when `continuing`); the entries just
+ * read are pending too, so an oldest id below the first id read means older
+ * entries are pending. The set of pending ids below the first one read can
+ * only shrink after the read (new deliveries are always newer), so checking
+ * right after the read is as safe as a separate round trip later.
+ *
+ * Why not from `-` when continuing: the entry in hand is the group's oldest
+ * pending then, so a check from `-` always found it and never what a stale
+ * replica read between it and this read (seen in pnpm chaos: an event handled
+ * after a later one of its key).
  */
 export async function readGroup(redis: RedisClient, options: ReadOptions): Promise<ReadResult> {
   const readingNew = options.from === '>';
@@ -120,7 +126,7 @@ export async function readGroup(redis: RedisClient, options: ReadOptions): Promi
   if (acking) pipeline.xack(options.key, options.group, ...(options.ackFirst as string[]));
   pipeline.petcoverReadBounded(options.key, options.group, options.consumer, options.from, String(options.count), String(options.maxBytes), String(options.firstChunk));
   // XPENDING <key> <group> - + 1 → [[id, consumer, idle, deliveries]] or [].
-  if (readingNew) pipeline.call('XPENDING', options.key, options.group, '-', '+', '1');
+  if (readingNew) pipeline.call('XPENDING', options.key, options.group, options.continuing === undefined ? '-' : `(${options.continuing}`, '+', '1');
   const results = (await pipeline.exec()) ?? [];
   for (const [error] of results) if (error) throw error;
   const [raw, more] = results[acking ? 1 : 0]?.[1] as [[string, string[] | null][], number];
@@ -130,7 +136,7 @@ export async function readGroup(redis: RedisClient, options: ReadOptions): Promi
   const oldest = readingNew && entries.length > 0 ? (results[acking ? 2 : 1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0] : undefined;
   return {
     entries,
-    olderPending: oldest !== undefined && compareEntryIds(oldest, options.continuing ?? (entries[0] as RawEntry).id) < 0,
+    olderPending: oldest !== undefined && compareEntryIds(oldest, (entries[0] as RawEntry).id) < 0,
     more: more === 1,
     bytes,
   };
