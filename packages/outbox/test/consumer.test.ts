@@ -339,8 +339,9 @@ describe('consumer', () => {
       .xadd(key, '*', ...encodeEntry(testStreamEvent({ type: 'Recorded', payload: { seq: 1 } })))
       .call('XREADGROUP', 'GROUP', group, 'zombie-host:1:abcdef', 'COUNT', '10', 'STREAMS', key, '>')
       .exec()) as [Error | null, unknown][];
+    // Delivered to the zombie (its reply holds the entry). Not checked with XPENDING here: the owner's periodic sweep
+    // (every lease TTL, 1 s) may already have taken it by the next round trip on a loaded machine (seen in CI).
     expect(JSON.stringify(replies[1]![1])).toContain('Recorded');
-    expect(await consumerPending(key, group, 'zombie-host:1:abcdef')).toBe(1);
     const rows = await waitForEffects(group, 1, 10_000);
     expect(rows.map((r) => r.seq)).toEqual([1]);
     await waitFor(async () => (await pendingOf(key, group)) === 0, { description: 'swept entry acknowledged' });
