@@ -134,12 +134,19 @@ test('a handover to rebalance whose worker is busy for longer than the lease TTL
   await slowStarted;
 
   // A second replica joins: the first hands one partition over (p1, whose worker is busy in the slow handler).
-  const second = harness.startConsumer(consumerOptions);
-  // Held busy for several lease TTLs: the round must go on renewing p0 meanwhile (same owner, same token throughout).
   expect(p0Lease?.owner_id).toBe(first.ownerId);
-  for (const busyUntil = Date.now() + 2.5 * 3_000; Date.now() < busyUntil; await new Promise((resolve) => setTimeout(resolve, 100))) {
-    expect(await leaseOf(p0, group)).toEqual(p0Lease);
-  }
+  const [joined] = await harness.testDb.sql<{ at: Date }[]>`SELECT now() AS at`;
+  const second = harness.startConsumer(consumerOptions);
+  // The condition: the first replica has renewed p0 more than 2.5 lease TTLs after the join, while p1's worker is
+  // still held; any change of owner or token before that ends the wait and fails below.
+  const p0Meanwhile = await waitFor(async () => {
+    const [row] = await harness.testDb.sql<{ owner_id: string; fencing_token: string; renewed_late: boolean }[]>`
+      SELECT owner_id, fencing_token::text, renewed_at > ${joined!.at}::timestamptz + interval '7.5 seconds' AS renewed_late
+      FROM events.stream_lease WHERE stream_name = ${p0} AND role = ${consumerRole(group)}`;
+    const unchanged = row?.owner_id === p0Lease!.owner_id && row.fencing_token === p0Lease!.fencing_token;
+    return !unchanged || row!.renewed_late ? row ?? { owner_id: 'none', fencing_token: 'none' } : null;
+  }, { timeoutMs: 30_000, description: 'p0 renewed by the first replica 2.5 lease TTLs after the second joined' });
+  expect({ owner_id: p0Meanwhile.owner_id, fencing_token: p0Meanwhile.fencing_token }).toEqual(p0Lease);
   releaseSlow();
   await waitFor(async () => ((await leaseOf(p1, group))?.owner_id === second.ownerId ? true : null), { description: 'p1 taken by the second replica after the handover' });
   expect(first.status().leased).toEqual([p0]);
