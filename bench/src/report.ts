@@ -189,6 +189,11 @@ export function renderMarkdown(r: BenchResults): string {
         `| ${l.system}${l.complete ? '' : ` (INCOMPLETE: ${int(l.handled)} of ${int(l.committed)} handled)`} | ${int(l.ratePerSec)} | ${frac(l.reachedShare, 1)}${l.skipped > 0 ? ` (${int(l.skipped)} skipped)` : ''} | ${dec(c.p50Ms)} / ${dec(c.p99Ms)} / ${dec(c.maxMs)} | ${dec(l.cpu.totalPerThousandEvents, 3)} | ${byProcess} | ${dec(l.cpu.producerClientPerThousandEvents, 3)} (${l.producer}) | ${l.delivery} |`,
       );
     }
+    const staged = r.live.filter((l) => l.stages);
+    if (staged.length > 0) {
+      push('', 'Where the time goes (systems that leave a timestamp on the way; ms, p50 / p99):', '', '| system | offered /s | ' + Object.keys(staged[0]!.stages!).join(' | ') + ' |', '|---|---:|' + Object.keys(staged[0]!.stages!).map(() => '---:').join('|') + '|');
+      for (const l of staged) push(`| ${l.system} | ${int(l.ratePerSec)} | ${Object.values(l.stages!).map((s) => `${dec(s.p50Ms)} / ${dec(s.p99Ms)}`).join(' | ')} |`);
+    }
     push('');
   }
 

@@ -58,6 +58,8 @@ export interface LiveResult {
   handled: number;
   complete: boolean;
   commitToHandler: LatencySummary;
+  /** Where commit → handler goes, by stage (systems that leave timestamps on the way). */
+  stages?: Record<string, LatencySummary>;
   cpu: LiveCpu;
 }
 
@@ -126,6 +128,7 @@ async function measureLive(ctx: ScenarioContext, system: SystemUnderTest, runnin
     FROM bench.handled h JOIN bench.domain_row d USING (seq)
     WHERE d.written_at >= ${start.at}::timestamptz`;
 
+  const stages = running.stages ? await running.stages(start.at) : undefined;
   const used = cpuBetween(start.cpu, cpuAtEnd);
   const perThousand = (cpuSeconds: number) => (events > 0 ? (cpuSeconds * 1000) / events : NaN);
   return {
@@ -144,6 +147,7 @@ async function measureLive(ctx: ScenarioContext, system: SystemUnderTest, runnin
     handled,
     complete: handled >= committed,
     commitToHandler: summariseLatencies(latencies.map((r) => Number(r.ms))),
+    stages: stages && Object.fromEntries(Object.entries(stages).map(([stage, ms]) => [stage, summariseLatencies(ms)])),
     cpu: {
       windowSeconds: Number(window?.s ?? NaN),
       events,

@@ -74,8 +74,25 @@ export function petcoverSystem(env: BenchEnvironment, apps: AppsContext, scenari
         emit: async (tx, seq) => {
           await enqueue(tx, { stream, type: BENCH_EVENT_TYPE, partitionKey: `entity-${seq % 1024}`, payload: { seq } });
         },
+        stages: (since) => petcoverStages(env, since),
         stop: () => (stopped ??= stopAll(processes)),
       };
     },
   };
+}
+
+/**
+ * Commit → XADD (the Redis entry id's millisecond, Redis and Postgres on one
+ * machine clock) and XADD → handler row, per event written since `since`.
+ * The entry id has millisecond resolution, so each stage is ± 1 ms.
+ */
+async function petcoverStages(env: BenchEnvironment, since: string): Promise<Record<string, number[]>> {
+  const rows = await env.db.sql<{ appended: number; handled: number }[]>`
+    SELECT (split_part(o.redis_entry_id, '-', 1)::float8 - extract(epoch FROM d.written_at) * 1000)::float8 AS appended,
+           (extract(epoch FROM h.handled_at) * 1000 - split_part(o.redis_entry_id, '-', 1)::float8)::float8 AS handled
+    FROM bench.domain_row d
+    JOIN events.outbox_event o ON (o.payload->>'seq')::bigint = d.seq
+    JOIN bench.handled h ON h.seq = d.seq
+    WHERE d.written_at >= ${since}::timestamptz AND o.redis_entry_id IS NOT NULL`;
+  return { 'commit → XADD': rows.map((r) => Number(r.appended)), 'XADD → handler': rows.map((r) => Number(r.handled)) };
 }

@@ -25,6 +25,13 @@ export interface RunningSystem {
    * from SQL (a Redis queue: the Node producer then drives it).
    */
   pgbenchScript?: ProducerScript;
+  /**
+   * Where the commit → handler time goes, for the events whose domain row was
+   * written at or after `since`: per stage, the milliseconds of each event.
+   * Only systems whose events leave a timestamp on the way (ours: the Redis
+   * entry id is the XADD's millisecond on the same machine clock).
+   */
+  stages?(since: string): Promise<Record<string, number[]>>;
   /** Graceful stop of every process, then any client of its own. Idempotent. */
   stop(): Promise<void>;
 }
