@@ -6,8 +6,9 @@
  * Note: drizzle installs its own type parsers on the shared client, so raw
  * `sql` queries return timestamps as strings; wrap them in `new Date()`.
  */
+import type { SQL } from 'drizzle-orm';
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
-import type { PgTransaction } from 'drizzle-orm/pg-core';
+import { PgDialect, type PgTransaction } from 'drizzle-orm/pg-core';
 import { maskUrlPassword } from '@petcover/service-kit';
 import postgres from 'postgres';
 
@@ -55,4 +56,37 @@ export function databaseNameOf(url: string): string {
   const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
   if (!name) throw new Error(`database URL names no database: ${maskUrlPassword(url)}`);
   return name;
+}
+
+const dialect = new PgDialect();
+
+/**
+ * The postgres.js client under a drizzle database or transaction (drizzle
+ * keeps it as `session.client`), or undefined should a drizzle version keep
+ * it elsewhere.
+ */
+function postgresClientOf(tx: Transaction | Database): postgres.Sql | undefined {
+  const client = (tx as unknown as { session?: { client?: postgres.Sql } }).session?.client;
+  return typeof client?.unsafe === 'function' ? client : undefined;
+}
+
+/**
+ * Runs `query` in `tx` as a PREPARED statement of its postgres.js client, and
+ * hands it to the connection now (in the next microtask), not when awaited.
+ *
+ * Why: drizzle sends its statements unprepared, and postgres.js describes an
+ * unprepared statement with parameters before sending it: two round trips,
+ * and nothing queued behind it on the connection leaves until the first one
+ * is back, so statements issued together do not pipeline. Prepared (cached
+ * per connection by postgres.js; described once, on first use), a statement
+ * is one round trip and pipelines. For the hot statements only: each
+ * distinct text stays prepared on every connection for its lifetime.
+ *
+ * Rows come back as from `tx.execute` (same client, same type parsers).
+ */
+export function executePrepared<Row extends object = Record<string, unknown>>(tx: Transaction | Database, query: SQL): Promise<Row[]> {
+  const client = postgresClientOf(tx);
+  if (!client) return tx.execute(query) as unknown as Promise<Row[]>;
+  const { sql: text, params } = dialect.sqlToQuery(query);
+  return client.unsafe<Row[]>(text, params as postgres.ParameterOrJSON<never>[], { prepare: true }).execute();
 }

@@ -4,7 +4,7 @@
  */
 import { sql } from 'drizzle-orm';
 import { PgTransaction } from 'drizzle-orm/pg-core';
-import type { Transaction } from './db';
+import { executePrepared, type Transaction } from './db';
 import { DuplicateEventIdError, OutboxValidationError } from './errors';
 import { newEventId, UUID_PATTERN } from './event-id';
 import { assertStreamName } from './streams';
@@ -122,7 +122,10 @@ async function insertRows(tx: Transaction, rows: ValidatedEvent[]): Promise<Enqu
   // One plain SQL statement: drizzle's insert builder costs about twice the
   // CPU of the whole statement's round trip, and every producer pays it.
   // The NOTIFY rides on the RETURNING: one round trip per enqueue instead of
-  // two. Postgres delivers identical (channel, payload) pairs of one
+  // two. A single event (the common case) goes as a prepared statement
+  // (executePrepared: one round trip, not a describe first and then the
+  // statement); several keep drizzle's unprepared path, since each row count
+  // is another statement text and would stay prepared on every connection. Postgres delivers identical (channel, payload) pairs of one
   // transaction once, at commit, so a NOTIFY per row is one per stream. It
   // is sent only when no publisher is awake on the stream (its wake lock is
   // free; the shared lock taken then is held until our commit): an awake
@@ -131,12 +134,13 @@ async function insertRows(tx: Transaction, rows: ValidatedEvent[]): Promise<Enqu
     rows.map((r) => sql`(${r.eventId}::uuid, ${r.streamName}, ${r.partitionKey}, ${r.eventType}, ${r.payloadJson}::jsonb, ${JSON.stringify(r.headers)}::jsonb)`),
     sql`, `,
   );
-  const inserted = (await tx.execute(sql`
+  const insert = sql`
     INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, headers)
     VALUES ${values}
     ON CONFLICT (event_id) DO NOTHING
     RETURNING id::text AS id, event_id::text AS event_id,
-      CASE WHEN pg_try_advisory_xact_lock_shared(${sql.raw(String(OUTBOX_WAKE_LOCK_CLASS))}, hashtext(stream_name)) THEN pg_notify(${OUTBOX_NOTIFY_CHANNEL}, stream_name) END AS notified`)) as unknown as { id: string; event_id: string }[];
+      CASE WHEN pg_try_advisory_xact_lock_shared(${sql.raw(String(OUTBOX_WAKE_LOCK_CLASS))}, hashtext(stream_name)) THEN pg_notify(${OUTBOX_NOTIFY_CHANNEL}, stream_name) END AS notified`;
+  const inserted = rows.length === 1 ? await executePrepared<{ id: string; event_id: string }>(tx, insert) : ((await tx.execute(insert)) as unknown as { id: string; event_id: string }[]);
   if (inserted.length !== rows.length) {
     // Undo our own partial insert without aborting the caller's transaction.
     const insertedIds = new Set(inserted.map((r) => r.event_id));

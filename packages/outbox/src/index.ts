@@ -4,7 +4,7 @@
  * `./verify` subpath and the test kit behind `./testing`. Internals (Lua
  * script wrappers, entry codec, lease bookkeeping) are imported by path.
  */
-export { connectDatabase, withDatabaseName } from './db';
+export { connectDatabase, executePrepared, withDatabaseName } from './db';
 export type { Database, DatabaseHandle, DatabaseOptions, Sql, Transaction } from './db';
 export { OutboxError, OutboxValidationError, DuplicateEventIdError, InvalidKeyPrefixError } from './errors';
 export { newEventId } from './event-id';

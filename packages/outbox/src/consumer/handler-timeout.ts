@@ -7,7 +7,7 @@
  * follows is not stuck behind it.
  */
 import { sql as drizzleSql } from 'drizzle-orm';
-import type { Transaction } from '../db';
+import { executePrepared, type Transaction } from '../db';
 
 /** A handler call ran past its deadline: counted as a failed attempt (retried, then dead-lettered). */
 export class HandlerTimeoutError extends Error {
@@ -62,10 +62,10 @@ export async function withDeadline<T>(eventType: string, timeoutMs: number, call
  *             set_config('idle_in_transaction_session_timeout', $3, true), pg_backend_pid()
  */
 export async function boundTransaction(tx: Transaction, deadlineMs: number): Promise<number> {
-  const rows = (await tx.execute(drizzleSql`
+  const rows = await executePrepared<{ pid: number }>(tx, drizzleSql`
     SELECT set_config('statement_timeout', ${String(deadlineMs)}, true),
            set_config('lock_timeout', ${String(Math.max(1, Math.ceil(deadlineMs / 2)))}, true),
            set_config('idle_in_transaction_session_timeout', ${String(deadlineMs + 5_000)}, true),
-           pg_backend_pid() AS pid`)) as unknown as { pid: number }[];
+           pg_backend_pid() AS pid`);
   return Number(rows[0]?.pid);
 }

@@ -2,7 +2,8 @@
  * The consumer's two hot statements on Postgres, each in one place.
  */
 import { sql as drizzleSql } from 'drizzle-orm';
-import type { Transaction } from '../db';
+import { executePrepared, type Database, type Transaction } from '../db';
+import { databaseErrorOf } from '../errors';
 import type { LeaseRole } from '../lease/lease';
 
 /**
@@ -17,11 +18,11 @@ import type { LeaseRole } from '../lease/lease';
  */
 export async function markProcessed(tx: Transaction, group: string, eventIds: readonly string[]): Promise<Set<string>> {
   if (eventIds.length === 0) return new Set();
-  const rows = (await tx.execute(drizzleSql`
+  const rows = await executePrepared<{ event_id: string }>(tx, drizzleSql`
     INSERT INTO events.processed_event (group_name, event_id)
     SELECT ${group}, unnest(${`{${eventIds.join(',')}}`}::uuid[])
     ON CONFLICT DO NOTHING
-    RETURNING event_id::text AS event_id`)) as unknown as { event_id: string }[];
+    RETURNING event_id::text AS event_id`);
   return new Set(rows.map((r) => r.event_id));
 }
 
@@ -33,6 +34,15 @@ export class PartitionLeaseLostError extends Error {
     super(`lease of ${partitionStream} for group ${group} is no longer ours; not committing`);
     this.name = 'PartitionLeaseLostError';
   }
+}
+
+/** The partition lease a worker commits under (see assertPartitionLease). */
+export interface PartitionLeaseRef {
+  streamName: string;
+  role: LeaseRole;
+  ownerId: string;
+  fencingToken: string;
+  group: string;
 }
 
 /**
@@ -54,17 +64,75 @@ export class PartitionLeaseLostError extends Error {
  * An expired lease that nobody took over yet is still ours to commit under:
  * the row lock makes the commit happen strictly before any takeover.
  *
- * SQL: SELECT 1 FROM events.stream_lease WHERE stream_name=$1 AND role=$2 AND owner_id=$3 AND fencing_token=$4 FOR SHARE
- * Throws PartitionLeaseLostError when no row matches.
+ * The statement FAILS when no row matches (its CASE casts a text to int,
+ * SQLSTATE 22P02, message "partition lease lost ..."), so that it can travel
+ * with the COMMIT behind it (commitFenced): a failed statement aborts the
+ * transaction, and Postgres answers a COMMIT of an aborted transaction with
+ * ROLLBACK. (The count is in the text so the planner cannot fold the cast.)
+ *
+ * SQL: SELECT CASE WHEN count(*) = 1 THEN 0 ELSE ('partition lease lost: ' || count(*) || ' rows')::int END
+ *      FROM (SELECT 1 FROM events.stream_lease WHERE stream_name=$1 AND role=$2 AND owner_id=$3 AND fencing_token=$4 FOR SHARE) lease
  */
-export async function assertPartitionLease(
-  tx: Transaction,
-  lease: { streamName: string; role: LeaseRole; ownerId: string; fencingToken: string; group: string },
-): Promise<void> {
-  const rows = await tx.execute(drizzleSql`
-    SELECT 1 FROM events.stream_lease
-    WHERE stream_name = ${lease.streamName} AND role = ${lease.role} AND owner_id = ${lease.ownerId}
-      AND fencing_token = ${lease.fencingToken}::bigint
-    FOR SHARE`);
-  if (rows.length === 0) throw new PartitionLeaseLostError(lease.streamName, lease.group);
+function fenceQuery(lease: PartitionLeaseRef) {
+  return drizzleSql`
+    SELECT CASE WHEN count(*) = 1 THEN 0 ELSE ('partition lease lost: ' || count(*) || ' matching rows')::int END AS fenced
+    FROM (
+      SELECT 1 FROM events.stream_lease
+      WHERE stream_name = ${lease.streamName} AND role = ${lease.role} AND owner_id = ${lease.ownerId}
+        AND fencing_token = ${lease.fencingToken}::bigint
+      FOR SHARE) lease`;
+}
+
+/** The fence's own failure, told from any other error of the statement. */
+function leaseLostOr(error: unknown, lease: PartitionLeaseRef): unknown {
+  const failure = databaseErrorOf(error) as { code?: unknown; message?: unknown };
+  if (failure?.code === '22P02' && String(failure.message).includes('partition lease lost')) return new PartitionLeaseLostError(lease.streamName, lease.group);
+  return error;
+}
+
+/** The fence, awaited (see fenceQuery). Throws PartitionLeaseLostError when the lease is not ours. */
+async function assertPartitionLease(tx: Transaction, lease: PartitionLeaseRef): Promise<void> {
+  try {
+    await executePrepared(tx, fenceQuery(lease));
+  } catch (error) {
+    throw leaseLostOr(error, lease);
+  }
+}
+
+/**
+ * Runs `work` in one transaction and commits it fenced on the partition lease
+ * (assertPartitionLease), the fence and COMMIT in ONE round trip: the fence
+ * is handed to the connection before `work`'s callback returns, postgres.js
+ * sends COMMIT right behind it in the same write, and when the fence fails
+ * Postgres turns that COMMIT into ROLLBACK. Nothing of `work` commits then,
+ * and PartitionLeaseLostError is thrown.
+ *
+ * Order: executePrepared queues the fence one microtask after the call; the
+ * COMMIT is queued only after the callback's promise settles, later in the
+ * same microtask queue, so the fence always goes first (commit-fenced.test.ts
+ * would see an unfenced commit). The fence must be a prepared statement: an
+ * unprepared one is described first, and postgres.js holds the COMMIT back
+ * until that is answered (the test sees COMMIT wait).
+ */
+export async function commitFenced<T>(db: Database, lease: PartitionLeaseRef, work: (tx: Transaction) => Promise<T>): Promise<T> {
+  let fence: Promise<unknown> | undefined;
+  let result: T;
+  try {
+    result = await db.transaction(async (tx) => {
+      const value = await work(tx);
+      // Handed to the connection now, not awaited: COMMIT follows it in the same write.
+      fence = executePrepared(tx, fenceQuery(lease)).catch((error: unknown) => {
+        throw leaseLostOr(error, lease);
+      });
+      // Handled below; until then a rejection must not count as unhandled.
+      fence.catch(() => undefined);
+      return value;
+    });
+  } catch (error) {
+    // postgres.js may have seen the fence fail before sending COMMIT: it rolled back and rethrew the fence's error.
+    await fence;
+    throw error;
+  }
+  await fence;
+  return result;
 }

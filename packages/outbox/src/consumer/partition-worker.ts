@@ -11,8 +11,16 @@
  *
  * Memory: a worker reads, settles and retries parked keys only while holding
  * a concurrency slot, so at most `concurrency` batches of at most
- * `readMaxBytes` are in hand; an idle worker waits for new entries outside
- * its slot with a read of ONE entry, no longer than until a parked key is due.
+ * `readMaxBytes` (plus one entry) are in hand. An idle worker waits for new
+ * entries with a blocking read: holding its slot when there are no more
+ * workers than slots (nobody can be kept waiting; the wait then brings the
+ * whole batch in one round trip), else outside its slot with a read of ONE
+ * entry. Either way no longer than until a parked key is due.
+ *
+ * Round trips per batch at a steady trickle: the wait (with the previous
+ * batch's XACK in front of it and the batch read behind it), then the
+ * settle transaction. A read that came back short means the partition was
+ * caught up, so the next look is the wait itself, not an empty read first.
  */
 import type { RedisClient } from '@petcover/service-kit';
 import { databaseErrorOf } from '../errors';
@@ -25,11 +33,32 @@ import { retryDueKeys } from './retry-parked-keys';
 import { settleEntries, type PartitionContext } from './settle-entries';
 import { clearStuckPartition, reportStuckPartition } from './stuck-partitions';
 
-/** Limits how many partitions read and settle a batch at the same time (`--concurrency`). */
+/**
+ * Limits how many partitions read and settle a batch at the same time
+ * (`--concurrency`). Workers join it while they run: with no more members
+ * than slots, nobody ever waits for one, and a worker may keep its slot while
+ * it waits for new entries (see PartitionWorker).
+ */
 export class ConcurrencyLimit {
   private active = 0;
+  private members = 0;
   private readonly waiting: (() => void)[] = [];
   constructor(private readonly max: number) {}
+
+  /** A worker starts (returns its leave function). */
+  join(): () => void {
+    this.members++;
+    let left = false;
+    return () => {
+      if (!left) this.members--;
+      left = true;
+    };
+  }
+
+  /** No more members than slots: holding one while waiting keeps nobody waiting. */
+  get uncontended(): boolean {
+    return this.members <= this.max;
+  }
 
   async acquire(): Promise<() => void> {
     if (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
@@ -185,6 +214,9 @@ export class PartitionWorker {
     let stuckReported = false;
     // Settled (committed) but not yet acknowledged: sent with the next read, or flushed when the loop ends.
     let unacked: string[] = [];
+    // The last read of new entries returned fewer than it could: the next look is the blocking wait.
+    let caughtUp = false;
+    const leave = this.options.limit.join();
     while (!signal.aborted) {
       let release: (() => void) | undefined;
       try {
@@ -205,31 +237,30 @@ export class PartitionWorker {
           await retryDueKeys(ctx, { batchSize, readMaxBytes });
           this.busySince = null;
         }
-        let read: ReadResult = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, maxBytes: readMaxBytes, firstChunk, ackFirst: unacked });
-        unacked = [];
-        if (read.entries.length === 0) {
-          if (from !== '>') {
-            // Own pending list drained: switch to new entries.
-            from = '>';
-            continue;
-          }
-          // Nothing new: wait for the next entry outside the slot, holding at most that one.
-          release();
-          release = undefined;
-          // No longer than until a parked key is due (BLOCK 0 would mean forever).
-          const untilDue = Math.max(1, Math.min(blockMs, ctx.parking.checkAt - Date.now()));
-          read = await waitForEntry(redis, { key, group: ctx.group, consumer: ctx.ownerId, blockMs: untilDue });
-          if (read.entries.length === 0) continue;
-          release = await this.options.limit.acquire();
-          if (!read.olderPending && batchSize > 1 && read.bytes < readMaxBytes) {
-            // Woken by one entry: take what arrived with it too, so a burst is still one batch.
-            const waited = read;
-            const rest = await readGroup(redis, {
-              key, group: ctx.group, consumer: ctx.ownerId, from: '>', count: batchSize - 1, maxBytes: readMaxBytes - waited.bytes, firstChunk, continuing: waited.entries[0]!.id,
-            });
-            read = { entries: [...waited.entries, ...rest.entries], olderPending: rest.olderPending, more: rest.more, bytes: waited.bytes + rest.bytes };
+        let read: ReadResult;
+        if (caughtUp && from === '>') {
+          // The last read took everything new: wait for more at once, acknowledging on the way (no empty read first).
+          const waited = await this.waitForNew(ctx, release, unacked, firstChunk);
+          unacked = [];
+          release = waited.slot;
+          read = waited;
+        } else {
+          read = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, maxBytes: readMaxBytes, firstChunk, ackFirst: unacked });
+          unacked = [];
+          if (read.entries.length === 0) {
+            if (from !== '>') {
+              // Own pending list drained: switch to new entries.
+              from = '>';
+              continue;
+            }
+            const waited = await this.waitForNew(ctx, release, [], firstChunk);
+            release = waited.slot;
+            read = waited;
           }
         }
+        // Nothing new within the wait: wait again (after a look at parked keys), without a read first.
+        caughtUp = read.entries.length === 0;
+        if (caughtUp) continue;
         firstChunk = Math.min(batchSize, Math.max(1, Math.floor(readMaxBytes / Math.max(1, read.bytes / read.entries.length))));
         if (read.olderPending) {
           // Older entries are pending (under a replica that lost this partition,
@@ -249,6 +280,7 @@ export class PartitionWorker {
         // pending list, after the last settled one: read them from there before anything new.
         if (from !== '>') from = last ?? from;
         else if (read.more || settled.length < read.entries.length) from = last ?? '0-0';
+        else caughtUp = read.entries.length < batchSize;
         if (failures > 0 || stuckReported) {
           ctx.logger.info(logContext, 'partition consuming again');
           if (stuckReported) await clearStuckPartition(redis, this.options.stuckKey, ctx.partitionStream);
@@ -321,9 +353,42 @@ export class PartitionWorker {
     // Another replica samples this partition's parking from now on.
     const gauge = { group: ctx.group, stream: ctx.partitionStream };
     for (const metric of [ctx.metrics.parkedEntries, ctx.metrics.parkedKeys, ctx.metrics.haltedKeys]) metric.remove(gauge);
+    leave();
     if (!leaseLost) await this.reportLeftovers(logContext);
     this.options.redis.disconnect();
     if (leaseLost) this.options.onLeaseLost();
+  }
+
+  /**
+   * Waits for new entries (waitForEntry), acknowledging `ackFirst` on the way.
+   * Uncontended (no more workers than slots), the worker keeps its slot and
+   * the wait brings a whole batch in one round trip. Otherwise it gives the
+   * slot up while it waits, holding at most ONE entry, then takes the slot
+   * back and reads what arrived with that entry. Returns the slot it holds.
+   */
+  private async waitForNew(ctx: PartitionContext, slot: () => void, ackFirst: readonly string[], firstChunk: number): Promise<ReadResult & { slot: (() => void) | undefined }> {
+    const { redis, key, batchSize, readMaxBytes, blockMs, limit } = this.options;
+    // No longer than until a parked key is due (BLOCK 0 would mean forever).
+    const untilDue = Math.max(1, Math.min(blockMs, ctx.parking.checkAt - Date.now()));
+    const wait = { key, group: ctx.group, consumer: ctx.ownerId, blockMs: untilDue, ackFirst };
+    if (limit.uncontended && batchSize > 1) {
+      return { ...(await waitForEntry(redis, { ...wait, rest: { count: batchSize - 1, maxBytes: readMaxBytes, firstChunk } })), slot };
+    }
+    slot();
+    const waited = await waitForEntry(redis, wait);
+    if (waited.entries.length === 0) return { ...waited, slot: undefined };
+    const reacquired = await limit.acquire();
+    if (waited.olderPending || batchSize === 1 || waited.bytes >= readMaxBytes) return { ...waited, slot: reacquired };
+    try {
+      // Woken by one entry: take what arrived with it too, so a burst is still one batch.
+      const rest = await readGroup(redis, {
+        key, group: ctx.group, consumer: ctx.ownerId, from: '>', count: batchSize - 1, maxBytes: readMaxBytes - waited.bytes, firstChunk, continuing: waited.entries[0]!.id,
+      });
+      return { entries: [...waited.entries, ...rest.entries], olderPending: rest.olderPending, more: rest.more, bytes: waited.bytes + rest.bytes, slot: reacquired };
+    } catch (error) {
+      reacquired();
+      throw error;
+    }
   }
 
   /**

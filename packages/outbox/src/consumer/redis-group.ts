@@ -143,24 +143,52 @@ export async function readGroup(redis: RedisClient, options: ReadOptions): Promi
 }
 
 /**
- * Waits (XREADGROUP BLOCK) for the next new entry of the partition and
- * delivers at most ONE, so an idle partition waiting outside its concurrency
- * slot holds at most one entry in memory. The bounded read takes over once
- * entries flow. Same pending check as readGroup.
+ * Waits (XREADGROUP BLOCK) for the next new entry of the partition, after
+ * XACKing `ackFirst` in the same pipeline. Without `rest` it delivers at most
+ * ONE entry, so an idle partition waiting outside its concurrency slot holds
+ * at most one entry in memory; the bounded read takes over once entries flow.
+ *
+ * With `rest` (the worker waits holding its slot), a bounded read of up to
+ * `rest.count` more entries follows the wait in the same pipeline: Redis runs
+ * it as soon as the wait returns, so a burst is one round trip, not the wait
+ * and then a read. (If the wait times out empty, the read still runs: what
+ * arrived in between is read, not lost.) Its byte budget does not count the
+ * waited entry: the entries in hand stay within `rest.maxBytes` plus one.
+ *
+ * Older pending entries (see ReadResult.olderPending): a stale replica can
+ * only read between our reads, so its entries are older than our first entry
+ * or, between the wait and the read, older than our second. The two oldest
+ * pending ids (`XPENDING - + 2`, taken last) tell both: the oldest is below
+ * our first, or the second is below our second.
  */
-export async function waitForEntry(redis: RedisClient, options: { key: string; group: string; consumer: string; blockMs: number }): Promise<ReadResult> {
-  const pipeline = redis.pipeline();
+export async function waitForEntry(
+  redis: RedisClient,
+  options: { key: string; group: string; consumer: string; blockMs: number; ackFirst?: readonly string[]; rest?: { count: number; maxBytes: number; firstChunk: number } },
+): Promise<ReadResult> {
+  const pipeline = withScripts(redis).pipeline() as ReturnType<RedisClient['pipeline']> & { petcoverReadBounded(...args: string[]): unknown };
+  const acking = options.ackFirst !== undefined && options.ackFirst.length > 0;
+  if (acking) pipeline.xack(options.key, options.group, ...(options.ackFirst as string[]));
   pipeline.call('XREADGROUP', 'GROUP', options.group, options.consumer, 'COUNT', 1, 'BLOCK', options.blockMs, 'STREAMS', options.key, '>');
-  pipeline.call('XPENDING', options.key, options.group, '-', '+', '1');
+  const { rest } = options;
+  if (rest) pipeline.petcoverReadBounded(options.key, options.group, options.consumer, '>', String(rest.count), String(rest.maxBytes), String(rest.firstChunk));
+  pipeline.call('XPENDING', options.key, options.group, '-', '+', '2');
   const results = (await pipeline.exec()) ?? [];
   for (const [error] of results) if (error) throw error;
-  const reply = results[0]?.[1] as [string, [string, string[] | null][]][] | null;
-  const entries = (reply?.[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
+  let at = acking ? 1 : 0;
+  const reply = results[at++]?.[1] as [string, [string, string[] | null][]][] | null;
+  const entries: RawEntry[] = (reply?.[0]?.[1] ?? []).map(([id, fields]) => ({ id, fields }));
+  let more = false;
+  if (rest) {
+    const [raw, cut] = results[at++]?.[1] as [[string, string[] | null][], number];
+    for (const [id, fields] of raw) entries.push({ id, fields });
+    more = cut === 1;
+  }
   if (entries.length === 0) return { entries, olderPending: false, more: false, bytes: 0 };
   let bytes = 0;
-  for (const field of entries[0]!.fields ?? []) bytes += Buffer.byteLength(field);
-  const oldest = (results[1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0];
-  return { entries, olderPending: oldest !== undefined && compareEntryIds(oldest, entries[0]!.id) < 0, more: false, bytes };
+  for (const entry of entries) for (const field of entry.fields ?? []) bytes += Buffer.byteLength(field);
+  const pending = ((results[at]?.[1] as [string, ...unknown[]][] | undefined) ?? []).map(([id]) => id);
+  const olderPending = pending.some((id, i) => entries[i] !== undefined && compareEntryIds(id, entries[i]!.id) < 0);
+  return { entries, olderPending, more, bytes };
 }
 
 /** Orders two stream entry ids (`ms-seq`) numerically. */

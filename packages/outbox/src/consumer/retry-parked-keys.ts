@@ -13,7 +13,7 @@
  * dead-letter-and-continue dead-letters the head and goes on with the key's
  * next event, halt halts the key until an operator acts.
  */
-import { assertPartitionLease } from './inbox';
+import { commitFenced } from './inbox';
 import { loadParkedEntries, partitionParking, recordParkedFailure, settleParkedKey, unparkEvents, type ParkedEntry, type PartitionParking } from './parking';
 import {
   classifyHandled,
@@ -97,10 +97,7 @@ async function retryKey(ctx: PartitionContext, partitionKey: string, failures: n
   const source = parkedEntries(ctx, partitionKey);
   if (parked.length === 0) {
     // Its events were discarded by an operator meanwhile: release it.
-    await ctx.db.transaction(async (tx) => {
-      await settleParkedKey(tx, scope, partitionKey);
-      await assertPartitionLease(tx, partitionLease(ctx));
-    });
+    await commitFenced(ctx.db, partitionLease(ctx), (tx) => settleParkedKey(tx, scope, partitionKey));
     return;
   }
   const queue = parked.map((p, index) => itemOf(ctx, p, index === 0 ? failures + 1 : 1));
@@ -126,12 +123,11 @@ async function retryKey(ctx: PartitionContext, partitionKey: string, failures: n
         await deadLetterHandlerFailure(ctx, item, error, item === head ? firstFailedAt : null, decision.reason, source);
         return 'continue';
       }
-      await ctx.db.transaction(async (tx) => {
-        await recordParkedFailure(tx, scope, {
+      await commitFenced(ctx.db, partitionLease(ctx), (tx) =>
+        recordParkedFailure(tx, scope, {
           partitionKey, attempts: item.attempt, delayMs: decision.kind === 'retry' ? decision.delayMs : 0, error: errorText(error), halted: decision.kind === 'halt',
-        });
-        await assertPartitionLease(tx, partitionLease(ctx));
-      });
+        }),
+      );
       ctx.progress();
       stopped = true;
       return 'stop';

@@ -34,7 +34,7 @@ import { decodeEntry, MalformedEntryError, type StreamEvent } from '../streams';
 import { backoffDelay, type BackoffPolicy } from '../backoff';
 import { landDeadLetter, REPLAY_FOR_GROUP_HEADER, withoutNul, type DeadLetterLanding, type NewDeadLetter } from './dead-letters';
 import { boundTransaction, HandlerTimeoutError, withDeadline } from './handler-timeout';
-import { assertPartitionLease, markProcessed, PartitionLeaseLostError } from './inbox';
+import { commitFenced, markProcessed, PartitionLeaseLostError, type PartitionLeaseRef } from './inbox';
 import type { ConsumerMetrics } from './metrics';
 import { parkedKeysAmong, parkEntries, parkKey, type ParkingScope } from './parking';
 import type { RawEntry } from './redis-group';
@@ -285,7 +285,7 @@ export async function runBatch(ctx: PartitionContext, items: readonly Item[], on
   for (const item of items) if (item.kind === 'handle') deadlineMs = Math.max(deadlineMs, timeoutOf(ctx, item.handler));
   if (deadlineMs === 0) deadlineMs = ctx.handlerTimeoutMs;
   try {
-    await ctx.db.transaction(async (tx: Transaction) => {
+    await commitFenced(ctx.db, partitionLease(ctx), async (tx: Transaction) => {
       const withEventId = items.filter((i): i is HandleItem | RejectWithEvent => i.kind === 'handle' || (i.kind === 'reject' && i.event !== null));
       // One round trip for both: postgres.js pipelines the statements of one
       // connection, and the server runs them in the order sent (the bounds
@@ -328,7 +328,6 @@ export async function runBatch(ctx: PartitionContext, items: readonly Item[], on
       }
       if (run) await callHandler(ctx, tx, run, counts);
       await source.afterRun?.(tx);
-      await assertPartitionLease(tx, partitionLease(ctx));
     });
   } catch (error) {
     if (error instanceof HandlerFailure) return { ok: false, index: error.index, error: error.failure, batched: error.batched };
@@ -357,7 +356,7 @@ function rawFieldsOf(item: Item & { kind: 'handle' | 'reject' }): Record<string,
   };
 }
 
-export function partitionLease(ctx: PartitionContext) {
+export function partitionLease(ctx: PartitionContext): PartitionLeaseRef {
   return { streamName: ctx.partitionStream, role: ctx.role, ownerId: ctx.ownerId, fencingToken: ctx.fencingToken, group: ctx.group };
 }
 
@@ -572,13 +571,12 @@ async function settleFailure(ctx: PartitionContext, item: HandleItem, error: Err
   const delayMs = decision.kind === 'retry' ? decision.delayMs : 0;
   let fresh = false;
   try {
-    await ctx.db.transaction(async (tx) => {
+    await commitFenced(ctx.db, partitionLease(ctx), async (tx) => {
       fresh = (await markProcessed(tx, ctx.group, [item.event.eventId])).size > 0;
       if (fresh) {
         await parkKey(tx, parkingScope(ctx), { partitionKey: item.event.partitionKey, attempts: item.attempt, delayMs, error: errorText(error), halted });
         await parkEntries(tx, parkingScope(ctx), [item]);
       }
-      await assertPartitionLease(tx, partitionLease(ctx));
     });
   } catch (refusal) {
     if (isDatabaseUnavailableError(refusal) || refusal instanceof PartitionLeaseLostError) throw refusal;
@@ -638,14 +636,13 @@ export async function deadLetterHandlerFailure(
   source: EntrySource,
 ): Promise<void> {
   let landing: DeadLetterLanding | 'duplicate' = 'duplicate';
-  await ctx.db.transaction(async (tx) => {
+  await commitFenced(ctx.db, partitionLease(ctx), async (tx) => {
     landing = 'duplicate';
     const { run } = await source.claim(tx, [item]);
     if (run.size > 0) {
       landing = await landDeadLetter(tx, deadLetterOf(ctx, item, error, item.attempt, firstFailedAt), () => rawFieldsOf(item), isDatabaseUnavailableError);
     }
     await source.afterRun?.(tx);
-    await assertPartitionLease(tx, partitionLease(ctx));
   });
   ctx.progress();
   if (landing === 'duplicate') {
