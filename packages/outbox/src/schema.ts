@@ -57,8 +57,9 @@ export const outboxEvent = eventsSchema.table(
     uniqueIndex('outbox_event_event_id_key').on(t.eventId),
     // Serves the drain: the next unpublished rows of one stream in id order.
     index('outbox_event_unpublished_idx').on(t.streamName, t.id).where(sql`${t.publishedAt} IS NULL`),
-    // Serves pruning and replay of a time range of published rows.
-    index('outbox_event_published_at_idx').on(t.publishedAt).where(sql`${t.publishedAt} IS NOT NULL`),
+    // No index on published_at (dropped in 0004): it made every mark-published
+    // UPDATE non-HOT and cost it one more index insert per row. The prune walks
+    // the primary key instead (prunePublishedRows in publisher/maintenance.ts).
     check('outbox_event_stream_name_check', sql.raw(`stream_name ~ '${STREAM_NAME_SQL}'`)),
     check('outbox_event_event_type_check', sql`length(${t.eventType}) > 0`),
     check('outbox_event_partition_key_check', sql`length(${t.partitionKey}) > 0`),

@@ -69,6 +69,12 @@ describe('migrations', () => {
     expect(index?.indexdef).toMatch(/\(stream_name, id\) WHERE \(published_at IS NULL\)/);
   });
 
+  test('the outbox has no index on published_at (0004): marking a row published inserts it into the primary key and event_id index only', async () => {
+    const indexes = await sql<{ indexname: string }[]>`
+      SELECT indexname FROM pg_indexes WHERE schemaname = 'events' AND tablename = 'outbox_event' ORDER BY indexname`;
+    expect(indexes.map((i) => i.indexname)).toEqual(['outbox_event_event_id_key', 'outbox_event_pkey', 'outbox_event_unpublished_idx']);
+  });
+
   describe('CHECK constraints reject hand-written bad values', () => {
     const lease = (stream: string, role: string) => sql`
       INSERT INTO events.stream_lease (stream_name, role, owner_id, lease_until, fencing_token)

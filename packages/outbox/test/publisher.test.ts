@@ -286,8 +286,14 @@ test('stop() before start() and twice is safe, and releases held leases', async 
 test('prunes published rows past the retention window, in batches, under the maintenance lease; keeps the rest', async () => {
   const stream = uniqueStreamName('prune');
   await fillOutbox(db, stream, 30);
-  await db.sql`UPDATE events.outbox_event SET published_at = now() - interval '8 days' WHERE stream_name = ${stream} AND id IN (
-    SELECT id FROM events.outbox_event WHERE stream_name = ${stream} ORDER BY id LIMIT 25)`;
+  // The first 25 rows were created and published 8 days ago. The prune relies
+  // on ids following time (published_at of a row >= created_at of every lower
+  // id), so the rows earlier tests left below them are made older still.
+  const [firstRecent] = await db.sql<{ id: string }[]>`
+    SELECT id::text FROM events.outbox_event WHERE stream_name = ${stream} ORDER BY outbox_event.id OFFSET 25 LIMIT 1`;
+  await db.sql`UPDATE events.outbox_event SET created_at = now() - interval '9 days' WHERE stream_name <> ${stream} AND id < ${firstRecent!.id}::bigint`;
+  await db.sql`UPDATE events.outbox_event SET created_at = now() - interval '8 days 1 minute', published_at = now() - interval '8 days'
+    WHERE stream_name = ${stream} AND id < ${firstRecent!.id}::bigint`;
   const { registry, publisher } = startPublisher({ keyPrefix: uniqueRedisPrefix(), pruneIntervalMs: 100, pruneBatchSize: 10 });
   await waitFor(async () => {
     const [row] = await db.sql<{ n: string }[]>`SELECT count(*)::text AS n FROM events.outbox_event WHERE stream_name = ${stream}`;

@@ -38,6 +38,8 @@ export interface PublisherConfig {
   pruneIntervalMs: number;
   retentionMs: number;
   pruneBatchSize: number;
+  /** How often a prune pass starts from the bottom of the table instead of where the last one stopped. */
+  pruneFullSweepIntervalMs: number;
   stopTimeoutMs: number;
 }
 

@@ -66,8 +66,15 @@ export const PUBLISHER_DEFAULTS: PublisherConfig = {
   pruneIntervalMs: 60_000,
   /** Published rows are kept this long: the outbox is the replay source after a Redis loss. */
   retentionMs: 7 * 24 * 3_600_000,
-  /** Rows per prune DELETE; a few thousand keeps each transaction short. */
+  /** Rows per prune window (one DELETE statement, at most this many deleted); a few thousand keeps each transaction short. */
   pruneBatchSize: 2_000,
+  /**
+   * Between full sweeps a pass resumes where the last one stopped, so rows kept
+   * for a long time at the bottom (a stuck stream) are read once an hour, not
+   * every minute. A row that became due below the resume point (published long
+   * after it was created) outlives its retention by at most this much.
+   */
+  pruneFullSweepIntervalMs: 60 * 60_000,
   /** Graceful stop waits this long for batches in hand before releasing leases anyway. */
   stopTimeoutMs: 5_000,
 };

@@ -339,20 +339,54 @@ export async function queueStats(sql: Sql): Promise<QueueStat[]> {
   return rows.map((r) => ({ stream: r.stream_name, queued: Number(r.queued), oldestAgeSeconds: Number(r.oldest_age) }));
 }
 
+/** What one prune window held and did (see pruneWindow). */
+export interface PruneWindow {
+  /** Rows the window held: `rows`, or fewer when the table ends inside it. */
+  examined: number;
+  deleted: number;
+  /** The window's highest id (null when it held no row): the next window starts above it. */
+  lastId: string | null;
+  /**
+   * The window held a row created at or after the cutoff. No row above it can
+   * be due yet (see prunePublishedRows in maintenance.ts for why).
+   */
+  reachedRecent: boolean;
+}
+
 /**
- * Deletes up to `limit` published rows older than `retentionMs` (oldest
- * first, served by `outbox_event_published_at_idx`). Small batches keep each
- * transaction short; call again while it returns `limit`.
+ * One window of the retention prune, in one statement (one short
+ * transaction): the `rows` lowest ids >= `fromId` (a primary-key range scan,
+ * so gaps left by earlier prunes cost nothing), of which the rows published
+ * before the cutoff (`now() - retentionMs`, database clock) are deleted.
+ * Unpublished rows and rows published after the cutoff stay. The cutoff is
+ * also checked on the deleted row itself, not only on the window's snapshot:
+ * a row a concurrent replay or recovery just put back in the queue
+ * (published_at set to NULL) is re-checked on its newest version and kept.
+ * Idempotent; concurrent callers only compete for the same rows.
+ *
+ * Needs no index on published_at: that index cost every mark-published
+ * UPDATE one more index insert per row (migration 0004 dropped it).
  */
-export async function prunePublishedBatch(sql: Sql, retentionMs: number, limit: number): Promise<number> {
-  const result = await sql`
-    DELETE FROM events.outbox_event WHERE id IN (
-      SELECT id FROM events.outbox_event
-      WHERE published_at IS NOT NULL
-        AND published_at < now() - make_interval(secs => ${retentionMs}::float8 / 1000)
-      ORDER BY published_at
-      LIMIT ${limit})`;
-  return result.count;
+export async function pruneWindow(sql: Sql, fromId: string, retentionMs: number, rows: number): Promise<PruneWindow> {
+  const [row] = await sql<{ examined: number; deleted: number; last_id: string | null; reached_recent: boolean }[]>`
+    WITH cutoff AS (SELECT now() - make_interval(secs => ${retentionMs}::float8 / 1000) AS at),
+    win AS MATERIALIZED (
+      SELECT id, created_at, published_at FROM events.outbox_event
+      WHERE id >= ${fromId}::bigint ORDER BY id LIMIT ${rows}),
+    deleted AS (
+      DELETE FROM events.outbox_event o USING win, cutoff
+      WHERE o.id = win.id AND win.published_at < cutoff.at AND o.published_at < cutoff.at
+      RETURNING 1)
+    SELECT (SELECT count(*) FROM win)::int AS examined,
+           (SELECT count(*) FROM deleted)::int AS deleted,
+           (SELECT max(id) FROM win)::text AS last_id,
+           EXISTS (SELECT 1 FROM win, cutoff WHERE win.created_at >= cutoff.at) AS reached_recent`;
+  return {
+    examined: Number(row?.examined ?? 0),
+    deleted: Number(row?.deleted ?? 0),
+    lastId: row?.last_id ?? null,
+    reachedRecent: Boolean(row?.reached_recent),
+  };
 }
 
 /**

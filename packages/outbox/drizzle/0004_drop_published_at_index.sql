@@ -1,0 +1,1 @@
+DROP INDEX "events"."outbox_event_published_at_idx";
