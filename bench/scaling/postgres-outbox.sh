@@ -2,9 +2,10 @@
 # Measures, on this machine, the Postgres costs that docs/scaling.md quotes:
 #   1. what the outbox INSERT (+ pg_notify) adds to a producer transaction
 #      (pgbench: a domain-only transaction vs. the same plus one outbox row);
-#   2. pruning a 10 M-row outbox: the publisher's DELETE batches
-#      (prunePublishedBatch) vs. a table partitioned by day on created_at,
-#      where a day goes with DETACH PARTITION + DROP TABLE.
+#   2. pruning a 10 M-row outbox: the publisher's DELETE windows
+#      (pruneWindow: the primary key walked in windows of rows, no index on
+#      published_at since migration 0004) vs. a table partitioned by day on
+#      created_at, where a day goes with DETACH PARTITION + DROP TABLE.
 # It works in a scratch database that it drops on exit, and stays bounded
 # (10 M rows of ~250 bytes; a few minutes of CPU; ~7 GB of disk while it runs).
 # Usage: bench/scaling/postgres-outbox.sh [rows, default 10000000]
@@ -95,34 +96,49 @@ q -c "CREATE INDEX ON events.outbox_event_by_day (stream_name, id) WHERE publish
 q -c "VACUUM ANALYZE events.outbox_event_by_day"
 say "fill partitioned  rows=$(q -c "SELECT count(*) FROM events.outbox_event_by_day")  partitions=$(q -c "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events.outbox_event_by_day'::regclass")  ms=$(( $(ms) - t ))"
 
-# prunePublishedBatch (statements.ts) in a loop, one transaction per batch as
-# the publisher runs it; timed on the database clock inside one session.
+# The publisher's prune pass (prunePublishedRows in maintenance.ts, one
+# pruneWindow statement from statements.ts per window, one transaction each),
+# from the bottom of the table as a full sweep does, for at most `windows`
+# windows; timed on the database clock inside one session.
 q <<'SQL'
-CREATE PROCEDURE public.prune_batches(size int, batches int) LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz := clock_timestamp(); lsn0 pg_lsn := pg_current_wal_lsn(); n bigint := 0; c bigint;
+CREATE PROCEDURE public.prune_windows(size int, windows int) LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp(); lsn0 pg_lsn := pg_current_wal_lsn(); n bigint := 0; w int := 0;
+        from_id bigint := -9223372036854775808; examined int; deleted int; last_id bigint; reached_recent boolean;
 BEGIN
-  FOR i IN 1..batches LOOP
-    DELETE FROM events.outbox_event WHERE id IN (
-      SELECT id FROM events.outbox_event
-      WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => 604800)
-      ORDER BY published_at LIMIT size);
-    GET DIAGNOSTICS c = ROW_COUNT;
-    n := n + c;
+  LOOP
+    WITH cutoff AS (SELECT now() - make_interval(secs => 604800) AS at),
+    win AS MATERIALIZED (
+      SELECT id, created_at, published_at FROM events.outbox_event
+      WHERE id >= from_id ORDER BY id LIMIT size),
+    gone AS (
+      DELETE FROM events.outbox_event o USING win, cutoff
+      WHERE o.id = win.id AND win.published_at < cutoff.at AND o.published_at < cutoff.at
+      RETURNING 1)
+    SELECT (SELECT count(*) FROM win), (SELECT count(*) FROM gone), (SELECT max(id) FROM win),
+           EXISTS (SELECT 1 FROM win, cutoff WHERE win.created_at >= cutoff.at)
+      INTO examined, deleted, last_id, reached_recent;
     COMMIT;
+    n := n + deleted;
+    w := w + 1;
+    EXIT WHEN reached_recent OR last_id IS NULL OR examined < size OR w >= windows;
+    from_id := last_id + 1;
   END LOOP;
-  RAISE NOTICE 'prune DELETE  batch=%  batches=%  rows=%  ms=%  ms_per_batch=%  rows_per_s=%  wal_bytes_per_row=%',
-    size, batches, n, round(extract(epoch FROM clock_timestamp() - t0) * 1000),
-    round(extract(epoch FROM clock_timestamp() - t0) * 1000 / batches, 1),
+  RAISE NOTICE 'prune DELETE  window=%  windows=%  rows=%  ms=%  ms_per_window=%  rows_per_s=%  wal_bytes_per_row=%',
+    size, w, n, round(extract(epoch FROM clock_timestamp() - t0) * 1000),
+    round(extract(epoch FROM clock_timestamp() - t0) * 1000 / w, 1),
     round(n / greatest(extract(epoch FROM clock_timestamp() - t0), 0.001)),
     pg_wal_lsn_diff(pg_current_wal_lsn(), lsn0)::bigint / greatest(n, 1);
 END $$;
 SQL
-q -c "CALL public.prune_batches(2000, 100)" 2>&1 | sed 's/^NOTICE:  //'
-q -c "CALL public.prune_batches(10000, 20)" 2>&1 | sed 's/^NOTICE:  //'
+# The second call starts from the bottom again, over the first one's dead rows
+# (not vacuumed yet), as the next full sweep would.
+q -c "CALL public.prune_windows(2000, 100)" 2>&1 | sed 's/^NOTICE:  //'
+q -c "CALL public.prune_windows(10000, 20)" 2>&1 | sed 's/^NOTICE:  //'
 per_day=$(( ROWS / DAYS ))
 say "one day of rows = $per_day"
 
 # A day's DELETE in one statement (what a naive cron would do), for scale.
+# (No index on published_at: both the min() and the DELETE read the table.)
 lsn0=$(q -c "SELECT pg_current_wal_lsn()")
 t=$(ms)
 n=$(q -c "WITH d AS (DELETE FROM events.outbox_event WHERE published_at < (SELECT min(published_at) FROM events.outbox_event) + interval '1 day' RETURNING 1) SELECT count(*) FROM d")
