@@ -70,6 +70,11 @@ function postgresClientOf(tx: Transaction | Database): postgres.Sql | undefined 
   return typeof client?.unsafe === 'function' ? client : undefined;
 }
 
+/** Whether executePrepared reaches `tx`'s postgres.js client (and so hands statements to the connection in call order). */
+export function pipelinesOn(tx: Transaction | Database): boolean {
+  return postgresClientOf(tx) !== undefined;
+}
+
 /**
  * Runs `query` in `tx` as a PREPARED statement of its postgres.js client, and
  * hands it to the connection now (in the next microtask), not when awaited.

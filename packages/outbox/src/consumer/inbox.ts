@@ -2,7 +2,7 @@
  * The consumer's two hot statements on Postgres, each in one place.
  */
 import { sql as drizzleSql } from 'drizzle-orm';
-import { executePrepared, type Database, type Transaction } from '../db';
+import { executePrepared, pipelinesOn, type Database, type Transaction } from '../db';
 import { databaseErrorOf } from '../errors';
 import type { LeaseRole } from '../lease/lease';
 
@@ -90,18 +90,9 @@ function leaseLostOr(error: unknown, lease: PartitionLeaseRef): unknown {
   return error;
 }
 
-/** The fence, awaited (see fenceQuery). Throws PartitionLeaseLostError when the lease is not ours. */
-async function assertPartitionLease(tx: Transaction, lease: PartitionLeaseRef): Promise<void> {
-  try {
-    await executePrepared(tx, fenceQuery(lease));
-  } catch (error) {
-    throw leaseLostOr(error, lease);
-  }
-}
-
 /**
  * Runs `work` in one transaction and commits it fenced on the partition lease
- * (assertPartitionLease), the fence and COMMIT in ONE round trip: the fence
+ * (fenceQuery), the fence and COMMIT in ONE round trip: the fence
  * is handed to the connection before `work`'s callback returns, postgres.js
  * sends COMMIT right behind it in the same write, and when the fence fails
  * Postgres turns that COMMIT into ROLLBACK. Nothing of `work` commits then,
@@ -126,6 +117,8 @@ export async function commitFenced<T>(db: Database, lease: PartitionLeaseRef, wo
       });
       // Handled below; until then a rejection must not count as unhandled.
       fence.catch(() => undefined);
+      // Through drizzle alone (a version that hides its client) the order is not ours to keep: wait for the answer.
+      if (!pipelinesOn(tx)) await fence;
       return value;
     });
   } catch (error) {

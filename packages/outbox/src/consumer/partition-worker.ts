@@ -191,7 +191,7 @@ export class PartitionWorker {
   }
 
   private async run(): Promise<void> {
-    const { context, redis, key, batchSize, readMaxBytes, blockMs, reclaimEveryMs } = this.options;
+    const { context, redis, key, batchSize, readMaxBytes, reclaimEveryMs } = this.options;
     const signal = this.abort.signal;
     const ctx: PartitionContext = {
       ...context,
