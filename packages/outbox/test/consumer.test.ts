@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { z } from 'zod';
 import {
   createConsumer,
@@ -426,4 +428,29 @@ describe('consumer against a Redis that restarts', () => {
       await dedicated.destroy();
     }
   });
+});
+
+test('stop() does not claim to have released leases it could not release: a DELETE refused by Postgres is logged per partition and in the last line', async () => {
+  const lines: Array<{ msg: string; unreleased?: number; stream?: string }> = [];
+  const captured = pino(new Writable({ write: (chunk, _encoding, done) => void (lines.push(JSON.parse(String(chunk))), done()) }));
+  const stream = uniqueStreamName();
+  const group = uniqueGroupName();
+  const consumer = startConsumer({ registry: recordingRegistry(), streams: [{ name: stream, partitions: 2 }], group, keyPrefix: usePrefix(), logger: captured });
+  await waitFor(() => consumer.status().leased.length === 2, { description: 'both partition leases held' });
+  // The fault: Postgres refuses the release (here a trigger; in production a lost connection or a failover at stop).
+  await harness.testDb.sql.unsafe(`
+    CREATE FUNCTION refuse_release() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'release refused by the test'; END $$;
+    CREATE TRIGGER refuse_release BEFORE DELETE ON events.stream_lease FOR EACH ROW WHEN (OLD.role = 'consumer:${group}') EXECUTE FUNCTION refuse_release();`);
+  try {
+    await consumer.stop();
+  } finally {
+    await harness.testDb.sql.unsafe('DROP TRIGGER refuse_release ON events.stream_lease; DROP FUNCTION refuse_release();');
+  }
+  expect(lines.filter((l) => l.msg.startsWith('releasing a partition lease failed')).map((l) => l.stream).sort()).toEqual(
+    [partitionStreamName(stream, 0, 2), partitionStreamName(stream, 1, 2)].sort(),
+  );
+  const last = lines[lines.length - 1]!;
+  expect(last.msg).toMatch(/some partition leases could not be released/);
+  expect(last.unreleased).toBe(2);
+  expect(lines.some((l) => l.msg === 'consumer loops ended; partition leases released')).toBe(false);
 });

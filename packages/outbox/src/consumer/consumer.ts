@@ -290,6 +290,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
    * `handover`: the lease is still ours; the round renews it until the
    * worker has ended, then it is released for another replica.
    */
+  // Lease releases that failed (counted for stop()'s last line).
+  let releaseFailures = 0;
   function retire(p: Partition, worker: PartitionWorker, how: { stop: boolean; handover: boolean }): void {
     if (workers.get(p.partitionStream) === worker) workers.delete(p.partitionStream);
     metrics.leasesHeld.set({ group }, workers.size);
@@ -298,9 +300,10 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     entry.ended = (async () => {
       await (how.stop ? worker.stop() : worker.ended);
       if (entry.handover) {
-        await releaseLease(options.sql, lease(p)).catch((error: unknown) =>
-          logger.warn({ stream: p.partitionStream, err: error }, 'releasing a partition lease failed; it expires by itself'),
-        );
+        await releaseLease(options.sql, lease(p)).catch((error: unknown) => {
+          releaseFailures++;
+          logger.warn({ stream: p.partitionStream, err: error }, 'releasing a partition lease failed; it expires by itself');
+        });
       }
       if (retiring.get(p.partitionStream) === entry) retiring.delete(p.partitionStream);
     })();
@@ -559,6 +562,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         abort.abort();
         await loop;
         await pruner?.stop();
+        const failuresBefore = releaseFailures;
         // Each worker finishes its batch in hand, then its lease is released (a failure is logged: it expires by itself).
         for (const [partitionStream, worker] of [...workers]) retire(partitions.find((p) => p.partitionStream === partitionStream)!, worker, { stop: true, handover: true });
         await Promise.all([...retiring.values()].map((r) => r.ended));
@@ -572,7 +576,9 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         }
         // After the leases: a node that is gone must hold none.
         await node.stop();
-        logger.info('consumer loops ended; partition leases released');
+        const unreleased = releaseFailures - failuresBefore;
+        if (unreleased === 0) logger.info('consumer loops ended; partition leases released');
+        else logger.warn({ unreleased }, 'consumer loops ended; some partition leases could not be released (each failure logged above); they expire within the lease TTL');
       })();
       return stopping;
     },
