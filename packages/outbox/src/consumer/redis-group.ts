@@ -131,14 +131,12 @@ export async function readGroup(redis: RedisClient, options: ReadOptions): Promi
   for (const [error] of results) if (error) throw error;
   const [raw, more] = results[acking ? 1 : 0]?.[1] as [[string, string[] | null][], number];
   const entries = raw.map(([id, fields]) => ({ id, fields }));
-  let bytes = 0;
-  for (const entry of entries) if (entry.fields) for (const field of entry.fields) bytes += Buffer.byteLength(field);
   const oldest = readingNew && entries.length > 0 ? (results[acking ? 2 : 1]?.[1] as [string, ...unknown[]][] | undefined)?.[0]?.[0] : undefined;
   return {
     entries,
     olderPending: oldest !== undefined && compareEntryIds(oldest, (entries[0] as RawEntry).id) < 0,
     more: more === 1,
-    bytes,
+    bytes: bytesOf(entries),
   };
 }
 
@@ -184,11 +182,16 @@ export async function waitForEntry(
     more = cut === 1;
   }
   if (entries.length === 0) return { entries, olderPending: false, more: false, bytes: 0 };
-  let bytes = 0;
-  for (const entry of entries) for (const field of entry.fields ?? []) bytes += Buffer.byteLength(field);
   const pending = ((results[at]?.[1] as [string, ...unknown[]][] | undefined) ?? []).map(([id]) => id);
   const olderPending = pending.some((id, i) => entries[i] !== undefined && compareEntryIds(id, entries[i]!.id) < 0);
-  return { entries, olderPending, more, bytes };
+  return { entries, olderPending, more, bytes: bytesOf(entries) };
+}
+
+/** Bytes of the entries' fields and values (what the read budget counts). */
+function bytesOf(entries: readonly RawEntry[]): number {
+  let bytes = 0;
+  for (const entry of entries) for (const field of entry.fields ?? []) bytes += Buffer.byteLength(field);
+  return bytes;
 }
 
 /** Orders two stream entry ids (`ms-seq`) numerically. */
