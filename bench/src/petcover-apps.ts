@@ -7,7 +7,8 @@ import path from 'node:path';
 import { formatStreamPartitions } from '@petcover/outbox';
 import { redisConnectionEnv, type RedisConnection } from '@petcover/service-kit';
 import type { BenchHandlerMode } from './handler-module';
-import { freePort, startProcess, type ManagedProcess } from './processes';
+import { freePort } from '@petcover/outbox/testing';
+import { startProcess, type ManagedProcess } from './processes';
 
 /** The monorepo root, seen from bench/dist or bench/src. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');

@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -139,14 +138,3 @@ export async function stopAll(processes: readonly (ManagedProcess | undefined)[]
   await Promise.allSettled(processes.filter((p): p is ManagedProcess => p !== undefined).map((p) => p.stop('SIGTERM')));
 }
 
-/** A TCP port free right now on 127.0.0.1 (for a child's HEALTH_PORT). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port assigned'))));
-    });
-  });
-}

@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import postgres from 'postgres';
-import { startDedicatedPostgres, startDedicatedRedis } from '../src/testing';
+import { freePort, startDedicatedPostgres, startDedicatedRedis } from '../src/testing';
 
 describe('dedicated servers for fault tests', () => {
   test('redis restarts empty on the same port', async () => {
@@ -60,4 +60,12 @@ describe('dedicated servers for fault tests', () => {
       await server.destroy();
     }
   });
+});
+
+test('freePort never hands out the same port twice in a process (the kernel may pick a just-released port again)', async () => {
+  // Seen in pnpm chaos: a publisher and a consumer got one health port, and the consumer could not start.
+  // 500 draws from the ~28,000-port ephemeral range repeat a port almost surely when nothing prevents it.
+  const ports: number[] = [];
+  for (let i = 0; i < 500; i++) ports.push(await freePort());
+  expect(new Set(ports).size).toBe(ports.length);
 });

@@ -12,15 +12,32 @@ import Redis from 'ioredis';
 import postgres from 'postgres';
 import { waitFor } from './wait';
 
+/** Ports this process handed out: the caller binds them later (a child's HEALTH_PORT, a server). */
+const handedOut = new Set<number>();
+
+/**
+ * A TCP port free right now on 127.0.0.1, for something to bind soon. Never
+ * one this process handed out before: the port is released before its user
+ * binds it, and the kernel may pick a just-released port again, so two
+ * calls in a row could return the same one (seen in `pnpm chaos`: a
+ * publisher and a consumer given one health port, the consumer refused to
+ * start). Another process may still take it in between; that is rarer, and
+ * the caller's bind then fails loudly.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port: bound } = server.address() as net.AddressInfo;
+        server.close(() => resolve(bound));
+      });
     });
-  });
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export interface DedicatedRedis {
