@@ -102,8 +102,6 @@ async function main(argv: readonly string[]): Promise<void> {
     },
     'events-publisher started',
   );
-  await publisher.start();
-
   const shutdown = createShutdown(logger, [
     { name: 'publisher', run: () => publisher.stop() },
     { name: 'health server', run: () => health.close() },
@@ -116,8 +114,11 @@ async function main(argv: readonly string[]): Promise<void> {
   const onSignal = (signal: NodeJS.Signals) => {
     void shutdown({ signal, note: 'finishing batches in hand, releasing leases' }).then((clean) => process.exit(clean ? 0 : 1));
   };
+  // Before start: the health server already answers, so an orchestrator may send SIGTERM while the publisher
+  // is still registering (seen in CI on a Redis Cluster: the process died of the signal, exit code none).
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  await publisher.start();
 }
 
 /**
