@@ -11,6 +11,7 @@ import {
   backoffDelay,
   connectDatabase,
   connectReadiness,
+  CONSUMER_DEFAULTS,
   createConsumer,
   createHandlerRegistry,
   outboxMigrations,
@@ -28,6 +29,7 @@ import {
   maskUrlPassword,
   parseEnv,
   readAppVersion,
+  REDIS_SOCKET_TIMEOUT_MS,
   redisConnectionOf,
   startHealthServer,
 } from '@petcover/service-kit';
@@ -64,7 +66,9 @@ async function start(options: StartOptions, env: ConsumerEnv): Promise<void> {
     max: (options.concurrency ?? 4) + 5,
     applicationName: `events-consumer:${group}`,
   });
-  const redis = createRedisClient(redisConnectionOf(env), { maxRetriesPerRequest: 3, retryStrategy: redisRetryDelay });
+  // A blocking read is silent for up to its BLOCK time: the socket timeout starts after it.
+  const socketTimeoutMs = (options.blockMs ?? CONSUMER_DEFAULTS.blockMs) + REDIS_SOCKET_TIMEOUT_MS;
+  const redis = createRedisClient(redisConnectionOf(env), { maxRetriesPerRequest: 3, retryStrategy: redisRetryDelay, socketTimeoutMs });
   // Connection errors are reported once per state change by the consumer; ioredis would print each one.
   redis.on('error', () => undefined);
 

@@ -27,6 +27,7 @@ import {
   parseEnv,
   PortInUseError,
   readAppVersion,
+  REDIS_SOCKET_TIMEOUT_MS,
   redisConnectionOf,
   startHealthServer,
   type Logger,
@@ -131,6 +132,7 @@ function connectRedis(connection: RedisConnection, logger: Logger): RedisClient 
   const redis = createRedisClient(connection, {
     maxRetriesPerRequest: 1,
     retryStrategy: (attempt) => backoffDelay(attempt, RECONNECT_BACKOFF),
+    socketTimeoutMs: REDIS_SOCKET_TIMEOUT_MS,
   });
   let down = false;
   redis.on('error', (error: Error) => {

@@ -17,6 +17,37 @@ export async function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   }
 }
 
+/**
+ * A call that did not answer within its deadline. The call itself may still
+ * complete later (a command already sent is executed by the server): the
+ * caller treats its outcome as unknown, like a lost connection.
+ */
+export class NoAnswerError extends Error {
+  constructor(
+    readonly what: string,
+    readonly waitedMs: number,
+  ) {
+    super(`${what}: no answer within ${waitedMs} ms`);
+    this.name = 'NoAnswerError';
+  }
+}
+
+/**
+ * `call`, or NoAnswerError after `ms`. For a client that can wait forever on
+ * its own: an ioredis connection to a frozen server (SIGSTOP, a VM paused, a
+ * network partition that drops packets) never fails, and a cluster client
+ * queues commands while it reconnects with no bound at all.
+ */
+export function answeredWithin<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NoAnswerError(what, ms)), ms);
+  });
+  // Settles after the deadline, or never: nobody awaits it then.
+  call.catch(() => undefined);
+  return Promise.race([call, deadline]).finally(() => clearTimeout(timer));
+}
+
 export interface BackoffPolicy {
   /** Delay after the first failure; doubles with each further failure. */
   baseDelayMs: number;

@@ -255,3 +255,27 @@ test('a master SIGKILLed mid-run: its replica is promoted and nothing is lost, d
     outOfOrder: 0,
   });
 });
+
+test('a master frozen mid-run (SIGSTOP: its sockets stay open and silent): the pipeline goes on with its promoted replica, nothing lost, doubled or reordered', async () => {
+  const s = scenario([2]);
+  await enqueue(s, 0, 200);
+  // Clients without a socket timeout: the publisher's and consumer's own bounds on every Redis call are what is tested.
+  startPipeline(s);
+  await waitDrained(s, 200, 60_000);
+
+  // Frozen while the partition's worker waits in a blocking read on it: that read gets no answer and no error, ever.
+  const slot = Number(await redis.call('CLUSTER', 'KEYSLOT', `${s.prefix}${s.streams[0]!.name}:p0`));
+  const { frozen, promoted, thaw } = await cluster.freezeMaster({ slot });
+  try {
+    expect(promoted).not.toBe(frozen);
+    await enqueue(s, 200, 200);
+    const report = await waitDrained(s, 400, 120_000);
+    expect({ missing: report.missing, doubled: report.doubled, outOfOrder: report.outOfOrder }).toEqual({ missing: 0, doubled: 0, outOfOrder: 0 });
+  } finally {
+    await thaw();
+  }
+  // Thawed, the old master learns it is a replica now: what it held back changes nothing.
+  await enqueue(s, 400, 100);
+  const after = await waitDrained(s, 500, 60_000);
+  expect({ missing: after.missing, doubled: after.doubled, outOfOrder: after.outOfOrder }).toEqual({ missing: 0, doubled: 0, outOfOrder: 0 });
+});

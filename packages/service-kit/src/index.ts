@@ -25,6 +25,7 @@ export {
   redisConnectionEnv,
   redisConnectionOf,
   RedisConnectionError,
+  REDIS_SOCKET_TIMEOUT_MS,
   scanKeys,
 } from './redis-connection';
 export type { RedisClient, RedisClientOptions, RedisConnection } from './redis-connection';

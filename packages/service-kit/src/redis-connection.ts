@@ -38,7 +38,19 @@ export interface RedisClientOptions {
    * failed node is handled by the cluster's own failover retries.
    */
   retryStrategy?: (attempt: number) => number | null;
+  /**
+   * A connection with a command in flight that receives nothing for this
+   * long is destroyed (its commands fail, it reconnects): how a frozen server
+   * (SIGSTOP, a paused VM, a partition that drops packets, none of which
+   * closes the socket) is told from a slow one. Must exceed the longest BLOCK
+   * the client sends. Default none; the apps set REDIS_SOCKET_TIMEOUT_MS, the
+   * consumer its block time plus that.
+   */
+  socketTimeoutMs?: number;
 }
+
+/** The apps' socket timeout (see RedisClientOptions.socketTimeoutMs): far above any command's normal answer time. */
+export const REDIS_SOCKET_TIMEOUT_MS = 10_000;
 
 export class RedisConnectionError extends Error {
   constructor(message: string) {
@@ -150,6 +162,14 @@ const CLUSTER_FAILOVER_RETRY_MS = 300;
 const CLUSTER_MAX_REDIRECTIONS = 16;
 
 /**
+ * How often a cluster client asks for the slot map again. ioredis otherwise
+ * refreshes it only on an error (MOVED, a closed connection): a master that
+ * froze (SIGSTOP, a paused VM) returns no error, so after its replica was
+ * promoted the client kept sending that slot's commands to the frozen node.
+ */
+const CLUSTER_SLOTS_REFRESH_MS = 5_000;
+
+/**
  * A client for `connection`: `ioredis` for one node, `ioredis.Cluster` for a
  * cluster. Throws RedisConnectionError for a URL cluster mode cannot use.
  * The caller owns the client (listen to 'error', disconnect on stop).
@@ -159,6 +179,7 @@ export function createRedisClient(connection: RedisConnection, options: RedisCli
     ...(options.maxRetriesPerRequest !== undefined ? { maxRetriesPerRequest: options.maxRetriesPerRequest } : {}),
     ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
     ...(options.connectionName !== undefined ? { connectionName: options.connectionName } : {}),
+    ...(options.socketTimeoutMs !== undefined ? { socketTimeout: options.socketTimeoutMs } : {}),
   };
   if (!connection.cluster) {
     return new Redis(connection.url, {
@@ -178,6 +199,7 @@ export function createRedisClient(connection: RedisConnection, options: RedisCli
     retryDelayOnClusterDown: CLUSTER_FAILOVER_RETRY_MS,
     retryDelayOnTryAgain: CLUSTER_FAILOVER_RETRY_MS,
     maxRedirections: CLUSTER_MAX_REDIRECTIONS,
+    slotsRefreshInterval: CLUSTER_SLOTS_REFRESH_MS,
     // With TLS the certificate names the host: connect by name, not by the address DNS gives.
     ...(tls ? { dnsLookup: (address: string, callback: (error: Error | null, address: string) => void) => callback(null, address) } : {}),
   };

@@ -3,7 +3,7 @@
  * queue, so a command against an unreachable Redis answers within seconds
  * instead of waiting (the commands report Redis as unreachable and go on).
  */
-import { createRedisClient, type RedisClient, type RedisConnection } from '@petcover/service-kit';
+import { createRedisClient, REDIS_SOCKET_TIMEOUT_MS, type RedisClient, type RedisConnection } from '@petcover/service-kit';
 
 /**
  * Not connected yet (lazy): call `connect()` and treat a rejection as "Redis
@@ -17,6 +17,7 @@ export function connectCliRedis(connection: RedisConnection): RedisClient {
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     retryStrategy: () => null,
+    socketTimeoutMs: REDIS_SOCKET_TIMEOUT_MS,
   });
   redis.on('error', () => undefined);
   return redis;

@@ -11,7 +11,7 @@ import type { Database, Sql } from '../db';
 import { acquireLease, consumerRole, ImpossibleLeaseError, makeOwnerId, releaseLease, type LeaseGrant, type LeaseRole } from '../lease/lease';
 import { createNodeHeartbeat } from '../liveness/node-heartbeat';
 import { assertKeyPrefix, assertStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
-import { backoffDelay, sleep } from '../backoff';
+import { answeredWithin, backoffDelay, sleep } from '../backoff';
 import { heartbeatMembership, leaveMembership, membersKey } from './membership';
 import { createConsumerMetrics, type ConsumerMetrics } from './metrics';
 import type { ConsumerStreamDeclaration } from './module';
@@ -67,6 +67,12 @@ export const CONSUMER_DEFAULTS = {
   readMaxBytes: 4 * 1024 * 1024,
   inboxRetentionMs: INBOX_RETENTION_DEFAULTS.retentionMs,
   inboxPruneIntervalMs: INBOX_RETENTION_DEFAULTS.intervalMs,
+  /**
+   * A Redis call of a partition (or of a coordination round) unanswered this
+   * long beyond its BLOCK time is given up, and a partition's connection
+   * replaced. Longer than a cluster client's own failover retries (16 × 300 ms).
+   */
+  redisAnswerMs: 10_000,
 } as const;
 
 export class InvalidConsumerOptionsError extends Error {
@@ -109,6 +115,7 @@ export interface ConsumerOptions {
   /** processed_event rows are kept this long (and while the outbox holds the event); see inbox-retention.ts. */
   inboxRetentionMs?: number;
   inboxPruneIntervalMs?: number;
+  redisAnswerMs?: number;
   logger: Logger;
   /** Registration in events.relay_node: heartbeat interval (default NODE_HEARTBEAT_DEFAULTS) and the app version shown. */
   heartbeatIntervalMs?: number;
@@ -189,6 +196,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     readMaxBytes: positiveInteger('readMaxBytes', options.readMaxBytes ?? CONSUMER_DEFAULTS.readMaxBytes),
     inboxRetentionMs: positiveInteger('inboxRetentionMs', options.inboxRetentionMs ?? CONSUMER_DEFAULTS.inboxRetentionMs),
     inboxPruneIntervalMs: positiveInteger('inboxPruneIntervalMs', options.inboxPruneIntervalMs ?? CONSUMER_DEFAULTS.inboxPruneIntervalMs),
+    redisAnswerMs: positiveInteger('redisAnswerMs', options.redisAnswerMs ?? CONSUMER_DEFAULTS.redisAnswerMs),
   };
   const onExhausted = options.onExhausted ?? CONSUMER_DEFAULTS.onExhausted;
   if (!EXHAUSTED_POLICIES.includes(onExhausted)) {
@@ -264,7 +272,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         parkingRecheckMs: settings.parkingRecheckMs,
         handlerTimeoutMs: settings.handlerTimeoutMs,
       },
-      redis: options.redis.duplicate(),
+      connect: () => options.redis.duplicate(),
+      redisAnswerMs: settings.redisAnswerMs,
       key: p.key,
       batchSize: settings.batchSize,
       readMaxBytes: settings.readMaxBytes,
@@ -471,8 +480,12 @@ export function createConsumer(options: ConsumerOptions): Consumer {
 
     let liveMembers: number | null = null;
     try {
-      await ensureGroups();
-      liveMembers = await heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
+      // Bounded: a call to a frozen server never fails by itself, and this round must come back to renew leases.
+      const redisRound = (async () => {
+        await ensureGroups();
+        return heartbeatMembership(options.redis, members, ownerId, settings.leaseTtlMs);
+      })();
+      liveMembers = await answeredWithin(redisRound, settings.redisAnswerMs, 'Redis coordination round (groups, membership)');
       noteRedis(true);
     } catch (error) {
       noteRedis(false, error);
@@ -527,7 +540,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     sampling = true;
     try {
       for (const p of partitions) {
-        const backlog = await groupBacklog(options.redis, p.key, group);
+        const backlog = await answeredWithin(groupBacklog(options.redis, p.key, group), settings.redisAnswerMs, 'Redis XINFO GROUPS');
         if (!backlog) continue;
         if (backlog.lag !== null) metrics.lag.set({ group, stream: p.partitionStream }, backlog.lag);
         metrics.pending.set({ group, stream: p.partitionStream }, backlog.pending);
@@ -569,7 +582,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         // With Redis down the command would wait out its retries; the membership expires by itself.
         if (options.redis.status === 'ready') {
           try {
-            await leaveMembership(options.redis, members, ownerId);
+            await answeredWithin(leaveMembership(options.redis, members, ownerId), settings.redisAnswerMs, 'Redis membership removal');
           } catch {
             // Lost the connection meanwhile: same as above.
           }

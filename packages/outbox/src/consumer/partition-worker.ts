@@ -24,7 +24,7 @@
  */
 import type { RedisClient } from '@petcover/service-kit';
 import { databaseErrorOf } from '../errors';
-import { backoffDelay, sleep } from '../backoff';
+import { answeredWithin, backoffDelay, NoAnswerError, sleep } from '../backoff';
 import { DeadLetterRefusedError } from './dead-letters';
 import { PartitionLeaseLostError } from './inbox';
 import { pruneIdleConsumers } from './prune-idle-consumers';
@@ -78,6 +78,7 @@ export class ConcurrencyLimit {
 export function partitionErrorCause(error: unknown): string {
   const message = String((error as Error)?.message ?? error);
   if (message.startsWith('WRONGTYPE')) return 'wrong_key_type';
+  if (error instanceof NoAnswerError) return 'redis_no_answer';
   if (error instanceof DeadLetterRefusedError) return 'dead_letter_refused';
   if (/ECONNREFUSED|ECONNRESET|Connection is closed|ETIMEDOUT|Stream isn't writeable/i.test(message)) return 'redis_unreachable';
   const code = String((databaseErrorOf(error) as { code?: unknown })?.code ?? '');
@@ -89,8 +90,17 @@ export function partitionErrorCause(error: unknown): string {
 
 export interface PartitionWorkerOptions {
   context: Omit<PartitionContext, 'signal' | 'progress' | 'inTransaction' | 'parking'>;
-  /** Dedicated connection; the worker disconnects it when it ends. */
-  redis: RedisClient;
+  /**
+   * Opens the worker's own connection (a blocking read holds it); called again
+   * to replace one that stopped answering. The worker disconnects it when it ends.
+   */
+  connect(): RedisClient;
+  /**
+   * How long a Redis call may go unanswered beyond its BLOCK time before the
+   * connection is given up and replaced (a frozen server never fails a call;
+   * a cluster client queues calls while it reconnects, without bound).
+   */
+  redisAnswerMs: number;
   key: string;
   batchSize: number;
   /** Byte budget of one read (fields and values; the first entry always comes). */
@@ -121,7 +131,14 @@ export class PartitionWorker {
   /** Backend pid of the batch transaction in flight. */
   private backendPid: number | null = null;
 
-  constructor(private readonly options: PartitionWorkerOptions) {}
+  /** The worker's connection; replaced when a call goes unanswered (see redisCall). */
+  private redis: RedisClient;
+  /** stop() closed the connection: the loop's last calls are not even tried. */
+  private closedByStop = false;
+
+  constructor(private readonly options: PartitionWorkerOptions) {
+    this.redis = options.connect();
+  }
 
   get partitionStream(): string {
     return this.options.context.partitionStream;
@@ -184,14 +201,17 @@ export class PartitionWorker {
       });
       const outcome = await Promise.race([this.loop.then(() => 'done' as const), grace]);
       clearTimeout(timer);
-      if (outcome === 'timeout') this.options.redis.disconnect();
+      if (outcome === 'timeout') {
+        this.closedByStop = true;
+        this.redis.disconnect();
+      }
       await this.loop;
     })();
     return this.stopping;
   }
 
   private async run(): Promise<void> {
-    const { context, redis, key, batchSize, readMaxBytes, reclaimEveryMs } = this.options;
+    const { context, key, batchSize, readMaxBytes, reclaimEveryMs } = this.options;
     const signal = this.abort.signal;
     const ctx: PartitionContext = {
       ...context,
@@ -221,11 +241,11 @@ export class PartitionWorker {
       let release: (() => void) | undefined;
       try {
         if (reclaim || (from === '>' && Date.now() - lastReclaim >= reclaimEveryMs)) {
-          await ensureGroup(redis, key, ctx.group);
-          const claimed = await claimAllPending(redis, key, ctx.group, ctx.ownerId);
+          await this.redisCall('XGROUP CREATE', (redis) => ensureGroup(redis, key, ctx.group));
+          const claimed = await this.redisCall('XAUTOCLAIM', (redis) => claimAllPending(redis, key, ctx.group, ctx.ownerId));
           if (claimed > 0) ctx.logger.info({ ...logContext, claimed }, 'reclaimed entries left pending by a previous owner');
           // Consumers idle for ten sweeps with nothing pending are long gone.
-          await pruneIdleConsumers(redis, key, ctx.group, ctx.ownerId, reclaimEveryMs * 10);
+          await this.redisCall('XINFO CONSUMERS', (redis) => pruneIdleConsumers(redis, key, ctx.group, ctx.ownerId, reclaimEveryMs * 10));
           reclaim = false;
           lastReclaim = Date.now();
           from = '0-0';
@@ -245,7 +265,9 @@ export class PartitionWorker {
           release = waited.slot;
           read = waited;
         } else {
-          read = await readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, maxBytes: readMaxBytes, firstChunk, ackFirst: unacked });
+          read = await this.redisCall('XREADGROUP', (redis) =>
+            readGroup(redis, { key, group: ctx.group, consumer: ctx.ownerId, from, count: batchSize, maxBytes: readMaxBytes, firstChunk, ackFirst: unacked }),
+          );
           unacked = [];
           if (read.entries.length === 0) {
             if (from !== '>') {
@@ -283,7 +305,7 @@ export class PartitionWorker {
         else caughtUp = read.entries.length < batchSize;
         if (failures > 0 || stuckReported) {
           ctx.logger.info(logContext, 'partition consuming again');
-          if (stuckReported) await clearStuckPartition(redis, this.options.stuckKey, ctx.partitionStream);
+          if (stuckReported) await this.redisCall('HDEL', (redis) => clearStuckPartition(redis, this.options.stuckKey, ctx.partitionStream));
           stuckReported = false;
         }
         failures = 0;
@@ -320,13 +342,14 @@ export class PartitionWorker {
             );
           }
           try {
-            await reportStuckPartition(redis, this.options.stuckKey, {
+            const stuck = {
               partitionStream: ctx.partitionStream,
               entryId: error.entryId,
               cause: String((error.cause as Error)?.message ?? error.cause).slice(0, 500),
               ownerId: ctx.ownerId,
               since: new Date().toISOString(),
-            });
+            };
+            await this.redisCall('HSET', (redis) => reportStuckPartition(redis, this.options.stuckKey, stuck));
             stuckReported = true;
           } catch {
             // Redis trouble shows in the read that follows.
@@ -342,9 +365,9 @@ export class PartitionWorker {
         release?.();
       }
     }
-    if (unacked.length > 0) {
+    if (unacked.length > 0 && !this.closedByStop) {
       try {
-        await this.withinGrace(acknowledge(redis, key, ctx.group, unacked));
+        await this.redisCall('XACK', (redis) => acknowledge(redis, key, ctx.group, unacked));
       } catch (error) {
         // Committed already: whoever reads the partition next sees duplicates and acknowledges them.
         ctx.logger.warn({ ...logContext, err: error, entries: unacked.length }, 'could not acknowledge the last batch before stopping');
@@ -354,8 +377,8 @@ export class PartitionWorker {
     const gauge = { group: ctx.group, stream: ctx.partitionStream };
     for (const metric of [ctx.metrics.parkedEntries, ctx.metrics.parkedKeys, ctx.metrics.haltedKeys]) metric.remove(gauge);
     leave();
-    if (!leaseLost) await this.reportLeftovers(logContext);
-    this.options.redis.disconnect();
+    if (!leaseLost && !this.closedByStop) await this.reportLeftovers(logContext);
+    this.redis.disconnect();
     if (leaseLost) this.options.onLeaseLost();
   }
 
@@ -367,23 +390,26 @@ export class PartitionWorker {
    * back and reads what arrived with that entry. Returns the slot it holds.
    */
   private async waitForNew(ctx: PartitionContext, slot: () => void, ackFirst: readonly string[], firstChunk: number): Promise<ReadResult & { slot: (() => void) | undefined }> {
-    const { redis, key, batchSize, readMaxBytes, blockMs, limit } = this.options;
+    const { key, batchSize, readMaxBytes, blockMs, limit } = this.options;
     // No longer than until a parked key is due (BLOCK 0 would mean forever).
     const untilDue = Math.max(1, Math.min(blockMs, ctx.parking.checkAt - Date.now()));
     const wait = { key, group: ctx.group, consumer: ctx.ownerId, blockMs: untilDue, ackFirst };
     if (limit.uncontended && batchSize > 1) {
-      return { ...(await waitForEntry(redis, { ...wait, rest: { count: batchSize - 1, maxBytes: readMaxBytes, firstChunk } })), slot };
+      const read = await this.redisCall('XREADGROUP BLOCK', (redis) => waitForEntry(redis, { ...wait, rest: { count: batchSize - 1, maxBytes: readMaxBytes, firstChunk } }), untilDue);
+      return { ...read, slot };
     }
     slot();
-    const waited = await waitForEntry(redis, wait);
+    const waited = await this.redisCall('XREADGROUP BLOCK', (redis) => waitForEntry(redis, wait), untilDue);
     if (waited.entries.length === 0) return { ...waited, slot: undefined };
     const reacquired = await limit.acquire();
     if (waited.olderPending || batchSize === 1 || waited.bytes >= readMaxBytes) return { ...waited, slot: reacquired };
     try {
       // Woken by one entry: take what arrived with it too, so a burst is still one batch.
-      const rest = await readGroup(redis, {
-        key, group: ctx.group, consumer: ctx.ownerId, from: '>', count: batchSize - 1, maxBytes: readMaxBytes - waited.bytes, firstChunk, continuing: waited.entries[0]!.id,
-      });
+      const rest = await this.redisCall('XREADGROUP', (redis) =>
+        readGroup(redis, {
+          key, group: ctx.group, consumer: ctx.ownerId, from: '>', count: batchSize - 1, maxBytes: readMaxBytes - waited.bytes, firstChunk, continuing: waited.entries[0]!.id,
+        }),
+      );
       return { entries: [...waited.entries, ...rest.entries], olderPending: rest.olderPending, more: rest.more, bytes: waited.bytes + rest.bytes, slot: reacquired };
     } catch (error) {
       reacquired();
@@ -392,24 +418,31 @@ export class PartitionWorker {
   }
 
   /**
-   * The last Redis calls of a stopping loop, bounded by the stop's grace: by
-   * then stop() may have disconnected the connection, and a cluster client
-   * queues a command on a disconnected connection forever (seen in cluster
-   * chaos: the loop never ended, so neither did its handover).
+   * One Redis call of the worker, bounded: unanswered `blockMs` +
+   * `redisAnswerMs` after it was made, it fails with NoAnswerError and the
+   * connection is given up for a fresh one. Without the bound a frozen
+   * master (SIGSTOP, a paused VM) held the partition forever: the call never
+   * failed, the lease was still renewed, and nothing said why (the watchdog
+   * only watches handlers). What the call did on the server meanwhile is
+   * unknown, as after a lost connection: the loop re-reads its pending list.
    */
-  private withinGrace<T>(call: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('Redis did not answer within the stop grace (connection closed?)')), this.options.blockMs + 3_000);
-    });
-    call.catch(() => undefined);
-    return Promise.race([call, grace]).finally(() => clearTimeout(timer));
+  private async redisCall<T>(what: string, call: (redis: RedisClient) => Promise<T>, blockMs = 0): Promise<T> {
+    const redis = this.redis;
+    try {
+      return await answeredWithin(call(redis), blockMs + this.options.redisAnswerMs, `Redis ${what} on ${this.options.key}`);
+    } catch (error) {
+      if (error instanceof NoAnswerError && this.redis === redis) {
+        redis.disconnect();
+        if (!this.abort.signal.aborted) this.redis = this.options.connect();
+      }
+      throw error;
+    }
   }
 
   private async reportLeftovers(logContext: Record<string, string>): Promise<void> {
-    const { context, redis, key } = this.options;
+    const { context, key } = this.options;
     try {
-      const left = await this.withinGrace(pendingCountOf(redis, key, context.group, context.ownerId));
+      const left = await this.redisCall('XPENDING', (redis) => pendingCountOf(redis, key, context.group, context.ownerId));
       if (left > 0) {
         context.logger.warn({ ...logContext, pending: left }, 'stopping with entries pending; the next owner reclaims them');
       }

@@ -24,7 +24,7 @@ import { ReplyError } from 'ioredis';
 import { acquireLease, ImpossibleLeaseError, type LeaseGrant } from '../lease/lease';
 import { compareEntryIds, entryIdParts, NO_ENTRY } from '../entry-id';
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey } from '../streams';
-import { FailureLog, sleep, Wakeup } from '../backoff';
+import { answeredWithin, FailureLog, sleep, Wakeup } from '../backoff';
 import { tracePublish } from '../tracing';
 import type { PublisherContext } from './context';
 import { StreamWake } from './wake-lock';
@@ -74,9 +74,20 @@ class PartitionFault extends Error {
   }
 }
 
-/** Tags a Redis reply error with the partition key it came from, so it is reported against that key. */
+/**
+ * How long a Redis call of the drain may go unanswered before the drain gives
+ * it up (and re-syncs from what Redis holds, as after a lost connection): a
+ * frozen master never fails a call, and a cluster client may queue one
+ * forever while it reconnects. Far above a cluster's own failover retries.
+ */
+const REDIS_ANSWER_MS = 10_000;
+
+/**
+ * A Redis call on one partition key, bounded by REDIS_ANSWER_MS; a reply
+ * error is tagged with the key it came from, so it is reported against that key.
+ */
 function onKey<T>(redisKey: string, promise: Promise<T>): Promise<T> {
-  return promise.catch((error: unknown) => {
+  return answeredWithin(promise, REDIS_ANSWER_MS, `Redis on ${redisKey}`).catch((error: unknown) => {
     throw error instanceof ReplyError ? new PartitionFault(redisKey, error as Error) : error;
   });
 }

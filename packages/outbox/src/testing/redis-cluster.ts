@@ -51,6 +51,13 @@ export interface DedicatedRedisCluster {
    * node reports cluster_state:ok. Returns the killed and promoted ports.
    */
   killMaster(options?: { slot?: number; timeoutMs?: number }): Promise<{ killed: number; promoted: number }>;
+  /**
+   * SIGSTOPs the master serving `slot`: its sockets stay open and silent (a
+   * paused VM, a partition that drops packets), so its clients get no error.
+   * Waits until one of its replicas was promoted. `thaw()` SIGCONTs it and
+   * waits until it has rejoined (as a replica) and every node reports ok.
+   */
+  freezeMaster(options?: { slot?: number; timeoutMs?: number }): Promise<{ frozen: number; promoted: number; thaw(): Promise<void> }>;
   /** Starts a killed node again: it rejoins (as a replica) and resyncs. */
   restartNode(port: number, options?: { timeoutMs?: number }): Promise<void>;
   /** Stops every node and removes the files. Idempotent. */
@@ -172,7 +179,9 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     await exited;
   };
 
-  const livePorts = () => ports.filter((p) => children.has(p));
+  // Frozen (SIGSTOP) nodes accept connections but never answer: asked nothing.
+  const frozen = new Set<number>();
+  const livePorts = () => ports.filter((p) => children.has(p) && !frozen.has(p));
 
   const nodes = async (): Promise<ClusterNodeInfo[]> => {
     for (const port of livePorts()) {
@@ -202,9 +211,34 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     return true;
   };
 
+  /** The port of the live master serving `slot`, once every replica is in sync (so one can be promoted). */
+  const masterOf = async (slot: number, timeoutMs: number): Promise<number> => {
+    await waitFor(replicasInSync, { timeoutMs, intervalMs: 100, description: 'replicas in sync before failing a master' });
+    const victim = (await nodes()).find((n) => n.role === 'master' && !n.failed && n.slots.some(([from, to]) => slot >= from && slot <= to));
+    if (!victim) throw new Error(`no live master serves slot ${slot}`);
+    return victim.port;
+  };
+
+  /** Waits until a node other than `victim` serves `slot` as master and the live nodes report ok; returns its port. */
+  const promotedFor = async (victim: number, slot: number, timeoutMs: number): Promise<number> => {
+    let promoted = 0;
+    await waitFor(
+      async () => {
+        const now = await nodes().catch(() => []);
+        const owner = now.find((n) => n.role === 'master' && !n.failed && n.slots.some(([from, to]) => slot >= from && slot <= to));
+        if (!owner || owner.port === victim) return false;
+        promoted = owner.port;
+        return allOk();
+      },
+      { timeoutMs, intervalMs: 200, description: `a replica of the failed master (port ${victim}) to be promoted` },
+    );
+    return promoted;
+  };
+
   let destroyed: Promise<void> | undefined;
   const destroy = () =>
     (destroyed ??= (async () => {
+      for (const port of frozen) children.get(port)?.kill('SIGCONT');
       await Promise.all([...children.keys()].map((port) => stopNode(port, 'SIGKILL')));
       fs.rmSync(dir, { recursive: true, force: true });
     })());
@@ -238,23 +272,25 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     nodes,
     isRunning: (port) => children.has(port),
     async killMaster({ slot = 0, timeoutMs = 60_000 } = {}) {
-      await waitFor(replicasInSync, { timeoutMs, intervalMs: 100, description: 'replicas in sync before killing a master' });
-      const before = await nodes();
-      const victim = before.find((n) => n.role === 'master' && !n.failed && n.slots.some(([from, to]) => slot >= from && slot <= to));
-      if (!victim) throw new Error(`no live master serves slot ${slot}`);
-      await stopNode(victim.port, 'SIGKILL');
-      let promoted = 0;
-      await waitFor(
-        async () => {
-          const now = await nodes().catch(() => []);
-          const owner = now.find((n) => n.role === 'master' && !n.failed && n.slots.some(([from, to]) => slot >= from && slot <= to));
-          if (!owner || owner.port === victim.port) return false;
-          promoted = owner.port;
-          return allOk();
-        },
-        { timeoutMs, intervalMs: 200, description: `a replica of the killed master (port ${victim.port}) to be promoted` },
-      );
-      return { killed: victim.port, promoted };
+      const victim = await masterOf(slot, timeoutMs);
+      await stopNode(victim, 'SIGKILL');
+      return { killed: victim, promoted: await promotedFor(victim, slot, timeoutMs) };
+    },
+    async freezeMaster({ slot = 0, timeoutMs = 60_000 } = {}) {
+      const victim = await masterOf(slot, timeoutMs);
+      frozen.add(victim);
+      children.get(victim)?.kill('SIGSTOP');
+      const promoted = await promotedFor(victim, slot, timeoutMs);
+      const thaw = async () => {
+        if (!frozen.delete(victim)) return;
+        children.get(victim)?.kill('SIGCONT');
+        await waitFor(async () => (await allOk()) && (await replicasInSync()), {
+          timeoutMs,
+          intervalMs: 200,
+          description: `thawed node ${victim} to rejoin the cluster`,
+        });
+      };
+      return { frozen: victim, promoted, thaw };
     },
     async restartNode(port, { timeoutMs = 60_000 } = {}) {
       if (children.has(port)) throw new Error(`node ${port} is running`);
