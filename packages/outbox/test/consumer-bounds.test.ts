@@ -128,6 +128,42 @@ describe('handler deadline', () => {
   });
 });
 
+describe('a worker that cannot end', () => {
+  test('a Postgres backend frozen in a batch transaction (SIGSTOP): the watchdog gives the partition up, the stuck worker is abandoned and the partition leased again; thawed, every event is handled once', async () => {
+    const stream = uniqueStreamName();
+    const prefix = usePrefix();
+    const group = uniqueGroupName();
+    const key = redisStreamKey(stream, prefix);
+    let frozenPid: number | undefined;
+    const registry = createHandlerRegistry().register('Recorded', {
+      schema: payloadSchema,
+      async handle(event, ctx) {
+        await recordEffects(ctx, [event]);
+        if (event.payload.seq !== 2 || frozenPid !== undefined) return;
+        const [row] = (await ctx.tx.execute(sql`SELECT pg_backend_pid() AS pid`)) as unknown as { pid: number }[];
+        frozenPid = row!.pid;
+        process.kill(frozenPid, 'SIGSTOP');
+        // Never answered; after the deadline the worker waits on its ROLLBACK, which nothing answers either.
+        await ctx.tx.execute(sql`SELECT 1`);
+      },
+    });
+    await appendTestEvents(harness.redis, key, [1, 2, 3].map((seq) => seqEvent(seq)));
+    try {
+      // Watchdog bound: deadline 0.5 s + lease TTL 1 s.
+      const { lines } = startConsumer({ registry, streams: [{ name: stream }], group, keyPrefix: prefix, handlerTimeoutMs: 500, leaseTtlMs: 1_000 });
+      const said = (text: string) => lines.some((l) => String(l.msg).includes(text));
+      await waitFor(() => said('partition made no progress'), { timeoutMs: 30_000, description: 'the watchdog gives the partition up' });
+      // pg_terminate_backend waits for the thaw too: without the bound the worker never ended and the partition was never leased again.
+      await waitFor(() => said('abandoning it, so the partition may be leased again'), { timeoutMs: 30_000, description: 'the stuck worker abandoned' });
+      await waitFor(() => lines.filter((l) => l.msg === 'partition leased').length >= 2, { timeoutMs: 30_000, description: 'the partition leased again while the backend is still frozen' });
+    } finally {
+      if (frozenPid !== undefined) process.kill(frozenPid, 'SIGCONT');
+    }
+    const rows = await waitForEffects(group, 3);
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3]);
+  });
+});
+
 describe('bounded memory', () => {
   test('a read returns at most the byte budget (at least one entry); the rest is delivered pending and read from there', async () => {
     const stream = uniqueStreamName();

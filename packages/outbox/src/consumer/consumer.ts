@@ -163,7 +163,11 @@ interface Retiring {
   worker: PartitionWorker;
   /** The lease is still ours: renewed until the worker has ended (at most until `renewUntil`), then released. */
   handover: boolean;
-  /** Date.now() after which a handed-over lease is no longer renewed: a worker that does not end must not hold its partition. */
+  /**
+   * Date.now() after which the worker is given up: a handed-over lease is no
+   * longer renewed, and the partition may be leased again (a worker that does
+   * not end must not keep its partition from everyone).
+   */
   renewUntil: number;
   /** Resolves once the worker has ended (and the lease is released if handed over). */
   ended: Promise<void>;
@@ -436,11 +440,19 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     // Renew first and on Postgres only, so a slow or absent Redis never lets our leases lapse. Partitions being handed
     // over are renewed too, until their worker has finished its batch in hand.
     for (const [partitionStream, entry] of retiring) {
-      if (!entry.handover || Date.now() < entry.renewUntil) continue;
+      if (Date.now() < entry.renewUntil) continue;
+      // Stuck in a call nothing ends (a frozen Postgres backend holds its ROLLBACK): waiting for it would keep the
+      // partition from this process for good, and from the others too while they hold their fair share.
+      retiring.delete(partitionStream);
+      entry.worker.abandon();
+      const handedOver = entry.handover;
+      // Its late end must not release a lease this process may hold again by then.
       entry.handover = false;
       logger.error(
-        { stream: partitionStream, watchdogMs },
-        'handed-over partition: its worker has not ended within the handler deadline plus the lease TTL; no longer renewing its lease, so another replica takes it over',
+        { stream: partitionStream, watchdogMs, handedOver },
+        handedOver
+          ? 'handed-over partition: its worker has not ended within the handler deadline plus the lease TTL; no longer renewing its lease, and the partition may be leased again (the stuck worker\'s commits are refused by the lease fence)'
+          : 'retired partition worker has not ended within the handler deadline plus the lease TTL; abandoning it, so the partition may be leased again (its commits are refused by the lease fence)',
       );
     }
     const held = partitions.filter((p) => workers.has(p.partitionStream) || retiring.get(p.partitionStream)?.handover);
@@ -451,7 +463,8 @@ export function createConsumer(options: ConsumerOptions): Consumer {
           const worker = workers.get(p.partitionStream);
           if (!worker) {
             // Handed over and still finishing: nothing to release once it has if the lease is gone already.
-            if (!grant) retiring.get(p.partitionStream)!.handover = false;
+            const leaving = retiring.get(p.partitionStream);
+            if (!grant && leaving) leaving.handover = false;
             return;
           }
           if (!grant) {
