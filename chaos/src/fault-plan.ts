@@ -50,6 +50,13 @@ export type Fault =
    * restarts `downMs` after the failover and rejoins as a replica.
    */
   | { kind: 'redis-master-kill'; atMs: number; downMs: number }
+  /**
+   * Redis Cluster: SIGSTOP the master serving one chaos partition stream. Its
+   * sockets stay open and silent, so its clients get no error at all (a
+   * paused VM, a partition that drops packets); its replica is promoted. The
+   * node is thawed `downMs` after the failover and rejoins as a replica.
+   */
+  | { kind: 'redis-master-freeze'; atMs: number; downMs: number }
   /** `pg_ctl stop -m fast` then start, mid-drain: every connection drops, committed data stays. */
   | { kind: 'postgres-restart'; atMs: number }
   /** Produce an event whose payload fails the handler's schema: it must end as a dead letter. */
@@ -58,7 +65,7 @@ export type Fault =
 export type FaultKind = Fault['kind'];
 /**
  * The kinds of a default run (each at least once) and of its extra faults;
- * `redis-restart` and `redis-snapshot-restore` become `redis-master-kill` on a cluster.
+ * on a cluster, `redis-restart` becomes `redis-master-kill` and `redis-snapshot-restore` `redis-master-freeze`.
  */
 export const FAULT_KINDS: readonly FaultKind[] = ['sigkill', 'zombie', 'redis-restart', 'redis-snapshot-restore', 'wrongtype-key', 'postgres-restart', 'poison'];
 /** Kinds a run takes only when named in `kinds` (`--faults`): they make the verdict FAIL on purpose. */
@@ -97,7 +104,7 @@ export function planFaults(options: FaultPlanOptions): Fault[] {
     stoppedMs: options.leaseTtlMs + random.int(1_000, 3_000),
   });
   const redisFault = (kind: 'redis-restart' | 'redis-snapshot-restore'): Template => {
-    if (options.redis === 'cluster') return { kind: 'redis-master-kill', downMs: random.int(1_000, 4_000) };
+    if (options.redis === 'cluster') return { kind: kind === 'redis-restart' ? 'redis-master-kill' : 'redis-master-freeze', downMs: random.int(1_000, 4_000) };
     return kind === 'redis-restart' ? { kind } : { kind, trafficMs: random.int(1_000, 4_000) };
   };
   const template = (kind: FaultKind, role: AppRole): Template[] => {
@@ -114,6 +121,7 @@ export function planFaults(options: FaultPlanOptions): Fault[] {
       case 'planted-loss':
         return [{ kind, trafficMs: random.int(2_000, 3_000) }];
       case 'redis-master-kill':
+      case 'redis-master-freeze':
         return [{ kind, downMs: random.int(1_000, 4_000) }];
       case 'postgres-restart':
         return [{ kind }];
@@ -154,6 +162,8 @@ export function describeFault(fault: Fault): string {
       return `PLANTED LOSS ${at}: consumers frozen, Redis SAVE, ${(fault.trafficMs / 1000).toFixed(1)} s more traffic, SHUTDOWN NOSAVE, Postgres's record of Redis erased, restart from the snapshot (verify must FAIL)`;
     case 'redis-master-kill':
       return `SIGKILL of a Redis Cluster master ${at}, failover to its replica (node back after ${(fault.downMs / 1000).toFixed(1)} s)`;
+    case 'redis-master-freeze':
+      return `SIGSTOP of a Redis Cluster master ${at}, failover to its replica (SIGCONT ${(fault.downMs / 1000).toFixed(1)} s after)`;
     case 'postgres-restart':
       return `Postgres pg_ctl stop -m fast mid-drain, then start, ${at}`;
     case 'poison':

@@ -428,6 +428,21 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
         });
         return;
       }
+      case 'redis-master-freeze': {
+        const cluster = services.cluster as DedicatedRedisCluster;
+        await oneRedisFaultAtATime(async () => {
+          const { frozen, promoted, thaw } = await cluster.freezeMaster({ slot: await slotOf(cluster, chaosPartitionKeys[fault.atMs % chaosPartitionKeys.length] as string) });
+          count('Redis Cluster master SIGSTOP + failover');
+          log(`chaos: Redis master on port ${frozen} frozen (SIGSTOP); replica on port ${promoted} promoted`);
+          try {
+            await sleep(fault.downMs, undefined, { signal });
+          } finally {
+            await thaw();
+          }
+          log(`chaos: Redis node on port ${frozen} thawed, back as a replica`);
+        });
+        return;
+      }
       case 'postgres-restart':
         await services.postgres?.restart();
         count('Postgres stop -m fast + start');
