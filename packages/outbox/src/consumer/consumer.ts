@@ -350,7 +350,7 @@ export function createConsumer(options: ConsumerOptions): Consumer {
         await clearPartitionFault(options.redis, faultsKey, p.partitionStream);
       } catch (error) {
         if (!isReplyError(error)) throw error;
-        const cause = partitionErrorCause(error);
+        const cause = partitionErrorCause(error, true);
         const failures = (fault?.failures ?? 0) + 1;
         metrics.partitionErrors.inc({ group, stream: p.partitionStream, cause });
         if (fault?.cause !== cause) {

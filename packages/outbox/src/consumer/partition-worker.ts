@@ -74,13 +74,20 @@ export class ConcurrencyLimit {
   }
 }
 
-/** A short name for what went wrong on one partition, for the metric label and the log. */
-export function partitionErrorCause(error: unknown): string {
-  const message = String((error as Error)?.message ?? error);
-  if (message.startsWith('WRONGTYPE')) return 'wrong_key_type';
+/**
+ * A short name for what went wrong on one partition, for the metric label and
+ * the log. `fromRedis`: the error came from a Redis call; a refused or reset
+ * connection reads the same from either server, so only the caller can tell.
+ */
+export function partitionErrorCause(error: unknown, fromRedis: boolean): string {
   if (error instanceof NoAnswerError) return 'redis_no_answer';
   if (error instanceof DeadLetterRefusedError) return 'dead_letter_refused';
-  if (/ECONNREFUSED|ECONNRESET|Connection is closed|ETIMEDOUT|Stream isn't writeable/i.test(message)) return 'redis_unreachable';
+  if (fromRedis) {
+    const message = String((error as Error)?.message ?? error);
+    if (message.startsWith('WRONGTYPE')) return 'wrong_key_type';
+    if (/ECONNREFUSED|ECONNRESET|Connection is closed|aborted due to connection close|ETIMEDOUT|Stream isn't writeable/i.test(message)) return 'redis_unreachable';
+    return 'error';
+  }
   const code = String((databaseErrorOf(error) as { code?: unknown })?.code ?? '');
   if (code === '57014') return 'statement_timeout';
   if (code === '55P03') return 'lock_timeout';
@@ -135,6 +142,8 @@ export class PartitionWorker {
   private redis: RedisClient;
   /** stop() closed the connection: the loop's last calls are not even tried. */
   private closedByStop = false;
+  /** Errors thrown by this worker's Redis calls (see partitionErrorCause). */
+  private readonly redisErrors = new WeakSet<object>();
 
   constructor(private readonly options: PartitionWorkerOptions) {
     this.redis = options.connect();
@@ -329,7 +338,7 @@ export class PartitionWorker {
           continue;
         }
         failures++;
-        const cause = partitionErrorCause(error);
+        const cause = partitionErrorCause(error, typeof error === 'object' && error !== null && this.redisErrors.has(error));
         ctx.metrics.partitionErrors.inc({ group: ctx.group, stream: ctx.partitionStream, cause });
         if (error instanceof DeadLetterRefusedError) {
           // Logged for every distinct stuck entry, not once per process; events status names it.
@@ -431,6 +440,7 @@ export class PartitionWorker {
     try {
       return await answeredWithin(call(redis), blockMs + this.options.redisAnswerMs, `Redis ${what} on ${this.options.key}`);
     } catch (error) {
+      if (typeof error === 'object' && error !== null) this.redisErrors.add(error);
       if (error instanceof NoAnswerError && this.redis === redis) {
         redis.disconnect();
         if (!this.abort.signal.aborted) this.redis = this.options.connect();
