@@ -162,6 +162,27 @@ describe('a worker that cannot end', () => {
     const rows = await waitForEffects(group, 3);
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3]);
   });
+
+  test('a handed-over worker still working through a long batch (handler calls keep ending) is left to finish, not abandoned', async () => {
+    const stream = uniqueStreamName();
+    const prefix = usePrefix();
+    const group = uniqueGroupName();
+    const keys = [0, 1].map((p) => redisStreamKey(partitionStreamName(stream, p, 2), prefix));
+    // 30 events of 150 ms per partition: a batch of about 4.5 s, three times the bound (deadline 0.5 s + TTL 1 s).
+    let calls = 0;
+    const registry = recordingRegistry(() => new Promise<void>((resolve) => setTimeout(resolve, 150, calls++)));
+    for (const key of keys) await appendTestEvents(harness.redis, key, Array.from({ length: 30 }, (_, i) => seqEvent(i + 1)));
+    const options = { registry, streams: [{ name: stream, partitions: 2 }], group, keyPrefix: prefix, batchSize: 30, handlerTimeoutMs: 500, leaseTtlMs: 1_000 };
+    const a = startConsumer(options);
+    // Effects show only once a batch commits: count calls instead.
+    await waitFor(() => calls >= 4, { description: 'A in the middle of its first batches' });
+    // A second replica joins: A hands one partition over in the middle of its batch.
+    startConsumer(options);
+    await waitFor(() => a.lines.some((l) => l.msg === 'handing a partition over to rebalance'), { timeoutMs: 20_000, description: 'A hands a partition over' });
+    const rows = await waitForEffects(group, 60, 60_000);
+    expect(rows).toHaveLength(60);
+    expect(a.lines.filter((l) => String(l.msg).includes('may be leased again'))).toEqual([]);
+  });
 });
 
 describe('bounded memory', () => {

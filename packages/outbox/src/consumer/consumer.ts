@@ -441,18 +441,23 @@ export function createConsumer(options: ConsumerOptions): Consumer {
     // over are renewed too, until their worker has finished its batch in hand.
     for (const [partitionStream, entry] of retiring) {
       if (Date.now() < entry.renewUntil) continue;
+      if (entry.handover) {
+        entry.handover = false;
+        logger.error(
+          { stream: partitionStream, watchdogMs },
+          'handed-over partition: its worker has not ended within the handler deadline plus the lease TTL; no longer renewing its lease, so another replica takes it over',
+        );
+      }
+      // Still moving (a long batch whose handler calls keep ending): let it finish; once the lease lapses its commits are refused.
+      const stalledMs = entry.worker.stalledMs();
+      if (stalledMs > 0 && stalledMs <= watchdogMs) continue;
       // Stuck in a call nothing ends (a frozen Postgres backend holds its ROLLBACK): waiting for it would keep the
       // partition from this process for good, and from the others too while they hold their fair share.
       retiring.delete(partitionStream);
       entry.worker.abandon();
-      const handedOver = entry.handover;
-      // Its late end must not release a lease this process may hold again by then.
-      entry.handover = false;
       logger.error(
-        { stream: partitionStream, watchdogMs, handedOver },
-        handedOver
-          ? 'handed-over partition: its worker has not ended within the handler deadline plus the lease TTL; no longer renewing its lease, and the partition may be leased again (the stuck worker\'s commits are refused by the lease fence)'
-          : 'retired partition worker has not ended within the handler deadline plus the lease TTL; abandoning it, so the partition may be leased again (its commits are refused by the lease fence)',
+        { stream: partitionStream, watchdogMs, stalledMs },
+        'retired partition worker is stuck and has not ended; abandoning it, so the partition may be leased again (its commits are refused by the lease fence)',
       );
     }
     const held = partitions.filter((p) => workers.has(p.partitionStream) || retiring.get(p.partitionStream)?.handover);
