@@ -170,7 +170,10 @@ describe('a worker that cannot end', () => {
     const keys = [0, 1].map((p) => redisStreamKey(partitionStreamName(stream, p, 2), prefix));
     // 30 events of 150 ms per partition: a batch of about 4.5 s, three times the bound (deadline 0.5 s + TTL 1 s).
     let calls = 0;
-    const registry = recordingRegistry(() => new Promise<void>((resolve) => setTimeout(resolve, 150, calls++)));
+    const registry = recordingRegistry(() => {
+      calls++;
+      return new Promise<void>((resolve) => setTimeout(resolve, 150));
+    });
     for (const key of keys) await appendTestEvents(harness.redis, key, Array.from({ length: 30 }, (_, i) => seqEvent(i + 1)));
     const options = { registry, streams: [{ name: stream, partitions: 2 }], group, keyPrefix: prefix, batchSize: 30, handlerTimeoutMs: 500, leaseTtlMs: 1_000 };
     const a = startConsumer(options);
