@@ -60,12 +60,15 @@ export type {
   GroupStatus,
   LeaseEntry,
   LeaseStatus,
+  PartitionParkingStatus,
   PartitionStreamStatus,
   StreamStatus,
 } from './diagnostics/status';
-export { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS } from './diagnostics/diagnosis';
+export { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS, InvalidDiagnosisThresholdsError, resolveDiagnosisThresholds } from './diagnostics/diagnosis';
 export type { DiagnosisThresholds, ProblemKind, StatusProblem } from './diagnostics/diagnosis';
 export { formatEventsStatus } from './diagnostics/format';
+/** The `events` command's Redis client (one attempt, no queue): for tools that run `events status` in-process, like chaos. */
+export { connectCliRedis } from './cli/redis-client';
 export { lookupEvents } from './diagnostics/event-journey';
 export type { EventJourney, GroupStep, LookupOptions, LookupQueryKind, LookupResult } from './diagnostics/event-journey';
 export { deadLettersOfFingerprint, fingerprintOf, listDeadLetterGroups, resolveDeadLetters } from './consumer/dead-letter-groups';

@@ -2,7 +2,7 @@
 /**
  * `events` — the on-call command of the pipeline (`pnpm events <command>`).
  *
- *   events status [--stream <name>] [--abandoned-after <seconds>] [--json]
+ *   events status [--stream <name>] [--abandoned-after <seconds>] [--parked-overdue-after <seconds>] [--json]
  *   events group list [--json]
  *   events group delete --group <g> [--force]
  *   events lease release --stream <name> --role <publisher|maintenance|consumer:<group>> | --all-dead
@@ -47,9 +47,10 @@ export const EXIT_PROBLEM = 1;
 export const EXIT_USAGE = 2;
 
 export const USAGE = `usage: events <command>
-  status [--stream <name>] [--abandoned-after <seconds>] [--json]
+  status [--stream <name>] [--abandoned-after <seconds>] [--parked-overdue-after <seconds>] [--json]
                                                pipeline status and the likely cause of a problem; a group with no
-                                               live consumer for --abandoned-after (default 300) is reported abandoned
+                                               live consumer for --abandoned-after (default 300) is reported abandoned,
+                                               a parked key due longer than --parked-overdue-after (default 60) overdue
   group list [--json]                          consumer groups: streams, live consumers, leases, pending, lag, dead letters
   group delete --group <g> [--force]           remove a consumer group from every partition stream, and its leases;
                                                refused while a live consumer holds a lease of it, unless --force
@@ -158,11 +159,23 @@ export function parseTimeArgument(value: string | undefined, flag: string, now =
   return new Date(ms);
 }
 
+/** A `--<flag> <seconds>` threshold of `events status`: a whole number of seconds, or undefined when not given. */
+function secondsFlag(values: Record<string, unknown>, flag: string): number | undefined {
+  const value = values[flag];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^\d{1,9}$/.test(value)) throw new UsageError(`--${flag} must be a whole number of seconds (got ${String(value)})`);
+  return Number(value);
+}
+
 async function statusCommand(ctx: CommandContext): Promise<number> {
-  const { values } = parseCommandArgs(ctx.args, { stream: { type: 'string' }, 'abandoned-after': { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parseCommandArgs(ctx.args, {
+    stream: { type: 'string' },
+    'abandoned-after': { type: 'string' },
+    'parked-overdue-after': { type: 'string' },
+    json: { type: 'boolean' },
+  });
   const stream = values.stream === undefined ? undefined : requireStreamName(values.stream);
-  const abandoned = values['abandoned-after'];
-  if (abandoned !== undefined && !/^\d{1,9}$/.test(abandoned)) throw new UsageError(`--abandoned-after must be a whole number of seconds (got ${abandoned})`);
+  const thresholds = { abandonedAfterSeconds: secondsFlag(values, 'abandoned-after'), parkedKeyOverdueSeconds: secondsFlag(values, 'parked-overdue-after') };
   return withCliRedis(ctx, async (redis) => {
     const status = await collectEventsStatus({
       sql: ctx.database().sql,
@@ -170,7 +183,7 @@ async function statusCommand(ctx: CommandContext): Promise<number> {
       keyPrefix: ctx.config.keyPrefix,
       partitions: ctx.config.partitions,
       stream,
-      thresholds: abandoned === undefined ? undefined : { abandonedAfterSeconds: Number(abandoned) },
+      thresholds,
     });
     ctx.io.stdout(values.json ? JSON.stringify(status, null, 2) : formatEventsStatus(status));
     return status.healthy ? EXIT_OK : EXIT_PROBLEM;

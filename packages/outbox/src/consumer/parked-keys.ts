@@ -40,6 +40,13 @@ export interface ParkedKeyRow {
   firstFailedAt: string | null;
   /** Null when halted. */
   nextAttemptAt: string | null;
+  /**
+   * Seconds since the next attempt fell due (database clock), while the key
+   * is retrying and due; null when halted or not due yet. The partition's
+   * lease holder retries a due key within about a second, so a large value
+   * means nobody is retrying this partition (see `parked_key_overdue`).
+   */
+  overdueSeconds: number | null;
   haltedAt: string | null;
   parkedAt: string;
   /** Events parked under the key, the head included. */
@@ -65,6 +72,7 @@ interface ParkedKeyDbRow {
   last_error: string | null;
   first_failed_at: Date | null;
   next_attempt_at: Date;
+  overdue_s: number | null;
   halted_at: Date | null;
   parked_at: Date;
   parked_events: number;
@@ -75,17 +83,20 @@ interface ParkedKeyDbRow {
 }
 
 /**
- * Parked keys, halted first, then longest parked first, each with its head
- * event (the oldest parked one) and how many events wait under it.
+ * Parked keys, halted first (longest parked first), then retrying keys by
+ * next attempt (the most overdue first, so a `limit` never hides an overdue
+ * key behind keys that are merely waiting), each with its head event (the
+ * oldest parked one) and how many events wait under it. Read-only.
  *
- * SQL: SELECT k.*, count and head (LATERAL, first by id) FROM events.parked_key k
- *      WHERE filters ORDER BY halted_at IS NULL, parked_at LIMIT $limit
+ * SQL: SELECT k.*, overdue (on now()), count and head (LATERAL, first by id) FROM events.parked_key k
+ *      WHERE filters ORDER BY halted_at IS NULL, next_attempt_at of retrying keys, parked_at LIMIT $limit
  */
 export async function listParkedKeys(sql: Sql, filter: ParkedKeyFilter = {}): Promise<ParkedKeyRow[]> {
   const limit = filter.limit ?? 100;
   const stream = filter.stream ?? null;
   const rows = await sql<ParkedKeyDbRow[]>`
     SELECT k.group_name, k.stream_name, k.partition_key, k.attempts, k.last_error, k.first_failed_at, k.next_attempt_at,
+           CASE WHEN k.halted_at IS NULL AND k.next_attempt_at <= now() THEN extract(epoch FROM now() - k.next_attempt_at)::float8 END AS overdue_s,
            k.halted_at, k.parked_at, c.parked_events, h.event_id::text AS head_event_id, h.event_type AS head_event_type,
            h.redis_entry_id AS head_entry_id, h.outbox_id AS head_outbox_id
     FROM events.parked_key k
@@ -98,7 +109,7 @@ export async function listParkedKeys(sql: Sql, filter: ParkedKeyFilter = {}): Pr
       AND (${stream}::text IS NULL OR k.stream_name = ${stream} OR k.stream_name LIKE ${`${stream ?? ''}:p%`})
       AND (NOT ${filter.haltedOnly ?? false}::boolean OR k.halted_at IS NOT NULL)
       AND (${filter.key ?? null}::text IS NULL OR k.partition_key = ${filter.key ?? null})
-    ORDER BY k.halted_at IS NULL, k.parked_at, k.group_name, k.stream_name, k.partition_key
+    ORDER BY k.halted_at IS NULL, CASE WHEN k.halted_at IS NULL THEN k.next_attempt_at END, k.parked_at, k.group_name, k.stream_name, k.partition_key
     LIMIT ${limit}`;
   const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
   return rows.map((r) => ({
@@ -110,6 +121,7 @@ export async function listParkedKeys(sql: Sql, filter: ParkedKeyFilter = {}): Pr
     lastError: r.last_error,
     firstFailedAt: iso(r.first_failed_at),
     nextAttemptAt: r.halted_at === null ? iso(r.next_attempt_at) : null,
+    overdueSeconds: r.overdue_s === null ? null : Math.round(r.overdue_s * 10) / 10,
     haltedAt: iso(r.halted_at),
     parkedAt: iso(r.parked_at)!,
     parkedEvents: r.parked_events,

@@ -5,7 +5,7 @@
  */
 import { compareEntryIds, isEntryId } from '../entry-id';
 import { parsePartitionStreamName, redisStreamKey } from '../streams';
-import type { EventsStatus, GroupStatus, LeaseStatus, PartitionStreamStatus, StreamStatus } from './status';
+import type { EventsStatus, GroupStatus, LeaseEntry, LeaseStatus, PartitionParkingStatus, PartitionStreamStatus, StreamStatus } from './status';
 
 export type ProblemKind =
   | 'database_unreachable'
@@ -26,7 +26,8 @@ export type ProblemKind =
   | 'group_not_consuming'
   | 'group_consuming_elsewhere'
   | 'dead_letters'
-  | 'halted_keys';
+  | 'halted_keys'
+  | 'parked_key_overdue';
 
 export interface StatusProblem {
   kind: ProblemKind;
@@ -62,6 +63,16 @@ export interface DiagnosisThresholds {
    * its idle time.
    */
   stuckPendingSeconds: number;
+  /**
+   * A retrying parked key whose next attempt fell due longer ago than this
+   * has nobody retrying it: its partition's lease holder looks at due keys
+   * about every second (parkingRecheckMs), so a due key waits only while a
+   * retry of its partition runs (at most the handler deadline, 30 s by
+   * default) or while a dead owner's lease runs out (the lease TTL, 10 s by
+   * default). Default 60 s: above both together; raise it with
+   * handler deadlines longer than about 45 s.
+   */
+  parkedKeyOverdueSeconds: number;
 }
 
 export const DEFAULT_DIAGNOSIS_THRESHOLDS: DiagnosisThresholds = {
@@ -69,7 +80,40 @@ export const DEFAULT_DIAGNOSIS_THRESHOLDS: DiagnosisThresholds = {
   consumerActiveSeconds: 15,
   abandonedAfterSeconds: 300,
   stuckPendingSeconds: 60,
+  parkedKeyOverdueSeconds: 60,
 };
+
+/** A diagnosis threshold that is unknown, or not a number of seconds ≥ 0. `threshold` names it. */
+export class InvalidDiagnosisThresholdsError extends Error {
+  constructor(
+    readonly threshold: string,
+    reason: string,
+  ) {
+    super(`invalid diagnosis threshold ${threshold}: ${reason}`);
+    this.name = 'InvalidDiagnosisThresholdsError';
+  }
+}
+
+/**
+ * DEFAULT_DIAGNOSIS_THRESHOLDS with `overrides` applied (undefined values
+ * ignored). Throws InvalidDiagnosisThresholdsError for an unknown name or a
+ * value that is not a finite number ≥ 0: a NaN from a bad flag would
+ * otherwise silence every rule that compares with it.
+ */
+export function resolveDiagnosisThresholds(overrides: Partial<DiagnosisThresholds> = {}): DiagnosisThresholds {
+  const resolved = { ...DEFAULT_DIAGNOSIS_THRESHOLDS };
+  for (const [name, value] of Object.entries(overrides) as [string, unknown][]) {
+    if (value === undefined) continue;
+    if (!Object.hasOwn(DEFAULT_DIAGNOSIS_THRESHOLDS, name)) {
+      throw new InvalidDiagnosisThresholdsError(name, `unknown threshold (known: ${Object.keys(DEFAULT_DIAGNOSIS_THRESHOLDS).join(', ')})`);
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      throw new InvalidDiagnosisThresholdsError(name, `must be a finite number of seconds, 0 or more (got ${typeof value === 'number' ? value : JSON.stringify(value)})`);
+    }
+    resolved[name as keyof DiagnosisThresholds] = value;
+  }
+  return resolved;
+}
 
 /** Returns the problems of a snapshot, most fundamental first; empty when healthy. */
 export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds = DEFAULT_DIAGNOSIS_THRESHOLDS): StatusProblem[] {
@@ -105,6 +149,7 @@ export function diagnose(status: EventsStatus, thresholds: DiagnosisThresholds =
     problems.push(...groupProblems(stream, thresholds));
     problems.push(...deadLetterProblems(stream));
     problems.push(...haltedKeyProblems(stream));
+    problems.push(...overdueParkedKeyProblems(stream, status.leases, thresholds));
   }
   return problems;
 }
@@ -472,4 +517,74 @@ function haltedKeyProblems(stream: StreamStatus): StatusProblem[] {
         fix: `after fixing the cause: events key release ${ref} (retries the head now); or events key discard ${ref} (drops the head, the key goes on)`,
       };
     });
+}
+
+/** At most this many overdue keys are named in one problem; the rest are counted. */
+const OVERDUE_KEYS_NAMED = 5;
+
+/**
+ * Retrying parked keys whose retry is overdue by more than
+ * `parkedKeyOverdueSeconds`: nobody retries their partition, so the key's
+ * events wait for good. One problem per group and partition stream, naming
+ * the most overdue keys and who holds the partition's lease, since that
+ * decides the fix.
+ */
+function overdueParkedKeyProblems(stream: StreamStatus, leases: readonly LeaseEntry[], t: DiagnosisThresholds): StatusProblem[] {
+  return stream.parking
+    .filter((p) => p.mostOverdueSeconds !== null && p.mostOverdueSeconds > t.parkedKeyOverdueSeconds)
+    .map((p) => {
+      const overdue = stream.parkedKeys.filter(
+        (k) => k.group === p.group && k.stream === p.partition && k.overdueSeconds !== null && k.overdueSeconds > t.parkedKeyOverdueSeconds,
+      );
+      const named = overdue
+        .slice(0, OVERDUE_KEYS_NAMED)
+        .map((k) => `${k.key} (due ${k.overdueSeconds}s ago, ${k.attempts} failed attempt(s), ${k.parkedEvents} event(s) waiting)`);
+      const more = overdue.length > OVERDUE_KEYS_NAMED ? `, and ${overdue.length - OVERDUE_KEYS_NAMED} more` : '';
+      // The status lists at most 50 keys: the counts of the partition are exact, the named keys may not be all.
+      const keys = named.length > 0 ? `${named.join(', ')}${more}` : `its most overdue key is due ${p.mostOverdueSeconds}s ago (events key list --stream ${p.partition} shows it)`;
+      const lease = leases.find((l) => l.stream === p.partition && l.role === `consumer:${p.group}`) ?? null;
+      const { holder, fix } = overdueLeaseFinding(p, lease);
+      return {
+        kind: 'parked_key_overdue' as const,
+        stream: stream.stream,
+        group: p.group,
+        partition: p.partition,
+        message:
+          `parked keys of group ${p.group} on ${p.partition} are not being retried: ${keys}; ` +
+          `${p.keys} key(s) parked there (${p.halted} halted), ${p.parkedEvents} event(s) waiting in all; ${holder}`,
+        fix,
+      };
+    });
+}
+
+/** Who holds the partition of overdue keys, and the fix that follows from it. */
+function overdueLeaseFinding(p: PartitionParkingStatus, lease: LeaseEntry | null): { holder: string; fix: string } {
+  const role = `consumer:${p.group}`;
+  // Release and discard only change rows; a due key needs a lease holder that retries it.
+  const noRelease = 'events key release does not help: the keys are already due, what is missing is a consumer retrying them';
+  if (lease === null || lease.expired) {
+    return {
+      holder: lease === null ? `no consumer of group ${p.group} holds the partition's lease` : `the partition's lease (last held by ${lease.ownerId}) expired ${-lease.expiresInSeconds}s ago and nobody took it over`,
+      fix:
+        `start events-consumer with CONSUMER_GROUP=${p.group} for this stream (same DATABASE_URL and REDIS_URL as the publisher): it takes the partition and retries due keys at once. ` +
+        `If the group is gone for good (events group delete), drop its keys: events key discard --group ${p.group} --stream ${p.partition} --key <key>, for each key`,
+    };
+  }
+  if (lease.impossible) {
+    return { holder: `the partition's lease row is impossible (${lease.impossible})`, fix: `events lease release --stream ${p.partition} --role ${role}; a running replica takes the partition and retries due keys at once` };
+  }
+  if (lease.owner === 'dead' || lease.owner === 'unregistered') {
+    return {
+      holder: `the partition's lease is held by ${lease.ownerId}, whose node is ${lease.owner === 'dead' ? 'dead' : 'not registered'} (lease until ${lease.leaseUntil})`,
+      fix: `events lease release --stream ${p.partition} --role ${role}; a running replica takes the partition over and retries due keys at once. ${noRelease}`,
+    };
+  }
+  return {
+    holder:
+      `the partition's lease is held by ${lease.ownerId}` +
+      (lease.ownerRenewing ? ', which is alive and renews it, yet does not retry them' : `, which stopped renewing it ${lease.secondsSinceRenewal}s ago`),
+    fix:
+      `read the logs of consumer ${lease.ownerId} for ${p.partition} ("partition loop failing", a handler past its deadline); restart it: ` +
+      `its leases are released and a replica (or the restarted one) retries due keys at once. ${noRelease}`,
+  };
 }

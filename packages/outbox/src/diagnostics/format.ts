@@ -6,14 +6,23 @@
 import type { NodeStatus } from '../liveness/nodes';
 import type { ConsumerGroupSummary } from './consumer-groups';
 import type { LookupResult } from './event-journey';
-import type { EventsStatus, LeaseStatus } from './status';
+import type { EventsStatus, LeaseStatus, PartitionParkingStatus } from './status';
 
 function lease(l: LeaseStatus | null): string {
   if (!l) return 'none';
   const state = l.impossible
     ? `IMPOSSIBLE ROW (${l.impossible})`
     : l.owner === 'dead' ? 'OWNER DEAD' : l.owner === 'unregistered' ? 'OWNER NEVER REGISTERED' : l.expired ? 'EXPIRED' : l.ownerRenewing ? 'alive' : 'NOT RENEWED';
-  return `${l.ownerId} ${state}, until ${l.leaseUntil}, renewed ${l.secondsSinceRenewal}s ago, token ${l.fencingToken}`;
+  const expiry = l.expiresInSeconds >= 0 ? `in ${l.expiresInSeconds}s` : `${-l.expiresInSeconds}s ago`;
+  return `${l.ownerId} ${state}, until ${l.leaseUntil} (${expiry}), renewed ${l.secondsSinceRenewal}s ago, token ${l.fencingToken}`;
+}
+
+/** `parked keys 2 (0 halted, 612 events), most overdue 130s` of one partition, or '' when nothing is parked there. */
+function parking(p: PartitionParkingStatus | undefined): string {
+  if (!p) return '';
+  const due =
+    p.mostOverdueSeconds === null ? 'all halted' : p.mostOverdueSeconds >= 0 ? `most overdue ${p.mostOverdueSeconds}s` : `next retry in ${-p.mostOverdueSeconds}s`;
+  return `; parked keys ${p.keys} (${p.halted} halted, ${p.parkedEvents} events), ${due}`;
 }
 
 function seconds(value: number | null): string {
@@ -48,17 +57,25 @@ export function formatEventsStatus(status: EventsStatus): string {
       lines.push(`  group ${g.group}: lag ${g.lag ?? '?'}, pending ${g.pending}, oldest pending idle ${seconds(g.oldestPendingIdleSeconds)}`);
       for (const p of g.partitions) {
         const consumers = p.consumers.map((c) => `${c.name} (pending ${c.pending}, idle ${c.idleSeconds}s)`).join(', ') || 'none';
+        const parked = s.parking.find((k) => k.group === g.group && k.partition === p.partition);
         lines.push(
           `    ${p.partition}: lag ${p.lag ?? '?'}, pending ${p.pending}, oldest waiting ${seconds(p.oldestUndeliveredAgeSeconds)}; ` +
-            `lease ${lease(p.lease)}; consumers ${consumers}`,
+            `lease ${lease(p.lease)}; consumers ${consumers}${parking(parked)}`,
         );
+      }
+    }
+    // Parked keys of a group or partition Redis does not show (its group missing there).
+    for (const k of s.parking) {
+      if (!s.groups.some((g) => g.group === k.group && g.partitions.some((p) => p.partition === k.partition))) {
+        lines.push(`  group ${k.group} on ${k.partition}: ${s.redis === null ? 'Redis unreadable' : 'no consumer group there in Redis'}${parking(k)}`);
       }
     }
     for (const d of s.deadLetters) {
       lines.push(`  dead letters: ${d.count} x ${d.type ?? '(undecodable)'} in group ${d.group} (${d.stream}), oldest ${d.oldestDeadLetteredAt}`);
     }
     for (const k of s.parkedKeys) {
-      const when = k.state === 'halted' ? `HALTED since ${k.haltedAt}` : `retrying, next attempt ${k.nextAttemptAt}`;
+      const overdue = k.overdueSeconds !== null ? ` (due ${k.overdueSeconds}s ago)` : '';
+      const when = k.state === 'halted' ? `HALTED since ${k.haltedAt}` : `retrying, next attempt ${k.nextAttemptAt}${overdue}`;
       const head = k.head ? `head ${k.head.eventType} ${k.head.eventId}` : 'no head';
       lines.push(
         `  parked key ${k.key} in group ${k.group} (${k.stream}): ${when}, ${k.attempts} failed attempt(s), ${head}, ${k.parkedEvents} event(s) parked; ` +

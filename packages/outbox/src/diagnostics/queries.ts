@@ -44,6 +44,8 @@ export interface LeaseRow {
   renewed_at_ms: string;
   expired: boolean;
   seconds_since_renewal: string;
+  /** lease_until - now(): negative once expired. */
+  expires_in_s: string;
   /** lease_until - renewed_at: the TTL the owner asked for at its last renewal. */
   granted_ttl_s: string;
 }
@@ -60,6 +62,7 @@ export async function selectLeases(sql: Sql): Promise<LeaseRow[]> {
            (extract(epoch FROM renewed_at) * 1000)::bigint::text AS renewed_at_ms,
            lease_until < now() AS expired,
            extract(epoch FROM now() - renewed_at)::text AS seconds_since_renewal,
+           extract(epoch FROM lease_until - now())::text AS expires_in_s,
            extract(epoch FROM lease_until - renewed_at)::text AS granted_ttl_s
     FROM events.stream_lease
     ORDER BY stream_name, role`;
@@ -82,6 +85,35 @@ export async function selectDeadLetterCounts(sql: Sql): Promise<DeadLetterCountR
     WHERE status = 'dead'
     GROUP BY group_name, stream_name, event_type
     ORDER BY group_name, stream_name, event_type`;
+}
+
+export interface ParkingSummaryRow {
+  group_name: string;
+  stream_name: string;
+  keys: number;
+  halted: number;
+  parked_events: number;
+  /** now() - the earliest next_attempt_at of a retrying key: negative while none is due yet; null when every key is halted. */
+  most_overdue_s: number | null;
+}
+
+/**
+ * Parked keys per group and partition stream, counted in full (the status
+ * lists at most 50 keys), with how overdue the earliest retry is.
+ * Params: stream (optional: a logical stream, all its partitions). Call only
+ * when events.parked_key exists (an older schema has no parking).
+ * Cost: one pass over parked_key and, per partition, a count on parked_event's
+ * (group, stream, key) index; both tables hold only what is parked now.
+ */
+export async function selectParkingSummaries(sql: Sql, stream?: string): Promise<ParkingSummaryRow[]> {
+  return sql<ParkingSummaryRow[]>`
+    SELECT k.group_name, k.stream_name, count(*)::int AS keys, count(*) FILTER (WHERE k.halted_at IS NOT NULL)::int AS halted,
+           (SELECT count(*)::int FROM events.parked_event e WHERE e.group_name = k.group_name AND e.stream_name = k.stream_name) AS parked_events,
+           extract(epoch FROM now() - min(k.next_attempt_at) FILTER (WHERE k.halted_at IS NULL))::float8 AS most_overdue_s
+    FROM events.parked_key k
+    WHERE ${stream === undefined ? sql`true` : sql`(k.stream_name = ${stream} OR k.stream_name LIKE ${`${stream}:p%`})`}
+    GROUP BY k.group_name, k.stream_name
+    ORDER BY k.group_name, k.stream_name`;
 }
 
 export interface RedisPositionRow {

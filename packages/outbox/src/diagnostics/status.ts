@@ -8,15 +8,17 @@ import type { RedisClient } from '@petcover/service-kit';
 import type { Sql } from '../db';
 import { maskUrlPassword } from '@petcover/service-kit';
 import { parsePartitionStreamName, partitionStreamNames, redisStreamKey, type StreamPartitions } from '../streams';
-import { diagnose, DEFAULT_DIAGNOSIS_THRESHOLDS, type DiagnosisThresholds, type StatusProblem } from './diagnosis';
+import { diagnose, resolveDiagnosisThresholds, type DiagnosisThresholds, type StatusProblem } from './diagnosis';
 import {
   eventsSchemaExists,
   selectDatabaseNow,
   selectDeadLetterCounts,
   selectLeases,
   selectOutboxStreams,
+  selectParkingSummaries,
   selectRedisPositions,
   type LeaseRow,
+  type ParkingSummaryRow,
   type RedisPositionRow,
 } from './queries';
 import { listNodes, relayNodeTableExists, type NodeStatus } from '../liveness/nodes';
@@ -31,6 +33,8 @@ export interface LeaseStatus {
   leaseUntil: string;
   renewedAt: string;
   expired: boolean;
+  /** Seconds until lease_until on the database clock; negative: expired that long ago. */
+  expiresInSeconds: number;
   secondsSinceRenewal: number;
   /**
    * Whether the owner still renews: the lease is alive and was renewed within
@@ -106,6 +110,22 @@ export interface PartitionStreamStatus {
   publisherFault: { message: string; since: string } | null;
 }
 
+/** Parked keys of one group on one partition stream, counted in full (StreamStatus.parkedKeys lists at most 50). */
+export interface PartitionParkingStatus {
+  group: string;
+  partition: string;
+  keys: number;
+  halted: number;
+  /** Events parked behind the keys, their heads included. */
+  parkedEvents: number;
+  /**
+   * How long ago the earliest retry of a retrying key fell due (database
+   * clock); negative: the next retry is due in that many seconds; null: every
+   * key is halted.
+   */
+  mostOverdueSeconds: number | null;
+}
+
 export interface DeadLetterCount {
   group: string;
   stream: string;
@@ -136,8 +156,10 @@ export interface StreamStatus {
   redis: PartitionStreamStatus[] | null;
   groups: GroupStatus[];
   deadLetters: DeadLetterCount[];
-  /** Keys parked on this stream's partitions (retrying or halted), halted first; at most 50 per status. */
+  /** Keys parked on this stream's partitions (retrying or halted), halted first, then the most overdue; at most 50 per status. */
   parkedKeys: ParkedKeyRow[];
+  /** Per group and partition stream with parked keys: how many, and how overdue their retries are. */
+  parking: PartitionParkingStatus[];
 }
 
 export interface EventsStatus {
@@ -163,6 +185,7 @@ export interface CollectStatusOptions {
   partitions?: StreamPartitions;
   /** Only this logical stream. */
   stream?: string;
+  /** Overrides of DEFAULT_DIAGNOSIS_THRESHOLDS; an invalid one throws InvalidDiagnosisThresholdsError. */
   thresholds?: Partial<DiagnosisThresholds>;
 }
 
@@ -176,6 +199,7 @@ function leaseStatus(row: LeaseRow, nodes: NodeStatus[] | null): LeaseStatus {
     leaseUntil: new Date(Number(row.lease_until_ms)).toISOString(),
     renewedAt: new Date(Number(row.renewed_at_ms)).toISOString(),
     expired: row.expired,
+    expiresInSeconds: round(Number(row.expires_in_s)),
     secondsSinceRenewal: round(sinceRenewal),
     ownerRenewing: !row.expired && sinceRenewal <= grantedTtl * 0.75,
     owner: nodes === null ? 'unknown' : !node ? 'unregistered' : node.alive ? 'alive' : 'dead',
@@ -192,16 +216,20 @@ function leaseEntries(rows: LeaseRow[], nodes: NodeStatus[] | null): LeaseEntry[
 }
 
 /**
+ * Parked keys (halted first, then the most overdue) and their counts per
+ * partition, or none before the migration that added parking.
+ */
+async function selectParkingIfPresent(sql: Sql, stream: string | undefined): Promise<{ keys: ParkedKeyRow[]; summaries: ParkingSummaryRow[] }> {
+  const [table] = await sql<{ present: boolean }[]>`SELECT to_regclass('events.parked_key') IS NOT NULL AS present`;
+  if (!table?.present) return { keys: [], summaries: [] };
+  const [keys, summaries] = await Promise.all([listParkedKeys(sql, { stream, limit: 50 }), selectParkingSummaries(sql, stream)]);
+  return { keys, summaries };
+}
+
+/**
  * Nodes and every lease with its owner's liveness, from Postgres alone
  * (`events nodes`, the console's Nodes page). Read-only.
  */
-/** Parked keys (halted first), or none before the migration that added parking. */
-async function selectParkedKeysIfPresent(sql: Sql, stream: string | undefined): Promise<ParkedKeyRow[]> {
-  const [table] = await sql<{ present: boolean }[]>`SELECT to_regclass('events.parked_key') IS NOT NULL AS present`;
-  if (!table?.present) return [];
-  return listParkedKeys(sql, { stream, limit: 50 });
-}
-
 export async function collectNodesAndLeases(sql: Sql): Promise<{ nodes: NodeStatus[] | null; leases: LeaseEntry[] }> {
   const [rows, nodes] = await Promise.all([selectLeases(sql), selectNodesIfPresent(sql)]);
   return { nodes, leases: leaseEntries(rows, nodes) };
@@ -218,11 +246,12 @@ function describeError(error: unknown): string {
 /**
  * Collects the status. Never throws for an unreachable database or Redis:
  * that is reported as a problem, since it is what the on-call person needs
- * to read. Read-only.
+ * to read. Throws InvalidDiagnosisThresholdsError, before any query, for an
+ * invalid `thresholds` option. Read-only.
  */
 export async function collectEventsStatus(options: CollectStatusOptions): Promise<EventsStatus> {
   const keyPrefix = options.keyPrefix ?? '';
-  const thresholds = { ...DEFAULT_DIAGNOSIS_THRESHOLDS, ...options.thresholds };
+  const thresholds = resolveDiagnosisThresholds(options.thresholds);
   const status: EventsStatus = {
     checkedAt: new Date().toISOString(),
     healthy: false,
@@ -250,14 +279,15 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     return status;
   }
 
-  const [outboxRows, leaseRows, deadLetterRows, nodes, positionRows, parkedKeyRows] = await Promise.all([
+  const [outboxRows, leaseRows, deadLetterRows, nodes, positionRows, parking] = await Promise.all([
     selectOutboxStreams(sql, options.stream),
     selectLeases(sql),
     selectDeadLetterCounts(sql),
     selectNodesIfPresent(sql),
     selectRedisPositions(sql),
-    selectParkedKeysIfPresent(sql, options.stream),
+    selectParkingIfPresent(sql, options.stream),
   ]);
+  const parkedKeyRows = parking.keys;
   const positions = new Map(positionRows.map((r) => [r.redis_key, r]));
   status.nodes = nodes;
   status.leases = leaseEntries(leaseRows, nodes).filter(
@@ -295,7 +325,7 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
   for (const row of outboxRows) noteStream(row.stream_name);
   for (const row of leaseRows) noteStream(row.stream_name);
   for (const row of deadLetterRows) noteStream(row.stream_name);
-  for (const row of parkedKeyRows) noteStream(row.stream);
+  for (const row of parking.summaries) noteStream(row.stream_name);
   for (const key of redisKeys) noteStream(key);
   // A partition only a consumer's record names (its key is not a stream, so SCAN TYPE stream misses it).
   for (const faults of faultsByGroup.values()) for (const f of faults) noteStream(f.partition);
@@ -337,6 +367,16 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
           oldestDeadLetteredAt: new Date(Number(r.oldest_dead_lettered_ms)).toISOString(),
         })),
       parkedKeys: parkedKeyRows.filter((r) => parsePartitionStreamName(r.stream)?.stream === stream),
+      parking: parking.summaries
+        .filter((r) => parsePartitionStreamName(r.stream_name)?.stream === stream)
+        .map((r) => ({
+          group: r.group_name,
+          partition: r.stream_name,
+          keys: r.keys,
+          halted: r.halted,
+          parkedEvents: r.parked_events,
+          mostOverdueSeconds: r.most_overdue_s === null ? null : round(r.most_overdue_s),
+        })),
     };
 
     const groups = new Map<string, GroupStatus>();
