@@ -7,7 +7,6 @@
  * Everything it starts — app processes, servers, temp directories — is torn
  * down in `finally`, whatever happened.
  */
-import { spawnSync } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,10 +30,12 @@ import {
   type DedicatedRedis,
   type DedicatedRedisCluster,
 } from '@petcover/outbox/testing';
-import { partitionStreamNames } from '@petcover/outbox';
-import { createRedisClient, redisConnectionEnv } from '@petcover/service-kit';
+import { parseStreamPartitions, partitionStreamNames } from '@petcover/outbox';
+import { createRedisClient, redisConnectionEnv, type RedisConnection } from '@petcover/service-kit';
 import { AppProcess } from './app-process';
 import { CHAOS_GROUP, CHAOS_STREAMS, streamPartitionsEnv } from './chaos-streams';
+import { settleWithin } from './deadline';
+import { keepFailureEvidence } from './evidence';
 import { describeFault, planFaults, type AppRole, type Fault, type FaultKind } from './fault-plan';
 import { ChaosProducer } from './producer';
 import { eraseRedisRecord, plantWrongType, restoreOlderSnapshot } from './redis-faults';
@@ -178,45 +179,25 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       } catch (error) {
         log(`chaos: could not copy the app logs: ${(error as Error).message}`);
       }
-      if (failed && !options.failureExpected) await keepEvidence(services, keepLogsDir, log);
+      // Last before the teardown: its events status is then the last thing printed before the summary.
+      if (failed && !options.failureExpected) {
+        await keepFailureEvidence({
+          dir: keepLogsDir,
+          databaseUrl: services.postgres && withDatabaseName(services.postgres.url, 'chaos'),
+          redis: redisConnectionOf(services),
+          partitions: parseStreamPartitions(streamPartitionsEnv()),
+          log,
+        });
+      }
     }
     await tearDown(services, log);
   }
 }
 
-/**
- * What a failed run leaves for its reader beside the app logs: a dump of the
- * run's database (outbox rows with their entry ids, inbox, parked keys, dead
- * letters, chaos.handled in handling order) and every Redis stream's entries,
- * groups and pending lists. Best effort: a server that is down is skipped.
- */
-async function keepEvidence(services: Services, dir: string, log: (line: string) => void): Promise<void> {
-  if (services.postgres) {
-    const dumped = spawnSync('pg_dump', ['--no-owner', '-f', path.join(dir, 'chaos-db.sql'), withDatabaseName(services.postgres.url, 'chaos')], { encoding: 'utf8' });
-    log(dumped.status === 0 ? `chaos: database dumped to ${dir}/chaos-db.sql` : `chaos: could not dump the database: ${dumped.stderr || dumped.error?.message}`);
-  }
-  if (!services.redis) return;
-  const redis = createRedisClient({ url: services.redis.url, cluster: false }, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    const streams: Record<string, unknown> = {};
-    for (const key of (await redis.keys('*')).sort()) {
-      if ((await redis.type(key)) !== 'stream') continue;
-      const groups = (await redis.call('XINFO', 'GROUPS', key)) as unknown[][];
-      const pending: Record<string, unknown> = {};
-      for (const group of groups) {
-        const name = String(group[group.indexOf('name') + 1]);
-        pending[name] = await redis.call('XPENDING', key, name, '-', '+', '100000');
-      }
-      streams[key] = { groups, pending, entries: await redis.xrange(key, '-', '+') };
-    }
-    fs.writeFileSync(path.join(dir, 'redis-streams.json'), JSON.stringify(streams));
-    log(`chaos: Redis streams dumped to ${dir}/redis-streams.json`);
-  } catch (error) {
-    log(`chaos: could not dump the Redis streams: ${(error as Error).message}`);
-  } finally {
-    redis.disconnect();
-  }
+/** The run's Redis as its apps reach it (single or Cluster); undefined before it started. */
+function redisConnectionOf(services: Services): RedisConnection | undefined {
+  if (services.cluster) return services.cluster.connection;
+  return services.redis && { url: services.redis.url, cluster: false };
 }
 
 async function runScenario(options: ChaosOptions, services: Services): Promise<ChaosSummary> {
@@ -324,7 +305,7 @@ async function runScenario(options: ChaosOptions, services: Services): Promise<C
   }, 500));
 
   const chaosPartitionKeys = chaosPartitions.map((p) => p.partitionStream);
-  const redisConnection = services.cluster?.connection ?? { url: (services.redis as DedicatedRedis).url, cluster: false };
+  const redisConnection = redisConnectionOf(services) as RedisConnection;
   const faults: Record<string, number> = {};
   let skippedFaults = 0;
   const count = (label: string) => (faults[label] = (faults[label] ?? 0) + 1);
@@ -600,24 +581,11 @@ function countHandlerTimeouts(consumers: readonly AppProcess[]): number {
   return timeouts;
 }
 
-/** Resolves or rejects with `work`, or rejects when `ms` pass or `signal` aborts — whichever comes first. */
-function settleWithin<T>(work: Promise<T>, ms: number, signal?: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`chaos run exceeded its ${Math.round(ms / 1000)} s budget`)), ms);
-    const onAbort = () => reject(new Error('chaos run aborted'));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    });
-  });
-}
-
 async function tearDown(services: Services, log: (line: string) => void): Promise<void> {
   // Each step is bounded, so one that hangs cannot keep the others from running.
   const step = async (what: string, action: () => Promise<unknown> | unknown) => {
     try {
-      await settleWithin(Promise.resolve().then(action), 30_000);
+      await settleWithin(Promise.resolve().then(action), 30_000, undefined, `cleanup of ${what}`);
     } catch (error) {
       log(`chaos: cleanup of ${what} failed: ${(error as Error).message}`);
     }
