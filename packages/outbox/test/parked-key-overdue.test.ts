@@ -60,7 +60,7 @@ const cli = (argv: string[]) => runEventsCliCaptured(argv, eventsCliEnv(testDb.u
 describe('events status: parked keys whose retry is overdue', () => {
   test('a key due 130 s ago on a partition held by a dead owner → parked_key_overdue naming key, attempts, overdue, events waiting and the dead holder; exit 1', async () => {
     const stream = uniqueStreamName('payments');
-    const partition = partitionStreamName(stream, 2);
+    const partition = partitionStreamName(stream, 2, 4);
     const group = uniqueGroupName('chaos');
     await parkKey(group, partition, 'payments-12', { attempts: 4, dueInSeconds: -130, events: 3 });
     await parkKey(group, partition, 'payments-11', { attempts: 2, dueInSeconds: -95, events: 2 });
