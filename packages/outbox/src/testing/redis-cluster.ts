@@ -214,8 +214,13 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   /** The port of the live master serving `slot`, once every replica is in sync (so one can be promoted). */
   const masterOf = async (slot: number, timeoutMs: number): Promise<number> => {
     await waitFor(replicasInSync, { timeoutMs, intervalMs: 100, description: 'replicas in sync before failing a master' });
-    const victim = (await nodes()).find((n) => n.role === 'master' && !n.failed && n.slots.some(([from, to]) => slot >= from && slot <= to));
+    const known = await nodes();
+    const victim = known.find((n) => n.role === 'master' && !n.failed && n.slots.some(([from, to]) => slot >= from && slot <= to));
     if (!victim) throw new Error(`no live master serves slot ${slot}`);
+    // A master whose replica was promoted earlier (and whose old master never came back) has none left to promote.
+    if (!known.some((n) => n.role === 'replica' && n.masterId === victim.id && !n.failed && livePorts().includes(n.port))) {
+      throw new Error(`the master on port ${victim.port} (slot ${slot}) has no live replica to promote: restart the node a previous failover left down`);
+    }
     return victim.port;
   };
 
