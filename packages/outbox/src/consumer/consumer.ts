@@ -448,9 +448,10 @@ export function createConsumer(options: ConsumerOptions): Consumer {
           'handed-over partition: its worker has not ended within the handler deadline plus the lease TTL; no longer renewing its lease, so another replica takes it over',
         );
       }
-      // Still moving (a long batch whose handler calls keep ending): let it finish; once the lease lapses its commits are refused.
+      // Still moving (a long batch whose handler calls keep ending), or past its batch and ending (its remaining
+      // Redis calls are bounded): let it finish; once the lease lapses its commits are refused.
       const stalledMs = entry.worker.stalledMs();
-      if (stalledMs > 0 && stalledMs <= watchdogMs) continue;
+      if (stalledMs <= watchdogMs) continue;
       // Stuck in a call nothing ends (a frozen Postgres backend holds its ROLLBACK): waiting for it would keep the
       // partition from this process for good, and from the others too while they hold their fair share.
       retiring.delete(partitionStream);
