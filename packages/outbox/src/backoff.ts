@@ -39,11 +39,19 @@ export class NoAnswerError extends Error {
  * queues commands while it reconnects with no bound at all.
  */
 export function answeredWithin<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
+  return settleBy(call, ms, () => new NoAnswerError(what, ms));
+}
+
+/**
+ * `call`, or a rejection with `expired()` after `ms` (called once, at the
+ * deadline: it may also abort what the call listens to). The call may still
+ * settle later, or never; nobody awaits it then (never an unhandled rejection).
+ */
+export function settleBy<T>(call: Promise<T>, ms: number, expired: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NoAnswerError(what, ms)), ms);
+    timer = setTimeout(() => reject(expired()), ms);
   });
-  // Settles after the deadline, or never: nobody awaits it then.
   call.catch(() => undefined);
   return Promise.race([call, deadline]).finally(() => clearTimeout(timer));
 }

@@ -7,6 +7,7 @@
  * follows is not stuck behind it.
  */
 import { sql as drizzleSql } from 'drizzle-orm';
+import { settleBy } from '../backoff';
 import { executePrepared, type Transaction } from '../db';
 
 /** A handler call ran past its deadline: counted as a failed attempt (retried, then dead-lettered). */
@@ -28,21 +29,12 @@ export class HandlerTimeoutError extends Error {
  */
 export async function withDeadline<T>(eventType: string, timeoutMs: number, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new HandlerTimeoutError(eventType, timeoutMs);
-      controller.abort(error);
-      reject(error);
-    }, timeoutMs);
+  // async: a handler that throws before returning a promise rejects like one that rejects.
+  return settleBy(call(controller.signal), timeoutMs, () => {
+    const error = new HandlerTimeoutError(eventType, timeoutMs);
+    controller.abort(error);
+    return error;
   });
-  const running = call(controller.signal);
-  running.catch(() => undefined);
-  try {
-    return await Promise.race([running, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
