@@ -168,20 +168,44 @@ describe('a worker that cannot end', () => {
     const prefix = usePrefix();
     const group = uniqueGroupName();
     const keys = [0, 1].map((p) => redisStreamKey(partitionStreamName(stream, p, 2), prefix));
-    // 30 events of 150 ms per partition: a batch of about 4.5 s, three times the bound (deadline 0.5 s + TTL 1 s).
+    // Each handler call waits until A's next coordination round (its leases renewed) and then ends: A's batches keep
+    // moving at the consumer's own pace, so a batch of 30 lasts about 30 rounds, well past the give-up bound
+    // (deadline 0.5 s + TTL 1 s), while no call is ever stalled for long.
+    let open = false;
     let calls = 0;
+    const held: Array<() => void> = [];
     const registry = recordingRegistry(() => {
       calls++;
-      return new Promise<void>((resolve) => setTimeout(resolve, 150));
+      return open ? undefined : new Promise<void>((resolve) => held.push(resolve));
     });
     for (const key of keys) await appendTestEvents(harness.redis, key, Array.from({ length: 30 }, (_, i) => seqEvent(i + 1)));
     const options = { registry, streams: [{ name: stream, partitions: 2 }], group, keyPrefix: prefix, batchSize: 30, handlerTimeoutMs: 500, leaseTtlMs: 1_000 };
     const a = startConsumer(options);
+    const renewedAt = async () => {
+      const [row] = await harness.testDb.sql<{ at: string | null }[]>`
+        SELECT max(renewed_at)::text AS at FROM events.stream_lease WHERE owner_id = ${a.consumer.ownerId}`;
+      return row?.at ?? null;
+    };
+    const pump = (async () => {
+      let last: string | null = null;
+      while (!open) {
+        last = await waitFor(async () => {
+          const at = await renewedAt();
+          return open ? 'open' : at !== null && at !== last ? at : null;
+        }, { timeoutMs: 20_000, description: 'A renews its leases (a coordination round)' });
+        for (const release of held.splice(0)) release();
+      }
+    })();
     // Effects show only once a batch commits: count calls instead.
     await waitFor(() => calls >= 4, { description: 'A in the middle of its first batches' });
     // A second replica joins: A hands one partition over in the middle of its batch.
     startConsumer(options);
     await waitFor(() => a.lines.some((l) => l.msg === 'handing a partition over to rebalance'), { timeoutMs: 20_000, description: 'A hands a partition over' });
+    // Past the bound with its batch still in hand: the lease is no longer renewed, the worker is left to finish.
+    await waitFor(() => a.lines.some((l) => String(l.msg).includes('no longer renewing its lease')), { timeoutMs: 20_000, description: 'the handed-over worker still working past the bound' });
+    open = true;
+    for (const release of held.splice(0)) release();
+    await pump;
     const rows = await waitForEffects(group, 60, 60_000);
     expect(rows).toHaveLength(60);
     expect(a.lines.filter((l) => String(l.msg).includes('may be leased again'))).toEqual([]);
