@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '@petcover/service-kit';
-import { acquireLease, collectEventsStatus, formatEventsStatus, partitionStreamName, redisStreamKey, type EventsStatus } from '../src';
+import { acquireLease, collectEventsStatus, INBOX_MAINTENANCE_STREAM, formatEventsStatus, partitionStreamName, redisStreamKey, type EventsStatus } from '../src';
 import { encodeEntry } from '../src/streams';
 import { runEventsCli } from '../src/cli/events';
 import { partitionFaultsKey, reportPartitionFault, reportStuckPartition, stuckPartitionsKey } from '../src/consumer/stuck-partitions';
@@ -256,6 +256,28 @@ describe('events status', () => {
     expect(s.groups[0]!.partitions.map((p) => p.partition)).toEqual([`${stream}:p1`, `${stream}:p3`]);
     expect(s.groups[0]!.partitions[0]!.lease).toMatchObject({ ownerId: 'c:1:x' });
     expect(report.problems).toEqual([]);
+  });
+
+  test('a maintenance lease (outbox prune, inbox retention) is listed as a lease, never as a stream', async () => {
+    const publisherOwner = `host:1:${randomUUID().slice(0, 8)}`;
+    const consumerOwner = `consumer-${randomUUID().slice(0, 8)}`;
+    await leaseOfLiveOwner({ streamName: 'stream:events:outbox', role: 'maintenance', ownerId: publisherOwner, ttlMs: 30_000 });
+    await leaseOfLiveOwner({ streamName: INBOX_MAINTENANCE_STREAM, role: 'maintenance', ownerId: consumerOwner, ttlMs: 30_000 });
+    try {
+      // Every stream of this file's database: the maintenance leases must not add one.
+      const report = await collectEventsStatus({ sql: testDb.sql, redis, keyPrefix });
+      const streams = report.streams.map((s) => s.stream);
+      expect(streams).not.toContain('stream:events:outbox');
+      expect(streams).not.toContain(INBOX_MAINTENANCE_STREAM);
+      expect(report.leases).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ stream: 'stream:events:outbox', role: 'maintenance', ownerId: publisherOwner }),
+          expect.objectContaining({ stream: INBOX_MAINTENANCE_STREAM, role: 'maintenance', ownerId: consumerOwner }),
+        ]),
+      );
+    } finally {
+      await testDb.sql`DELETE FROM events.stream_lease WHERE role = 'maintenance'`;
+    }
   });
 
   test('dead letters still dead → dead_letters per group with their types', async () => {

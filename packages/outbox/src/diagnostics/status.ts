@@ -323,7 +323,8 @@ export async function collectEventsStatus(options: CollectStatusOptions): Promis
     partitionCounts.set(parsed.stream, Math.max(partitionCounts.get(parsed.stream) ?? 1, seen));
   };
   for (const row of outboxRows) noteStream(row.stream_name);
-  for (const row of leaseRows) noteStream(row.stream_name);
+  // A maintenance lease (outbox prune, inbox retention) names a job, not a stream.
+  for (const row of leaseRows) if (row.role !== 'maintenance') noteStream(row.stream_name);
   for (const row of deadLetterRows) noteStream(row.stream_name);
   for (const row of parking.summaries) noteStream(row.stream_name);
   for (const key of redisKeys) noteStream(key);
