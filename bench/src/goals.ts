@@ -32,11 +32,14 @@ export function computeGoals(r: BenchResults, rate: number): Goal[] {
   const goals: Goal[] = [];
   const limits = r.limits;
 
-  const flat = r.keepingUp?.highestFlatRatePerSec ?? null;
+  // The pipeline's figure: with async steps, the producer was taken out of the ceiling (see keeping-up.ts).
+  const durableFlat = r.keepingUp?.highestFlatRatePerSec ?? null;
+  const flat = r.keepingUp?.pipelineHighestFlatRatePerSec ?? durableFlat;
   const keepingUp = ratio(flat, limits?.singleRowCommitsPerSec);
+  const producerNote = flat !== durableFlat ? ` (producer at synchronous_commit = off; with a durable producer ${int(durableFlat)}/s, its own ceiling)` : '';
   goals.push({
     goal: 'highest rate with a flat backlog ≥ 50 % of the single-row commit limit',
-    figure: `${int(flat)}/s = ${pct(keepingUp)} of ${int(limits?.singleRowCommitsPerSec)}/s`,
+    figure: `${int(flat)}/s = ${pct(keepingUp)} of ${int(limits?.singleRowCommitsPerSec)}/s${producerNote}`,
     met: judged(keepingUp, (v) => v >= 0.5),
   });
 

@@ -46,6 +46,8 @@ export interface PgbenchRun {
   latencyLimitMs?: number;
   /** `prepared` (default) prepares each statement once per connection, as postgres.js does. */
   queryMode?: 'simple' | 'extended' | 'prepared';
+  /** Server settings of pgbench's own sessions (PGOPTIONS `-c name=value`), e.g. synchronous_commit. */
+  sessionSettings?: Record<string, string>;
 }
 
 export interface PgbenchOutcome {
@@ -108,8 +110,14 @@ export async function runPgbench(options: PgbenchRun): Promise<PgbenchOutcome> {
   for (const [name, value] of Object.entries(options.variables ?? {})) args.push('-D', `${name}=${value}`);
   if (options.ratePerSec !== undefined) args.push('-R', String(options.ratePerSec));
   if (options.ratePerSec !== undefined && options.latencyLimitMs !== undefined) args.push('-L', String(options.latencyLimitMs));
+  const env: NodeJS.ProcessEnv = { ...process.env, PGAPPNAME: 'pgbench' };
+  const settings = Object.entries(options.sessionSettings ?? {});
+  for (const [name, value] of settings) {
+    if (!/^[a-z_.]+$/.test(name) || !/^[\w.]+$/.test(value)) throw new Error(`pgbench session setting ${name}=${value} is not a plain name and value`);
+  }
+  if (settings.length > 0) env.PGOPTIONS = [env.PGOPTIONS, ...settings.map(([name, value]) => `-c ${name}=${value}`)].filter(Boolean).join(' ');
   try {
-    const { stdout } = await run(findPgbench(), [...args, options.databaseUrl], { maxBuffer: 16 * 1024 * 1024, env: { ...process.env, PGAPPNAME: 'pgbench' } });
+    const { stdout } = await run(findPgbench(), [...args, options.databaseUrl], { maxBuffer: 16 * 1024 * 1024, env });
     return parsePgbenchOutput(stdout);
   } finally {
     fs.rmSync(file, { force: true });

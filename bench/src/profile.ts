@@ -71,7 +71,7 @@ export const FULL_PROFILE: BenchProfile = {
   liveWarmupSeconds: 3,
   liveSeconds: 15,
   enqueueCpuCalls: 5000,
-  keepingUpRates: [500, 1000, 1500, 2000, 3000, 4000, 6000],
+  keepingUpRates: [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000],
   keepingUpStepMs: 20_000,
   failoverLeaseTtlSeconds: 5,
 };

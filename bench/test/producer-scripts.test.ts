@@ -114,3 +114,23 @@ describe("BullMQ's PostgreSQL backend producer transaction (add_job)", () => {
     expect(new Set(jobs.map((j) => j.id)).size).toBe(4);
   });
 });
+
+describe('pgbench session settings', () => {
+  it("apply to pgbench's own sessions only (the keeping-up scenario's async producer)", async () => {
+    await env.db.sql.unsafe('CREATE TABLE IF NOT EXISTS bench.seen_setting (value text NOT NULL)');
+    await env.db.sql.unsafe('TRUNCATE bench.seen_setting');
+    const script = "INSERT INTO bench.seen_setting SELECT current_setting('synchronous_commit');\n";
+    await runPgbench({ databaseUrl: env.databaseUrl, script, clients: 1, transactions: 1, sessionSettings: { synchronous_commit: 'off' } });
+    await runPgbench({ databaseUrl: env.databaseUrl, script, clients: 1, transactions: 1 });
+    const seen = await env.db.sql<{ value: string }[]>`SELECT value FROM bench.seen_setting`;
+    expect(seen.map((r) => r.value)).toEqual(['off', 'on']);
+    const [ours] = await env.db.sql<{ value: string }[]>`SELECT current_setting('synchronous_commit') AS value`;
+    expect(ours!.value).toBe('on');
+  });
+
+  it('refuses a setting that is not a plain name and value, before starting pgbench', async () => {
+    await expect(
+      runPgbench({ databaseUrl: env.databaseUrl, script: 'SELECT 1;\n', clients: 1, transactions: 1, sessionSettings: { synchronous_commit: 'off -c work_mem=1GB' } }),
+    ).rejects.toThrow('pgbench session setting synchronous_commit=off -c work_mem=1GB is not a plain name and value');
+  });
+});
