@@ -41,6 +41,12 @@ export interface PublisherConfig {
   /** How often a prune pass starts from the bottom of the table instead of where the last one stopped. */
   pruneFullSweepIntervalMs: number;
   stopTimeoutMs: number;
+  /**
+   * How long one Postgres step of a drain or of the lease round (a select, a
+   * mark-published UPDATE, a lease renewal) may go unanswered before it is
+   * given up as failed (see PUBLISHER_DEFAULTS.postgresAnswerMs).
+   */
+  postgresAnswerMs: number;
 }
 
 export interface PublisherContext {

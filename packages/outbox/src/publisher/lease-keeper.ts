@@ -14,7 +14,7 @@ import { compareEntryIds } from '../entry-id';
 import { partitionCount, partitionStreamNames, redisStreamKey } from '../streams';
 import { streamHead } from './redis-scripts';
 import { databaseIdentity, leaseHolder, recordedPositions, streamsWithUnpublishedRows } from './statements';
-import { StreamDrainer } from './stream-drainer';
+import { postgresStep, StreamDrainer } from './stream-drainer';
 
 /** How long a graceful stop waits for lease releases (Postgres may be down). */
 const RELEASE_TIMEOUT_MS = 2_000;
@@ -93,7 +93,8 @@ export class LeaseKeeper {
 
   /** Discovers streams with work, acquires or renews their leases, notices lost ones. */
   private async round(signal: AbortSignal): Promise<void> {
-    const candidates = new Set([...(await streamsWithUnpublishedRows(this.ctx.sql)), ...this.held.keys(), ...(await this.idleStreamsBehind())]);
+    const found = await postgresStep(this.ctx, '*', 'discover', streamsWithUnpublishedRows(this.ctx.sql));
+    const candidates = new Set([...found, ...this.held.keys(), ...(await this.idleStreamsBehind())]);
     for (const stream of candidates) {
       if (signal.aborted) return;
       const health = this.healthOf(stream);
@@ -115,7 +116,7 @@ export class LeaseKeeper {
    */
   private async idleStreamsBehind(): Promise<string[]> {
     const { ctx } = this;
-    const recorded = (await recordedPositions(ctx.sql)).filter((r) => {
+    const recorded = (await postgresStep(ctx, '*', 'discover', recordedPositions(ctx.sql))).filter((r) => {
       if (this.held.has(r.stream)) return false;
       const count = partitionCount(r.stream, ctx.partitions);
       return partitionStreamNames(r.stream, count).some((name) => redisStreamKey(name, ctx.keyPrefix) === r.redisKey);
@@ -135,7 +136,8 @@ export class LeaseKeeper {
     const current = this.held.get(stream);
     let grant: LeaseGrant | null;
     try {
-      grant = await acquireLease(ctx.sql, { streamName: stream, role: 'publisher', ownerId: ctx.ownerId, ttlMs: ctx.config.leaseTtlMs });
+      // Bounded: one renewal that never answers would hold the round, and with it every lease of this process.
+      grant = await postgresStep(ctx, stream, 'lease', acquireLease(ctx.sql, { streamName: stream, role: 'publisher', ownerId: ctx.ownerId, ttlMs: ctx.config.leaseTtlMs }));
     } catch (error) {
       if (!(error instanceof ImpossibleLeaseError)) throw error;
       // A hand-edited row, not a database outage: said once, the stream left alone until an operator drops the row.
@@ -181,7 +183,7 @@ export class LeaseKeeper {
 
   private async noteLeaseWait(stream: string): Promise<void> {
     const { ctx } = this;
-    const holder = await leaseHolder(ctx.sql, stream, 'publisher');
+    const holder = await postgresStep(ctx, stream, 'lease', leaseHolder(ctx.sql, stream, 'publisher'));
     if (!holder || this.waitingFor.get(stream) === holder.ownerId) return;
     this.waitingFor.set(stream, holder.ownerId);
     ctx.metrics.leaseWaits.inc({ stream });

@@ -20,6 +20,7 @@ export interface PublisherMetrics {
   republished: Counter<'stream'>;
   markedFromRedis: Counter<'stream'>;
   streamFaults: Counter<'stream' | 'cause'>;
+  postgresNoAnswer: Counter<'stream' | 'step'>;
   trimmedEntries: Counter<'stream'>;
   prunedRows: Counter;
 }
@@ -68,6 +69,12 @@ export function createPublisherMetrics(registry: Registry, sql: Sql): PublisherM
     republished: new Counter({ name: 'petcover_publisher_republished_events_total', help: 'Published events re-appended because Redis was found behind what Postgres recorded', labelNames: ['stream'], registers }),
     markedFromRedis: new Counter({ name: 'petcover_publisher_marked_from_redis_total', help: 'Rows marked published from Redis entries appended but not yet marked (a crash or failed UPDATE between append and mark)', labelNames: ['stream'], registers }),
     streamFaults: new Counter({ name: 'petcover_publisher_stream_faults_total', help: 'Redis errors of one stream (WRONGTYPE, script error, entry too large), by Redis error code; that stream backs off alone', labelNames: ['stream', 'cause'], registers }),
+    postgresNoAnswer: new Counter({
+      name: 'petcover_publisher_postgres_no_answer_total',
+      help: 'Postgres steps of a drain or lease round given up after postgresAnswerMs without an answer (a frozen backend, a stranded call), by step',
+      labelNames: ['stream', 'step'],
+      registers,
+    }),
     trimmedEntries: new Counter({ name: 'petcover_publisher_trimmed_entries_total', help: 'Redis stream entries trimmed', labelNames: ['stream'], registers }),
     prunedRows: new Counter({ name: 'petcover_publisher_pruned_rows_total', help: 'Published outbox rows pruned after the retention window', registers }),
   };

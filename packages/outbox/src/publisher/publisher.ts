@@ -77,6 +77,17 @@ export const PUBLISHER_DEFAULTS: PublisherConfig = {
   pruneFullSweepIntervalMs: 60 * 60_000,
   /** Graceful stop waits this long for batches in hand before releasing leases anyway. */
   stopTimeoutMs: 5_000,
+  /**
+   * A Postgres call that never answers would hold a drain for good while the
+   * lease keeper, on other connections, keeps renewing its lease: a frozen
+   * backend (SIGSTOP, a paused VM) keeps its socket open, and postgres.js has
+   * stranded queries across a server restart. Past this, the step counts as
+   * failed: the drain re-syncs from Redis and Postgres and goes on, on other
+   * connections. Far above the statements' own time (10-40 ms) and ordinary
+   * lock waits; the statement may still run later, which every statement
+   * here tolerates (marks are fenced and idempotent, selects are dropped).
+   */
+  postgresAnswerMs: 15_000,
 };
 
 export interface PublisherOptions extends Partial<PublisherConfig> {

@@ -24,7 +24,7 @@ import { ReplyError } from 'ioredis';
 import { acquireLease, ImpossibleLeaseError, type LeaseGrant } from '../lease/lease';
 import { compareEntryIds, entryIdParts, NO_ENTRY } from '../entry-id';
 import { partitionCount, partitionFor, partitionStreamName, redisStreamKey } from '../streams';
-import { answeredWithin, FailureLog, sleep, Wakeup } from '../backoff';
+import { answeredWithin, FailureLog, NoAnswerError, sleep, Wakeup } from '../backoff';
 import { tracePublish } from '../tracing';
 import type { PublisherContext } from './context';
 import { StreamWake } from './wake-lock';
@@ -89,6 +89,21 @@ const REDIS_ANSWER_MS = 10_000;
 function onKey<T>(redisKey: string, promise: Promise<T>): Promise<T> {
   return answeredWithin(promise, REDIS_ANSWER_MS, `Redis on ${redisKey}`).catch((error: unknown) => {
     throw error instanceof ReplyError ? new PartitionFault(redisKey, error as Error) : error;
+  });
+}
+
+/**
+ * A Postgres step of a stream's drain or lease, bounded by postgresAnswerMs:
+ * past it the step fails with NoAnswerError, counted by `step`. The caller
+ * treats that like any failure of the step (the drain backs off, re-syncs and
+ * goes on, on other connections of the pool). The call itself is abandoned:
+ * a select's late rows are dropped, and a late mark or lease statement is
+ * fenced and idempotent (see PUBLISHER_DEFAULTS.postgresAnswerMs).
+ */
+export function postgresStep<T>(ctx: PublisherContext, stream: string, step: string, call: Promise<T>): Promise<T> {
+  return answeredWithin(call, ctx.config.postgresAnswerMs, `Postgres ${step} of stream ${stream}`).catch((error: unknown) => {
+    if (error instanceof NoAnswerError) ctx.metrics.postgresNoAnswer.inc({ stream, step });
+    throw error;
   });
 }
 
@@ -182,14 +197,14 @@ export class StreamDrainer {
         const outcome = await this.drainBatch();
         this.healthy();
         if (outcome === 'stop') break;
-        if (this.rowsSeen) await this.wake.sawRows();
+        if (this.rowsSeen) await this.pg('wake', this.wake.sawRows());
         if (outcome === 'full') continue;
         // Traffic: poll after the gather interval (producers send no NOTIFY while we are awake).
-        if (outcome === 'partial' || (await this.wake.idle()) === 'poll') {
+        if (outcome === 'partial' || (await this.pg('wake', this.wake.idle())) === 'poll') {
           await sleep(this.wake.pollDelayMs(this.ctx.config.gatherMs), signal);
           continue;
         }
-        const sleepMs = await this.wake.sleepMs(this.ctx.config.pollIntervalMs);
+        const sleepMs = await this.pg('wake', this.wake.sleepMs(this.ctx.config.pollIntervalMs));
         this.idle = true;
         await this.wakeup.wait(sleepMs, signal);
         this.idle = false;
@@ -211,7 +226,11 @@ export class StreamDrainer {
     await this.settleMark().catch((error: unknown) =>
       this.ctx.log.warn({ stream: this.stream, err: error }, 'marking the last batch published failed; the next owner marks it from the Redis entries'),
     );
-    await this.wake.stop();
+    await this.pg('wake', this.wake.stop()).catch(() => undefined); // a lock left held only costs producers their NOTIFY
+  }
+
+  private pg<T>(step: string, call: Promise<T>): Promise<T> {
+    return postgresStep(this.ctx, this.stream, step, call);
   }
 
   private drop(reason: string): void {
@@ -232,7 +251,7 @@ export class StreamDrainer {
     const sweeping = this.cursor === '0';
     if (sweeping) await this.settleMark();
     const fencingToken = this.fencingToken;
-    const batch = await selectUnpublishedBatch(ctx.sql, stream, this.cursor, this.sizer.bounds);
+    const batch = await this.pg('select', selectUnpublishedBatch(ctx.sql, stream, this.cursor, this.sizer.bounds));
     this.sizer.observe(batch);
     const { rows, full } = batch;
     if (rows.length === 0) {
@@ -335,7 +354,7 @@ export class StreamDrainer {
     const mark = this.marking;
     if (!mark) return 'ok';
     this.marking = undefined;
-    const { leaseHeld, updated } = await mark.result;
+    const { leaseHeld, updated } = await this.pg('mark', mark.result);
     if (!leaseHeld) {
       this.cursor = '0';
       if (this.fencingToken !== mark.fencingToken) return 'retry';
@@ -357,7 +376,7 @@ export class StreamDrainer {
    */
   private async reconcile(): Promise<void> {
     const { ctx, stream } = this;
-    const grant = await acquireLease(ctx.sql, { streamName: stream, role: 'publisher', ownerId: ctx.ownerId, ttlMs: ctx.config.leaseTtlMs });
+    const grant = await this.pg('lease', acquireLease(ctx.sql, { streamName: stream, role: 'publisher', ownerId: ctx.ownerId, ttlMs: ctx.config.leaseTtlMs }));
     if (!grant) throw new LeaseGoneError('lease lost before reconciling Redis with Postgres');
     if (grant.fencingToken !== this.fencingToken) this.fencingToken = grant.fencingToken;
     const writer = ctx.writerWith(this.fencingToken);
@@ -373,7 +392,7 @@ export class StreamDrainer {
       }
       ctx.noteForeignDatabase(stream, this.partitions[i]!.redisKey, stamp.previousDatabaseId);
     }
-    const recorded = await readPositions(ctx.sql, this.partitions.map((p) => p.redisKey));
+    const recorded = await this.pg('positions', readPositions(ctx.sql, this.partitions.map((p) => p.redisKey)));
     for (const [i, partition] of this.partitions.entries()) {
       const stamp = stamps[i]!;
       if (stamp.status !== 'ok') continue;
@@ -408,12 +427,15 @@ export class StreamDrainer {
       const page = await onKey(partition.redisKey, entriesAfter(ctx.redis, partition.redisKey, cursor, ctx.config.batchSize * 2));
       if (page.lastSeen === null) break;
       const last: AppendedEntry | undefined = page.entries[page.entries.length - 1];
-      const result = await recordEntries(ctx.sql, stream, ctx.ownerId, this.fencingToken, {
-        ids: page.entries.map((e) => e.outboxId),
-        eventIds: page.entries.map((e) => e.eventId),
-        entryIds: page.entries.map((e) => e.entryId),
-        heads: [{ redisKey: partition.redisKey, lastEntryId: page.lastSeen, lastOutboxId: last?.outboxId ?? '0' }],
-      });
+      const result = await this.pg(
+        'mark',
+        recordEntries(ctx.sql, stream, ctx.ownerId, this.fencingToken, {
+          ids: page.entries.map((e) => e.outboxId),
+          eventIds: page.entries.map((e) => e.eventId),
+          entryIds: page.entries.map((e) => e.entryId),
+          heads: [{ redisKey: partition.redisKey, lastEntryId: page.lastSeen, lastOutboxId: last?.outboxId ?? '0' }],
+        }),
+      );
       if (!result.leaseHeld) throw new LeaseGoneError('lease lost while marking rows from Redis entries');
       marked += result.updated;
       cursor = page.lastSeen;
@@ -464,16 +486,16 @@ export class StreamDrainer {
     let afterId = '0';
     let requeued = 0;
     for (;;) {
-      const { rows } = await selectRecordedAfter(ctx.sql, stream, bound, afterId, this.sizer.bounds);
+      const { rows } = await this.pg('select', selectRecordedAfter(ctx.sql, stream, bound, afterId, this.sizer.bounds));
       if (rows.length === 0) break;
       afterId = rows[rows.length - 1]!.id;
       const mine = rows.filter((r) => partitionFor(r.partitionKey, this.partitions.length) === partition.index);
       if (mine.length === 0) continue;
-      const result = await requeueRows(ctx.sql, stream, ctx.ownerId, this.fencingToken, { ids: mine.map((r) => r.id), eventIds: mine.map((r) => r.eventId) });
+      const result = await this.pg('requeue', requeueRows(ctx.sql, stream, ctx.ownerId, this.fencingToken, { ids: mine.map((r) => r.id), eventIds: mine.map((r) => r.eventId) }));
       if (!result.leaseHeld) throw new LeaseGoneError('lease lost while queueing the rows Redis lost');
       requeued += result.updated;
     }
-    if (!(await recordPosition(ctx.sql, stream, ctx.ownerId, this.fencingToken, partition.redisKey, actual))) {
+    if (!(await this.pg('positions', recordPosition(ctx.sql, stream, ctx.ownerId, this.fencingToken, partition.redisKey, actual)))) {
       throw new LeaseGoneError('lease lost while recording where Redis ends');
     }
     ctx.metrics.republished.inc({ stream }, requeued);
@@ -493,7 +515,7 @@ export class StreamDrainer {
     this.ctx.metrics.streamFaults.inc({ stream: this.stream, cause: error.code });
     if (this.recordedFault?.redisKey === error.redisKey && this.recordedFault.message === error.message) return;
     try {
-      await recordFault(this.ctx.sql, this.stream, error.redisKey, error.message);
+      await this.pg('fault', recordFault(this.ctx.sql, this.stream, error.redisKey, error.message));
       this.recordedFault = { redisKey: error.redisKey, message: error.message };
     } catch {
       // Postgres down as well: the log line and the metric still say it; retried on the next failure.
