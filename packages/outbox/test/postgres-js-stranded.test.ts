@@ -109,6 +109,33 @@ test('a transaction query issued after its session ended, while the pool reconne
   }
 });
 
+test('the same across `pg_ctl stop -m fast` and a restart: the transaction callback outlives the server, its late query fails, the queued query gets its own rows', async () => {
+  const { sql, armNextSession } = await poolWatchingReconnects();
+  try {
+    const { startup: nextSession } = await armNextSession();
+    let started = false;
+    let late: Promise<unknown> | undefined;
+    const transaction = sql.begin(async (tx) => {
+      await tx`SELECT 1`;
+      started = true;
+      await nextSession; // a handler that outlasts the restart
+      late = tx`SELECT 'late' AS late`;
+      return late;
+    });
+    transaction.catch(() => undefined);
+    await waitFor(() => started, { description: 'the transaction to start' });
+    const queued = sql`SELECT 'queued' AS queued`.execute();
+    await server.restart(); // FATAL 57P01 on every backend, then down, then up again
+    await expect(answeredWithin(transaction, SETTLE_MS, 'begin()')).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+    await waitFor(() => late !== undefined, { description: 'the transaction callback to issue its late query' });
+    await expect(answeredWithin(late!, SETTLE_MS, 'the late transaction query')).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+    expect(await answeredWithin(queued, SETTLE_MS, 'the queued query')).toEqual([{ queued: 'queued' }]);
+    expect(await answeredWithin(sql`SELECT 'after' AS after`.execute(), SETTLE_MS, 'a query after')).toEqual([{ after: 'after' }]);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+});
+
 test('a commitFenced whose backend is terminated while its work runs rejects; its fence, issued when the work ends, leaves the next query on that connection alone', async () => {
   const { sql, armNextSession } = await poolWatchingReconnects();
   const db = drizzle(sql);
