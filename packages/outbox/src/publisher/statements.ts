@@ -192,6 +192,16 @@ export interface EntryRecord {
  * marked (the drain, and entries found ahead of Postgres). Clears the
  * partitions' recorded fault. Returns whether the lease held and the number
  * of rows updated.
+ *
+ * The arrays go in through scalar subqueries so that no plan sees their
+ * length: every plan, the first five custom ones of a connection as well as
+ * the generic one after them, then expects a few rows and probes a unique
+ * index per row. Given the length of a literal array (500-1,000) and the
+ * statistics of an outbox analyzed while its backlog was small (or empty, as
+ * in the bench), the custom plans hashed the batch against every
+ * unpublished row found through `outbox_event_unpublished_idx` — the whole
+ * backlog, 100-250 ms per batch of 500 at a 200,000-row backlog, against
+ * 10-20 ms for the probes (docs/notes/2026-11-30/i20-relay-profile.md).
  */
 export async function recordEntries(sql: Sql, stream: string, ownerId: string, fencingToken: string, record: EntryRecord): Promise<{ leaseHeld: boolean; updated: number }> {
   const [row] = await sql<{ lease_held: boolean; updated: number }[]>`
@@ -199,7 +209,7 @@ export async function recordEntries(sql: Sql, stream: string, ownerId: string, f
     marked AS (
       UPDATE events.outbox_event o
       SET published_at = COALESCE(o.published_at, now()), redis_entry_id = m.entry_id
-      FROM unnest(${textArray(record.ids)}::bigint[], ${textArray(record.eventIds)}::uuid[], ${textArray(record.entryIds)}::text[]) AS m(id, event_id, entry_id)
+      FROM unnest((SELECT ${textArray(record.ids)}::bigint[]), (SELECT ${textArray(record.eventIds)}::uuid[]), (SELECT ${textArray(record.entryIds)}::text[])) AS m(id, event_id, entry_id)
       WHERE o.id = m.id AND o.event_id = m.event_id
         AND o.published_at IS NULL
         AND EXISTS (SELECT 1 FROM lease)
