@@ -85,6 +85,20 @@ async function autoExplain(sql, analyze) {
 }
 const durationOf = (plan) => Number(/duration: ([\d.]+) ms/.exec(plan)?.[1] ?? NaN);
 
+/** CPU seconds (user + system) of a process, from /proc (clock ticks of 10 ms). */
+function procCpuSeconds(pid) {
+  try {
+    const fields = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+async function backendPids(sql, applicationName) {
+  const rows = await sql`SELECT pid FROM pg_stat_activity WHERE application_name = ${applicationName} AND datname = current_database()`;
+  return rows.map((r) => r.pid);
+}
+
 async function environment() {
   const redisServer = await startDedicatedRedis();
   const redisConnection = { url: redisServer.url, cluster: false };
@@ -211,6 +225,9 @@ FROM generate_series(1, 1000) AS g`;
     const wall = [];
     const server = [];
     let sample = '';
+    const [{ pid }] = await plain`SELECT pg_backend_pid() AS pid`;
+    const cpuBefore = procCpuSeconds(pid);
+    let plainStatements = 0;
     for (let i = 0; i < N; i++) {
       const explain = i === Math.floor(N / 2);
       plans = [];
@@ -219,12 +236,14 @@ FROM generate_series(1, 1000) AS g`;
       const t1 = performance.now();
       if (explain) sample = plans.join('\n');
       else {
+        plainStatements += 1;
         wall.push(t1 - t0);
         server.push(durationOf(plans.join('\n')));
       }
     }
     summary('batched INSERT 1,000 rows, wall', wall, 1000);
     summary('batched INSERT, executor', server, 1000);
+    console.log(`CPU per 1,000 rows: its Postgres backend ${(((procCpuSeconds(pid) - cpuBefore) * 1000) / plainStatements).toFixed(1)} ms`);
     console.log(sample);
     await plain.end();
     await analyzed.end();
@@ -277,12 +296,23 @@ async function overlap() {
     const deadline = Date.now() + 10_000;
     while (publisher.heldStreams().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const committedAt = await prefillOutbox(env.db.sql, [stream], ROWS);
+    const pidsBefore = await backendPids(env.db.sql, 'events-publisher');
+    const pgBefore = new Map(pidsBefore.map((pid) => [pid, procCpuSeconds(pid)]));
+    const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))[1]);
+    const redisBefore = procCpuSeconds(redisPid);
+    const nodeBefore = process.cpuUsage();
     const t0 = performance.now();
     for (;;) {
       const [row] = await env.db.sql`SELECT count(*)::int AS n FROM events.outbox_event WHERE published_at IS NULL`;
       if (row.n === 0) break;
       await new Promise((r) => setTimeout(r, 250));
     }
+    const nodeCpu = process.cpuUsage(nodeBefore);
+    const pidsAfter = await backendPids(env.db.sql, 'events-publisher');
+    const pgCpu = pidsAfter.reduce((sum, pid) => sum + procCpuSeconds(pid) - (pgBefore.get(pid) ?? 0), 0);
+    const redisCpu = procCpuSeconds(redisPid) - redisBefore;
+    const perK = (seconds) => ((seconds * 1000 * 1000) / ROWS).toFixed(1);
+    console.log(`CPU per 1,000 rows: publisher (node, this process) ${perK((nodeCpu.user + nodeCpu.system) / 1e6)} ms, its Postgres backends (${pidsAfter.length}) ${perK(pgCpu)} ms, redis-server ${perK(redisCpu)} ms`);
     const [span] = await env.db.sql.unsafe(`SELECT (extract(epoch FROM max(published_at) - $1::timestamptz) * 1000)::float8 AS ms FROM events.outbox_event`, [committedAt]);
     console.log(`publisher in-process, batch ${BATCH}: ${ROWS} rows, commit → last published_at ${span.ms.toFixed(0)} ms = ${Math.round((ROWS / span.ms) * 1000)} events/s (probe saw it after ${(performance.now() - t0).toFixed(0)} ms)`);
     const work = events.filter((e) => e.start >= t0 - 5000 && e.rows > 0);
@@ -330,7 +360,97 @@ async function overlap() {
   }
 }
 
-const run = { steps, overlap, insert }[mode];
+/**
+ * variants: what the parts would cost done otherwise, on the same prefilled outbox.
+ *  - the select as the publisher sends it vs the same rows without text rendering and byte window;
+ *  - a one-row fenced position write (what a per-stream high-water mark would write per batch);
+ *  - the Lua append at 1..2,000 entries (fixed cost and cost per entry, from SLOWLOG).
+ */
+async function variants() {
+  const { env, redisServer, redisConnection } = await environment();
+  const redis = createRedisClient(redisConnection, { maxRetriesPerRequest: 3 });
+  const stream = 'stream:bench:relay_variants_0';
+  const REPS = arg('reps', 40);
+  try {
+    await prefillOutbox(env.db.sql, [stream], ROWS);
+    let plans = [];
+    const sql = explainingClient(env.databaseUrl, (m) => plans.push(m));
+    await autoExplain(sql, false);
+    const timed = async (fn) => {
+      plans = [];
+      const t0 = performance.now();
+      const r = await fn();
+      return { wall: performance.now() - t0, server: durationOf(plans.join('\n')), r };
+    };
+    const report = (label, xs) =>
+      console.log(`${label.padEnd(58)} wall median ${fmt(median(xs.map((x) => x.wall)))} ms, executor median ${fmt(median(xs.map((x) => x.server)))} ms`);
+    const a = [];
+    const b = [];
+    const [mid] = await env.db.sql`SELECT (min(id) + ${ROWS / 2}::int)::text AS id FROM events.outbox_event`;
+    // The select as main d55f786 sent it: each payload rendered twice (output, and octet_length beside it).
+    const twice = [];
+    for (let i = 0; i < REPS; i++) {
+      twice.push(await timed(() => sql`
+        SELECT id::text, event_id::text, event_type, partition_key, payload, headers, created_at, is_object, row_bytes::text, candidates::text
+        FROM (
+          SELECT c.*, sum(c.row_bytes) OVER (ORDER BY c.id ROWS UNBOUNDED PRECEDING) AS running_bytes, count(*) OVER () AS candidates
+          FROM (
+            SELECT id, event_id, event_type, partition_key, payload::text AS payload, headers::text AS headers,
+                   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+                   jsonb_typeof(payload) = 'object' AS is_object,
+                   octet_length(payload::text) + octet_length(headers::text) AS row_bytes
+            FROM events.outbox_event WHERE stream_name = ${stream} AND published_at IS NULL AND id > ${mid.id}::bigint
+            ORDER BY id LIMIT ${BATCH} OFFSET 0
+          ) c
+        ) w
+        WHERE running_bytes - row_bytes < ${BYTES}
+        ORDER BY w.id`));
+      a.push(await timed(() => statements.selectUnpublishedBatch(sql, stream, mid.id, { rows: BATCH, bytes: BYTES })));
+      b.push(await timed(() => sql`
+        SELECT id, event_id, event_type, partition_key, payload, headers, created_at FROM events.outbox_event
+        WHERE stream_name = ${stream} AND published_at IS NULL AND id > ${mid.id}::bigint ORDER BY id LIMIT ${BATCH}`));
+    }
+    report(`select ${BATCH} rows as main d55f786 did (payload rendered twice)`, twice);
+    report(`select ${BATCH} rows as the publisher does (text, byte window)`, a);
+    report(`select ${BATCH} rows, jsonb as is, no window (parsed by postgres.js)`, b);
+    const ownerId = 'variants-owner';
+    const grant = await outbox.acquireLease(sql, { streamName: stream, role: 'publisher', ownerId, ttlMs: 600_000 });
+    const redisKey = streams.redisStreamKey(streams.partitionStreamName(stream, 0, 1), 'bench:variants:');
+    const hw = [];
+    for (let i = 0; i < REPS; i++) hw.push(await timed(() => statements.recordPosition(sql, stream, ownerId, grant.fencingToken, redisKey, `${1_700_000_000_000 + i}-0`)));
+    report('one-row fenced position write (recordPosition), incl. commit', hw);
+    // The Lua append at several sizes, on a scratch stream.
+    const rows = (await statements.selectUnpublishedBatch(sql, stream, '0', { rows: 2000, bytes: BYTES })).rows;
+    const writer = { fencingToken: grant.fencingToken, databaseId: await statements.databaseIdentity(sql) };
+    await redisScripts.stampFence(redis, redisKey, writer);
+    await redis.config('SET', 'slowlog-log-slower-than', '0');
+    let head = '0-0';
+    for (const size of [1, 100, 500, 1000, 2000]) {
+      const lua = [];
+      const wall = [];
+      for (let i = 0; i < 10; i++) {
+        await redis.slowlog('RESET');
+        const t0 = performance.now();
+        const result = await redisScripts.appendBatch(redis, redisKey, writer, head, rows.slice(0, size));
+        wall.push(performance.now() - t0);
+        head = result.entryIds[result.entryIds.length - 1];
+        const slow = await redis.slowlog('GET', 10);
+        lua.push(Number(slow.find((e) => String(e[3]?.[0]).toLowerCase().startsWith('eval'))[2]) / 1000);
+      }
+      console.log(`append.lua ${String(size).padStart(5)} entries: Lua median ${fmt(median(lua))} ms (${fmt((median(lua) * 1000) / size)} µs/entry), wall median ${fmt(median(wall))} ms (${fmt((median(wall) * 1000) / size)} µs/entry)`);
+      await redis.del(redisKey); // keep memory flat; the stamp goes with the meta key, so stamp again
+      await redisScripts.stampFence(redis, redisKey, writer);
+      head = '0-0';
+    }
+    await sql.end();
+  } finally {
+    redis.disconnect();
+    await env.destroy();
+    await redisServer.destroy();
+  }
+}
+
+const run = { steps, overlap, insert, variants }[mode];
 if (!run) {
   console.error('usage: relay-batch-profile.js steps|overlap|insert [--rows N] [--batch N]');
   process.exit(2);
