@@ -86,7 +86,10 @@ test('restart from an older RDB snapshot: exactly the rows published after it ar
   expect(await redis.xlen(plain)).toBe(200);
 
   await server.restartFromSnapshot(); // SHUTDOWN NOSAVE: the 200 published after SAVE are gone, the meta hashes survive
-  expect(await waitFor(async () => (await redis.xlen(plain)) || null, { description: 'Redis back' })).toBe(100);
+  // Redis back. Its length is not asserted here: the running publisher reconnects on its own and may have
+  // re-appended the lost rows before this client's reconnect backoff ends (seen: 200 on the first read). That the
+  // snapshot lacked exactly the rows published after it is asserted below, by what the publisher re-sent.
+  await waitFor(async () => (await redis.xlen(plain)) >= 100 || null, { description: 'Redis back' });
   // Newer rows arrive at once: they must not be appended before the lost ones.
   await fillOutbox(db, plain, 10);
   await fillOutbox(db, split, 10);
