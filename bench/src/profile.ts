@@ -4,6 +4,7 @@
  * added, which add about five minutes); `quick` checks the whole
  * harness end to end in about three minutes, with figures too small to quote.
  */
+import { PUBLISHER_DEFAULTS } from '@petcover/outbox';
 import type { BenchHandlerMode } from './handler-module';
 
 export interface BenchProfile {
@@ -39,11 +40,14 @@ export interface BenchProfile {
   /** Lease TTL of the publishers in the failover scenario: a SIGKILL is recovered after about this long. */
   failoverLeaseTtlSeconds: number;
   /**
-   * Settings of our apps in every scenario. `batchSize` is the publisher's
-   * and the consumer's; `handler` is the bench handler's form (one INSERT per
-   * run of events, or one per event; see handler-module.ts).
+   * Settings of our apps in every scenario. `batchSize` is the consumer's
+   * (entries per read and per transaction); `publisherBatchSize` the
+   * publisher's rows per select, its shipped default (1,000, as the batched
+   * INSERT limit's 1,000-row statements it is compared with); `handler` is
+   * the bench handler's form (one INSERT per run of events, or one per
+   * event; see handler-module.ts).
    */
-  petcover: { partitions: number; concurrency: number; batchSize: number; pollIntervalSeconds: number; leaseTtlSeconds: number; handler: BenchHandlerMode };
+  petcover: { partitions: number; concurrency: number; batchSize: number; publisherBatchSize: number; pollIntervalSeconds: number; leaseTtlSeconds: number; handler: BenchHandlerMode };
   peers: { concurrency: number; pgBossBatchSize: number };
 }
 
@@ -53,7 +57,7 @@ const shared = {
   latencyRatePerSec: 1000,
   unsaturatedLatencyRatePerSec: 200,
   failoverRatePerSec: 200,
-  petcover: { partitions: 4, concurrency: 4, batchSize: 500, pollIntervalSeconds: 1, leaseTtlSeconds: 30, handler: 'batch' as BenchHandlerMode },
+  petcover: { partitions: 4, concurrency: 4, batchSize: 500, publisherBatchSize: PUBLISHER_DEFAULTS.batchSize, pollIntervalSeconds: 1, leaseTtlSeconds: 30, handler: 'batch' as BenchHandlerMode },
   peers: { concurrency: 4, pgBossBatchSize: 250 },
 };
 

@@ -53,7 +53,7 @@ export async function runFailover(ctx: ScenarioContext): Promise<FailoverResult>
     name,
     redisPrefix,
     partitions,
-    batchSize: profile.petcover.batchSize,
+    batchSize: profile.petcover.publisherBatchSize,
     pollIntervalSeconds: profile.petcover.pollIntervalSeconds,
     leaseTtlSeconds: profile.failoverLeaseTtlSeconds,
   });

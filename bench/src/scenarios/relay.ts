@@ -31,7 +31,7 @@ export async function runRelay(ctx: ScenarioContext, streamCount: number): Promi
     name: `relay${streamCount}-publisher`,
     redisPrefix,
     partitions,
-    batchSize: profile.petcover.batchSize,
+    batchSize: profile.petcover.publisherBatchSize,
     pollIntervalSeconds: profile.petcover.pollIntervalSeconds,
     leaseTtlSeconds: profile.petcover.leaseTtlSeconds,
   });

@@ -14,7 +14,10 @@ import type { RunningSystem, SystemUnderTest } from './system';
 export interface PetcoverSettings {
   partitions: number;
   concurrency: number;
+  /** Entries per read and per transaction of the consumer. */
   batchSize: number;
+  /** Rows per select of the publisher. */
+  publisherBatchSize: number;
   pollIntervalSeconds: number;
   leaseTtlSeconds: number;
   handler: BenchHandlerMode;
@@ -48,7 +51,7 @@ export function petcoverSystem(env: BenchEnvironment, apps: AppsContext, scenari
         name: `${scenario}-publisher`,
         redisPrefix,
         partitions,
-        batchSize: settings.batchSize,
+        batchSize: settings.publisherBatchSize,
         pollIntervalSeconds: settings.pollIntervalSeconds,
         leaseTtlSeconds: settings.leaseTtlSeconds,
       });
