@@ -34,10 +34,26 @@ export interface DatabaseOptions {
   connectTimeoutSeconds?: number;
 }
 
+/** The longest pause before a pool connects again after failed connects (postgres.js's own cap is 20 s). */
+export const RECONNECT_CAP_SECONDS = 2;
+
+/**
+ * Seconds postgres.js waits before the next connect after `retries` failed
+ * ones in a row: its own curve (3^n / 100 s, times 0.5–1 for jitter), capped
+ * at RECONNECT_CAP_SECONDS. With its cap of 20 s, a pool waited 16–20 s for
+ * a connection after a 1.5 s outage while the server was already up
+ * (docs/notes/2026-11-30/pg-stranded.md); 2 s matches the Redis clients'
+ * reconnect cap. The count resets on the first successful connect.
+ */
+export function reconnectDelaySeconds(retries: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, RECONNECT_CAP_SECONDS);
+}
+
 export function connectDatabase(url: string, options: DatabaseOptions = {}): DatabaseHandle {
   const sql = postgres(url, {
     max: options.max ?? 10,
     connect_timeout: options.connectTimeoutSeconds ?? 5,
+    backoff: reconnectDelaySeconds,
     onnotice: () => undefined,
     connection: { application_name: options.applicationName ?? 'petcover' },
   });
