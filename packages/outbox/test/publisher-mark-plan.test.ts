@@ -7,12 +7,14 @@
  * reaches the outbox by unique-index probes. Before, the custom plans hashed
  * the batch against the whole backlog (a bitmap scan of
  * outbox_event_unpublished_idx) and a batch of 500 took 100-250 ms at a
- * 200,000-row backlog. The plans are read with auto_explain on the
- * statement as the publisher sends it.
+ * 200,000-row backlog. The requeue after a Redis data loss (requeueRows)
+ * had the same flaw on published rows: a sequential scan of the whole outbox
+ * per batch. The plans are read with auto_explain on the statements as the
+ * publisher sends them.
  */
 import postgres from 'postgres';
 import { acquireLease } from '../src/lease/lease';
-import { recordEntries } from '../src/publisher/statements';
+import { recordEntries, requeueRows } from '../src/publisher/statements';
 import { createTestDatabase, uniqueStreamName, type TestDatabase } from '../src/testing/index';
 
 let db: TestDatabase;
@@ -69,4 +71,39 @@ test('every plan of the mark probes the outbox per row, however large the backlo
   }
   const [left] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM events.outbox_event WHERE stream_name = ${stream} AND published_at IS NULL`;
   expect(left!.n).toBe(BACKLOG - 8 * BATCH);
+});
+
+test('every plan of the requeue (Redis lost entries) probes the outbox per row too', async () => {
+  const stream = uniqueStreamName('requeueplan');
+  await db.sql`ANALYZE events.outbox_event`;
+  // A large published stream, as after a drain: what a Redis restored from an older snapshot makes the publisher requeue.
+  await db.sql`
+    INSERT INTO events.outbox_event (event_id, stream_name, partition_key, event_type, payload, published_at, redis_entry_id)
+    SELECT gen_random_uuid(), ${stream}, 'k' || (g % 64), 'T', jsonb_build_object('seq', g), now(), '1700000000000-' || g
+    FROM generate_series(1, ${BACKLOG}::int) g ORDER BY g`;
+  const ownerId = 'requeue-plan-test';
+  const grant = await acquireLease(db.sql, { streamName: stream, role: 'publisher', ownerId, ttlMs: 60_000 });
+  const plans: string[] = [];
+  const sql = postgres(db.url, { max: 1, onnotice: (notice) => plans.push(String(notice.message)) });
+  try {
+    await sql`LOAD 'auto_explain'`;
+    await sql`SET auto_explain.log_min_duration = 0`;
+    await sql`SET auto_explain.log_level = 'notice'`;
+    await sql`SET auto_explain.log_analyze = on`;
+    const rows = await db.sql<{ id: string; event_id: string }[]>`
+      SELECT id::text, event_id::text FROM events.outbox_event WHERE stream_name = ${stream} ORDER BY id LIMIT ${BATCH * 8}`;
+    for (let batch = 0; batch < 8; batch++) {
+      const slice = rows.slice(batch * BATCH, (batch + 1) * BATCH);
+      plans.length = 0;
+      const result = await requeueRows(sql, stream, ownerId, grant!.fencingToken, { ids: slice.map((r) => r.id), eventIds: slice.map((r) => r.event_id) });
+      expect(result).toEqual({ leaseHeld: true, updated: BATCH });
+      const plan = plans.find((p) => p.includes('Update on outbox_event'));
+      expect(plan).toBeDefined();
+      const scans = plan!.split('\n').filter((line) => / on outbox_event o\b/.test(line) && !/Update on/.test(line));
+      expect(scans).toHaveLength(1);
+      expect(scans[0]).toMatch(/Index Scan using outbox_event_(pkey|event_id_key) on outbox_event o .* loops=500\)/);
+    }
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
 });

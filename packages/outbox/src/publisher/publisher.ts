@@ -84,8 +84,10 @@ export const PUBLISHER_DEFAULTS: PublisherConfig = {
    * stranded queries across a server restart. Past this, the step counts as
    * failed: the drain re-syncs from Redis and Postgres and goes on, on other
    * connections. Far above the statements' own time (10-40 ms) and ordinary
-   * lock waits; the statement may still run later, which every statement
-   * here tolerates (marks are fenced and idempotent, selects are dropped).
+   * lock waits; the statement may still run later, which the statements
+   * here tolerate (marks are fenced and idempotent, selects are dropped),
+   * but for one compound case: a late mark landing between a requeue after
+   * Redis data loss and the re-append's mark (docs/notes/2026-11-30/stop-25.md).
    */
   postgresAnswerMs: 15_000,
 };

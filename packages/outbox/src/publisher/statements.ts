@@ -91,8 +91,9 @@ export async function selectRecordedAfter(sql: Sql, stream: string, after: { ms:
  * as text once (the OFFSET 0 keeps the planner from inlining the subquery
  * and rendering payloads twice; the sizes are taken from that text one level
  * up, where `octet_length(payload::text)` beside `payload::text` rendered each
- * payload a second time: 1-2 ms more executor time per 500 rows); a running sum of their sizes keeps the
- * prefix that fits in `bounds.bytes` (the first row always). `candidates`
+ * payload a second time: 1-2 ms more executor time per 500 rows); a running
+ * sum of their sizes keeps the prefix that fits in `bounds.bytes` (the first
+ * row always). `candidates`
  * (count over the whole window) tells a byte cut from the end of the rows.
  * Rendering a candidate costs server CPU whether it is returned or not, so
  * callers shrink `bounds.rows` to what fits (DrainBatchSizer).
@@ -237,7 +238,9 @@ export async function recordEntries(sql: Sql, stream: string, ownerId: string, f
  * in outbox-id order, before any newer row. Rows are matched by outbox id AND
  * event id, and nothing changes unless `ownerId` holds the stream's lease with
  * `fencingToken` (database clock), as in recordEntries. Returns whether the
- * lease held and the number of rows queued again.
+ * lease held and the number of rows queued again. The arrays go in through
+ * scalar subqueries for the reason recordEntries gives: with their length in
+ * view and stale statistics, the plans scanned the whole outbox per batch.
  */
 export async function requeueRows(
   sql: Sql,
@@ -250,7 +253,7 @@ export async function requeueRows(
     WITH lease AS (${heldLease(sql, stream, ownerId, fencingToken)}),
     requeued AS (
       UPDATE events.outbox_event o SET published_at = NULL, redis_entry_id = NULL
-      FROM unnest(${textArray(rows.ids)}::bigint[], ${textArray(rows.eventIds)}::uuid[]) AS m(id, event_id)
+      FROM unnest((SELECT ${textArray(rows.ids)}::bigint[]), (SELECT ${textArray(rows.eventIds)}::uuid[])) AS m(id, event_id)
       WHERE o.id = m.id AND o.event_id = m.event_id AND o.stream_name = ${stream}
         AND o.published_at IS NOT NULL
         AND EXISTS (SELECT 1 FROM lease)
